@@ -1,0 +1,1 @@
+//! The convention table: which attribute values mean which step.

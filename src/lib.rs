@@ -1,0 +1,40 @@
+//! faultline: failure analysis of LLM-agent systems from OpenTelemetry traces.
+//!
+//! # Layout
+//!
+//! The modules follow the pipeline, in the order data flows through it:
+//!
+//! - [`ingest`]: OTLP over gRPC and HTTP (traces and logs) into compact [`model`] records.
+//!   The only module that knows OTLP wire types.
+//! - [`pipeline`]: shards records by trace id onto worker threads and runs the core
+//!   stages on each shard.
+//! - [`assemble`]: per-trace buffers; releases a [`model::Trajectory`] when a trace is
+//!   complete, too old, too large, or when memory runs short.
+//! - [`classify`]: the step of every span (planner, retriever, tool, ...).
+//! - [`detect`]: failure signals, each a [`model::Finding`] with a reason.
+//! - [`attribute`]: the outcome of the run and the step to blame.
+//! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
+//! - [`store`]: what the API reads (recent analyses in memory).
+//! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
+//!   the JSON shapes.
+//! - [`metrics`]: self-metrics, all names in one place.
+//! - [`config`]: the config file, environment and flags, validated into settings.
+//! - [`server`]: starts and stops everything in order.
+//! - [`cli`]: the command line.
+//!
+//! [`model`] is the shared vocabulary; it depends on nothing else in the crate.
+
+pub mod analyze;
+pub mod api;
+pub mod assemble;
+pub mod attribute;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod server;
+pub mod store;
