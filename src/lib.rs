@@ -38,3 +38,5 @@ pub mod model;
 pub mod pipeline;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_support;
