@@ -29,7 +29,16 @@ use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
 /// Where analyses go. Called on shard threads: implementations must be quick and must
 /// not block on IO (hand off to their own thread if they write).
 pub trait Sink: Send + Sync + 'static {
+    /// Every release of a trajectory: the first, and each revision after late data. A
+    /// revision replaces the earlier analysis of the same trace.
     fn publish(&self, analysis: Arc<Analysis>);
+
+    /// Once per trace, when its grace period for late data has ended: the final
+    /// analysis. Counts (metrics, aggregates) are taken here, so that a trajectory is
+    /// counted exactly once even when late data revised it.
+    fn finalize(&self, analysis: Arc<Analysis>) {
+        let _ = analysis;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +56,9 @@ pub struct PipelineConfig {
     /// between the shards.
     pub assemble: AssembleConfig,
     pub analyze: Arc<AnalyzeConfig>,
+    /// Released trajectories waiting for their grace period to end before they are
+    /// finalized, per shard; above it the oldest is finalized early.
+    pub max_pending_final: usize,
 }
 
 /// The pipeline refused a batch: its queues are full. Retryable.
@@ -117,6 +129,10 @@ impl Pipeline {
                 queued: queued.clone(),
                 tick: config.tick,
                 last_stats: AssembleStats::default(),
+                pending: PendingFinal::new(
+                    config.assemble.late_grace,
+                    (config.max_pending_final / n).max(1),
+                ),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("faultline-shard-{i}"))
@@ -275,6 +291,58 @@ struct Shard {
     queued: Arc<AtomicUsize>,
     tick: Duration,
     last_stats: AssembleStats,
+    pending: PendingFinal,
+}
+
+/// Released analyses waiting for the end of their grace period. A trace's deadline is
+/// its first release plus `late_grace`; revisions replace the analysis, not the deadline.
+struct PendingFinal {
+    grace: Duration,
+    max: usize,
+    by_trace: std::collections::HashMap<TraceId, Arc<Analysis>>,
+    /// (deadline, trace) in first-release order, so deadlines are sorted.
+    order: std::collections::VecDeque<(Instant, TraceId)>,
+}
+
+impl PendingFinal {
+    fn new(grace: Duration, max: usize) -> PendingFinal {
+        PendingFinal {
+            grace,
+            max,
+            by_trace: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records a release; returns analyses to finalize now (over the bound).
+    fn released(&mut self, analysis: Arc<Analysis>, now: Instant, due: &mut Vec<Arc<Analysis>>) {
+        let id = analysis.trajectory.trace_id;
+        if self.by_trace.insert(id, analysis).is_none() {
+            self.order.push_back((now + self.grace, id));
+        }
+        while self.by_trace.len() > self.max {
+            match self.order.pop_front() {
+                Some((_, id)) => due.extend(self.by_trace.remove(&id)),
+                None => break,
+            }
+        }
+    }
+
+    fn due(&mut self, now: Instant, due: &mut Vec<Arc<Analysis>>) {
+        while let Some(&(deadline, id)) = self.order.front() {
+            if deadline > now {
+                break;
+            }
+            self.order.pop_front();
+            due.extend(self.by_trace.remove(&id));
+        }
+    }
+
+    fn drain(&mut self, due: &mut Vec<Arc<Analysis>>) {
+        for (_, id) in self.order.drain(..) {
+            due.extend(self.by_trace.remove(&id));
+        }
+    }
 }
 
 impl Shard {
@@ -316,20 +384,36 @@ impl Shard {
             self.queued.fetch_sub(weight, Ordering::AcqRel);
             self.release(&mut out);
             if stop {
+                let mut due = Vec::new();
+                self.pending.drain(&mut due);
+                self.finalize(due);
                 return;
             }
         }
     }
 
     fn release(&mut self, out: &mut Vec<Trajectory>) {
+        let now = Instant::now();
+        let mut due = Vec::new();
         for trajectory in out.drain(..) {
             let analysis = Arc::new(analyze(Arc::new(trajectory), &self.analyze));
             self.metrics.trajectories_analysed.inc();
             for sink in self.sinks.iter() {
                 sink.publish(analysis.clone());
             }
+            self.pending.released(analysis, now, &mut due);
         }
+        self.pending.due(now, &mut due);
+        self.finalize(due);
         self.publish_stats();
+    }
+
+    fn finalize(&self, due: Vec<Arc<Analysis>>) {
+        for analysis in due {
+            for sink in self.sinks.iter() {
+                sink.finalize(analysis.clone());
+            }
+        }
     }
 
     fn publish_stats(&mut self) {

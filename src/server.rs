@@ -119,6 +119,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
                 max_spans_per_trace: settings.max_spans_per_trace,
             },
             analyze: Arc::new(settings.analyze.clone()),
+            max_pending_final: settings.max_buffered_spans / 4,
         },
         sinks,
         metrics.clone(),
