@@ -132,11 +132,18 @@ def tool_call_reply():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--endpoint", default="http://127.0.0.1:4318")
+    p.add_argument("--fixtures", metavar="DIR", help="write OTLP/JSON golden inputs instead")
     p.add_argument("--console", action="store_true", help="print spans instead of exporting")
     args = p.parse_args()
 
     provider = TracerProvider(resource=Resource.create({"service.name": "langgraph-agent"}))
-    if args.console:
+    memory = None
+    if args.fixtures:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    elif args.console:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -176,6 +183,7 @@ def main():
             ).invoke({"messages": [HumanMessage("Plan my trip")]}),
         ),
     ]
+    names = {}
     for name, expected, run in scenarios:
         # A wrapping span gives the test the trace id; the graph's spans sit under it.
         with tracer.start_as_current_span(
@@ -187,8 +195,13 @@ def main():
             except Exception as e:  # the planted failure
                 root.record_exception(e)
                 root.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
+        names[int(trace_id, 16)] = f"langgraph_{name}"
         print(json.dumps({"scenario": name, "trace_id": trace_id, "expected_step": expected}))
     provider.force_flush()
+    if memory is not None:
+        from otlp_fixture import write_fixtures
+
+        write_fixtures(memory.get_finished_spans(), names, args.fixtures)
     provider.shutdown()
 
 

@@ -53,11 +53,18 @@ def rate_limited(messages, info: AgentInfo):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--endpoint", default="http://127.0.0.1:4318")
+    p.add_argument("--fixtures", metavar="DIR", help="write OTLP/JSON golden inputs instead")
     p.add_argument("--console", action="store_true")
     args = p.parse_args()
 
     provider = TracerProvider(resource=Resource.create({"service.name": "pydantic-ai-agent"}))
-    if args.console:
+    memory = None
+    if args.fixtures:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    elif args.console:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -87,6 +94,7 @@ def main():
         ("empty_retrieval", "retriever", lambda: rag.run_sync("What is the refund policy?")),
         ("rate_limit", "generator", lambda: limited.run_sync("Plan my trip")),
     ]
+    names = {}
     for name, expected, run in scenarios:
         with tracer.start_as_current_span("request", kind=trace.SpanKind.SERVER) as root:
             trace_id = format(root.get_span_context().trace_id, "032x")
@@ -108,8 +116,13 @@ def main():
             except Exception as e:
                 root.record_exception(e)
                 root.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
+        names[int(trace_id, 16)] = f"pydantic_ai_{name}"
         print(json.dumps({"scenario": name, "trace_id": trace_id, "expected_step": expected}))
     provider.force_flush()
+    if memory is not None:
+        from otlp_fixture import write_fixtures
+
+        write_fixtures(memory.get_finished_spans(), names, args.fixtures)
     provider.shutdown()
 
 
