@@ -78,6 +78,7 @@ mod buffer;
 mod tests;
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -87,17 +88,19 @@ use buffer::{Added, Buffer};
 
 #[derive(Debug, Clone)]
 pub struct AssembleConfig {
-    /// A trace whose root span has arrived completes after this long without new spans.
+    /// A trace whose root span has arrived completes after this long without new records;
+    /// a released trace's revision is released after this long without late records.
     pub idle_timeout: Duration,
     /// A trace completes (flagged incomplete if it has no root) this long after its first span.
     pub max_trace_age: Duration,
     /// How long a released trajectory still takes late spans, logs and linked spans.
     pub late_grace: Duration,
-    /// Spans buffered by this assembler (open traces plus those in their grace period);
-    /// above it the oldest open trace is released flagged incomplete (`memory`).
+    /// Records (spans, log events, linked spans) buffered by this assembler, in open
+    /// traces and in grace entries. Above it the oldest grace entries are forgotten, then
+    /// the oldest open traces are released flagged incomplete (`memory`).
     pub max_buffered_spans: usize,
-    /// A trace that reaches this many spans is released flagged incomplete
-    /// (`trace_too_large`); its further spans are counted as late and dropped.
+    /// A trace that reaches this many records is released flagged incomplete
+    /// (`trace_too_large`); its further records are counted as late and dropped.
     pub max_spans_per_trace: usize,
 }
 
@@ -110,12 +113,17 @@ pub struct AssembleStats {
     /// Spans (and logs, linked spans) that arrived after the grace period, or for a trace
     /// released as too large: counted, not merged.
     pub late_dropped: u64,
-    /// Spans merged into an already released trajectory within the grace period.
+    /// Spans (and logs, linked spans) merged into an already released trajectory within
+    /// the grace period.
     pub late_merged: u64,
+    /// Open traces released early to stay under `max_buffered_spans`.
     pub evicted_memory: u64,
+    /// Traces released at `max_trace_age` without their root span.
     pub evicted_max_age: u64,
+    /// Traces (or revisions) released at `max_spans_per_trace`.
     pub evicted_too_large: u64,
-    /// Exact duplicates of a span already held (retrying clients), dropped.
+    /// Exact duplicates of a span (or log, linked span) already held (retrying
+    /// clients), dropped.
     pub duplicates: u64,
     /// Copies of a span id with different content, beyond the one kept as evidence of
     /// the conflict: dropped, since they cannot change the trajectory.
@@ -242,7 +250,7 @@ impl Assembler {
     }
 
     /// Adds spans of traces this assembler owns. Trajectories released right away (a
-    /// trace hitting a bound) are pushed to `out`.
+    /// trace hitting a bound) are pushed to `out`. Timers only fire in [`Self::tick`].
     pub fn push_spans(&mut self, spans: Vec<SpanRecord>, now: Instant, out: &mut Vec<Trajectory>) {
         let now = self.advance(now);
         for span in spans {
@@ -382,29 +390,27 @@ impl Assembler {
 
     /// Adds one record of `trace`, then enforces the bounds.
     fn add(&mut self, trace: TraceId, record: Record, now: Instant, out: &mut Vec<Trajectory>) {
-        if !self.traces.contains_key(&trace) {
-            let epoch = self.new_epoch();
-            self.traces.insert(
-                trace,
-                TraceState {
+        let cap = self.max_spans_per_trace();
+        let state = match self.traces.entry(trace) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                self.next_epoch += 1;
+                let epoch = self.next_epoch;
+                self.open_queue.push_back(QueueEntry {
+                    at: now,
+                    trace,
+                    epoch,
+                });
+                self.open_count += 1;
+                v.insert(TraceState {
                     epoch,
                     phase: Phase::Open(OpenTrace {
                         buf: Buffer::default(),
                         last_seen: now,
                         idle_queued: false,
                     }),
-                },
-            );
-            self.open_queue.push_back(QueueEntry {
-                at: now,
-                trace,
-                epoch,
-            });
-            self.open_count += 1;
-        }
-        let cap = self.max_spans_per_trace();
-        let Some(state) = self.traces.get_mut(&trace) else {
-            return;
+                })
+            }
         };
         let epoch = state.epoch;
         let mut queue_idle = false;

@@ -83,7 +83,8 @@ pub struct Trajectory {
     pub linked: Vec<SpanRecord>,
     pub complete: bool,
     pub incomplete_reason: Option<IncompleteReason>,
-    /// Spans that arrived after the trajectory was first released.
+    /// Records (spans, log events, linked spans) merged after the trajectory was first
+    /// released, over all revisions so far.
     pub late_spans: u32,
     /// 0 for the first release, +1 for each re-analysis after late data.
     pub revision: u32,
