@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{Anomaly, IncompleteReason, SpanId, Trajectory, Value};
+use crate::model::{Anomaly, IncompleteReason, LogEvent, SpanId, Trajectory, Value};
 use crate::test_support::{log_event, span, span_id, trace_id};
 
 const IDLE: Duration = Duration::from_secs(10);
@@ -926,16 +926,26 @@ fn deeply_nested_values_compare_without_recursion() {
 // Property: arrival order and batching do not matter
 // ---------------------------------------------------------------------------------
 
+/// One record as it arrives in the property tests.
+#[derive(Debug, Clone)]
+enum Item {
+    Span(SpanRecord),
+    Log(LogEvent),
+    Linked(SpanRecord),
+}
+
 /// A trace of `parents.len()` spans. Span i+1 has the parent picked by `parents[i]`:
 /// 0 = a parent that never arrives, k = span k (so cycles and self-parents occur).
-/// With `root`, span 1 is a root. `extras` re-send copies: exact or conflicting.
-fn scenario_spans(
+/// With `root`, span 1 is a root. `extras` re-send copies of spans: exact or
+/// conflicting. `logs` adds log events and linked spans, some of them sent twice.
+fn scenario_items(
     parents: &[prop::sample::Index],
     extras: &[(prop::sample::Index, bool)],
+    logs: &[(prop::sample::Index, u8)],
     root: bool,
-) -> Vec<SpanRecord> {
+) -> Vec<Item> {
     let n = parents.len();
-    let mut spans: Vec<SpanRecord> = (0..n)
+    let spans: Vec<SpanRecord> = (0..n)
         .map(|i| {
             let id = i as u64 + 1;
             let p = parents[i].index(n + 1) as u64;
@@ -949,7 +959,7 @@ fn scenario_spans(
             span(1, id, parent).attr("i", id as i64).build()
         })
         .collect();
-    let mut copies = Vec::new();
+    let mut items: Vec<Item> = spans.iter().cloned().map(Item::Span).collect();
     for (k, (idx, conflict)) in extras.iter().enumerate() {
         let mut s = spans[idx.index(n)].clone();
         if *conflict {
@@ -958,20 +968,52 @@ fn scenario_spans(
                 s.start_unix_nano = s.start_unix_nano.saturating_sub(500_000);
             }
         }
-        copies.push(s);
+        items.push(Item::Span(s));
     }
-    spans.extend(copies);
-    spans
+    for (idx, what) in logs {
+        let on = idx.index(n) as u64 + 1;
+        let item = match what % 4 {
+            0 | 1 => Item::Log(log_event(
+                1,
+                on,
+                "gen_ai.evaluation.result",
+                &[("score", Value::Int(i64::from(*what)))],
+            )),
+            _ => Item::Linked(span(9, 500 + u64::from(*what % 8), 0).link(1, on).build()),
+        };
+        if what % 3 == 0 {
+            items.push(item.clone());
+        }
+        items.push(item);
+    }
+    items
 }
 
-fn scenario() -> impl Strategy<Value = (Vec<SpanRecord>, Vec<SpanRecord>, Vec<bool>, usize)> {
+fn expected_trajectory(items: &[Item]) -> Trajectory {
+    let mut spans = Vec::new();
+    let mut logs = Vec::new();
+    let mut linked = Vec::new();
+    for item in items {
+        match item {
+            Item::Span(s) => spans.push(s.clone()),
+            Item::Log(l) => logs.push(l.clone()),
+            Item::Linked(s) => linked.push(s.clone()),
+        }
+    }
+    Trajectory::build(trace_id(1), spans, logs, linked)
+}
+
+type Scenario = (Vec<Item>, Vec<Item>, Vec<bool>, usize);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     (
         prop::collection::vec(any::<prop::sample::Index>(), 1..30),
         prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
         any::<bool>(),
     )
-        .prop_flat_map(|(parents, extras, root)| {
-            let all = scenario_spans(&parents, &extras, root);
+        .prop_flat_map(|(parents, extras, logs, root)| {
+            let all = scenario_items(&parents, &extras, &logs, root);
             let len = all.len();
             (
                 Just(all.clone()),
@@ -982,26 +1024,35 @@ fn scenario() -> impl Strategy<Value = (Vec<SpanRecord>, Vec<SpanRecord>, Vec<bo
         })
 }
 
-/// Pushes `arrivals` cut into batches where `splits` says, one second apart.
+/// Pushes `arrivals` cut into batches where `splits` says, one second apart (a batch
+/// holds one kind of record, as a request does). Returns the time of the last push.
 fn push_batches(
     a: &mut Assembler,
-    arrivals: &[SpanRecord],
+    arrivals: &[Item],
     splits: &[bool],
     c: &Clock,
     start: u64,
     out: &mut Vec<Trajectory>,
 ) -> u64 {
     let mut secs = start;
-    let mut batch = Vec::new();
-    for (s, split) in arrivals.iter().zip(splits) {
-        batch.push(s.clone());
-        if *split {
-            a.push_spans(std::mem::take(&mut batch), c.at(secs), out);
-            a.tick(c.at(secs), out);
+    let mut spans = Vec::new();
+    let mut logs = Vec::new();
+    let mut linked = Vec::new();
+    for (k, item) in arrivals.iter().enumerate() {
+        match item {
+            Item::Span(s) => spans.push(s.clone()),
+            Item::Log(l) => logs.push(l.clone()),
+            Item::Linked(s) => linked.push(s.clone()),
+        }
+        if splits[k] || k + 1 == arrivals.len() {
+            let now = c.at(secs);
+            a.push_logs(std::mem::take(&mut logs), now, out);
+            a.push_spans(std::mem::take(&mut spans), now, out);
+            a.push_linked(trace_id(1), std::mem::take(&mut linked), now, out);
+            a.tick(now, out);
             secs += 1;
         }
     }
-    a.push_spans(batch, c.at(secs), out);
     secs
 }
 
@@ -1022,7 +1073,7 @@ proptest! {
         prop_assert!(out.is_empty());
         a.tick(c.at(last + 3600), &mut out);
         prop_assert_eq!(out.len(), 1);
-        let mut expected = Trajectory::build(trace_id(1), all, Vec::new(), Vec::new());
+        let mut expected = expected_trajectory(&all);
         if expected.root.is_none() {
             expected.complete = false;
             expected.incomplete_reason = Some(IncompleteReason::MaxAge);
@@ -1043,18 +1094,26 @@ proptest! {
         let mut out = Vec::new();
         let last = push_batches(&mut a, &arrivals[..cut], &splits[..cut], &c, 0, &mut out);
         a.tick(c.at(last + 60), &mut out);
-        let released = out.len();
+        let first = out.len();
         push_batches(&mut a, &arrivals[cut..], &splits[cut..], &c, last + 61, &mut out);
         a.tick(c.at(last + 1000), &mut out);
         a.drain(&mut out);
-        let expected = Trajectory::build(trace_id(1), all, Vec::new(), Vec::new());
-        let fin = out.last().expect("released");
+        let expected = expected_trajectory(&all);
+        // A first part of logs and linked spans only is dropped at max age, not
+        // released; the spans that follow make a trace of their own.
+        let has_spans = arrivals[..cut].iter().any(|i| matches!(i, Item::Span(_)));
+        let dropped_first = cut > 0 && !has_spans;
+        prop_assert!(first <= usize::from(has_spans));
+        let fin = out.last().expect("every scenario has spans");
         prop_assert_eq!(&fin.spans, &expected.spans);
         prop_assert_eq!(&fin.parent, &expected.parent);
         prop_assert_eq!(fin.root, expected.root);
         prop_assert_eq!(&fin.anomalies, &expected.anomalies);
+        if !dropped_first {
+            prop_assert_eq!(&fin.logs, &expected.logs);
+            prop_assert_eq!(&fin.linked, &expected.linked);
+        }
         prop_assert_eq!(fin.revision as usize, out.len() - 1);
-        prop_assert!(released <= 1);
         prop_assert_eq!(a.stats().buffered_spans, 0);
     }
 }
