@@ -38,14 +38,17 @@
 //!    A revision that reaches `max_spans_per_trace` is released flagged `TooManySpans`
 //!    and the trace is closed.
 //! 4. **Closed.** After the grace, or right away for a trace released `TooManySpans`,
-//!    `MemoryPressure` or `Shutdown`, only the trace id is kept
-//!    (a tombstone), and any record of the trace is counted in `late_dropped`.
-//!    A tombstone is forgotten once the trace has been silent (no record dropped for
-//!    it) for at least `max(max_trace_age, late_grace)` (checked once per such
-//!    period), or oldest first beyond
-//!    `max(max_buffered_spans, 1024)` tombstones. Data of a trace arriving after that
-//!    is taken as a new trace: this is the one case where a revision number can be
+//!    `MemoryPressure` or `Shutdown`, only the trace id is kept (a tombstone), and any
+//!    record of the trace is counted in `late_dropped`. A tombstone is forgotten once
+//!    the trace has been silent (no record dropped for it) for at least
+//!    `max(max_trace_age, late_grace)` (checked once per such period), or oldest first
+//!    beyond `max(max_buffered_spans, 1024)` tombstones. Data of a trace arriving after
+//!    that is taken as a new trace: this is the one case where a revision number can be
 //!    released again, and consumers key trajectories by trace id.
+//!
+//! Time-based transitions happen in [`Assembler::tick`]; bounds are enforced as each
+//! record is added. A revision's flags are recomputed from its records: a trace first
+//! released `MaxAge` without a root becomes complete when the root arrives late.
 //!
 //! # Memory policy
 //!
