@@ -16,9 +16,11 @@
 //! `faultline analyze`), `json` (the OTLP/JSON reader behind [`decode::parse_traces_json`]),
 //! [`grpc`] and [`http`] (the two servers), and here the types both servers share.
 //!
-//! Status mapping, in one place ([`Refusal`]): undecodable → HTTP 400 / INVALID_ARGUMENT
-//! (with `BadRequest`); over the size limit → 413 / RESOURCE_EXHAUSTED (no RetryInfo:
-//! not retryable); pipeline full → 503 + `Retry-After` / UNAVAILABLE + `RetryInfo`.
+//! Status mapping (`accept::Refusal`, mapped by one function per transport):
+//! undecodable → HTTP 400 / INVALID_ARGUMENT; over the size limit → 413 /
+//! RESOURCE_EXHAUSTED (no RetryInfo: not retryable); pipeline full → 503 +
+//! `Retry-After` / UNAVAILABLE + `RetryInfo`. Invalid single spans → 200 with
+//! `partial_success`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use crate::model::{Interner, LogEvent, SpanRecord};
 
+mod accept;
 pub mod decode;
 pub mod grpc;
 pub mod http;
@@ -38,6 +41,8 @@ pub use decode::{
     decode_logs, decode_traces, parse_logs_json, parse_logs_proto, parse_traces_json,
     parse_traces_proto, DecodeError, Decoded,
 };
+pub use grpc::serve_grpc;
+pub use http::http_router;
 
 /// Where ingest hands decoded records (implemented by the pipeline; tests use a mock).
 pub trait Handoff: Send + Sync + 'static {
