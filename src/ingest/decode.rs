@@ -354,7 +354,7 @@ impl Ctx<'_> {
     ) -> Result<LogEvent, (RejectReason, ItemError)> {
         // Logs outside a span carry no ids; some SDKs send all-zero ids instead. Both
         // mean "none". A non-empty id of the wrong length is malformed.
-        let trace_id = optional_id(&record.trace_id, TraceId::from_bytes).map_err(|error| {
+        let trace_id = optional_id(&record.trace_id, 16, TraceId::from_bytes).map_err(|error| {
             (
                 RejectReason::InvalidTraceId,
                 ItemError {
@@ -363,7 +363,7 @@ impl Ctx<'_> {
                 },
             )
         })?;
-        let span_id = optional_id(&record.span_id, SpanId::from_bytes).map_err(|error| {
+        let span_id = optional_id(&record.span_id, 8, SpanId::from_bytes).map_err(|error| {
             (
                 RejectReason::InvalidSpanId,
                 ItemError {
@@ -495,11 +495,13 @@ impl Ctx<'_> {
     }
 }
 
+/// An id that may be absent: empty, or all zero at the right length, is `None`.
 fn optional_id<T>(
     bytes: &[u8],
+    expected_len: usize,
     parse: fn(&[u8]) -> Result<T, IdError>,
 ) -> Result<Option<T>, IdError> {
-    if bytes.is_empty() || bytes.iter().all(|b| *b == 0) {
+    if bytes.is_empty() || (bytes.len() == expected_len && bytes.iter().all(|b| *b == 0)) {
         return Ok(None);
     }
     parse(bytes).map(Some)

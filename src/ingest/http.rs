@@ -159,8 +159,9 @@ async fn handle<H: Handoff, O: IngestObserver>(
         .await
         .map_err(|_| Refusal::Timeout)??;
     // A rough item count decides whether to decode on the blocking pool: a byte count
-    // stands in for it here, at about 200 bytes per span.
-    let items = raw.len() / 200;
+    // stands in for it here, at about 200 bytes per span. A gzip body always goes there,
+    // since a few compressed bytes can inflate to the whole limit.
+    let items = if gzip { usize::MAX } else { raw.len() / 200 };
     let interner = Arc::clone(&ingest.interner);
     match signal {
         Signal::Traces => {

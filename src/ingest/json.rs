@@ -10,9 +10,9 @@
 //!
 //! What this module does, each choice tested in `tests.rs`:
 //! - ids: hex in either case. A string that is not hex (base64, odd length) becomes an
-//!   all-zero id of half its length (at least 1, at most 64 bytes), which is never a
-//!   valid id, so the span is rejected by `decode_traces` and counted, never the batch.
-//!   An empty or missing id stays empty (a missing parent is a root).
+//!   all-zero marker of about half its length that is never 8 or 16 bytes, so the span
+//!   (or log record) is rejected by `decode_*` as an id of the wrong length and counted,
+//!   never the batch. An empty or missing id stays empty (a missing parent is a root).
 //! - 64-bit integers: a JSON number or a decimal string; anything else fails the request.
 //! - enums (`kind`, `status.code`, `severityNumber`): an integer, or the proto enum name
 //!   (`"SPAN_KIND_SERVER"`) as a courtesy; an unknown name fails the request.
@@ -318,16 +318,23 @@ fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
             f.write_str("a hex-encoded id")
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
-            Ok(
-                hex::decode(s)
-                    .unwrap_or_else(|_| vec![0; (s.len() / 2).clamp(1, MAX_MARKER_BYTES)]),
-            )
+            Ok(hex::decode(s).unwrap_or_else(|_| invalid_id_marker(s.len())))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Vec<u8>, E> {
             Ok(Vec::new())
         }
     }
     d.deserialize_any(IdVisitor)
+}
+
+/// All zero and never 8 or 16 bytes long, so that no id validation accepts it and no
+/// "all-zero means absent" rule (log records) mistakes it for a missing id.
+fn invalid_id_marker(text_len: usize) -> Vec<u8> {
+    let len = match (text_len / 2).clamp(1, MAX_MARKER_BYTES) {
+        n @ (8 | 16) => n + 1,
+        n => n,
+    };
+    vec![0; len]
 }
 
 /// A u64 as a JSON number or a decimal string; `null` is 0.

@@ -660,7 +660,10 @@ fn logs_json_decodes_with_the_same_rules() {
               {{"timeUnixNano":"10","severityNumber":"SEVERITY_NUMBER_INFO","traceId":"{TRACE_HEX}",
                 "spanId":"10000000000000AA","eventName":"gen_ai.evaluation.result",
                 "attributes":[{{"key":"gen_ai.evaluation.name","value":{{"stringValue":"faithfulness"}}}}]}},
-              {{"timeUnixNano":11,"severityNumber":17,"body":{{"stringValue":"plain log"}}}}
+              {{"timeUnixNano":11,"severityNumber":17,"body":{{"stringValue":"plain log"}}}},
+              {{"traceId":"qwECAwQFBgcICQoLDA0ODw==","spanId":"10000000000000AA"}},
+              {{"traceId":"zz0102030405060708090a0b0c0d0e0f"}},
+              {{"traceId":"{TRACE_HEX}","spanId":"not-hex-at-all!!"}}
             ]}}]}}]}}"#
     );
     let req = parse_logs_json(body.as_bytes()).unwrap();
@@ -683,6 +686,14 @@ fn logs_json_decodes_with_the_same_rules() {
     assert_eq!(
         decoded.items[1].resource.service_name.as_deref(),
         Some("svc")
+    );
+    // Ids that are not hex are malformed, not absent.
+    assert_eq!(
+        decoded.rejected_by,
+        vec![
+            (RejectReason::InvalidTraceId, 2),
+            (RejectReason::InvalidSpanId, 1)
+        ]
     );
 }
 
