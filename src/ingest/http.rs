@@ -3,7 +3,8 @@
 //! - `Content-Type`: `application/x-protobuf` or `application/json` (parameters such as
 //!   `; charset=utf-8` ignored); anything else is 415. The response has the request's
 //!   content type; error bodies are a `google.rpc.Status` in the request's encoding
-//!   (protobuf when the request's content type is not one we read).
+//!   (protobuf when the request's content type is not one we read). Protobuf ones carry
+//!   `BadRequest` (400, 415) or `RetryInfo` (503) details; JSON ones code and message.
 //! - `Content-Encoding`: none, `identity` or `gzip`; anything else is 400.
 //! - Size: the body is read frame by frame and refused (413) as soon as it passes the
 //!   limit, whatever `Content-Length` says or whether it is chunked; the gzip stream is
@@ -31,6 +32,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::accept::{decode_off_thread, Accepted, Refusal};
 use crate::ingest::decode::{
@@ -116,8 +119,9 @@ async fn not_found() -> Response {
     status_response(
         StatusCode::NOT_FOUND,
         Encoding::Protobuf,
-        5, // NOT_FOUND
+        Code::NotFound,
         "unknown path: use /v1/traces or /v1/logs",
+        ErrorDetails::new(),
     )
 }
 
@@ -319,18 +323,45 @@ fn success_response(signal: Signal, encoding: Encoding, accepted: &Accepted) -> 
 
 /// The HTTP response for a refused request; the one place HTTP codes are chosen.
 fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
-    // gRPC codes for the Status body: INVALID_ARGUMENT 3, DEADLINE_EXCEEDED 4,
-    // RESOURCE_EXHAUSTED 8, UNIMPLEMENTED 12, INTERNAL 13, UNAVAILABLE 14.
-    let (http, code) = match refusal {
-        Refusal::Undecodable(_) | Refusal::UnsupportedEncoding(_) => (StatusCode::BAD_REQUEST, 3),
-        Refusal::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, 8),
-        Refusal::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3),
-        Refusal::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, 12),
-        Refusal::Timeout => (StatusCode::REQUEST_TIMEOUT, 4),
-        Refusal::Internal => (StatusCode::INTERNAL_SERVER_ERROR, 13),
-        Refusal::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, 14),
+    let message = refusal.message();
+    let (http, code, details) = match refusal {
+        Refusal::Undecodable(_) | Refusal::UnsupportedEncoding(_) => (
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            ErrorDetails::with_bad_request_violation("body", message.clone()),
+        ),
+        Refusal::TooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            ErrorDetails::new(),
+        ),
+        Refusal::UnsupportedMediaType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            ErrorDetails::with_bad_request_violation("Content-Type", message.clone()),
+        ),
+        Refusal::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            ErrorDetails::new(),
+        ),
+        Refusal::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            Code::DeadlineExceeded,
+            ErrorDetails::new(),
+        ),
+        Refusal::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            ErrorDetails::new(),
+        ),
+        Refusal::Overloaded(o) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            ErrorDetails::with_retry_info(Some(o.retry_after)),
+        ),
     };
-    let mut response = status_response(http, encoding, code, &refusal.message());
+    let mut response = status_response(http, encoding, code, &message, details);
     if let Refusal::Overloaded(o) = refusal {
         let seconds = o.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         response
@@ -340,15 +371,22 @@ fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
     response
 }
 
-fn status_response(http: StatusCode, encoding: Encoding, code: i32, message: &str) -> Response {
+/// A `google.rpc.Status` body: protobuf with its details (`BadRequest`, `RetryInfo`),
+/// or JSON with code and message.
+fn status_response(
+    http: StatusCode,
+    encoding: Encoding,
+    code: Code,
+    message: &str,
+    details: ErrorDetails,
+) -> Response {
     let body = match encoding {
-        Encoding::Protobuf => tonic_types::Status {
-            code,
-            message: message.to_string(),
-            details: Vec::new(),
-        }
-        .encode_to_vec(),
-        Encoding::Json => serde_json::json!({ "code": code, "message": message })
+        // tonic-types encodes the whole google.rpc.Status (code, message, details as
+        // `Any`) into the status details.
+        Encoding::Protobuf => tonic::Status::with_error_details(code, message, details)
+            .details()
+            .to_vec(),
+        Encoding::Json => serde_json::json!({ "code": code as i32, "message": message })
             .to_string()
             .into_bytes(),
     };

@@ -155,6 +155,10 @@ async fn undecodable_bodies_are_400_with_a_status_in_the_request_encoding() {
         "{}",
         status.message
     );
+    assert_eq!(
+        status.details[0].type_url,
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
     // Truncated protobuf.
     let body = traces(vec![wire_span(1, 0)]).encode_to_vec();
     let resp = post(&h, PROTO, None, body[..body.len() - 3].to_vec()).await;
@@ -372,7 +376,13 @@ async fn overloaded_pipeline_is_503_with_retry_after() {
     assert_eq!(resp.status(), 503);
     // 1.5 s rounds up to whole seconds.
     assert_eq!(resp.headers()["retry-after"], "2");
-    assert_eq!(status_body(resp).await.code, 14);
+    let status = status_body(resp).await;
+    assert_eq!(status.code, 14);
+    let retry = tonic_types::pb::RetryInfo::decode(&status.details[0].value[..]).unwrap();
+    assert_eq!(
+        retry.retry_delay.map(|d| (d.seconds, d.nanos)),
+        Some((1, 500_000_000))
+    );
     assert!(h.handed_span_names().is_empty());
     assert_eq!(h.rejected(RejectReason::Overloaded), 2);
     assert_eq!(h.received("http"), 0);
