@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     KeyValue::new("gen_ai.request.model", "gpt-4o"),
                     KeyValue::new(
                         "gen_ai.response.finish_reasons",
-                        opentelemetry::Value::Array(vec!["tool_calls".into()].into()),
+                        opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("tool_calls")].into()),
                     ),
                 ],
             );
