@@ -16,7 +16,7 @@ pub(crate) mod rules;
 pub(crate) mod signals;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 

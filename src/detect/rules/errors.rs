@@ -8,7 +8,9 @@
 
 use std::fmt::Write;
 
-use crate::detect::signals::{classify_error_text, clip, is_tool_span, tool_name, ErrorClass};
+use crate::detect::signals::{
+    classify_error_text, clip, is_llm_call, is_tool_span, tool_name, ErrorClass,
+};
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus};
 
@@ -52,6 +54,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let tool = if on_tool { tool_name(span) } else { None };
         let who = match tool {
             Some(t) => format!("tool `{t}`"),
+            None if is_llm_call(span) => format!("{} LLM call `{}`", step.as_str(), span.name),
             None => format!("{} span `{}`", step.as_str(), span.name),
         };
         let mut reason = String::new();
