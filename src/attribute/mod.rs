@@ -354,9 +354,13 @@ impl<'a> Ctx<'a> {
             }
         };
         let evidence = self.evidence(findings, upstream, trigger, fatal);
+        let mut in_evidence = vec![false; findings.len()];
+        for &f in &evidence {
+            in_evidence[f] = true;
+        }
         let competitors = candidates
             .iter()
-            .filter(|c| !evidence.contains(c))
+            .filter(|&&c| !in_evidence[c])
             .count()
             .min(5);
         confidence -= COMPETITOR_PENALTY * competitors as f64;
@@ -381,8 +385,18 @@ impl<'a> Ctx<'a> {
         trigger: usize,
         fatal: &[usize],
     ) -> Vec<usize> {
-        let mut chain: Vec<usize> = upstream.into_iter().collect();
-        chain.push(trigger);
+        let mut listed = vec![false; findings.len()];
+        let mut chain: Vec<usize> = Vec::new();
+        let mut push = |f: usize, chain: &mut Vec<usize>| {
+            if !listed[f] {
+                listed[f] = true;
+                chain.push(f);
+            }
+        };
+        if let Some(u) = upstream {
+            push(u, &mut chain);
+        }
+        push(trigger, &mut chain);
         let mut cur = self
             .parent
             .get(findings[trigger].span as usize)
@@ -395,16 +409,14 @@ impl<'a> Ctx<'a> {
             }
             hops += 1;
             for &f in &self.by_span[s as usize] {
-                if findings[f].propagated && !chain.contains(&f) {
-                    chain.push(f);
+                if findings[f].propagated {
+                    push(f, &mut chain);
                 }
             }
             cur = self.parent[s as usize];
         }
         for &f in fatal {
-            if !chain.contains(&f) {
-                chain.push(f);
-            }
+            push(f, &mut chain);
         }
         chain
     }
