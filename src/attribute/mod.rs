@@ -218,9 +218,9 @@ impl<'a> Ctx<'a> {
             return false;
         }
         match (&f.kind, &f.step) {
-            // An evaluation of the answer itself.
+            // An evaluation of the answer itself, or a content rule matching it.
             (
-                FindingKind::EvalFailed,
+                FindingKind::EvalFailed | FindingKind::Custom(_),
                 StepKind::Generator | StepKind::Agent | StepKind::Chain | StepKind::Custom(_),
             ) => true,
             // A critic or guardrail rejecting the answer.
@@ -448,7 +448,8 @@ impl<'a> Ctx<'a> {
 
     /// The last run of `step` that started before span `i`.
     fn last_before(&self, i: u32, step: &StepKind) -> Option<u32> {
-        let before = (0..i).rev().filter(|&j| self.step(j) == step);
+        let end = i.min(self.traj.spans.len() as u32);
+        let before = (0..end).rev().filter(|&j| self.step(j) == step);
         let mut any = None;
         for j in before {
             if self.run_start(j) {
@@ -467,7 +468,7 @@ impl<'a> Ctx<'a> {
             if self.run_start(cur) {
                 return cur;
             }
-            match self.parent[cur as usize] {
+            match self.parent.get(cur as usize).copied().flatten() {
                 Some(p) if self.step(p) == step => cur = p,
                 _ => return cur,
             }

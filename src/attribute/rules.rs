@@ -157,6 +157,16 @@ pub(crate) const RULES: &[Rule] = &[
         confidence: 0.8,
     },
     Rule {
+        name: "guardrail_tripped_blames_generator",
+        trigger: Match {
+            kinds: Kinds::Named(&["error", "exception"]),
+            steps: Steps::Named(&["guardrail"]),
+        },
+        upstream: None,
+        blame: Blame::Producer,
+        confidence: 0.6,
+    },
+    Rule {
         name: "empty_retrieval",
         trigger: Match {
             kinds: Kinds::Named(&["empty_retrieval"]),
@@ -199,7 +209,7 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "failed_evaluation",
         trigger: Match {
-            kinds: Kinds::Named(&["eval_failed"]),
+            kinds: Kinds::Verdict,
             steps: Steps::Any,
         },
         upstream: None,

@@ -483,3 +483,69 @@ fn every_rule_of_the_table_is_documented() {
     names.dedup();
     assert_eq!(names.len(), RULES.len(), "rule names are unique");
 }
+
+#[test]
+fn output_guardrail_tripwire_blames_the_generator() {
+    let t = trajectory(vec![
+        root().error("OutputGuardrailTripwireTriggered").build(),
+        span(1, 2, 1).name("generate").build(),
+        span(1, 3, 1)
+            .name("pii_guard")
+            .exception("OutputGuardrailTripwireTriggered", "PII in answer")
+            .error("")
+            .build(),
+    ]);
+    let v = analyse(&t, &[(2, "generator"), (3, "guardrail")]);
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "guardrail_tripped_blames_generator");
+    assert_eq!(rc.span, idx(&t, 2));
+    assert_eq!(rc.step, StepKind::Generator);
+    assert_eq!(evidence_spans(&t, &v), [3, 1]);
+}
+
+#[test]
+fn content_rule_on_the_final_answer_fails_the_run() {
+    let raw: RawDetectConfig = toml::from_str(
+        r#"
+        [[output_rules]]
+        step = "generator"
+        pattern = "(?i)^I cannot help"
+        kind = "refusal"
+        "#,
+    )
+    .unwrap();
+    let config = DetectConfig::from_raw(&raw).unwrap();
+    let t = trajectory(vec![
+        root().build(),
+        span(1, 2, 1)
+            .attr("output.value", "I cannot help with that request.")
+            .build(),
+    ]);
+    let v = analyse_with(&t, &[(2, "generator")], &config);
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.kind, FindingKind::Custom("refusal".into()));
+    assert_eq!(rc.step, StepKind::Generator);
+    assert_eq!(rc.rule, "failed_evaluation");
+}
+
+#[test]
+fn findings_in_any_order_give_the_same_verdict() {
+    let t = trajectory(vec![
+        root().build(),
+        span(1, 2, 1)
+            .attr("openinference.span.kind", "RETRIEVER")
+            .build(),
+        span(1, 3, 1).attr("eval.faithfulness", 0.1).build(),
+    ]);
+    let steps = assign(&t, &[(2, "retriever"), (3, "generator")]);
+    let mut findings = detect(&t, &steps, &DetectConfig::default());
+    let (_, sorted) = attribute(&t, &steps, &mut findings);
+    findings.reverse();
+    let (_, reversed) = attribute(&t, &steps, &mut findings);
+    let (sorted, reversed) = (sorted.unwrap(), reversed.unwrap());
+    assert_eq!(sorted.span, reversed.span);
+    assert_eq!(sorted.rule, reversed.rule);
+    assert_eq!(sorted.step, StepKind::Retriever);
+}
