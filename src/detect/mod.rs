@@ -8,8 +8,10 @@
 //! skipped) and never panics on input. Findings start with `propagated = false`; the
 //! attribute stage decides which ones are origins.
 //!
-//! Attribute values that are JSON documents (tool outputs, tool definitions) are parsed
-//! in [`signals`], the one place of the core that reads JSON text.
+//! Attribute values that are JSON documents (tool outputs, tool definitions, document
+//! lists) are parsed only through `signals::parse_json`; rules inspect the parsed value.
+//! This is the one place of the core that reads JSON text: the data itself is JSON,
+//! not a wire format.
 
 pub mod config;
 pub(crate) mod rules;
