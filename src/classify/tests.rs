@@ -1157,3 +1157,176 @@ fn an_empty_trajectory_has_no_steps() {
     let t = trajectory(Vec::new());
     assert!(classify(&t, &no_rules()).is_empty());
 }
+
+// ---- golden trajectories ----
+
+/// Renders one line per span in canonical order, indented by depth:
+/// `name  step  step_source  run_start`.
+fn render(t: &crate::model::Trajectory, steps: &[StepAssignment]) -> String {
+    let mut out = String::new();
+    for (i, (span, step)) in t.spans.iter().zip(steps).enumerate() {
+        let mut depth = 0;
+        let mut at = i as u32;
+        while let Some(p) = t.tree_parent(at) {
+            depth += 1;
+            at = p;
+            if depth > t.spans.len() {
+                break;
+            }
+        }
+        let source = match &step.source {
+            StepSource::Rule(i) => format!("rule[{i}]"),
+            StepSource::RuleSubtree(i) => format!("rule_subtree[{i}]"),
+            other => other.as_str().to_string(),
+        };
+        out.push_str(&format!(
+            "{}{}  {}  {}  {}\n",
+            "  ".repeat(depth),
+            span.name,
+            step.kind.as_str(),
+            source,
+            step.run_start
+        ));
+    }
+    out
+}
+
+/// The rules of `<case>.toml` beside the trajectory, if there is one.
+fn case_config(dir: &std::path::Path, case: &str) -> ClassifyConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        classify: Section,
+    }
+    #[derive(serde::Deserialize)]
+    struct Section {
+        rules: Vec<RawRule>,
+    }
+    match std::fs::read_to_string(dir.join(format!("{case}.toml"))) {
+        Ok(text) => {
+            let file: File = toml::from_str(&text).unwrap();
+            ClassifyConfig {
+                rules: compile_rules(&file.classify.rules).unwrap(),
+            }
+        }
+        Err(_) => ClassifyConfig::default(),
+    }
+}
+
+/// Classifies `tests/data/trajectories/classify/<case>.otlp.json` and compares the
+/// rendering with `<case>.expected`; `UPDATE_EXPECT=1` rewrites the expectation.
+fn check(case: &str) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trajectories/classify");
+    let json = std::fs::read(dir.join(format!("{case}.otlp.json"))).unwrap();
+    let spans = load_spans(&json);
+    let trace_id = spans[0].trace_id;
+    let t = crate::model::Trajectory::build(trace_id, spans, Vec::new(), Vec::new());
+    let steps = classify(&t, &case_config(&dir, case));
+    let actual = render(&t, &steps);
+    let expected_path = dir.join(format!("{case}.expected"));
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&expected_path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    assert_eq!(
+        actual, expected,
+        "classification of {case} changed; rerun with UPDATE_EXPECT=1 and review the diff"
+    );
+}
+
+#[test]
+fn golden_explicit() {
+    check("explicit");
+}
+
+#[test]
+fn golden_openinference() {
+    check("openinference");
+}
+
+#[test]
+fn golden_traceai_fi() {
+    check("traceai_fi");
+}
+
+#[test]
+fn golden_traceai_python() {
+    check("traceai_python");
+}
+
+#[test]
+fn golden_openllmetry() {
+    check("openllmetry");
+}
+
+#[test]
+fn golden_genai() {
+    check("genai");
+}
+
+#[test]
+fn golden_langgraph() {
+    check("langgraph");
+}
+
+#[test]
+fn golden_rules() {
+    check("rules");
+}
+
+// TEMPORARY loader until the OTLP/JSON decoder lands.
+fn load_spans(json: &[u8]) -> Vec<SpanRecord> {
+    use crate::model::{Attributes, Resource, SpanId, SpanKind, SpanStatus, TraceId};
+    fn value(v: &serde_json::Value) -> Value {
+        let (k, x) = v.as_object().unwrap().iter().next().unwrap();
+        match k.as_str() {
+            "stringValue" => Value::Str(x.as_str().unwrap().into()),
+            "intValue" => Value::Int(x.as_str().unwrap().parse().unwrap()),
+            "doubleValue" => Value::Double(x.as_f64().unwrap()),
+            "boolValue" => Value::Bool(x.as_bool().unwrap()),
+            "arrayValue" => {
+                Value::Array(x["values"].as_array().unwrap().iter().map(value).collect())
+            }
+            _ => panic!("{k}"),
+        }
+    }
+    fn attrs(v: &serde_json::Value) -> Attributes {
+        let mut a = Attributes::new();
+        for kv in v.as_array().unwrap() {
+            a.insert(kv["key"].as_str().unwrap().into(), value(&kv["value"]));
+        }
+        a
+    }
+    let doc: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let mut out = Vec::new();
+    for rs in doc["resourceSpans"].as_array().unwrap() {
+        let resource = std::sync::Arc::new(Resource {
+            service_name: None,
+            attributes: attrs(&rs["resource"]["attributes"]),
+        });
+        for ss in rs["scopeSpans"].as_array().unwrap() {
+            for s in ss["spans"].as_array().unwrap() {
+                out.push(SpanRecord {
+                    trace_id: TraceId::from_hex(s["traceId"].as_str().unwrap()).unwrap(),
+                    span_id: SpanId::from_hex(s["spanId"].as_str().unwrap()).unwrap(),
+                    parent_span_id: s["parentSpanId"]
+                        .as_str()
+                        .map(|p| SpanId::from_hex(p).unwrap()),
+                    name: s["name"].as_str().unwrap().into(),
+                    kind: SpanKind::Internal,
+                    start_unix_nano: s["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+                    end_unix_nano: s["endTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+                    status: SpanStatus::Unset,
+                    status_message: None,
+                    attributes: attrs(&s["attributes"]),
+                    events: Vec::new(),
+                    links: Vec::new(),
+                    resource: resource.clone(),
+                    scope_name: None,
+                });
+            }
+        }
+    }
+    out
+}
