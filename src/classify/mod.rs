@@ -59,10 +59,30 @@ pub struct RawRule {
     /// The step of matching spans: a built-in kind (`planner`, `retriever`, ...) or any
     /// other name, kept as a custom step.
     pub step: String,
-    /// Also give the step to every span under a matching span, unless a descendant has
-    /// its own explicit `agent.trajectory.step`.
+    /// Also give the step to every span under a matching span, whatever its own rules
+    /// or conventions say, unless a descendant has its own explicit
+    /// `agent.trajectory.step` (which then holds for that descendant and the spans
+    /// under it).
     #[serde(default)]
     pub subtree: bool,
+}
+
+/// The `[classify]` table of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifyConfig {
+    /// User rules (`[[classify.rules]]`), tried in order before the conventions.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+impl RawClassifyConfig {
+    /// Validates the table into the stage's configuration.
+    pub fn compile(&self) -> Result<ClassifyConfig, RuleError> {
+        Ok(ClassifyConfig {
+            rules: compile_rules(&self.rules)?,
+        })
+    }
 }
 
 /// A compiled user rule.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::classify::{
-    classify, compile_rules, ClassifyConfig, RawRule, Rule, RuleError, RuleProblem,
+    classify, compile_rules, ClassifyConfig, RawClassifyConfig, RawRule, RuleError, RuleProblem,
 };
 use crate::model::{SpanRecord, StepAssignment, StepKind, StepSource, Value};
 use crate::test_support::{span, trajectory};
@@ -432,11 +432,7 @@ fn compile_rules_names_the_bad_rule() {
 fn rules_deserialize_from_the_documented_toml() {
     #[derive(serde::Deserialize)]
     struct File {
-        classify: Section,
-    }
-    #[derive(serde::Deserialize)]
-    struct Section {
-        rules: Vec<RawRule>,
+        classify: RawClassifyConfig,
     }
     let text = r#"
         [[classify.rules]]
@@ -453,7 +449,7 @@ fn rules_deserialize_from_the_documented_toml() {
         step = "critic"
     "#;
     let file: File = toml::from_str(text).unwrap();
-    let compiled: Vec<Rule> = compile_rules(&file.classify.rules).unwrap();
+    let compiled = file.classify.compile().unwrap().rules;
     assert_eq!(compiled.len(), 3);
     assert_eq!(compiled[0].step, StepKind::Retriever);
     assert!(!compiled[0].subtree);
@@ -462,6 +458,10 @@ fn rules_deserialize_from_the_documented_toml() {
 
     let typo = "[[classify.rules]]\nattribute = \"a\"\nstep = \"tool\"\nsubtre = true\n";
     assert!(toml::from_str::<File>(typo).is_err());
+    let unknown_table = "[classify]\nrule = []\n";
+    assert!(toml::from_str::<File>(unknown_table).is_err());
+    let empty: File = toml::from_str("[classify]\n").unwrap();
+    assert!(empty.classify.compile().unwrap().rules.is_empty());
 }
 
 // ---- 3. conventions ----
@@ -1195,18 +1195,12 @@ fn render(t: &crate::model::Trajectory, steps: &[StepAssignment]) -> String {
 fn case_config(dir: &std::path::Path, case: &str) -> ClassifyConfig {
     #[derive(serde::Deserialize)]
     struct File {
-        classify: Section,
-    }
-    #[derive(serde::Deserialize)]
-    struct Section {
-        rules: Vec<RawRule>,
+        classify: RawClassifyConfig,
     }
     match std::fs::read_to_string(dir.join(format!("{case}.toml"))) {
         Ok(text) => {
             let file: File = toml::from_str(&text).unwrap();
-            ClassifyConfig {
-                rules: compile_rules(&file.classify.rules).unwrap(),
-            }
+            file.classify.compile().unwrap()
         }
         Err(_) => ClassifyConfig::default(),
     }
