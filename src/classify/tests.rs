@@ -1115,6 +1115,25 @@ fn spans_on_a_parent_cycle_are_classified() {
 }
 
 #[test]
+fn a_trace_that_is_only_a_parent_cycle_still_gets_an_agent() {
+    let steps = run(
+        vec![
+            span(1, 1, 2).name("a").build(),
+            span(1, 2, 1).name("b").attr(OI, "LLM").build(),
+        ],
+        &no_rules(),
+    );
+    assert_step(&steps, "a", StepKind::Agent, StepSource::Root, true);
+    assert_step(
+        &steps,
+        "b",
+        StepKind::Generator,
+        StepSource::Convention(OI),
+        true,
+    );
+}
+
+#[test]
 fn a_run_starts_where_the_step_changes() {
     let steps = run(
         vec![
@@ -1287,7 +1306,7 @@ fn load_spans(json: &[u8]) -> Vec<SpanRecord> {
     }
     fn attrs(v: &serde_json::Value) -> Attributes {
         let mut a = Attributes::new();
-        for kv in v.as_array().unwrap() {
+        for kv in v.as_array().into_iter().flatten() {
             a.insert(kv["key"].as_str().unwrap().into(), value(&kv["value"]));
         }
         a
