@@ -1,1 +1,280 @@
-//! config (being written).
+//! Configuration: the TOML file, `FAULTLINE_*` environment variables and flags, validated
+//! once into [`Settings`].
+//!
+//! Precedence: flag, then environment variable (both handled by clap), then the config
+//! file, then the built-in default. Every `serve` option is all three: the flag
+//! `--idle-timeout`, the variable `FAULTLINE_IDLE_TIMEOUT` and the top-level key
+//! `idle_timeout`. Lists (classification rules, detection rules) live in the file's
+//! `[classify]` and `[detect]` tables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A problem with the configuration, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        /// The config file, or `flag or environment` when the value did not come from it.
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The config file as written. Every key is optional; unknown keys are an error, so a
+/// typo never silently falls back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// OTLP/gRPC listen address (`TraceService`, `LogsService`). Default `127.0.0.1:4317`.
+    pub otlp_grpc_address: Option<String>,
+    /// OTLP/HTTP listen address (`/v1/traces`, `/v1/logs`). Default `127.0.0.1:4318`.
+    pub otlp_http_address: Option<String>,
+    /// HTTP API, web page and `/metrics`. Default `127.0.0.1:8700`.
+    pub api_address: Option<String>,
+    /// Where the embedded store keeps its files. Default `./faultline-data`.
+    pub data_dir: Option<PathBuf>,
+    /// A trace whose root span ended completes after this long without new spans. Default `5s`.
+    pub idle_timeout: Option<String>,
+    /// A trace is released (flagged incomplete if it has no root) this long after its
+    /// first span. Default `10m`.
+    pub max_trace_age: Option<String>,
+    /// Late spans and evaluator results within this period after release are merged and
+    /// the trajectory is re-analysed; later ones are counted as late. Default `60s`.
+    pub late_grace: Option<String>,
+    /// Spans held in memory across all open traces. At the bound the oldest trace is
+    /// released to analysis early, flagged incomplete. Default 1 000 000.
+    pub max_buffered_spans: Option<usize>,
+    /// Spans kept per trace; a trace reaching it is released flagged incomplete. Default 10 000.
+    pub max_spans_per_trace: Option<usize>,
+    /// Largest request accepted, in bytes after decompression. Default 64 MiB.
+    pub max_request_bytes: Option<usize>,
+    /// Spans waiting for analysis before ingest refuses with a retryable status.
+    /// Default 200 000.
+    pub max_queued_spans: Option<usize>,
+    /// Shard threads that assemble and analyse traces. Default: the number of cores.
+    pub shards: Option<usize>,
+    /// Analysed trajectories kept in memory for the API. Default 10 000.
+    pub recent_trajectories: Option<usize>,
+    /// Span classification rules.
+    pub classify: Option<toml::Table>,
+    /// Failure detection settings.
+    pub detect: Option<toml::Table>,
+}
+
+/// Values from flags and environment variables (clap fills these).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub otlp_grpc_address: Option<String>,
+    pub otlp_http_address: Option<String>,
+    pub api_address: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub idle_timeout: Option<String>,
+    pub max_trace_age: Option<String>,
+    pub late_grace: Option<String>,
+    pub max_buffered_spans: Option<usize>,
+    pub max_spans_per_trace: Option<usize>,
+    pub max_request_bytes: Option<usize>,
+    pub shards: Option<usize>,
+}
+
+/// Validated settings of `faultline serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub otlp_grpc_address: SocketAddr,
+    pub otlp_http_address: SocketAddr,
+    pub api_address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub idle_timeout: Duration,
+    pub max_trace_age: Duration,
+    pub late_grace: Duration,
+    pub max_buffered_spans: usize,
+    pub max_spans_per_trace: usize,
+    pub max_request_bytes: usize,
+    pub max_queued_spans: usize,
+    pub shards: usize,
+    pub recent_trajectories: usize,
+    pub analyze: crate::analyze::AnalyzeConfig,
+}
+
+pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
+pub const DEFAULT_OTLP_HTTP_ADDRESS: &str = "127.0.0.1:4318";
+pub const DEFAULT_API_ADDRESS: &str = "127.0.0.1:8700";
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        FileConfig::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+impl Settings {
+    /// Merges flags/environment over the file over the defaults, and validates.
+    /// `file_path` names the file in errors.
+    pub fn resolve(
+        file: FileConfig,
+        file_path: Option<&Path>,
+        over: Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let file_origin = file_path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".to_owned());
+        // Which origin a value came from, for the error message.
+        let pick = |o: Option<String>, f: Option<String>| -> (Option<String>, String) {
+            match (o, f) {
+                (Some(v), _) => (Some(v), "flag or environment".to_owned()),
+                (None, Some(v)) => (Some(v), file_origin.clone()),
+                (None, None) => (None, "default".to_owned()),
+            }
+        };
+        let invalid = |origin: &str, key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let addr = |key: &str, o: Option<String>, f: Option<String>, default: &str| {
+            let (v, origin) = pick(o, f);
+            let v = v.unwrap_or_else(|| default.to_owned());
+            v.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    &origin,
+                    key,
+                    format!("`{v}` is not a socket address such as 127.0.0.1:4317 ({e})"),
+                )
+            })
+        };
+        let duration = |key: &str, o: Option<String>, f: Option<String>, default: Duration| {
+            let (v, origin) = pick(o, f);
+            match v {
+                None => Ok(default),
+                Some(v) => {
+                    let d = humantime::parse_duration(v.trim()).map_err(|e| {
+                        invalid(
+                            &origin,
+                            key,
+                            format!("`{v}` is not a duration such as 5s or 10m ({e})"),
+                        )
+                    })?;
+                    if d.is_zero() {
+                        return Err(invalid(&origin, key, "must be greater than zero".into()));
+                    }
+                    Ok(d)
+                }
+            }
+        };
+        let count = |key: &str, o: Option<usize>, f: Option<usize>, default: usize| {
+            let (v, origin) = match (o, f) {
+                (Some(v), _) => (v, "flag or environment".to_owned()),
+                (None, Some(v)) => (v, file_origin.clone()),
+                (None, None) => (default, "default".to_owned()),
+            };
+            if v == 0 {
+                return Err(invalid(&origin, key, "must be greater than zero".into()));
+            }
+            Ok(v)
+        };
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let analyze = crate::analyze::AnalyzeConfig::default();
+        if file.classify.is_some() || file.detect.is_some() {
+            tracing::debug!("Classification and detection tables present.");
+        }
+        Ok(Settings {
+            otlp_grpc_address: addr(
+                "otlp_grpc_address",
+                over.otlp_grpc_address,
+                file.otlp_grpc_address,
+                DEFAULT_OTLP_GRPC_ADDRESS,
+            )?,
+            otlp_http_address: addr(
+                "otlp_http_address",
+                over.otlp_http_address,
+                file.otlp_http_address,
+                DEFAULT_OTLP_HTTP_ADDRESS,
+            )?,
+            api_address: addr(
+                "api_address",
+                over.api_address,
+                file.api_address,
+                DEFAULT_API_ADDRESS,
+            )?,
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./faultline-data")),
+            idle_timeout: duration(
+                "idle_timeout",
+                over.idle_timeout,
+                file.idle_timeout,
+                Duration::from_secs(5),
+            )?,
+            max_trace_age: duration(
+                "max_trace_age",
+                over.max_trace_age,
+                file.max_trace_age,
+                Duration::from_secs(600),
+            )?,
+            late_grace: duration(
+                "late_grace",
+                over.late_grace,
+                file.late_grace,
+                Duration::from_secs(60),
+            )?,
+            max_buffered_spans: count(
+                "max_buffered_spans",
+                over.max_buffered_spans,
+                file.max_buffered_spans,
+                1_000_000,
+            )?,
+            max_spans_per_trace: count(
+                "max_spans_per_trace",
+                over.max_spans_per_trace,
+                file.max_spans_per_trace,
+                10_000,
+            )?,
+            max_request_bytes: count(
+                "max_request_bytes",
+                over.max_request_bytes,
+                file.max_request_bytes,
+                64 * 1024 * 1024,
+            )?,
+            max_queued_spans: count(
+                "max_queued_spans",
+                None,
+                file.max_queued_spans,
+                200_000,
+            )?,
+            shards: count("shards", over.shards, file.shards, cores)?,
+            recent_trajectories: count(
+                "recent_trajectories",
+                None,
+                file.recent_trajectories,
+                10_000,
+            )?,
+            analyze,
+        })
+    }
+}

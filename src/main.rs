@@ -1,3 +1,53 @@
-//! The `faultline` binary: parses the command line and runs a command.
+//! The `faultline` binary: parses the command line, runs a command, maps errors to exit
+//! codes (0 success, 1 failure, 2 invalid usage or configuration).
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use faultline::cli::{shutdown_signal, Cli, Command, ServeArgs};
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("faultline-io")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("faultline: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        None => runtime.block_on(serve(&cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(&args)),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("faultline: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match faultline::server::serve(&settings, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("faultline: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

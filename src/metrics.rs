@@ -1,1 +1,140 @@
-//! metrics (being written).
+//! Self-metrics: every metric name faultline exports about itself, in one place.
+//!
+//! Labels come only from closed sets (transport, reject reason, eviction reason), never
+//! from telemetry content, so this registry cannot grow with hostile input.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: &'static str,
+}
+
+/// The self-metrics. Cheap to update from any thread (atomics).
+pub struct SelfMetrics {
+    pub spans_received: Family<TransportLabels, Counter>,
+    pub spans_rejected: Family<ReasonLabels, Counter>,
+    pub traces_evicted: Family<ReasonLabels, Counter>,
+    pub late_spans: Counter,
+    pub late_spans_merged: Counter,
+    pub duplicate_spans: Counter,
+    pub buffered_spans: Gauge,
+    pub open_traces: Gauge,
+    pub trajectories_analysed: Counter,
+    pub build_info: Family<VersionLabels, Gauge>,
+}
+
+impl SelfMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> SelfMetrics {
+        let m = SelfMetrics {
+            spans_received: Family::default(),
+            spans_rejected: Family::default(),
+            traces_evicted: Family::default(),
+            late_spans: Counter::default(),
+            late_spans_merged: Counter::default(),
+            duplicate_spans: Counter::default(),
+            buffered_spans: Gauge::default(),
+            open_traces: Gauge::default(),
+            trajectories_analysed: Counter::default(),
+            build_info: Family::default(),
+        };
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "faultline_spans_received",
+            "Spans and log records accepted into the pipeline, by transport",
+            m.spans_received.clone(),
+        );
+        registry.register(
+            "faultline_spans_rejected",
+            "Spans and log records refused, by reason",
+            m.spans_rejected.clone(),
+        );
+        registry.register(
+            "faultline_traces_evicted",
+            "Traces released before they were known to be complete, by reason",
+            m.traces_evicted.clone(),
+        );
+        registry.register(
+            "faultline_late_spans",
+            "Spans that arrived after their trace's grace period (counted, not merged)",
+            m.late_spans.clone(),
+        );
+        registry.register(
+            "faultline_late_spans_merged",
+            "Spans that arrived after release, within the grace period, and were merged",
+            m.late_spans_merged.clone(),
+        );
+        registry.register(
+            "faultline_duplicate_spans",
+            "Exact duplicates of buffered spans (client retries), dropped",
+            m.duplicate_spans.clone(),
+        );
+        registry.register(
+            "faultline_buffered_spans",
+            "Spans held in open traces and grace periods",
+            m.buffered_spans.clone(),
+        );
+        registry.register(
+            "faultline_open_traces",
+            "Traces being assembled",
+            m.open_traces.clone(),
+        );
+        registry.register(
+            "faultline_trajectories_analysed",
+            "Trajectories released and analysed, revisions included",
+            m.trajectories_analysed.clone(),
+        );
+        registry.register(
+            "faultline_build_info",
+            "Build information; the value is always 1",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        m
+    }
+
+    pub fn received(&self, transport: &'static str, n: u64) {
+        self.spans_received
+            .get_or_create(&TransportLabels { transport })
+            .inc_by(n);
+    }
+
+    pub fn rejected(&self, reason: &'static str, n: u64) {
+        self.spans_rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
+    }
+
+    pub fn evicted(&self, reason: &'static str, n: u64) {
+        self.traces_evicted
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}

@@ -1,1 +1,500 @@
-//! pipeline (being written).
+//! The pipeline: shards records by trace id onto worker threads, where each shard
+//! assembles its traces and runs the analysis core on every released trajectory.
+//!
+//! ```text
+//! ingest ──submit──► [bounded queue] ──► shard thread: Assembler → analyze() ──► sinks
+//!                    (one per shard)      (one per shard, owns its traces)     (store, ...)
+//! ```
+//!
+//! Invariants:
+//! - A trace belongs to exactly one shard (by trace id), so shards share nothing and the
+//!   hot path takes no global lock.
+//! - The queues are bounded in spans, not just in messages: `submit_*` waits at most
+//!   `submit_wait` for room and then refuses with [`Full`], which ingest turns into a
+//!   retryable status. A batch is either queued whole or refused whole.
+//! - The core stages run on the shard threads, never on the async runtime.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::analyze::{analyze, AnalyzeConfig};
+use crate::assemble::{AssembleConfig, AssembleStats, Assembler};
+use crate::metrics::SelfMetrics;
+use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
+
+/// Where analyses go. Called on shard threads: implementations must be quick and must
+/// not block on IO (hand off to their own thread if they write).
+pub trait Sink: Send + Sync + 'static {
+    /// Every release of a trajectory: the first, and each revision after late data. A
+    /// revision replaces the earlier analysis of the same trace.
+    fn publish(&self, analysis: Arc<Analysis>);
+
+    /// Once per trace, when its grace period for late data has ended: the final
+    /// analysis. Counts (metrics, aggregates) are taken here, so that a trajectory is
+    /// counted exactly once even when late data revised it.
+    fn finalize(&self, analysis: Arc<Analysis>) {
+        let _ = analysis;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Number of shard threads.
+    pub shards: usize,
+    /// Spans (and log records) waiting in all shard queues together before `submit_*`
+    /// refuses.
+    pub max_queued_spans: usize,
+    /// How long `submit_*` waits for room before refusing.
+    pub submit_wait: Duration,
+    /// How often shards check their timers.
+    pub tick: Duration,
+    /// Assembly settings for the whole pipeline; `max_buffered_spans` is split evenly
+    /// between the shards.
+    pub assemble: AssembleConfig,
+    pub analyze: Arc<AnalyzeConfig>,
+    /// Released trajectories waiting for their grace period to end before they are
+    /// finalized, per shard; above it the oldest is finalized early.
+    pub max_pending_final: usize,
+}
+
+/// The pipeline refused a batch: its queues are full. Retryable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the analysis pipeline is full; retry after {retry_after:?}")]
+pub struct Full {
+    pub retry_after: Duration,
+}
+
+enum ShardMsg {
+    Spans(Vec<SpanRecord>),
+    Logs(Vec<LogEvent>),
+    Linked(TraceId, Vec<SpanRecord>),
+    /// Drain every open trace and stop.
+    Shutdown,
+}
+
+impl ShardMsg {
+    fn weight(&self) -> usize {
+        match self {
+            ShardMsg::Spans(v) => v.len(),
+            ShardMsg::Logs(v) => v.len(),
+            ShardMsg::Linked(_, v) => v.len(),
+            ShardMsg::Shutdown => 0,
+        }
+    }
+}
+
+/// The handle ingest submits to. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    shards: Arc<[mpsc::Sender<ShardMsg>]>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    submit_wait: Duration,
+}
+
+/// The shard threads; `shutdown` drains them.
+pub struct Workers {
+    shards: Arc<[mpsc::Sender<ShardMsg>]>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start(
+        config: PipelineConfig,
+        sinks: Vec<Arc<dyn Sink>>,
+        metrics: Arc<SelfMetrics>,
+    ) -> std::io::Result<(Pipeline, Workers)> {
+        let n = config.shards.max(1);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sinks: Arc<[Arc<dyn Sink>]> = sinks.into();
+        let mut senders = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let mut assemble = config.assemble.clone();
+        assemble.max_buffered_spans = (assemble.max_buffered_spans / n).max(1);
+        for i in 0..n {
+            // Messages are bounded by `max_queued_spans`; the channel bound only caps
+            // the number of tiny messages.
+            let (tx, rx) = mpsc::channel(4096);
+            senders.push(tx);
+            let shard = Shard {
+                rx,
+                assembler: Assembler::new(assemble.clone()),
+                analyze: config.analyze.clone(),
+                sinks: sinks.clone(),
+                metrics: metrics.clone(),
+                queued: queued.clone(),
+                tick: config.tick,
+                last_stats: AssembleStats::default(),
+                pending: PendingFinal::new(
+                    config.assemble.late_grace,
+                    (config.max_pending_final / n).max(1),
+                ),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("faultline-shard-{i}"))
+                .spawn(move || shard.run())?;
+            threads.push(handle);
+        }
+        let shards: Arc<[mpsc::Sender<ShardMsg>]> = senders.into();
+        Ok((
+            Pipeline {
+                shards: shards.clone(),
+                queued,
+                max_queued: config.max_queued_spans.max(1),
+                submit_wait: config.submit_wait,
+            },
+            Workers { shards, threads },
+        ))
+    }
+
+    /// Queues spans on their shards; evaluator spans that link to a span of another
+    /// trace are also sent to that trace's shard. All or nothing.
+    pub async fn submit_spans(&self, spans: Vec<SpanRecord>) -> Result<(), Full> {
+        let n = self.shards.len();
+        let mut per: Vec<Vec<SpanRecord>> = (0..n).map(|_| Vec::new()).collect();
+        let mut linked: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
+        for span in spans {
+            for link in &span.links {
+                if link.trace_id != span.trace_id && is_evaluator(&span) {
+                    match linked.iter_mut().find(|(t, _)| *t == link.trace_id) {
+                        Some((_, v)) => v.push(span.clone()),
+                        None => linked.push((link.trace_id, vec![span.clone()])),
+                    }
+                }
+            }
+            per[span.trace_id.shard(n)].push(span);
+        }
+        let mut msgs: Vec<(usize, ShardMsg)> = per
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(i, v)| (i, ShardMsg::Spans(v)))
+            .collect();
+        msgs.extend(
+            linked
+                .into_iter()
+                .map(|(t, v)| (t.shard(n), ShardMsg::Linked(t, v))),
+        );
+        self.send_all(msgs).await
+    }
+
+    pub async fn submit_logs(&self, logs: Vec<LogEvent>) -> Result<(), Full> {
+        let n = self.shards.len();
+        let mut per: Vec<Vec<LogEvent>> = (0..n).map(|_| Vec::new()).collect();
+        for log in logs {
+            // Logs without a trace id cannot be joined to a trajectory by the shards;
+            // they go to shard 0, whose assembler counts them.
+            let shard = log.trace_id.map(|t| t.shard(n)).unwrap_or(0);
+            per[shard].push(log);
+        }
+        let msgs = per
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(i, v)| (i, ShardMsg::Logs(v)))
+            .collect();
+        self.send_all(msgs).await
+    }
+
+    /// Spans and log records waiting in the shard queues.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    async fn send_all(&self, mut msgs: Vec<(usize, ShardMsg)>) -> Result<(), Full> {
+        let weight: usize = msgs.iter().map(|(_, m)| m.weight()).sum();
+        if weight == 0 {
+            return Ok(());
+        }
+        let full = Full {
+            retry_after: Duration::from_secs(1),
+        };
+        // Reserve queue room in spans first; wait a bounded time for the shards to
+        // catch up.
+        let deadline = tokio::time::Instant::now() + self.submit_wait;
+        loop {
+            let cur = self.queued.load(Ordering::Acquire);
+            // A batch bigger than the whole budget is still let through when the queues
+            // are empty, so that one large request is never refused forever.
+            if cur == 0 || cur + weight <= self.max_queued {
+                if self
+                    .queued
+                    .compare_exchange(cur, cur + weight, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    break;
+                }
+                continue;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(full);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Take channel permits in shard order (no deadlock between concurrent
+        // submitters), then send everything: all or nothing.
+        msgs.sort_by_key(|(i, _)| *i);
+        let mut permits = Vec::with_capacity(msgs.len());
+        for (i, _) in &msgs {
+            match tokio::time::timeout_at(deadline, self.shards[*i].reserve()).await {
+                Ok(Ok(permit)) => permits.push(permit),
+                _ => {
+                    self.queued.fetch_sub(weight, Ordering::AcqRel);
+                    return Err(full);
+                }
+            }
+        }
+        for (permit, (_, msg)) in permits.into_iter().zip(msgs) {
+            permit.send(msg);
+        }
+        Ok(())
+    }
+}
+
+/// An evaluator span (OpenInference, traceAI): its links point at what it evaluated.
+fn is_evaluator(span: &SpanRecord) -> bool {
+    ["openinference.span.kind", "fi.span.kind", "gen_ai.span.kind"]
+        .iter()
+        .any(|k| {
+            span.attributes
+                .get_str(k)
+                .is_some_and(|v| v.eq_ignore_ascii_case("EVALUATOR"))
+        })
+}
+
+impl Workers {
+    /// Asks every shard to release its open traces (flagged incomplete) and waits for
+    /// them to finish. Blocking: call from a blocking context.
+    pub fn shutdown(self) {
+        for tx in self.shards.iter() {
+            // A shard that already stopped has dropped its receiver; nothing to do.
+            let _ = tx.blocking_send(ShardMsg::Shutdown);
+        }
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("A shard thread panicked during shutdown.");
+            }
+        }
+    }
+}
+
+struct Shard {
+    rx: mpsc::Receiver<ShardMsg>,
+    assembler: Assembler,
+    analyze: Arc<AnalyzeConfig>,
+    sinks: Arc<[Arc<dyn Sink>]>,
+    metrics: Arc<SelfMetrics>,
+    queued: Arc<AtomicUsize>,
+    tick: Duration,
+    last_stats: AssembleStats,
+    pending: PendingFinal,
+}
+
+/// Released analyses waiting for the end of their grace period. A trace's deadline is
+/// its first release plus `late_grace`; revisions replace the analysis, not the deadline.
+struct PendingFinal {
+    grace: Duration,
+    max: usize,
+    by_trace: std::collections::HashMap<TraceId, Arc<Analysis>>,
+    /// (deadline, trace) in first-release order, so deadlines are sorted.
+    order: std::collections::VecDeque<(Instant, TraceId)>,
+    /// Traces finalized early (over the bound) whose grace may not be over: a revision
+    /// of one of them must not be finalized a second time. Bounded like `by_trace`.
+    finalized: std::collections::HashSet<TraceId>,
+    finalized_order: std::collections::VecDeque<TraceId>,
+}
+
+impl PendingFinal {
+    fn new(grace: Duration, max: usize) -> PendingFinal {
+        PendingFinal {
+            grace,
+            max,
+            by_trace: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            finalized: std::collections::HashSet::new(),
+            finalized_order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records a release; returns analyses to finalize now (over the bound).
+    fn released(&mut self, analysis: Arc<Analysis>, now: Instant, due: &mut Vec<Arc<Analysis>>) {
+        let id = analysis.trajectory.trace_id;
+        if self.finalized.contains(&id) {
+            return;
+        }
+        if self.by_trace.insert(id, analysis).is_none() {
+            self.order.push_back((now + self.grace, id));
+        }
+        while self.by_trace.len() > self.max {
+            let Some((_, id)) = self.order.pop_front() else {
+                break;
+            };
+            due.extend(self.by_trace.remove(&id));
+            self.finalized.insert(id);
+            self.finalized_order.push_back(id);
+            if self.finalized_order.len() > self.max {
+                if let Some(old) = self.finalized_order.pop_front() {
+                    self.finalized.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn due(&mut self, now: Instant, due: &mut Vec<Arc<Analysis>>) {
+        while let Some(&(deadline, id)) = self.order.front() {
+            if deadline > now {
+                break;
+            }
+            self.order.pop_front();
+            due.extend(self.by_trace.remove(&id));
+        }
+    }
+
+    fn drain(&mut self, due: &mut Vec<Arc<Analysis>>) {
+        for (_, id) in self.order.drain(..) {
+            due.extend(self.by_trace.remove(&id));
+        }
+    }
+}
+
+impl Shard {
+    fn run(mut self) {
+        let mut out: Vec<Trajectory> = Vec::new();
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.assembler.tick(now, &mut out);
+                next_tick = now + self.tick;
+                self.release(&mut out);
+            }
+            let msg = match recv_timeout(&mut self.rx, next_tick) {
+                Recv::Msg(m) => m,
+                Recv::Timeout => continue,
+                Recv::Closed => ShardMsg::Shutdown,
+            };
+            let now = Instant::now();
+            let weight = msg.weight();
+            let stop = match msg {
+                ShardMsg::Spans(spans) => {
+                    self.assembler.push_spans(spans, now, &mut out);
+                    false
+                }
+                ShardMsg::Logs(logs) => {
+                    self.assembler.push_logs(logs, now, &mut out);
+                    false
+                }
+                ShardMsg::Linked(target, spans) => {
+                    self.assembler.push_linked(target, spans, now, &mut out);
+                    false
+                }
+                ShardMsg::Shutdown => {
+                    self.assembler.drain(&mut out);
+                    true
+                }
+            };
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            self.release(&mut out);
+            if stop {
+                let mut due = Vec::new();
+                self.pending.drain(&mut due);
+                self.finalize(due);
+                return;
+            }
+        }
+    }
+
+    fn release(&mut self, out: &mut Vec<Trajectory>) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for trajectory in out.drain(..) {
+            let analysis = Arc::new(analyze(Arc::new(trajectory), &self.analyze));
+            self.metrics.trajectories_analysed.inc();
+            for sink in self.sinks.iter() {
+                sink.publish(analysis.clone());
+            }
+            self.pending.released(analysis, now, &mut due);
+        }
+        self.pending.due(now, &mut due);
+        self.finalize(due);
+        self.publish_stats();
+    }
+
+    fn finalize(&self, due: Vec<Arc<Analysis>>) {
+        for analysis in due {
+            for sink in self.sinks.iter() {
+                sink.finalize(analysis.clone());
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let s = self.assembler.stats();
+        let last = &self.last_stats;
+        let m = &self.metrics;
+        m.late_spans.inc_by(s.late_dropped.saturating_sub(last.late_dropped));
+        m.late_spans_merged
+            .inc_by(s.late_merged.saturating_sub(last.late_merged));
+        m.duplicate_spans
+            .inc_by(s.duplicates.saturating_sub(last.duplicates));
+        m.evicted(
+            "memory",
+            s.evicted_memory.saturating_sub(last.evicted_memory),
+        );
+        m.evicted(
+            "max_age",
+            s.evicted_max_age.saturating_sub(last.evicted_max_age),
+        );
+        m.evicted(
+            "trace_too_large",
+            s.evicted_too_large.saturating_sub(last.evicted_too_large),
+        );
+        m.buffered_spans
+            .inc_by(s.buffered_spans as i64 - last.buffered_spans as i64);
+        m.open_traces
+            .inc_by(s.open_traces as i64 - last.open_traces as i64);
+        self.last_stats = s;
+    }
+}
+
+enum Recv {
+    Msg(ShardMsg),
+    Timeout,
+    Closed,
+}
+
+/// Blocking receive with a deadline, on a shard thread (not on the async runtime).
+fn recv_timeout(rx: &mut mpsc::Receiver<ShardMsg>, deadline: Instant) -> Recv {
+    match rx.try_recv() {
+        Ok(m) => return Recv::Msg(m),
+        Err(mpsc::error::TryRecvError::Disconnected) => return Recv::Closed,
+        Err(mpsc::error::TryRecvError::Empty) => {}
+    }
+    // Park on the channel with a small current-thread runtime owned by this call's
+    // thread: cheap, and it keeps the shard off the shared runtime.
+    thread_local! {
+        static RT: Option<tokio::runtime::Runtime> = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .ok();
+    }
+    RT.with(|rt| {
+        let Some(rt) = rt else {
+            // No timer runtime could be built: fall back to polling.
+            std::thread::sleep(Duration::from_millis(1));
+            return Recv::Timeout;
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        rt.block_on(async {
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(m)) => Recv::Msg(m),
+                Ok(None) => Recv::Closed,
+                Err(_) => Recv::Timeout,
+            }
+        })
+    })
+}

@@ -1,1 +1,229 @@
-//! server (being written).
+//! `faultline serve`: binds the listeners, starts the pipeline, serves, and shuts down in
+//! order.
+//!
+//! Shutdown order: readiness goes false; the receivers stop taking requests (in-flight
+//! ones finish); the shards release every open trace (flagged incomplete) to analysis;
+//! then the process exits.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::assemble::AssembleConfig;
+use crate::config::Settings;
+use crate::ingest::{self, Handoff, Ingest, IngestLimits, IngestObserver, Overloaded};
+use crate::metrics::SelfMetrics;
+use crate::model::{Interner, LogEvent, SpanRecord};
+use crate::pipeline::{Pipeline, PipelineConfig, Sink, Workers};
+use crate::store::Recent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the pipeline threads: {0}")]
+    Threads(std::io::Error),
+}
+
+impl Handoff for Pipeline {
+    async fn spans(&self, spans: Vec<SpanRecord>) -> Result<(), Overloaded> {
+        self.submit_spans(spans).await.map_err(|f| Overloaded {
+            retry_after: f.retry_after,
+        })
+    }
+
+    async fn logs(&self, logs: Vec<LogEvent>) -> Result<(), Overloaded> {
+        self.submit_logs(logs).await.map_err(|f| Overloaded {
+            retry_after: f.retry_after,
+        })
+    }
+}
+
+/// Ingest counts into the self-metrics.
+pub struct MetricsObserver(pub Arc<SelfMetrics>);
+
+impl IngestObserver for MetricsObserver {
+    fn received(&self, transport: ingest::Transport, spans: u64) {
+        self.0.received(transport.as_str(), spans);
+    }
+
+    fn rejected(&self, reason: ingest::RejectReason, spans: u64) {
+        self.0.rejected(reason.as_str(), spans);
+    }
+}
+
+/// A running server: its bound addresses, and what it holds for shutdown.
+pub struct Running {
+    pub otlp_grpc_address: SocketAddr,
+    pub otlp_http_address: SocketAddr,
+    pub api_address: SocketAddr,
+    pub recent: Arc<Recent>,
+    pub metrics: Arc<SelfMetrics>,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    api_stop: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
+    workers: Workers,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        // An error means the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Binds every listener (port 0 picks a free port) and starts serving.
+pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
+    let grpc_listener = bind("OTLP/gRPC", settings.otlp_grpc_address).await?;
+    let http_listener = bind("OTLP/HTTP", settings.otlp_http_address).await?;
+    let api_listener = bind("API", settings.api_address).await?;
+    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+    let otlp_grpc_address = local(&grpc_listener, settings.otlp_grpc_address);
+    let otlp_http_address = local(&http_listener, settings.otlp_http_address);
+    let api_address = local(&api_listener, settings.api_address);
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    let recent = Arc::new(Recent::new(settings.recent_trajectories));
+    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
+    let (pipeline, workers) = Pipeline::start(
+        PipelineConfig {
+            shards: settings.shards,
+            max_queued_spans: settings.max_queued_spans,
+            submit_wait: Duration::from_millis(500),
+            tick: Duration::from_millis(100),
+            assemble: AssembleConfig {
+                idle_timeout: settings.idle_timeout,
+                max_trace_age: settings.max_trace_age,
+                late_grace: settings.late_grace,
+                max_buffered_spans: settings.max_buffered_spans,
+                max_spans_per_trace: settings.max_spans_per_trace,
+            },
+            analyze: Arc::new(settings.analyze.clone()),
+            max_pending_final: settings.max_buffered_spans / 4,
+        },
+        sinks,
+        metrics.clone(),
+    )
+    .map_err(ServerError::Threads)?;
+
+    let ingest = Arc::new(Ingest {
+        handoff: pipeline,
+        observer: MetricsObserver(metrics.clone()),
+        interner: Arc::new(Interner::default()),
+        limits: IngestLimits {
+            max_request_bytes: settings.max_request_bytes,
+            ..IngestLimits::default()
+        },
+    });
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    {
+        let ingest = ingest.clone();
+        let shutdown = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = ingest::grpc::serve_grpc(ingest, grpc_listener, shutdown).await {
+                tracing::error!(%error, "The OTLP/gRPC server stopped.");
+            }
+        }));
+    }
+    {
+        let router = ingest::http::http_router(ingest.clone());
+        let shutdown = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(http_listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "The OTLP/HTTP server stopped.");
+            }
+        }));
+    }
+    let api = crate::api::app(Arc::new(crate::api::ApiState {
+        recent: recent.clone(),
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    }));
+    // The API stops last, after the pipeline has released its traces.
+    let (api_stop, api_stop_rx) = watch::channel(false);
+    let api_task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(api_listener, api)
+            .with_graceful_shutdown(stopped(api_stop_rx))
+            .await
+        {
+            tracing::error!(%error, "The API server stopped.");
+        }
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        otlp_grpc = %otlp_grpc_address,
+        otlp_http = %otlp_http_address,
+        api = %api_address,
+        "Serving."
+    );
+    Ok(Running {
+        otlp_grpc_address,
+        otlp_http_address,
+        api_address,
+        recent,
+        metrics,
+        ready,
+        stop,
+        tasks,
+        api_stop,
+        api_task,
+        workers,
+    })
+}
+
+impl Running {
+    /// Stops in order and waits: receivers, then the pipeline (open traces are
+    /// released to analysis), then the API.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            // Give in-flight requests a bounded time to finish.
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        let workers = self.workers;
+        if tokio::task::spawn_blocking(move || workers.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("The pipeline did not shut down cleanly.");
+        }
+        let _ = self.api_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.api_task).await;
+    }
+}
+
+/// Serves until `signal` resolves, then shuts down in order.
+pub async fn serve(settings: &Settings, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let running = start(settings).await?;
+    signal.await;
+    tracing::info!("Shutting down.");
+    running.shutdown().await;
+    Ok(())
+}

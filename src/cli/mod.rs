@@ -1,1 +1,132 @@
-//! cli (being written).
+//! The command line: `faultline [serve]` and the other subcommands.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FileConfig, Overrides, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Failure analysis for LLM-agent systems from OpenTelemetry traces",
+    long_about = "faultline receives OpenTelemetry traces over OTLP (gRPC and HTTP), rebuilds each \
+agent run from its spans, classifies every span into a step (planner, retriever, generator, \
+critic, tool, ...), finds failures and blames the step that caused them.\n\n\
+Without a subcommand, `faultline` runs `serve`.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive OTLP traces and logs, analyse them, serve the API (the default command).
+    Serve(ServeArgs),
+}
+
+/// Options of `serve`. Each is also an environment variable `FAULTLINE_<NAME>` and a
+/// top-level key of the config file (`idle_timeout = "5s"`); flags win over the
+/// environment, which wins over the file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML config file. Invalid content exits with code 2, naming the file and key.
+    #[arg(long, env = "FAULTLINE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address (TraceService, LogsService) [default: 127.0.0.1:4317].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_ADDRESS", value_name = "ADDR")]
+    pub otlp_grpc_address: Option<String>,
+    /// OTLP/HTTP listen address (POST /v1/traces, /v1/logs) [default: 127.0.0.1:4318].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_ADDRESS", value_name = "ADDR")]
+    pub otlp_http_address: Option<String>,
+    /// HTTP API, web page and /metrics listen address [default: 127.0.0.1:8700].
+    #[arg(long, env = "FAULTLINE_API_ADDRESS", value_name = "ADDR")]
+    pub api_address: Option<String>,
+    /// Directory of the embedded store [default: ./faultline-data].
+    #[arg(long, env = "FAULTLINE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A trace whose root span has ended completes after this long with no new span,
+    /// counted on receive time [default: 5s].
+    #[arg(long, env = "FAULTLINE_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// A trace is released this long after its first span, flagged incomplete if it has
+    /// no root yet [default: 10m].
+    #[arg(long, env = "FAULTLINE_MAX_TRACE_AGE", value_name = "DURATION")]
+    pub max_trace_age: Option<String>,
+    /// Late spans and evaluator results arriving this long after release are merged and
+    /// the trajectory re-analysed; later ones are counted as late [default: 60s].
+    #[arg(long, env = "FAULTLINE_LATE_GRACE", value_name = "DURATION")]
+    pub late_grace: Option<String>,
+    /// Spans held in memory; at the bound the oldest trace is released early, flagged
+    /// incomplete [default: 1000000].
+    #[arg(long, env = "FAULTLINE_MAX_BUFFERED_SPANS", value_name = "N")]
+    pub max_buffered_spans: Option<usize>,
+    /// Spans kept per trace; a trace reaching it is released flagged incomplete
+    /// [default: 10000].
+    #[arg(long, env = "FAULTLINE_MAX_SPANS_PER_TRACE", value_name = "N")]
+    pub max_spans_per_trace: Option<usize>,
+    /// Largest accepted request in bytes, after decompression [default: 67108864].
+    #[arg(long, env = "FAULTLINE_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Shard threads assembling and analysing traces [default: number of cores].
+    #[arg(long, env = "FAULTLINE_SHARDS", value_name = "N")]
+    pub shards: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Reads the config file (if any) and validates everything into settings.
+    pub fn settings(&self) -> Result<Settings, crate::config::ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Settings::resolve(
+            file,
+            self.config.as_deref(),
+            Overrides {
+                otlp_grpc_address: self.otlp_grpc_address.clone(),
+                otlp_http_address: self.otlp_http_address.clone(),
+                api_address: self.api_address.clone(),
+                data_dir: self.data_dir.clone(),
+                idle_timeout: self.idle_timeout.clone(),
+                max_trace_age: self.max_trace_age.clone(),
+                late_grace: self.late_grace.clone(),
+                max_buffered_spans: self.max_buffered_spans,
+                max_spans_per_trace: self.max_spans_per_trace,
+                max_request_bytes: self.max_request_bytes,
+                shards: self.shards,
+            },
+        )
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

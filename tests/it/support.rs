@@ -1,0 +1,94 @@
+//! Shared helpers: a server on free ports, API polling, the Python interpreter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use faultline::config::{FileConfig, Overrides, Settings};
+use faultline::server::{self, Running};
+use serde_json::Value;
+
+/// A server on 127.0.0.1 free ports with a short idle timeout.
+pub async fn start_server(idle_timeout: &str) -> Running {
+    start_server_with(FileConfig::default(), idle_timeout).await
+}
+
+pub async fn start_server_with(file: FileConfig, idle_timeout: &str) -> Running {
+    let settings = Settings::resolve(
+        file,
+        None,
+        Overrides {
+            otlp_grpc_address: Some("127.0.0.1:0".into()),
+            otlp_http_address: Some("127.0.0.1:0".into()),
+            api_address: Some("127.0.0.1:0".into()),
+            idle_timeout: Some(idle_timeout.into()),
+            shards: Some(2),
+            ..Overrides::default()
+        },
+    )
+    .expect("valid test settings");
+    server::start(&settings).await.expect("server starts")
+}
+
+pub fn api_url(running: &Running, path: &str) -> String {
+    format!("http://{}{}", running.api_address, path)
+}
+
+/// GETs a JSON document from the API.
+pub async fn get_json(running: &Running, path: &str) -> (u16, Value) {
+    let resp = reqwest::get(api_url(running, path)).await.expect("API answers");
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Polls the API until the trajectory exists with `min_spans` spans, or panics after
+/// `timeout`.
+pub async fn wait_trajectory(
+    running: &Running,
+    trace_id: &str,
+    min_spans: usize,
+    timeout: Duration,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (status, body) = get_json(running, &format!("/api/v1/trajectories/{trace_id}")).await;
+        if status == 200 && body["steps"].as_array().is_some_and(|s| s.len() >= min_spans) {
+            return body;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("trajectory {trace_id} not assembled in {timeout:?}: last answer {status} {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The step of the span named `name` in a trajectory document.
+pub fn step_of<'a>(trajectory: &'a Value, name: &str) -> (&'a str, &'a str) {
+    let steps = trajectory["steps"].as_array().expect("steps array");
+    let s = steps
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span named {name} in {trajectory}"));
+    (
+        s["step"].as_str().expect("step string"),
+        s["step_source"].as_str().expect("step_source string"),
+    )
+}
+
+/// The Python interpreter with the OpenTelemetry SDK installed by `./scripts/test`.
+/// Missing is a failure, never a skip.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("FAULTLINE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "the Python OpenTelemetry SDK is required: run ./scripts/test (looked for {})",
+        p.display()
+    );
+    p
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
