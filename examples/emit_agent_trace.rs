@@ -11,7 +11,7 @@
 //! call that emits a tool call (the planner), an `execute_tool` span whose tool fails, and
 //! a final `chat` call that answers (the generator).
 
-use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};

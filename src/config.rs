@@ -67,8 +67,8 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     /// Analysed trajectories kept in memory for the API. Default 10 000.
     pub recent_trajectories: Option<usize>,
-    /// Span classification rules.
-    pub classify: Option<toml::Table>,
+    /// Span classification rules (`[[classify.rules]]`).
+    pub classify: Option<crate::classify::RawClassifyConfig>,
     /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
     /// patterns, loop threshold, per-step latency SLOs, output rules.
     pub detect: Option<crate::detect::RawDetectConfig>,
@@ -209,8 +209,12 @@ impl Settings {
                 }
             })?;
         }
-        if file.classify.is_some() {
-            tracing::debug!("Classification rules present.");
+        if let Some(raw) = &file.classify {
+            analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
+                origin: file_origin.clone(),
+                key: "classify".into(),
+                message: e.to_string(),
+            })?;
         }
         Ok(Settings {
             otlp_grpc_address: addr(
