@@ -224,6 +224,14 @@ pub(crate) fn render(rng: &mut SmallRng, plan: &Plan, info: &RunInfo) -> Rendere
         })
         .collect();
 
+    // The first child of every node: a container shows its step's input and output.
+    let mut first_child: Vec<Option<usize>> = vec![None; nodes.len()];
+    for (idx, node) in nodes.iter().enumerate().rev() {
+        if let Some(p) = node.parent {
+            first_child[p] = Some(idx);
+        }
+    }
+
     let mut agent_spans = Vec::with_capacity(nodes.len());
     let mut http_spans = Vec::new();
     for (idx, node) in nodes.iter().enumerate() {
@@ -237,6 +245,11 @@ pub(crate) fn render(rng: &mut SmallRng, plan: &Plan, info: &RunInfo) -> Rendere
             continue;
         }
         step_attributes(info, node, &mut span);
+        if node.role == Role::Node {
+            if let Some(child) = first_child[idx] {
+                container_attributes(info, node, &nodes[child], idx, &mut span);
+            }
+        }
         if idx == 0 {
             root_attributes(info, node, &mut span);
         }
@@ -458,6 +471,15 @@ fn http_attributes(node: &Node, span: &mut Span) {
     span.attributes.push(i("server.port", u64::from(h.port)));
     span.attributes
         .push(i("http.response.status_code", u64::from(h.status)));
+    span.attributes.push(s("network.protocol.version", "1.1"));
+    let agent = match h.host {
+        "api.openai.com" => "OpenAI/Python 1.54.3",
+        "api.anthropic.com" => "Anthropic/Python 0.39.0",
+        _ => "python-httpx/0.27.2",
+    };
+    span.attributes.push(s("user_agent.original", agent));
+    let size = u64::from(u16::from_le_bytes([node.span_id[0], node.span_id[1]])) % 4000 + 120;
+    span.attributes.push(i("http.response.body.size", size));
     if h.status >= 400 {
         span.attributes.push(s("error.type", h.status.to_string()));
     }
@@ -548,6 +570,10 @@ fn openinference(node: &Node, span: &mut Span) {
                 a.push(s("llm.model_name", m.name));
                 a.push(s("llm.provider", m.provider));
                 a.push(s("llm.system", m.system));
+                a.push(s(
+                    "llm.invocation_parameters",
+                    format!(r#"{{"model": "{}", "temperature": 0.2, "max_tokens": 1024, "stream": false}}"#, m.name),
+                ));
             }
             a.push(s("llm.input_messages.0.message.role", "system"));
             a.push(s(
@@ -664,6 +690,9 @@ fn traceai(info: &RunInfo, node: &Node, span: &mut Span) {
                 a.push(s("gen_ai.request.model", m.name));
                 a.push(s("gen_ai.provider.name", m.provider));
             }
+            a.push(f("gen_ai.request.temperature", 0.2));
+            a.push(i("gen_ai.request.max_tokens", 1024));
+            a.push(s("gen_ai.system_instructions", node.system.clone()));
             a.push(s("input.value", node.input.clone()));
             if !node.response_id.is_empty() {
                 a.push(s("gen_ai.response.id", node.response_id.clone()));
@@ -725,6 +754,9 @@ fn openllmetry(info: &RunInfo, node: &Node, span: &mut Span) {
                 a.push(s("gen_ai.request.model", m.name));
                 a.push(s("gen_ai.response.model", m.name));
             }
+            a.push(f("gen_ai.request.temperature", 0.2));
+            a.push(i("gen_ai.request.max_tokens", 1024));
+            a.push(kv("llm.is_streaming", Value::BoolValue(false)));
             a.push(s("gen_ai.prompt.0.role", "system"));
             a.push(s("gen_ai.prompt.0.content", node.system.clone()));
             a.push(s("gen_ai.prompt.1.role", "user"));
@@ -827,6 +859,8 @@ fn genai(node: &Node, span: &mut Span) {
                 a.push(s("gen_ai.provider.name", m.provider));
                 a.push(s("gen_ai.request.model", m.name));
             }
+            a.push(f("gen_ai.request.temperature", 0.2));
+            a.push(i("gen_ai.request.max_tokens", 1024));
             a.push(s("gen_ai.system_instructions", node.system.clone()));
             a.push(s("gen_ai.input.messages", genai_input_messages(node)));
             if !node.response_id.is_empty() {
@@ -897,6 +931,7 @@ fn explicit(node: &Node, span: &mut Span) {
             if let Some(m) = node.model {
                 a.push(s("gen_ai.request.model", m.name));
             }
+            a.push(s("gen_ai.system_instructions", node.system.clone()));
             a.push(s("gen_ai.input.messages", genai_input_messages(node)));
             if !node.response_id.is_empty() {
                 a.push(s("gen_ai.response.id", node.response_id.clone()));
@@ -926,6 +961,53 @@ fn explicit(node: &Node, span: &mut Span) {
         }
         Role::SubAgent => a.push(s("gen_ai.agent.name", node.name.clone())),
         _ => {}
+    }
+}
+
+/// What graph frameworks record on a node (container) span: its state in and out, and
+/// the framework's metadata.
+fn container_attributes(info: &RunInfo, node: &Node, child: &Node, idx: usize, span: &mut Span) {
+    let input =
+        serde_json::json!({"messages": [{"role": "user", "content": child.input}]}).to_string();
+    let output_text = if !child.output.is_empty() {
+        child.output.clone()
+    } else if let Some(call) = child.tool_calls.first() {
+        format!("{}({})", call.name, call.arguments)
+    } else {
+        String::new()
+    };
+    let output = serde_json::json!({"messages": [{"role": "assistant", "content": output_text}]})
+        .to_string();
+    let a = &mut span.attributes;
+    match info.convention {
+        Convention::OpenInference | Convention::TraceAi => {
+            a.push(s("input.value", input));
+            a.push(s("input.mime_type", "application/json"));
+            a.push(s("output.value", output));
+            a.push(s("output.mime_type", "application/json"));
+            let metadata = serde_json::json!({
+                "langgraph_step": idx,
+                "langgraph_node": node.name,
+                "langgraph_triggers": [format!("branch:to:{}", node.name)],
+                "langgraph_path": ["__pregel_pull", node.name],
+                "langgraph_checkpoint_ns": format!("{}:{}", node.name, hex::encode(node.span_id)),
+            });
+            a.push(s("metadata", metadata.to_string()));
+        }
+        Convention::OpenLlmetry => {
+            a.push(s("traceloop.entity.input", input));
+            a.push(s("traceloop.entity.output", output));
+            a.push(s(
+                "traceloop.entity.path",
+                format!("{}.{}", info.template.agent_name(), node.name),
+            ));
+        }
+        Convention::GenAi | Convention::Explicit => {
+            a.push(s(
+                "gen_ai.agent.id",
+                format!("asst_{}", hex::encode(node.span_id)),
+            ));
+        }
     }
 }
 

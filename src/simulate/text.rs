@@ -90,7 +90,16 @@ const DETAILS: &[&str] = &[
 pub(crate) fn question(rng: &mut SmallRng) -> String {
     let topic = pick(rng, TOPICS);
     let product = pick(rng, PRODUCTS);
-    match rng.random_range(0..4) {
+    let preface = pick(
+        rng,
+        &[
+            "",
+            "We are migrating our workspace next week and our admins keep asking about this. ",
+            "I read the help center article twice and it is still not clear to me. ",
+            "Following up on my previous ticket, which was closed without an answer. ",
+        ],
+    );
+    let q = match rng.random_range(0..4) {
         0 => format!("How does the {topic} work in {product}?"),
         1 => format!("What is the {topic} for {product}, and can I change it?"),
         2 => format!(
@@ -101,7 +110,8 @@ pub(crate) fn question(rng: &mut SmallRng) -> String {
             "Where do I configure {topic} in {product}? Our account id is {}.",
             rng.random_range(10000..99999)
         ),
-    }
+    };
+    format!("{preface}{q}")
 }
 
 pub(crate) fn answer(rng: &mut SmallRng, sentences: usize) -> String {
@@ -118,7 +128,8 @@ pub(crate) fn answer(rng: &mut SmallRng, sentences: usize) -> String {
 pub(crate) fn document(rng: &mut SmallRng) -> String {
     let topic = pick(rng, TOPICS);
     format!(
-        "## {topic}\n{} Note: {}. See section {}.{}.",
+        "## {topic}\n{}. {}. Note: {}. See section {}.{}.",
+        capitalize(pick::<&str>(rng, DETAILS)),
         capitalize(pick::<&str>(rng, DETAILS)),
         pick(rng, DETAILS),
         rng.random_range(1..12),
