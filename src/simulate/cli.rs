@@ -278,15 +278,8 @@ pub(crate) fn write_files(
         ..SimulateReport::default()
     };
     let mut late: VecDeque<(u64, ExportTraceServiceRequest)> = VecDeque::new();
-    let avg_spans = 20usize;
     while report.runs < runs {
-        let left = (runs - report.runs) as usize;
-        let target = batch_spans.min(left * avg_spans).max(1);
-        let mut batch = sim.next_batch(target);
-        // Never exceed the requested number of runs.
-        while report.runs + batch.labels.len() as u64 > runs && batch.labels.len() > 1 {
-            trim_last_run(&mut batch);
-        }
+        let mut batch = take_batch(&mut sim, batch_spans, runs - report.runs);
         count(&mut report, &batch);
         let now = batch.labels.last().map(|l| l.start_unix_nano).unwrap_or(0);
         write_traces(&mut files, dir, &batch.traces, &mut report)?;
@@ -330,6 +323,19 @@ pub(crate) fn write_files(
         "Simulation written."
     );
     Ok(report)
+}
+
+/// The next batch of about `batch_spans` spans, with at most `left` runs.
+fn take_batch(sim: &mut Simulator, batch_spans: usize, left: u64) -> SimBatch {
+    const AVG_SPANS_PER_RUN: u64 = 20;
+    let target = (batch_spans as u64)
+        .min(left.saturating_mul(AVG_SPANS_PER_RUN))
+        .max(1);
+    let mut batch = sim.next_batch(target as usize);
+    while batch.labels.len() as u64 > left && batch.labels.len() > 1 {
+        trim_last_run(&mut batch);
+    }
+    batch
 }
 
 /// Drops the last run of a batch (its spans, late traces and logs).
@@ -392,7 +398,7 @@ async fn send(
         let mut sim = Simulator::new(cfg);
         let mut made = 0u64;
         while made < max_runs {
-            let batch = sim.next_batch(batch_spans);
+            let batch = take_batch(&mut sim, batch_spans, max_runs - made);
             made += batch.labels.len() as u64;
             if tx.blocking_send(batch).is_err() {
                 break;

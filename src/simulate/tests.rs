@@ -538,3 +538,182 @@ fn targets_are_checked() {
     assert!(parse_target("http://127.0.0.1:9000", None, false).is_err());
     assert!(parse_target("https://127.0.0.1:4317", None, false).is_err());
 }
+
+fn send_args(target: String, runs: u64) -> SimulateArgs {
+    SimulateArgs {
+        seed: 4,
+        runs: Some(runs),
+        out: None,
+        target: Some(target),
+        protocol: None,
+        rate: 2000.0,
+        duration: Some(std::time::Duration::from_secs(20)),
+        batch_spans: 100,
+        allow_remote: false,
+        start_unix_nano: Some(START),
+        fault_rate: 0.02,
+        recovered_rate: 0.05,
+        conventions: Vec::new(),
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    trace_requests: std::sync::atomic::AtomicU64,
+    spans: std::sync::atomic::AtomicU64,
+    log_requests: std::sync::atomic::AtomicU64,
+}
+
+impl Received {
+    fn traces(&self, req: &ExportTraceServiceRequest) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.trace_requests.fetch_add(1, Relaxed);
+        self.spans.fetch_add(spans(req).len() as u64, Relaxed);
+    }
+}
+
+struct GrpcSink(std::sync::Arc<Received>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for GrpcSink
+{
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.0.traces(request.get_ref());
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService
+    for GrpcSink
+{
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse>,
+        tonic::Status,
+    > {
+        self.0
+            .log_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test]
+async fn sends_over_grpc() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let received = std::sync::Arc::new(Received::default());
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(GrpcSink(received.clone())))
+        .add_service(LogsServiceServer::new(GrpcSink(received.clone())))
+        .serve_with_incoming(incoming);
+    let handle = tokio::spawn(server);
+
+    let mut args = send_args(format!("http://127.0.0.1:{}", addr.port()), 60);
+    args.protocol = Some(Protocol::Grpc);
+    let report = run(&args).await.unwrap();
+    handle.abort();
+    assert_eq!(report.runs, 60);
+    assert_eq!(report.send_errors, 0);
+    assert_eq!(received.trace_requests.load(Relaxed), report.trace_requests);
+    assert_eq!(received.spans.load(Relaxed), report.spans);
+    assert_eq!(received.log_requests.load(Relaxed), report.log_requests);
+    assert!(report.log_requests > 0);
+}
+
+#[tokio::test]
+async fn sends_over_http() {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    async fn traces(State(r): State<std::sync::Arc<Received>>, body: Bytes) -> &'static str {
+        let req = ExportTraceServiceRequest::decode(body).unwrap();
+        r.traces(&req);
+        ""
+    }
+    async fn logs(State(r): State<std::sync::Arc<Received>>, body: Bytes) -> &'static str {
+        ExportLogsServiceRequest::decode(body).unwrap();
+        r.log_requests.fetch_add(1, Relaxed);
+        ""
+    }
+    let received = std::sync::Arc::new(Received::default());
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(traces))
+        .route("/v1/logs", axum::routing::post(logs))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut args = send_args(format!("http://localhost:{port}"), 60);
+    args.protocol = Some(Protocol::Http);
+    let report = run(&args).await.unwrap();
+    handle.abort();
+    assert_eq!(report.runs, 60);
+    assert_eq!(report.send_errors, 0);
+    assert_eq!(received.trace_requests.load(Relaxed), report.trace_requests);
+    assert_eq!(received.spans.load(Relaxed), report.spans);
+    assert_eq!(received.log_requests.load(Relaxed), report.log_requests);
+}
+
+#[tokio::test]
+async fn refuses_remote_and_ambiguous_arguments() {
+    let args = send_args("http://192.0.2.1:4317".to_string(), 10);
+    assert!(matches!(
+        run(&args).await,
+        Err(SimulateError::RemoteRefused(_))
+    ));
+    let mut args = send_args("http://127.0.0.1:4317".to_string(), 10);
+    args.rate = 0.0;
+    assert!(matches!(
+        run(&args).await,
+        Err(SimulateError::InvalidArgs(_))
+    ));
+    args.rate = 10.0;
+    args.target = None;
+    assert!(matches!(
+        run(&args).await,
+        Err(SimulateError::InvalidArgs(_))
+    ));
+}
+
+#[tokio::test]
+async fn run_with_out_writes_the_requested_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = send_args(String::new(), 25);
+    args.target = None;
+    args.out = Some(dir.path().to_path_buf());
+    let report = run(&args).await.unwrap();
+    assert_eq!(report.runs, 25);
+    let labels = std::fs::read_to_string(dir.path().join("labels.jsonl")).unwrap();
+    assert_eq!(labels.lines().count(), 25);
+    assert!(report.to_string().starts_with("25 runs"));
+    // Same arguments, same bytes.
+    let again = tempfile::tempdir().unwrap();
+    args.out = Some(again.path().to_path_buf());
+    run(&args).await.unwrap();
+    for name in ["traces.otlp.pb", "logs.otlp.pb", "labels.jsonl"] {
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).unwrap(),
+            std::fs::read(again.path().join(name)).unwrap()
+        );
+    }
+}
