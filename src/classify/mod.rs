@@ -23,13 +23,8 @@ pub struct Rule {
 
 #[derive(Debug, Clone)]
 pub enum RuleMatch {
-    AttributeEquals {
-        attribute: String,
-        equals: String,
-    },
-    AttributeExists {
-        attribute: String,
-    },
+    AttributeEquals { attribute: String, equals: String },
+    AttributeExists { attribute: String },
     SpanNameRegex(regex::Regex),
     /// Both must hold.
     AttributeEqualsAndName {

@@ -31,10 +31,7 @@ impl IncompleteReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Anomaly {
     /// A span whose parent never arrived; it hangs under the root.
-    MissingParent {
-        span_id: SpanId,
-        parent_span_id: SpanId,
-    },
+    MissingParent { span_id: SpanId, parent_span_id: SpanId },
     /// More than one span without a parent; the earliest is the root.
     ExtraRoot { span_id: SpanId },
     /// A span id sent twice with different contents; the first copy is kept.
@@ -217,11 +214,7 @@ impl Trajectory {
     }
 
     pub fn end_unix_nano(&self) -> u64 {
-        self.spans
-            .iter()
-            .map(|s| s.end_unix_nano)
-            .max()
-            .unwrap_or(0)
+        self.spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0)
     }
 
     pub fn find(&self, span_id: SpanId) -> Option<u32> {
