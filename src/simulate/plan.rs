@@ -117,8 +117,8 @@ pub(crate) struct Node {
     pub end: u64,
     /// Agent, graph node, tool or memory store name.
     pub name: String,
-    /// For a `Node` container: render it as `invoke_agent {name}` in OTel GenAI.
-    pub genai_agent: bool,
+    /// For a `Node` container: render it as `invoke_agent {agent}` in OTel GenAI.
+    pub genai_agent: Option<&'static str>,
     pub model: Option<&'static Model>,
     /// LLM system prompt; `input` is then the user message.
     pub system: String,
@@ -204,7 +204,7 @@ impl<'r> Builder<'r> {
             start: self.t,
             end: self.t,
             name: name.to_string(),
-            genai_agent: false,
+            genai_agent: None,
             model: None,
             system: String::new(),
             input: String::new(),

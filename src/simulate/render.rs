@@ -189,7 +189,7 @@ fn rendered(node: &Node, conv: Convention) -> bool {
     match node.role {
         Role::Node => match conv {
             Convention::OpenInference | Convention::TraceAi | Convention::OpenLlmetry => true,
-            Convention::GenAi => node.genai_agent,
+            Convention::GenAi => node.genai_agent.is_some(),
             Convention::Explicit => false,
         },
         _ => true,
@@ -410,9 +410,10 @@ fn span_name(info: &RunInfo, node: &Node) -> (String, SpanKind) {
         (Convention::OpenLlmetry, Role::Node) => {
             (format!("{}.task", node.name), SpanKind::Internal)
         }
-        (Convention::GenAi, Role::Node) => {
-            (format!("invoke_agent {}", node.name), SpanKind::Internal)
-        }
+        (Convention::GenAi, Role::Node) => (
+            format!("invoke_agent {}", node.genai_agent.unwrap_or(&node.name)),
+            SpanKind::Internal,
+        ),
         (_, Role::Node) => (node.name.clone(), SpanKind::Internal),
         // LLM calls.
         (Convention::OpenInference | Convention::TraceAi, r) if r.is_llm() => {
@@ -901,7 +902,10 @@ fn genai(node: &Node, span: &mut Span) {
         }
         Role::SubAgent | Role::Node => {
             a.push(s("gen_ai.operation.name", "invoke_agent"));
-            a.push(s("gen_ai.agent.name", node.name.clone()));
+            a.push(s(
+                "gen_ai.agent.name",
+                node.genai_agent.unwrap_or(&node.name),
+            ));
         }
         Role::MemorySearch => {
             a.push(s("gen_ai.operation.name", "search_memory"));

@@ -505,8 +505,7 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
         }
 
         let wrap = b.open(Role::Node, Some(root), "critic");
-        b.nodes[wrap].genai_agent = true;
-        b.nodes[wrap].name = "answer_critic".to_string();
+        b.nodes[wrap].genai_agent = Some("answer_critic");
         let judge_in = prompt(
             "You are a strict reviewer. Reply ACCEPT: <why> or REJECT: <why>.",
             &format!("Question: {q}\nAnswer: {final_answer}"),
