@@ -17,7 +17,12 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
-fn child(tracer: &SdkTracer, parent: &Context, name: &'static str, attrs: Vec<KeyValue>) -> Context {
+fn child(
+    tracer: &SdkTracer,
+    parent: &Context,
+    name: &'static str,
+    attrs: Vec<KeyValue>,
+) -> Context {
     let span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Internal)
@@ -37,7 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name("example-agent").build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name("example-agent")
+                .build(),
+        )
         .build();
     let trace_id = tokio::task::spawn_blocking({
         let provider = provider.clone();
@@ -62,7 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     KeyValue::new("gen_ai.request.model", "gpt-4o"),
                     KeyValue::new(
                         "gen_ai.response.finish_reasons",
-                        opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("tool_calls")].into()),
+                        opentelemetry::Value::Array(
+                            vec![opentelemetry::StringValue::from("tool_calls")].into(),
+                        ),
                     ),
                 ],
             );

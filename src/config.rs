@@ -201,13 +201,12 @@ impl Settings {
             .unwrap_or(2);
         let mut analyze = crate::analyze::AnalyzeConfig::default();
         if let Some(raw) = &file.detect {
-            analyze.detect = crate::detect::DetectConfig::from_raw(raw).map_err(|e| {
-                ConfigError::Invalid {
+            analyze.detect =
+                crate::detect::DetectConfig::from_raw(raw).map_err(|e| ConfigError::Invalid {
                     origin: file_origin.clone(),
                     key: "detect".into(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
         }
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
@@ -275,12 +274,7 @@ impl Settings {
                 file.max_request_bytes,
                 64 * 1024 * 1024,
             )?,
-            max_queued_spans: count(
-                "max_queued_spans",
-                None,
-                file.max_queued_spans,
-                200_000,
-            )?,
+            max_queued_spans: count("max_queued_spans", None, file.max_queued_spans, 200_000)?,
             shards: count("shards", over.shards, file.shards, cores)?,
             recent_trajectories: count(
                 "recent_trajectories",

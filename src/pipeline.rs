@@ -257,13 +257,17 @@ impl Pipeline {
 
 /// An evaluator span (OpenInference, traceAI): its links point at what it evaluated.
 fn is_evaluator(span: &SpanRecord) -> bool {
-    ["openinference.span.kind", "fi.span.kind", "gen_ai.span.kind"]
-        .iter()
-        .any(|k| {
-            span.attributes
-                .get_str(k)
-                .is_some_and(|v| v.eq_ignore_ascii_case("EVALUATOR"))
-        })
+    [
+        "openinference.span.kind",
+        "fi.span.kind",
+        "gen_ai.span.kind",
+    ]
+    .iter()
+    .any(|k| {
+        span.attributes
+            .get_str(k)
+            .is_some_and(|v| v.eq_ignore_ascii_case("EVALUATOR"))
+    })
 }
 
 impl Workers {
@@ -436,7 +440,8 @@ impl Shard {
         let s = self.assembler.stats();
         let last = &self.last_stats;
         let m = &self.metrics;
-        m.late_spans.inc_by(s.late_dropped.saturating_sub(last.late_dropped));
+        m.late_spans
+            .inc_by(s.late_dropped.saturating_sub(last.late_dropped));
         m.late_spans_merged
             .inc_by(s.late_merged.saturating_sub(last.late_merged));
         m.duplicate_spans

@@ -84,11 +84,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
         .map_err(|source| ServerError::Bind { what, addr, source })
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        // An error means the sender is gone, which also means stop.
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Binds every listener (port 0 picks a free port) and starts serving.
@@ -220,7 +218,10 @@ impl Running {
 }
 
 /// Serves until `signal` resolves, then shuts down in order.
-pub async fn serve(settings: &Settings, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn serve(
+    settings: &Settings,
+    signal: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let running = start(settings).await?;
     signal.await;
     tracing::info!("Shutting down.");

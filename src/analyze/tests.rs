@@ -71,7 +71,11 @@ pub(crate) fn render(a: &Analysis) -> String {
             step.kind.as_str(),
             step.source.as_str(),
             if step.run_start { "  run" } else { "" },
-            if s.status == crate::model::SpanStatus::Error { "  ERROR" } else { "" },
+            if s.status == crate::model::SpanStatus::Error {
+                "  ERROR"
+            } else {
+                ""
+            },
             indent = d * 2
         );
     }
@@ -116,7 +120,13 @@ fn analyse_file(path: &Path) -> Vec<Analysis> {
     let body = std::fs::read(path).expect("fixture readable");
     let req = parse_traces_json(&body).expect("fixture is OTLP/JSON");
     let decoded = decode_traces(req, &Interner::default());
-    assert_eq!(decoded.rejected, 0, "{}: {:?}", path.display(), decoded.first_error);
+    assert_eq!(
+        decoded.rejected,
+        0,
+        "{}: {:?}",
+        path.display(),
+        decoded.first_error
+    );
     let mut by_trace: std::collections::BTreeMap<_, Vec<_>> = Default::default();
     for s in decoded.items {
         by_trace.entry(s.trace_id).or_default().push(s);
@@ -144,10 +154,8 @@ fn golden_real_instrumentations() {
     let mut failures = Vec::new();
     for case in cases {
         let rendered: String = analyse_file(&case).iter().map(render).collect();
-        let expected_path = PathBuf::from(
-            case.to_string_lossy()
-                .replace(".otlp.json", ".expected"),
-        );
+        let expected_path =
+            PathBuf::from(case.to_string_lossy().replace(".otlp.json", ".expected"));
         if update {
             std::fs::write(&expected_path, &rendered).expect("write expectation");
             continue;

@@ -44,7 +44,11 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
     }
 }
 
@@ -62,10 +66,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
 const MAX_LIMIT: usize = 1000;
 
 /// Parses a query string strictly: only `allowed` keys, each once.
-fn strict_query(
-    q: &HashMap<String, String>,
-    allowed: &[&str],
-) -> Result<(), ApiError> {
+fn strict_query(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     if let Some(k) = q.keys().find(|k| !allowed.contains(&k.as_str())) {
         let shown: String = k.chars().take(64).collect();
         return Err(ApiError::BadRequest(format!(
@@ -80,7 +81,9 @@ fn bool_param(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> 
     match q.get(key).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
-        Some(_) => Err(ApiError::BadRequest(format!("`{key}` must be true or false"))),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "`{key}` must be true or false"
+        ))),
     }
 }
 
@@ -113,7 +116,9 @@ async fn get_trajectory(
     strict_query(&q, &["attributes"])?;
     let with_attributes = bool_param(&q, "attributes")?;
     let id = TraceId::from_hex(&trace_id).map_err(|e| {
-        ApiError::BadRequest(format!("`trace_id` must be 32 hex digits, not all zero ({e})"))
+        ApiError::BadRequest(format!(
+            "`trace_id` must be 32 hex digits, not all zero ({e})"
+        ))
     })?;
     let a = state
         .recent

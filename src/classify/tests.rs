@@ -1323,13 +1323,7 @@ fn golden_real_langgraph_tool_exception() {
 
 #[test]
 fn golden_real_langgraph_empty_retrieval() {
-    // FIXME: the OTLP/JSON decoder refuses `"arrayValue": {}`, the empty array that the
-    // Python exporter writes for `retrieval.documents` when nothing was retrieved, and
-    // fails the whole request. Once ingest accepts it, this becomes
-    // `check_real("langgraph_empty_retrieval")`.
-    let input = classify_data_dir().join("../real/langgraph_empty_retrieval.otlp.json");
-    let json = std::fs::read(input).unwrap();
-    assert!(crate::ingest::decode::parse_traces_json(&json).is_err());
+    check_real("langgraph_empty_retrieval");
 }
 
 #[test]

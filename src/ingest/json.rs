@@ -4,9 +4,10 @@
 //! whole request for things that should cost at most one span: an id that is not hex
 //! (e.g. base64, as the generic protobuf JSON mapping would write it) fails the request,
 //! and an enum written by name (`"SPAN_KIND_SERVER"`) fails it too. So the envelope
-//! levels (request, resource, scope, span, event, link, status, log record) are mirrored
-//! here and moved into the prost types; attribute values (`KeyValue`, `AnyValue`),
-//! resources and scopes still use the crate's own deserializers.
+//! levels (request, resource, scope, span, event, link, status, log record) and the
+//! attribute values (`KeyValue`, `AnyValue`) are mirrored here and moved into the prost
+//! types. (The crate's `AnyValue` deserializer also refuses `"arrayValue": {}`, which
+//! the Python SDK writes for an empty list, e.g. an empty `retrieval.documents`.)
 //!
 //! What this module does, each choice tested in `tests.rs`:
 //! - ids: hex in either case. A string that is not hex (base64, odd length) becomes an
@@ -48,6 +49,7 @@ pub(crate) struct LogsRequest {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JResourceSpans {
+    #[serde(deserialize_with = "resource")]
     resource: Option<Resource>,
     #[serde(deserialize_with = "nullable")]
     scope_spans: Vec<JScopeSpans>,
@@ -58,6 +60,7 @@ struct JResourceSpans {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JScopeSpans {
+    #[serde(deserialize_with = "scope")]
     scope: Option<InstrumentationScope>,
     #[serde(deserialize_with = "nullable")]
     spans: Vec<JSpan>,
@@ -86,7 +89,7 @@ struct JSpan {
     start_time_unix_nano: u64,
     #[serde(deserialize_with = "u64_lenient")]
     end_time_unix_nano: u64,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "attributes")]
     attributes: Vec<KeyValue>,
     #[serde(deserialize_with = "nullable")]
     dropped_attributes_count: u32,
@@ -108,7 +111,7 @@ struct JEvent {
     time_unix_nano: u64,
     #[serde(deserialize_with = "nullable")]
     name: String,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "attributes")]
     attributes: Vec<KeyValue>,
     #[serde(deserialize_with = "nullable")]
     dropped_attributes_count: u32,
@@ -123,7 +126,7 @@ struct JLink {
     span_id: Vec<u8>,
     #[serde(deserialize_with = "nullable")]
     trace_state: String,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "attributes")]
     attributes: Vec<KeyValue>,
     #[serde(deserialize_with = "nullable")]
     dropped_attributes_count: u32,
@@ -143,6 +146,7 @@ struct JStatus {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JResourceLogs {
+    #[serde(deserialize_with = "resource")]
     resource: Option<Resource>,
     #[serde(deserialize_with = "nullable")]
     scope_logs: Vec<JScopeLogs>,
@@ -153,6 +157,7 @@ struct JResourceLogs {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JScopeLogs {
+    #[serde(deserialize_with = "scope")]
     scope: Option<InstrumentationScope>,
     #[serde(deserialize_with = "nullable")]
     log_records: Vec<JLogRecord>,
@@ -171,8 +176,9 @@ struct JLogRecord {
     severity_number: i32,
     #[serde(deserialize_with = "nullable")]
     severity_text: String,
+    #[serde(deserialize_with = "any_value")]
     body: Option<AnyValue>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "attributes")]
     attributes: Vec<KeyValue>,
     #[serde(deserialize_with = "nullable")]
     dropped_attributes_count: u32,
@@ -409,4 +415,184 @@ fn severity_number<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     enum_value(d, "severity number", |s| {
         SeverityNumber::from_str_name(s).map(|n| n as i32)
     })
+}
+
+/// `KeyValue` as OTLP/JSON writes it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JKeyValue {
+    #[serde(deserialize_with = "nullable")]
+    key: String,
+    value: Option<JAnyValue>,
+}
+
+/// `AnyValue`: one of the fields is set; an empty object is an empty value.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JAnyValue {
+    string_value: Option<String>,
+    bool_value: Option<bool>,
+    #[serde(deserialize_with = "i64_opt")]
+    int_value: Option<i64>,
+    #[serde(deserialize_with = "f64_opt")]
+    double_value: Option<f64>,
+    array_value: Option<JValues<JAnyValue>>,
+    kvlist_value: Option<JValues<JKeyValue>>,
+    bytes_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    default,
+    bound(deserialize = "T: Deserialize<'de>")
+)]
+struct JValues<T> {
+    #[serde(deserialize_with = "nullable")]
+    values: Vec<T>,
+}
+
+impl<T> Default for JValues<T> {
+    fn default() -> JValues<T> {
+        JValues { values: Vec::new() }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JResource {
+    #[serde(deserialize_with = "attributes")]
+    attributes: Vec<KeyValue>,
+    #[serde(deserialize_with = "nullable")]
+    dropped_attributes_count: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JScope {
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    version: String,
+    #[serde(deserialize_with = "attributes")]
+    attributes: Vec<KeyValue>,
+    #[serde(deserialize_with = "nullable")]
+    dropped_attributes_count: u32,
+}
+
+impl From<JKeyValue> for KeyValue {
+    fn from(kv: JKeyValue) -> KeyValue {
+        KeyValue {
+            key: kv.key,
+            value: kv.value.map(AnyValue::from),
+            ..KeyValue::default()
+        }
+    }
+}
+
+impl From<JAnyValue> for AnyValue {
+    fn from(v: JAnyValue) -> AnyValue {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+        let value = if let Some(s) = v.string_value {
+            Some(V::StringValue(s))
+        } else if let Some(b) = v.bool_value {
+            Some(V::BoolValue(b))
+        } else if let Some(i) = v.int_value {
+            Some(V::IntValue(i))
+        } else if let Some(d) = v.double_value {
+            Some(V::DoubleValue(d))
+        } else if let Some(a) = v.array_value {
+            Some(V::ArrayValue(ArrayValue {
+                values: a.values.into_iter().map(AnyValue::from).collect(),
+            }))
+        } else if let Some(kv) = v.kvlist_value {
+            Some(V::KvlistValue(KeyValueList {
+                values: kv.values.into_iter().map(KeyValue::from).collect(),
+            }))
+        } else {
+            v.bytes_value.map(|b| {
+                use base64::Engine as _;
+                // OTLP/JSON writes bytes as base64; undecodable text is kept as its bytes.
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .unwrap_or_else(|_| b.into_bytes());
+                V::BytesValue(bytes)
+            })
+        };
+        AnyValue { value }
+    }
+}
+
+fn attributes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, D::Error> {
+    let v: Option<Vec<JKeyValue>> = Option::deserialize(d)?;
+    Ok(v.unwrap_or_default()
+        .into_iter()
+        .map(KeyValue::from)
+        .collect())
+}
+
+fn any_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AnyValue>, D::Error> {
+    let v: Option<JAnyValue> = Option::deserialize(d)?;
+    Ok(v.map(AnyValue::from))
+}
+
+fn resource<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Resource>, D::Error> {
+    let v: Option<JResource> = Option::deserialize(d)?;
+    Ok(v.map(|r| Resource {
+        attributes: r.attributes,
+        dropped_attributes_count: r.dropped_attributes_count,
+        ..Resource::default()
+    }))
+}
+
+fn scope<'de, D: Deserializer<'de>>(d: D) -> Result<Option<InstrumentationScope>, D::Error> {
+    let v: Option<JScope> = Option::deserialize(d)?;
+    Ok(v.map(|s| InstrumentationScope {
+        name: s.name,
+        version: s.version,
+        attributes: s.attributes,
+        dropped_attributes_count: s.dropped_attributes_count,
+    }))
+}
+
+fn i64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IntOrString {
+        Int(i64),
+        Str(String),
+    }
+    match Option::<IntOrString>::deserialize(d)? {
+        None => Ok(None),
+        Some(IntOrString::Int(i)) => Ok(Some(i)),
+        Some(IntOrString::Str(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("intValue `{s}` is not a 64-bit integer"))),
+    }
+}
+
+fn f64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrString {
+        Num(f64),
+        Str(String),
+    }
+    match Option::<NumOrString>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumOrString::Num(x)) => Ok(Some(x)),
+        Some(NumOrString::Str(s)) => match s.as_str() {
+            "NaN" => Ok(Some(f64::NAN)),
+            "Infinity" => Ok(Some(f64::INFINITY)),
+            "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            other => other
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| de::Error::custom(format!("doubleValue `{s}` is not a number"))),
+        },
+    }
 }

@@ -8,7 +8,11 @@ fn faultline() -> Command {
 
 #[test]
 fn help_explains_every_serve_option() {
-    let out = faultline().arg("serve").arg("--help").output().expect("runs");
+    let out = faultline()
+        .arg("serve")
+        .arg("--help")
+        .output()
+        .expect("runs");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -41,7 +45,11 @@ fn invalid_config_names_file_key_and_problem_and_exits_2() {
     assert!(err.contains("soon"), "{err}");
 
     std::fs::write(&path, "idle_timout = \"5s\"\n").expect("write");
-    let out = faultline().arg("--config").arg(&path).output().expect("runs");
+    let out = faultline()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("idle_timout"), "{err}");
@@ -55,7 +63,10 @@ fn invalid_flag_value_exits_2() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("api_address") && err.contains("not-an-address"), "{err}");
+    assert!(
+        err.contains("api_address") && err.contains("not-an-address"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -66,5 +77,8 @@ fn env_variable_is_read() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("idle_timeout") && err.contains("never"), "{err}");
+    assert!(
+        err.contains("idle_timeout") && err.contains("never"),
+        "{err}"
+    );
 }

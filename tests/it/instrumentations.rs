@@ -23,7 +23,10 @@ async fn run_agents(script: &str) {
     let running = start_server_with(file, "300ms").await;
     let out = tokio::process::Command::new(python())
         .arg(repo_path(script))
-        .args(["--endpoint", &format!("http://{}", running.otlp_http_address)])
+        .args([
+            "--endpoint",
+            &format!("http://{}", running.otlp_http_address),
+        ])
         .output()
         .await
         .expect("python runs");
@@ -45,7 +48,10 @@ async fn run_agents(script: &str) {
             if status == 200 {
                 break t;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{trace_id} never analysed");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{trace_id} never analysed"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(t["outcome"], "failed", "{}: {t}", run["scenario"]);
@@ -55,7 +61,9 @@ async fn run_agents(script: &str) {
             run["scenario"], t["root_cause"]
         );
         assert!(
-            !t["root_cause"]["evidence"].as_array().is_none_or(Vec::is_empty),
+            !t["root_cause"]["evidence"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
             "a verdict comes with evidence: {}",
             t["root_cause"]
         );

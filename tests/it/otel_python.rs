@@ -9,7 +9,14 @@ use crate::support::{python, repo_path, start_server, step_of, wait_trajectory};
 async fn run_client(protocol: &str, endpoint: String) -> Vec<Value> {
     let out = tokio::process::Command::new(python())
         .arg(repo_path("tests/python/agent_client.py"))
-        .args(["--protocol", protocol, "--endpoint", &endpoint, "--runs", "3"])
+        .args([
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--runs",
+            "3",
+        ])
         .output()
         .await
         .expect("python runs");
@@ -38,7 +45,9 @@ async fn check(protocol: &str) {
         assert_eq!(t["trace_id"], trace_id);
         assert_eq!(t["complete"], true);
         assert_eq!(t["service"], format!("py-agent-{protocol}"));
-        assert!(t["session_id"].as_str().is_some_and(|s| s.starts_with("session-")));
+        assert!(t["session_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("session-")));
         assert_eq!(t["steps"].as_array().map(Vec::len), Some(11));
         assert_eq!(step_of(&t, "LangGraph").0, "agent");
         assert_eq!(step_of(&t, "VectorStoreRetriever").0, "retriever");

@@ -49,7 +49,9 @@ fn emit_agent_run(provider: &SdkTracerProvider) -> String {
             KeyValue::new("gen_ai.request.model", "gpt-4o"),
             KeyValue::new(
                 "gen_ai.response.finish_reasons",
-                opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("tool_calls")].into()),
+                opentelemetry::Value::Array(
+                    vec![opentelemetry::StringValue::from("tool_calls")].into(),
+                ),
             ),
         ],
     );
@@ -63,9 +65,15 @@ fn emit_agent_run(provider: &SdkTracerProvider) -> String {
             KeyValue::new("gen_ai.tool.name", "get_weather"),
         ],
     );
-    let http = child(&tracer, &tool, "GET", vec![KeyValue::new("http.request.method", "GET")]);
+    let http = child(
+        &tracer,
+        &tool,
+        "GET",
+        vec![KeyValue::new("http.request.method", "GET")],
+    );
     http.span().end();
-    tool.span().set_status(Status::error("weather API returned 503"));
+    tool.span()
+        .set_status(Status::error("weather API returned 503"));
     tool.span().end();
     let answer = child(
         &tracer,

@@ -35,7 +35,9 @@ pub fn api_url(running: &Running, path: &str) -> String {
 
 /// GETs a JSON document from the API.
 pub async fn get_json(running: &Running, path: &str) -> (u16, Value) {
-    let resp = reqwest::get(api_url(running, path)).await.expect("API answers");
+    let resp = reqwest::get(api_url(running, path))
+        .await
+        .expect("API answers");
     let status = resp.status().as_u16();
     let body = resp.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
@@ -52,11 +54,17 @@ pub async fn wait_trajectory(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let (status, body) = get_json(running, &format!("/api/v1/trajectories/{trace_id}")).await;
-        if status == 200 && body["steps"].as_array().is_some_and(|s| s.len() >= min_spans) {
+        if status == 200
+            && body["steps"]
+                .as_array()
+                .is_some_and(|s| s.len() >= min_spans)
+        {
             return body;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("trajectory {trace_id} not assembled in {timeout:?}: last answer {status} {body}");
+            panic!(
+                "trajectory {trace_id} not assembled in {timeout:?}: last answer {status} {body}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -3,7 +3,8 @@
 //!
 //! Evidence, first found wins: OpenInference `retrieval.documents.<i>.document.*` keys;
 //! a `retrieval.documents` or `gen_ai.retrieval.documents` list; a count attribute;
-//! `output.value` as a JSON list (`[]`) or an object with a `documents` list. A span that
+//! the step's output (`output.value`, `gen_ai.tool.call.result`, `traceloop.entity.output`)
+//! as a JSON list (`[]`) or an object with a `documents` list. A span that
 //! is a retriever by convention (`RETRIEVER`, `VECTOR_DB`, operation `retrieval`) and
 //! records no documents at all returned none; a span that is a retriever only by its
 //! step is judged only on evidence (it may be a wrapper around the real retrieval).
@@ -109,14 +110,27 @@ fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
             return Some((n.max(0) as usize, key));
         }
     }
-    let output = a.get_str("output.value")?;
-    match parse_json(output) {
-        Some(Json::Array(items)) => Some((items.len(), "output.value")),
-        Some(Json::Object(map)) => match map.get("documents") {
-            Some(Json::Array(items)) => Some((items.len(), "output.value")),
+    // The step's output: OpenInference `output.value`, a GenAI tool result (a tool
+    // classified as a retriever by a user rule), OpenLLMetry's entity output.
+    for key in OUTPUT_KEYS {
+        let Some(output) = a.get_str(key) else {
+            continue;
+        };
+        return match parse_json(output) {
+            Some(Json::Array(items)) => Some((items.len(), key)),
+            Some(Json::Object(map)) => match map.get("documents") {
+                Some(Json::Array(items)) => Some((items.len(), key)),
+                _ => None,
+            },
+            _ if output.trim().is_empty() => Some((0, key)),
             _ => None,
-        },
-        _ if output.trim().is_empty() => Some((0, "output.value")),
-        _ => None,
+        };
     }
+    None
 }
+
+const OUTPUT_KEYS: [&str; 3] = [
+    "output.value",
+    "gen_ai.tool.call.result",
+    "traceloop.entity.output",
+];

@@ -10,7 +10,9 @@
 //!    `gen_ai.evaluation.target_span_id`, else their link target, else their parent) or
 //!    in `Trajectory::linked` (evaluating the span their link points at);
 //! 3. `gen_ai.evaluation.result` log events, joined to the evaluated span by
-//!    `gen_ai.evaluation.target_span_id`, the record's span id, or `gen_ai.response.id`.
+//!    `gen_ai.evaluation.target_span_id`, the record's span id, or `gen_ai.response.id`;
+//!    and the same event recorded as a span event, evaluating its span (or its explicit
+//!    target).
 //!
 //! A result with no span to join is about the whole run and lands on the root. A
 //! recognised label decides (failing or passing); otherwise the score is compared with
@@ -86,6 +88,20 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut seen: Vec<(u32, String, Option<u64>, Option<String>)> = Vec::new();
     let mut results = Vec::new();
     for (i, span) in ctx.spans() {
+        // `gen_ai.evaluation.result` recorded as a span event (older GenAI
+        // instrumentations record events on the span they belong to).
+        for event in &span.events {
+            if &*event.name != "gen_ai.evaluation.result" {
+                continue;
+            }
+            results.clear();
+            read_gen_ai(&event.attributes, "gen_ai.evaluation.result", &mut results);
+            if results.is_empty() {
+                continue;
+            }
+            let target = explicit_target(ctx, &event.attributes).or(Some(i));
+            emit(ctx, target, None, &results, &mut seen, out);
+        }
         results.clear();
         read_attributes(&span.attributes, &mut results);
         if results.is_empty() {

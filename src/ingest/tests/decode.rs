@@ -383,11 +383,11 @@ fn bad_json_and_deep_nesting_are_errors() {
     for body in ["", "not json", "{", r#"{"resourceSpans":{}}"#, "[1,2]"] {
         assert!(parse_traces_json(body.as_bytes()).is_err(), "{body:?}");
     }
-    // 10 000 levels of nesting in a known field: serde_json's recursion limit.
+    // 10 000 levels of nested array values: serde_json's recursion limit.
     let deep = format!(
-        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{{"arrayValue":{{"values":{}{}}}}}}}]}}}}]}}"#,
-        "[".repeat(10_000),
-        "]".repeat(10_000)
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{}{}}}]}}}}]}}"#,
+        r#"{"arrayValue":{"values":["#.repeat(10_000),
+        "]}}".repeat(10_000)
     );
     let err = parse_traces_json(deep.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("recursion limit"), "{err}");
