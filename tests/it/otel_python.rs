@@ -41,14 +41,14 @@ async fn check(protocol: &str) {
     assert_eq!(runs.len(), 3);
     for run in &runs {
         let trace_id = run["trace_id"].as_str().expect("trace id");
-        let t = wait_trajectory(&running, trace_id, 11, Duration::from_secs(20)).await;
+        let t = wait_trajectory(&running, trace_id, 9, Duration::from_secs(20)).await;
         assert_eq!(t["trace_id"], trace_id);
         assert_eq!(t["complete"], true);
         assert_eq!(t["service"], format!("py-agent-{protocol}"));
         assert!(t["session_id"]
             .as_str()
             .is_some_and(|s| s.starts_with("session-")));
-        assert_eq!(t["steps"].as_array().map(Vec::len), Some(11));
+        assert_eq!(t["steps"].as_array().map(Vec::len), Some(9));
         assert_eq!(step_of(&t, "LangGraph").0, "agent");
         assert_eq!(step_of(&t, "VectorStoreRetriever").0, "retriever");
         assert_eq!(step_of(&t, "retrieve").0, "retriever");
