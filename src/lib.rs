@@ -24,6 +24,7 @@
 //!
 //! [`model`] is the shared vocabulary; it depends on nothing else in the crate.
 
+pub mod aggregate;
 pub mod analyze;
 pub mod api;
 pub mod assemble;
