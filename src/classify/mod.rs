@@ -23,8 +23,13 @@ pub struct Rule {
 
 #[derive(Debug, Clone)]
 pub enum RuleMatch {
-    AttributeEquals { attribute: String, equals: String },
-    AttributeExists { attribute: String },
+    AttributeEquals {
+        attribute: String,
+        equals: String,
+    },
+    AttributeExists {
+        attribute: String,
+    },
     SpanNameRegex(regex::Regex),
     /// Both must hold.
     AttributeEqualsAndName {

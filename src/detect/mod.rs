@@ -5,7 +5,11 @@ use crate::model::{Finding, StepAssignment, Trajectory};
 #[derive(Debug, Clone, Default)]
 pub struct DetectConfig {}
 
-pub fn detect(trajectory: &Trajectory, steps: &[StepAssignment], config: &DetectConfig) -> Vec<Finding> {
+pub fn detect(
+    trajectory: &Trajectory,
+    steps: &[StepAssignment],
+    config: &DetectConfig,
+) -> Vec<Finding> {
     let _ = (trajectory, steps, config);
     Vec::new()
 }
