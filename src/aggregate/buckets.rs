@@ -244,13 +244,10 @@ impl Minute {
     }
 }
 
-/// Where an event minute falls relative to the retained range.
+/// An event minute older than the horizon behind the newest minute (or newer than the
+/// newest): it has no bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
-    Kept,
-    /// Older than the horizon behind the newest minute: not counted in the buckets.
-    TooOld,
-}
+pub(crate) struct OutsideHorizon;
 
 /// The ring of minutes: slot `m % horizon` holds minute `m`.
 pub(crate) struct Ring {
@@ -261,7 +258,9 @@ pub(crate) struct Ring {
 impl Ring {
     pub(crate) fn new(horizon_minutes: u64) -> Ring {
         Ring {
-            slots: (0..horizon_minutes.max(1)).map(|_| Minute::default()).collect(),
+            slots: (0..horizon_minutes.max(1))
+                .map(|_| Minute::default())
+                .collect(),
             newest: None,
         }
     }
@@ -303,12 +302,12 @@ impl Ring {
     }
 
     /// The bucket of `minute`, after [`Ring::advance`] was called with the newest.
-    pub(crate) fn slot(&mut self, minute: u64) -> Result<&mut Minute, Placement> {
+    pub(crate) fn slot(&mut self, minute: u64) -> Result<&mut Minute, OutsideHorizon> {
         let Some(oldest) = self.oldest() else {
-            return Err(Placement::TooOld);
+            return Err(OutsideHorizon);
         };
         if minute < oldest || Some(minute) > self.newest {
-            return Err(Placement::TooOld);
+            return Err(OutsideHorizon);
         }
         let h = self.horizon();
         let slot = &mut self.slots[(minute % h) as usize];

@@ -115,6 +115,7 @@ impl SpaceSaving {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
@@ -180,7 +181,8 @@ impl Promoted {
         };
         self.weakest_hint = weakest_g;
         self.scan_budget = self.capacity;
-        if guaranteed <= margin(weakest_g) || self.free.is_empty() && self.names.len() >= self.max_ids
+        if guaranteed <= margin(weakest_g)
+            || self.free.is_empty() && self.names.len() >= self.max_ids
         {
             return OTHER;
         }
@@ -217,18 +219,12 @@ impl Promoted {
 
     /// Makes a retired id reusable.
     pub(crate) fn release(&mut self, id: ValueId) {
-        if id > UNSET && (id as usize) < self.names.len() && !self.by_value.values().any(|&v| v == id)
+        if id > UNSET
+            && (id as usize) < self.names.len()
+            && !self.by_value.values().any(|&v| v == id)
         {
             self.names[id as usize] = None;
             self.free.push(id);
-        }
-    }
-
-    /// The label text of `id` (`other` for an unknown id).
-    pub(crate) fn name(&self, id: ValueId) -> &str {
-        match self.names.get(id as usize) {
-            Some(Some(name)) => name,
-            _ => OTHER_LABEL,
         }
     }
 
@@ -240,10 +236,7 @@ impl Promoted {
         }
     }
 
-    pub(crate) fn is_promoted(&self, id: ValueId) -> bool {
-        id > UNSET && self.by_value.values().any(|&v| v == id)
-    }
-
+    #[cfg(test)]
     pub(crate) fn promoted_len(&self) -> usize {
         self.by_value.len()
     }
@@ -302,6 +295,7 @@ impl Cohort {
         (prom, store)
     }
 
+    #[cfg(test)]
     pub(crate) fn sketch_len(&self) -> usize {
         self.sketch.len()
     }

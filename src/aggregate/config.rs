@@ -245,7 +245,10 @@ fn validate_dimensions(list: &[RawDimension]) -> Result<Vec<Dimension>, Aggregat
             ));
         }
         if out.iter().any(|d| *d.name == *raw.name) {
-            return Err(invalid(key("name"), format!("`{}` is named twice", raw.name)));
+            return Err(invalid(
+                key("name"),
+                format!("`{}` is named twice", raw.name),
+            ));
         }
         if raw.keys.is_empty() || raw.keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid(key("keys"), "needs at least one non-empty key"));
@@ -273,7 +276,5 @@ fn validate_dimensions(list: &[RawDimension]) -> Result<Vec<Dimension>, Aggregat
 fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
-    first_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with("__")
 }

@@ -55,8 +55,8 @@ use prometheus_client::registry::Registry;
 use crate::model::{Analysis, FindingKind, Outcome, StepKind};
 use crate::pipeline::Sink;
 
-use buckets::{DimKey, KindId, Minute, Ring, StepId, ALL_OTHER};
-use cohort::{Cohort, ValueId, OTHER, OTHER_LABEL, UNSET};
+use buckets::{DimKey, KindId, Ring, StepId, ALL_OTHER};
+use cohort::{Cohort, ValueId, OTHER_LABEL, UNSET};
 use extract::{extract, Scratch, NONE};
 use prom::{Namer, PromMetrics};
 use query::NANOS_PER_MINUTE;
@@ -187,7 +187,8 @@ impl Aggregator {
                 return;
             };
             extract(analysis, dims, &mut scratch);
-            let limit = now_unix_nano.saturating_add(self.config.future_tolerance.as_nanos() as u64);
+            let limit =
+                now_unix_nano.saturating_add(self.config.future_tolerance.as_nanos() as u64);
             let end = analysis.trajectory.end_unix_nano();
             let clamped = end > limit;
             let minute = end.min(limit) / NANOS_PER_MINUTE;
@@ -432,7 +433,14 @@ impl State {
 
         // Findings and the root cause, in the cohort of the run they belong to.
         for finding in analysis.findings.iter().filter(|f| !f.propagated) {
-            let keys = self.keys_for_span(config, analysis, scratch, &run_keys, finding.span, &finding.step);
+            let keys = self.keys_for_span(
+                config,
+                analysis,
+                scratch,
+                &run_keys,
+                finding.span,
+                &finding.step,
+            );
             let kind = self.kind_id(&finding.kind);
             self.count_kind(keys, kind, false, minute, kept, cap);
         }
@@ -732,12 +740,18 @@ impl State {
                     root_causes_by_kind: kinds(&sum.root_cause_kinds),
                 };
                 // Built-in steps in pipeline order, then custom steps by name.
-                (if *step < CUSTOM_STEP { *step } else { CUSTOM_STEP }, row)
+                (
+                    if *step < CUSTOM_STEP {
+                        *step
+                    } else {
+                        CUSTOM_STEP
+                    },
+                    row,
+                )
             })
             .collect();
-        step_rows.sort_by(|(a, ra), (b, rb)| {
-            (a, &ra.step, &ra.cohort).cmp(&(b, &rb.step, &rb.cohort))
-        });
+        step_rows
+            .sort_by(|(a, ra), (b, rb)| (a, &ra.step, &ra.cohort).cmp(&(b, &rb.step, &rb.cohort)));
         Ok(Breakdown {
             from_unix_nano: from.saturating_mul(NANOS_PER_MINUTE),
             to_unix_nano: to.saturating_add(1).saturating_mul(NANOS_PER_MINUTE),

@@ -190,12 +190,12 @@ impl PromMetrics {
         step_runs
             .counter((step, dims), (OVERFLOW, ALL_OTHER), *max_series, labels)
             .inc();
-        let step = if !duration_handles.contains_key(&step) && duration_handles.len() + 1 >= *max_series
-        {
-            OVERFLOW
-        } else {
-            step
-        };
+        let step =
+            if !duration_handles.contains_key(&step) && duration_handles.len() + 1 >= *max_series {
+                OVERFLOW
+            } else {
+                step
+            };
         duration_handles
             .entry(step)
             .or_insert_with(|| {
@@ -218,7 +218,13 @@ impl PromMetrics {
             .inc();
     }
 
-    pub(crate) fn root_cause(&mut self, step: StepId, kind: KindId, dims: DimKey, namer: &dyn Namer) {
+    pub(crate) fn root_cause(
+        &mut self,
+        step: StepId,
+        kind: KindId,
+        dims: DimKey,
+        namer: &dyn Namer,
+    ) {
         let labels = kind_labels(&self.dim_names, namer);
         self.root_causes
             .counter(

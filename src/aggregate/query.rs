@@ -130,10 +130,13 @@ impl BreakdownQuery {
             }
             (None, Some(from), Some(to)) => {
                 let parse = |name: &'static str, value: &str| {
-                    value.trim().parse::<u64>().map_err(|_| QueryError::BadTime {
-                        name,
-                        value: echo(value),
-                    })
+                    value
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| QueryError::BadTime {
+                            name,
+                            value: echo(value),
+                        })
                 };
                 let from = parse("from", from)?;
                 let to = parse("to", to)?;
