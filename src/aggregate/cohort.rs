@@ -63,7 +63,7 @@ impl SpaceSaving {
     /// Counts one occurrence of `value`; returns its guaranteed count (at least 1).
     pub(crate) fn observe(&mut self, value: &str) -> u64 {
         self.observations += 1;
-        if self.observations % self.decay_every == 0 {
+        if self.observations.is_multiple_of(self.decay_every) {
             self.decay();
         }
         if let Some(&i) = self.index.get(value) {

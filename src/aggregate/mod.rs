@@ -582,7 +582,7 @@ impl State {
                 }
             }
         }
-        for d in 0..=n {
+        for (d, referenced) in referenced.iter().enumerate() {
             if self.retired[d].is_empty() {
                 continue;
             }
@@ -593,7 +593,7 @@ impl State {
                 &mut self.steps
             };
             for id in pending {
-                if referenced[d].get(id as usize).copied().unwrap_or(false) {
+                if referenced.get(id as usize).copied().unwrap_or(false) {
                     self.retired[d].push(id);
                 } else {
                     cohort.store.release(id);
