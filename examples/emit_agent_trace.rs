@@ -11,7 +11,7 @@
 //! call that emits a tool call (the planner), an `execute_tool` span whose tool fails, and
 //! a final `chat` call that answers (the generator).
 
-use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     KeyValue::new("gen_ai.request.model", "gpt-4o"),
                     KeyValue::new(
                         "gen_ai.response.finish_reasons",
-                        opentelemetry::Value::Array(vec!["tool_calls".into()].into()),
+                        opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("tool_calls")].into()),
                     ),
                 ],
             );
