@@ -136,23 +136,25 @@ fn build(run: &Run) -> Analysis {
     let mut root_cause = None;
     if run.empty_retrieval {
         findings.push(Finding {
-            span: index_of(&traj, 4),
-            step: StepKind::Retriever,
-            kind: FindingKind::EmptyRetrieval,
-            reason: "no documents".into(),
-            score: None,
-            source: "test",
             propagated: false,
+            ..Finding::new(
+                index_of(&traj, 4),
+                StepKind::Retriever,
+                FindingKind::EmptyRetrieval,
+                "no documents".into(),
+                "test",
+            )
         });
         // An error propagated up to the root: not counted.
         findings.push(Finding {
-            span: index_of(&traj, 1),
-            step: StepKind::Agent,
-            kind: FindingKind::Error,
-            reason: "propagated".into(),
-            score: None,
-            source: "test",
             propagated: true,
+            ..Finding::new(
+                index_of(&traj, 1),
+                StepKind::Agent,
+                FindingKind::Error,
+                "propagated".into(),
+                "test",
+            )
         });
         if run.outcome == Outcome::Failed {
             root_cause = Some(RootCause {
@@ -770,15 +772,13 @@ fn custom_steps_and_kinds_are_bounded_too() {
                 source: StepSource::Explicit,
                 run_start: true,
             }],
-            findings: vec![Finding {
-                span: 0,
+            findings: vec![Finding::new(
+                0,
                 step,
-                kind: FindingKind::Custom(format!("rule-{}", i % 100).into()),
-                reason: String::new(),
-                score: None,
-                source: "test",
-                propagated: false,
-            }],
+                FindingKind::Custom(format!("rule-{}", i % 100).into()),
+                String::new(),
+                "test",
+            )],
             trajectory: Arc::new(traj),
             outcome: Outcome::Recovered,
             root_cause: None,
@@ -816,13 +816,14 @@ fn malformed_analyses_do_not_panic() {
             run_start: false,
         }],
         findings: vec![Finding {
-            span: 99,
-            step: StepKind::Tool,
-            kind: FindingKind::ToolError,
-            reason: String::new(),
-            score: None,
-            source: "test",
             propagated: false,
+            ..Finding::new(
+                99,
+                StepKind::Tool,
+                FindingKind::ToolError,
+                String::new(),
+                "test",
+            )
         }],
         outcome: Outcome::Failed,
         root_cause: Some(RootCause {
