@@ -13,6 +13,8 @@
 //! - [`classify`]: the step of every span (planner, retriever, tool, ...).
 //! - [`detect`]: failure signals, each a [`model::Finding`] with a reason.
 //! - [`attribute`]: the outcome of the run and the step to blame.
+//! - [`aggregate`]: per-step failure counts, root causes and latency by cohort, in
+//!   event-time minute buckets; the aggregation metrics and the breakdown query.
 //! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
 //! - [`store`]: what the API reads (recent analyses in memory).
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
@@ -24,6 +26,7 @@
 //!
 //! [`model`] is the shared vocabulary; it depends on nothing else in the crate.
 
+pub mod aggregate;
 pub mod analyze;
 pub mod api;
 pub mod assemble;

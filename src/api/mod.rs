@@ -5,6 +5,7 @@
 //! 4xx with a JSON `{"error": "..."}` naming the problem and are not logged; nothing in
 //! a request can make a handler panic.
 
+pub mod breakdown;
 pub mod dto;
 
 use std::collections::HashMap;
