@@ -69,6 +69,9 @@ pub struct FileConfig {
     pub recent_trajectories: Option<usize>,
     /// Span classification rules (`[[classify.rules]]`).
     pub classify: Option<crate::classify::RawClassifyConfig>,
+    /// Per-step metrics and cohort breakdowns (`[aggregate]`): horizon, top-K values per
+    /// dimension, series cap, cohort dimensions.
+    pub aggregate: Option<crate::aggregate::config::RawAggregateConfig>,
     /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
     /// patterns, loop threshold, per-step latency SLOs, output rules.
     pub detect: Option<crate::detect::RawDetectConfig>,
@@ -107,6 +110,7 @@ pub struct Settings {
     pub shards: usize,
     pub recent_trajectories: usize,
     pub analyze: crate::analyze::AnalyzeConfig,
+    pub aggregate: crate::aggregate::config::AggregateConfig,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -208,6 +212,16 @@ impl Settings {
                     message: e.to_string(),
                 })?;
         }
+        let aggregate = match &file.aggregate {
+            Some(raw) => crate::aggregate::config::AggregateConfig::from_raw(raw).map_err(|e| {
+                ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: "aggregate".into(),
+                    message: e.to_string(),
+                }
+            })?,
+            None => crate::aggregate::config::AggregateConfig::default_config(),
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -283,6 +297,7 @@ impl Settings {
                 10_000,
             )?,
             analyze,
+            aggregate,
         })
     }
 }

@@ -19,6 +19,7 @@
 //! - [`store`]: what the API reads (recent analyses in memory).
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
 //!   the JSON shapes.
+//! - [`ui`]: the web page, embedded static assets.
 //! - [`metrics`]: self-metrics, all names in one place.
 //! - [`config`]: the config file, environment and flags, validated into settings.
 //! - [`server`]: starts and stops everything in order.
@@ -44,3 +45,4 @@ pub mod simulate;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod ui;

@@ -35,6 +35,7 @@ pub struct SelfMetrics {
     pub buffered_spans: Gauge,
     pub open_traces: Gauge,
     pub trajectories_analysed: Counter,
+    pub annotation_traces: Counter,
     pub build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -51,6 +52,7 @@ impl SelfMetrics {
             buffered_spans: Gauge::default(),
             open_traces: Gauge::default(),
             trajectories_analysed: Counter::default(),
+            annotation_traces: Counter::default(),
             build_info: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
@@ -100,6 +102,11 @@ impl SelfMetrics {
             m.trajectories_analysed.clone(),
         );
         registry.register(
+            "faultline_annotation_traces",
+            "Traces that only carry post-hoc evaluations of another trace, merged there",
+            m.annotation_traces.clone(),
+        );
+        registry.register(
             "faultline_build_info",
             "Build information; the value is always 1",
             m.build_info.clone(),
@@ -110,6 +117,20 @@ impl SelfMetrics {
             })
             .set(1);
         m
+    }
+
+    /// Creates the series of every known label value at zero, so that dashboards and
+    /// alert rules see `0` rather than no data before the first event.
+    pub fn init_series(&self, transports: &[&'static str], reject_reasons: &[&'static str]) {
+        for t in transports {
+            self.received(t, 0);
+        }
+        for r in reject_reasons {
+            self.rejected(r, 0);
+        }
+        for r in ["memory", "max_age", "trace_too_large"] {
+            self.evicted(r, 0);
+        }
     }
 
     pub fn received(&self, transport: &'static str, n: u64) {

@@ -270,6 +270,14 @@ fn is_evaluator(span: &SpanRecord) -> bool {
     })
 }
 
+/// A trace whose root is an evaluator span pointing at a span of another trace: the
+/// carrier of post-hoc feedback (OpenInference), analysed as part of its target.
+fn is_annotation_trace(t: &Trajectory) -> bool {
+    t.root_span().is_some_and(|root| {
+        is_evaluator(root) && root.links.iter().any(|l| l.trace_id != root.trace_id)
+    })
+}
+
 impl Workers {
     /// Asks every shard to release its open traces (flagged incomplete) and waits for
     /// them to finish. Blocking: call from a blocking context.
@@ -416,6 +424,12 @@ impl Shard {
         let now = Instant::now();
         let mut due = Vec::new();
         for trajectory in out.drain(..) {
+            if is_annotation_trace(&trajectory) {
+                // Post-hoc evaluations of another trace (sent to that trace's shard as
+                // linked spans): not an agent run of its own.
+                self.metrics.annotation_traces.inc();
+                continue;
+            }
             let analysis = Arc::new(analyze(Arc::new(trajectory), &self.analyze));
             self.metrics.trajectories_analysed.inc();
             for sink in self.sinks.iter() {

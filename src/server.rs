@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::aggregate::Aggregator;
 use crate::assemble::AssembleConfig;
 use crate::config::Settings;
 use crate::ingest::{self, Handoff, Ingest, IngestLimits, IngestObserver, Overloaded};
@@ -69,6 +70,7 @@ pub struct Running {
     pub otlp_http_address: SocketAddr,
     pub api_address: SocketAddr,
     pub recent: Arc<Recent>,
+    pub aggregator: Arc<Aggregator>,
     pub metrics: Arc<SelfMetrics>,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
@@ -101,8 +103,20 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
 
     let mut registry = Registry::default();
     let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    metrics.init_series(
+        &[
+            ingest::Transport::Grpc.as_str(),
+            ingest::Transport::Http.as_str(),
+        ],
+        &ingest::RejectReason::ALL.map(|r| r.as_str()),
+    );
     let recent = Arc::new(Recent::new(settings.recent_trajectories));
-    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
+    let aggregator = Arc::new(Aggregator::new(
+        settings.aggregate.clone(),
+        &mut registry,
+        crate::aggregate::system_clock(),
+    ));
+    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone(), aggregator.clone()];
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
@@ -160,6 +174,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     }
     let api = crate::api::app(Arc::new(crate::api::ApiState {
         recent: recent.clone(),
+        aggregator: aggregator.clone(),
         registry: Arc::new(registry),
         ready: ready.clone(),
     }));
@@ -185,6 +200,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         otlp_http_address,
         api_address,
         recent,
+        aggregator,
         metrics,
         ready,
         stop,

@@ -19,12 +19,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 
-use crate::model::TraceId;
+use crate::model::{Analysis, Outcome, TraceId};
 use crate::store::Recent;
 
 /// What the handlers read.
 pub struct ApiState {
     pub recent: Arc<Recent>,
+    pub aggregator: Arc<crate::aggregate::Aggregator>,
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -57,9 +58,14 @@ pub fn app(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/trajectories", get(list_trajectories))
         .route("/api/v1/trajectories/{trace_id}", get(get_trajectory))
+        .route(
+            "/api/v1/breakdown",
+            breakdown::breakdown_route(state.aggregator.clone()),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -88,11 +94,92 @@ fn bool_param(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> 
     }
 }
 
+/// Filters of the trajectory list, all optional; every given one must hold.
+struct ListFilter {
+    outcome: Option<Outcome>,
+    step: Option<String>,
+    finding_kind: Option<String>,
+    root_cause_step: Option<String>,
+    text: Option<String>,
+    service: Option<String>,
+    session_id: Option<String>,
+}
+
+impl ListFilter {
+    fn parse(q: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+        let get = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+        let outcome = match q.get("outcome").map(String::as_str) {
+            None | Some("") => None,
+            Some("failed") => Some(Outcome::Failed),
+            Some("recovered") => Some(Outcome::Recovered),
+            Some("success") => Some(Outcome::Success),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "`outcome` must be failed, recovered or success".into(),
+                ))
+            }
+        };
+        Ok(ListFilter {
+            outcome,
+            step: get("step"),
+            finding_kind: get("finding_kind"),
+            root_cause_step: get("root_cause_step"),
+            text: get("q").map(|t| t.to_lowercase()),
+            service: get("service"),
+            session_id: get("session_id"),
+        })
+    }
+
+    fn matches(&self, a: &Analysis) -> bool {
+        let t = &a.trajectory;
+        self.outcome.is_none_or(|o| a.outcome == o)
+            && self
+                .step
+                .as_deref()
+                .is_none_or(|s| a.steps.iter().any(|st| st.kind.as_str() == s))
+            && self
+                .finding_kind
+                .as_deref()
+                .is_none_or(|k| a.findings.iter().any(|f| f.kind.as_str() == k))
+            && self.root_cause_step.as_deref().is_none_or(|s| {
+                a.root_cause
+                    .as_ref()
+                    .is_some_and(|rc| rc.step.as_str() == s)
+            })
+            && self.text.as_deref().is_none_or(|needle| {
+                a.findings
+                    .iter()
+                    .any(|f| f.reason.to_lowercase().contains(needle))
+            })
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|s| t.service() == Some(s))
+            && self
+                .session_id
+                .as_deref()
+                .is_none_or(|s| t.session_id() == Some(s))
+    }
+}
+
 async fn list_trajectories(
     State(state): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    strict_query(&q, &["limit"])?;
+    strict_query(
+        &q,
+        &[
+            "limit",
+            "cursor",
+            "outcome",
+            "step",
+            "finding_kind",
+            "root_cause_step",
+            "q",
+            "service",
+            "session_id",
+        ],
+    )?;
     let limit = match q.get("limit") {
         None => 50,
         Some(v) => v
@@ -100,13 +187,25 @@ async fn list_trajectories(
             .map_err(|_| ApiError::BadRequest("`limit` must be an integer".into()))?
             .clamp(1, MAX_LIMIT as i64) as usize,
     };
-    let list: Vec<dto::TrajectorySummaryDto> = state
-        .recent
-        .list(limit)
-        .iter()
+    // The cursor is the number of matching trajectories already returned.
+    let skip = match q.get("cursor") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::BadRequest("`cursor` is not a cursor of this API".into()))?,
+    };
+    let filter = ListFilter::parse(&q)?;
+    let all = state.recent.list(usize::MAX);
+    let mut matching = all.iter().filter(|a| filter.matches(a)).skip(skip);
+    let page: Vec<dto::TrajectorySummaryDto> = matching
+        .by_ref()
+        .take(limit)
         .map(|a| dto::TrajectorySummaryDto::from_analysis(a))
         .collect();
-    Ok(Json(serde_json::json!({ "trajectories": list })))
+    let next_cursor = matching.next().map(|_| (skip + page.len()).to_string());
+    Ok(Json(
+        serde_json::json!({ "trajectories": page, "next_cursor": next_cursor }),
+    ))
 }
 
 async fn get_trajectory(

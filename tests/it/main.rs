@@ -1,5 +1,6 @@
 //! The integration tests: one binary, modules by area. Servers bind port 0.
 
+mod api;
 mod cli;
 mod instrumentations;
 mod otel_python;

@@ -103,7 +103,10 @@ async fn check(exporter: SpanExporter, running: faultline::server::Running) {
     .expect("agent thread");
     let t = wait_trajectory(&running, &trace_id, 5, Duration::from_secs(20)).await;
     assert_eq!(t["steps"].as_array().map(Vec::len), Some(5));
-    assert_eq!(t["outcome"], "recovered", "the run answered after the tool failed");
+    assert_eq!(
+        t["outcome"], "recovered",
+        "the run answered after the tool failed"
+    );
     assert_eq!(t["service"], "rust-agent");
     assert_eq!(t["session_id"], "conv-42");
     assert_eq!(

@@ -21,6 +21,8 @@ pub async fn start_server_with(file: FileConfig, idle_timeout: &str) -> Running 
             otlp_http_address: Some("127.0.0.1:0".into()),
             api_address: Some("127.0.0.1:0".into()),
             idle_timeout: Some(idle_timeout.into()),
+            // Short, so that counts (taken when a trace's grace ends) show up quickly.
+            late_grace: Some("1s".into()),
             shards: Some(2),
             ..Overrides::default()
         },

@@ -280,3 +280,157 @@ views.trajectory = async (route) => {
         h("th", { class: "num" }, "score"), h("th", {}, "source"), h("th", {}, ""))),
       h("tbody", {}, findings))) : h("p", { class: "muted" }, "No findings."));
 };
+
+// ---- overview: per-step failure and root-cause rates, timeline, outcomes -------------
+
+const WINDOWS = ["15m", "1h", "6h", "24h"];
+const DIMENSIONS = ["", "service", "route", "model", "prompt_version", "user_segment", "environment"];
+const WINDOW_MS = { "15m": 15 * 60e3, "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3 };
+
+function cohortLabel(c) {
+  const parts = Object.entries(c || {}).map(([k, v]) => k + "=" + (v === null ? "∅" : v));
+  return parts.length ? parts.join(" ") : "all";
+}
+
+function rateBar(fail, root) {
+  const bar = h("div", { class: "bar", title: "failure " + fmtPct(fail) + ", root cause " + fmtPct(root) });
+  bar.appendChild(h("span", { class: "fail", style: { width: Math.min(100, 100 * (fail || 0)).toFixed(2) + "%" } }));
+  bar.appendChild(h("span", { class: "root", style: { width: Math.min(100, 100 * (root || 0)).toFixed(2) + "%" } }));
+  return bar;
+}
+
+// A small SVG line chart of root-cause rate per step over time.
+function timeline(series, from, to) {
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 900, H = 160, P = 28;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  svg.setAttribute("width", "100%");
+  svg.setAttribute("role", "img");
+  let max = 0;
+  for (const pts of series.values()) for (const p of pts) max = Math.max(max, p.rate);
+  max = max > 0 ? max : 0.01;
+  const colors = ["#6cb6ff", "#ff6b6b", "#f0b429", "#4cc38a", "#c586ff", "#ff9f6b", "#7ee0d6", "#e0e07e"];
+  const line = (x1, y1, x2, y2, color) => {
+    const l = document.createElementNS(NS, "line");
+    for (const [k, v] of Object.entries({ x1, y1, x2, y2 })) l.setAttribute(k, v);
+    l.setAttribute("stroke", color);
+    return l;
+  };
+  svg.appendChild(line(P, H - P, W - 4, H - P, "#262c36"));
+  const label = (x, y, text) => {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y);
+    t.textContent = text;
+    return t;
+  };
+  svg.appendChild(label(2, 12, fmtPct(max)));
+  svg.appendChild(label(2, H - P, "0"));
+  let i = 0;
+  const legend = h("div", { class: "controls" });
+  for (const [step, pts] of series) {
+    const color = colors[i++ % colors.length];
+    const path = document.createElementNS(NS, "polyline");
+    const coords = pts.map((p) => {
+      const x = P + ((W - P - 4) * (p.t - from)) / Math.max(to - from, 1);
+      const y = H - P - ((H - P - 8) * p.rate) / max;
+      return x.toFixed(1) + "," + y.toFixed(1);
+    });
+    path.setAttribute("points", coords.join(" "));
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", color);
+    path.setAttribute("stroke-width", "1.5");
+    svg.appendChild(path);
+    const swatch = h("span", { class: "badge", style: { color: color, "border-color": color } }, step);
+    legend.appendChild(swatch);
+  }
+  return h("div", { class: "panel" }, svg, legend);
+}
+
+views.overview = async (route) => {
+  const window = WINDOWS.includes(route.params.get("window")) ? route.params.get("window") : "1h";
+  const by = route.params.get("by") || "";
+  const q = new URLSearchParams({ window });
+  if (by) q.set("by", by);
+  const data = await api("/api/v1/breakdown?" + q.toString());
+  const alerts = await api("/api/v1/alerts").catch(() => null);
+
+  const controls = h("div", { class: "controls" });
+  const winSel = h("select", { "aria-label": "window" }, WINDOWS.map((w) => h("option", { value: w }, "last " + w)));
+  winSel.value = window;
+  const bySel = h("select", { "aria-label": "group by" }, DIMENSIONS.map((d) => h("option", { value: d }, d ? "by " + d : "all cohorts")));
+  bySel.value = by;
+  const apply = () => {
+    const p = new URLSearchParams({ window: winSel.value });
+    if (bySel.value) p.set("by", bySel.value);
+    go("overview", null, p);
+  };
+  winSel.addEventListener("change", apply);
+  bySel.addEventListener("change", apply);
+  controls.append(winSel, bySel);
+
+  const totals = data.totals || {};
+  const cards = h("div", { class: "row", id: "totals" },
+    ...[["trajectories", "trajectories"], ["failed", "failed"], ["recovered", "recovered"], ["success", "success"]].map(([k, label]) =>
+      h("div", { class: "card", "data-total": k }, h("div", { class: "label" }, label), h("div", { class: "num" }, totals[k] ?? 0))),
+    h("div", { class: "card" }, h("div", { class: "label" }, "failure rate"), h("div", { class: "num" }, fmtPct(totals.failure_rate))));
+
+  let firing = null;
+  if (alerts && Array.isArray(alerts.alerts)) {
+    const live = alerts.alerts.filter((a) => a.state === "firing");
+    if (live.length) {
+      firing = h("div", { class: "panel", id: "alerts" }, h("h2", {}, "Firing alerts"),
+        h("ul", {}, live.map((a) => h("li", {}, h("b", { class: "error" }, a.kind), " ", a.step, " ",
+          cohortLabel(a.cohort), " — rate " + fmtPct(a.rate) + " vs baseline " + fmtPct(a.baseline)))));
+    }
+  }
+
+  const rows = (data.steps || []).map((s) =>
+    h("tr", { class: "link", "data-step": s.step, onclick: () => go("trajectories", null, new URLSearchParams({ step: s.step, outcome: "failed" })) },
+      h("td", {}, s.step),
+      by ? h("td", {}, cohortLabel(s.cohort)) : null,
+      h("td", { class: "num" }, s.runs),
+      h("td", { class: "num", "data-col": "failures" }, s.failures),
+      h("td", { class: "num", "data-col": "root_causes" }, s.root_causes),
+      h("td", { class: "num", "data-col": "failure_rate" }, fmtPct(s.failure_rate)),
+      h("td", { class: "num", "data-col": "root_cause_rate" }, fmtPct(s.root_cause_rate)),
+      h("td", {}, rateBar(s.failure_rate, s.root_cause_rate)),
+      h("td", { class: "num" }, s.p50_ms === null ? "–" : s.p50_ms.toFixed(0) + " ms"),
+      h("td", { class: "num" }, s.p99_ms === null ? "–" : s.p99_ms.toFixed(0) + " ms")));
+  const table = h("table", { id: "steps" },
+    h("thead", {}, h("tr", {}, h("th", {}, "step"), by ? h("th", {}, by) : null, h("th", { class: "num" }, "runs"),
+      h("th", { class: "num" }, "failures"), h("th", { class: "num" }, "root causes"),
+      h("th", { class: "num" }, "failure rate"), h("th", { class: "num" }, "root-cause rate"), h("th", {}, ""),
+      h("th", { class: "num" }, "p50"), h("th", { class: "num" }, "p99"))),
+    h("tbody", {}, rows));
+
+  // Timeline: root-cause rate per step in 24 slices of the window.
+  const to = Number(BigInt(data.window.to_unix_nano) / 1000000n);
+  const from = to - WINDOW_MS[window];
+  const slices = 24;
+  const sliceMs = (to - from) / slices;
+  const parts = await Promise.all(Array.from({ length: slices }, (_, k) => {
+    const a = BigInt(Math.floor(from + k * sliceMs)) * 1000000n;
+    const b = BigInt(Math.floor(from + (k + 1) * sliceMs)) * 1000000n;
+    return api("/api/v1/breakdown?from=" + a + "&to=" + b).then((d) => [from + (k + 0.5) * sliceMs, d]).catch(() => null);
+  }));
+  const series = new Map();
+  for (const part of parts) {
+    if (!part) continue;
+    const [t, d] = part;
+    for (const s of d.steps || []) {
+      if (!series.has(s.step)) series.set(s.step, []);
+      series.get(s.step).push({ t, rate: s.runs ? s.root_causes / s.runs : 0 });
+    }
+  }
+
+  setMain(
+    h("h1", {}, "Per-step failures"),
+    controls,
+    firing,
+    cards,
+    h("h2", {}, "Steps: failure rate (amber) and root-cause rate (red)"),
+    rows.length ? h("div", { class: "panel" }, table) : h("p", { class: "muted" }, "No trajectories in this window yet."),
+    h("h2", {}, "Root-cause rate per step over the window"),
+    series.size ? timeline(series, from, to) : h("p", { class: "muted" }, "No data."));
+};
