@@ -67,10 +67,11 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     /// Analysed trajectories kept in memory for the API. Default 10 000.
     pub recent_trajectories: Option<usize>,
-    /// Span classification rules.
-    pub classify: Option<toml::Table>,
-    /// Failure detection settings.
-    pub detect: Option<toml::Table>,
+    /// Span classification rules (`[[classify.rules]]`).
+    pub classify: Option<crate::classify::RawClassifyConfig>,
+    /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
+    /// patterns, loop threshold, per-step latency SLOs, output rules.
+    pub detect: Option<crate::detect::RawDetectConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -198,9 +199,22 @@ impl Settings {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let analyze = crate::analyze::AnalyzeConfig::default();
-        if file.classify.is_some() || file.detect.is_some() {
-            tracing::debug!("Classification and detection tables present.");
+        let mut analyze = crate::analyze::AnalyzeConfig::default();
+        if let Some(raw) = &file.detect {
+            analyze.detect = crate::detect::DetectConfig::from_raw(raw).map_err(|e| {
+                ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: "detect".into(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+        if let Some(raw) = &file.classify {
+            analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
+                origin: file_origin.clone(),
+                key: "classify".into(),
+                message: e.to_string(),
+            })?;
         }
         Ok(Settings {
             otlp_grpc_address: addr(

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod server;
+pub mod simulate;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -302,6 +302,10 @@ struct PendingFinal {
     by_trace: std::collections::HashMap<TraceId, Arc<Analysis>>,
     /// (deadline, trace) in first-release order, so deadlines are sorted.
     order: std::collections::VecDeque<(Instant, TraceId)>,
+    /// Traces finalized early (over the bound) whose grace may not be over: a revision
+    /// of one of them must not be finalized a second time. Bounded like `by_trace`.
+    finalized: std::collections::HashSet<TraceId>,
+    finalized_order: std::collections::VecDeque<TraceId>,
 }
 
 impl PendingFinal {
@@ -311,19 +315,31 @@ impl PendingFinal {
             max,
             by_trace: std::collections::HashMap::new(),
             order: std::collections::VecDeque::new(),
+            finalized: std::collections::HashSet::new(),
+            finalized_order: std::collections::VecDeque::new(),
         }
     }
 
     /// Records a release; returns analyses to finalize now (over the bound).
     fn released(&mut self, analysis: Arc<Analysis>, now: Instant, due: &mut Vec<Arc<Analysis>>) {
         let id = analysis.trajectory.trace_id;
+        if self.finalized.contains(&id) {
+            return;
+        }
         if self.by_trace.insert(id, analysis).is_none() {
             self.order.push_back((now + self.grace, id));
         }
         while self.by_trace.len() > self.max {
-            match self.order.pop_front() {
-                Some((_, id)) => due.extend(self.by_trace.remove(&id)),
-                None => break,
+            let Some((_, id)) = self.order.pop_front() else {
+                break;
+            };
+            due.extend(self.by_trace.remove(&id));
+            self.finalized.insert(id);
+            self.finalized_order.push_back(id);
+            if self.finalized_order.len() > self.max {
+                if let Some(old) = self.finalized_order.pop_front() {
+                    self.finalized.remove(&old);
+                }
             }
         }
     }

@@ -188,6 +188,9 @@ pub fn log_event(trace: u64, span: u64, event_name: &str, attrs: &[(&str, Value)
 
 /// A trajectory of the given spans (all of one trace), built as the assembler would.
 pub fn trajectory(spans: Vec<SpanRecord>) -> Trajectory {
-    let trace = spans.first().map(|s| s.trace_id).unwrap_or_else(|| trace_id(1));
+    let trace = spans
+        .first()
+        .map(|s| s.trace_id)
+        .unwrap_or_else(|| trace_id(1));
     Trajectory::build(trace, spans, Vec::new(), Vec::new())
 }

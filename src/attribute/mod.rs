@@ -1,12 +1,495 @@
 //! Attribute: the outcome of a run and, for a failed run, the step to blame.
+//!
+//! Input: a [`Trajectory`], its [`StepAssignment`]s and the findings of the detect stage.
+//! Output: the [`Outcome`], and a [`RootCause`] when the outcome is failed. The findings
+//! are updated in place: `propagated` is set on errors explained by a failing descendant.
+//!
+//! The decision has four passes, each linear in spans and findings (no recursion, so
+//! deep trees are fine):
+//! 1. *recovery*: a step failure is recovered when a later run of the same action (same
+//!    step and tool or span name) came out clean;
+//! 2. *propagation*: an error-class finding whose span has a descendant with an
+//!    unrecovered error-class finding is propagated, not an origin;
+//! 3. *outcome*: failed on a root-span error, a failed task-level evaluation, a failed
+//!    evaluation of the answer, or a critic/guardrail rejection that was not recovered;
+//!    recovered when there are other findings; success otherwise;
+//! 4. *blame*: for a failed run, the rule table of [`rules`] (documented in `RULES.md`)
+//!    picks the origin among unrecovered, non-propagated findings.
 
-use crate::model::{Finding, Outcome, RootCause, StepAssignment, Trajectory};
+pub(crate) mod rules;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use crate::model::{
+    Finding, FindingKind, Outcome, RootCause, StepAssignment, StepKind, Trajectory,
+};
+
+use rules::{Blame, Rule, RULES};
+
+/// Confidence lost per competing origin that the verdict's evidence does not explain.
+const COMPETITOR_PENALTY: f64 = 0.1;
+/// Confidence lost when the blamed step had to fall back (no planner or generator found).
+const FALLBACK_PENALTY: f64 = 0.2;
+const MIN_CONFIDENCE: f64 = 0.1;
 
 pub fn attribute(
     trajectory: &Trajectory,
     steps: &[StepAssignment],
     findings: &mut [Finding],
 ) -> (Outcome, Option<RootCause>) {
-    let _ = (trajectory, steps, findings);
-    (Outcome::Success, None)
+    if findings.is_empty() {
+        return (Outcome::Success, None);
+    }
+    let ctx = Ctx::new(trajectory, steps, findings);
+    let recovered = ctx.recovered(findings);
+    ctx.mark_propagated(findings, &recovered);
+    let fatal: Vec<usize> = (0..findings.len())
+        .filter(|&f| ctx.is_fatal(&findings[f], recovered[f]))
+        .collect();
+    if fatal.is_empty() {
+        return (Outcome::Recovered, None);
+    }
+    let mut candidates: Vec<usize> = (0..findings.len())
+        .filter(|&f| {
+            !recovered[f] && !findings[f].propagated && findings[f].kind != FindingKind::SlowStep
+        })
+        .collect();
+    // Upstream before downstream: span start order (detect already sorts by span).
+    candidates.sort_by_key(|&f| (findings[f].span, f));
+    let root_cause = ctx.blame(findings, &candidates, &fatal);
+    (Outcome::Failed, Some(root_cause))
+}
+
+/// Indexes built once per call.
+struct Ctx<'a> {
+    traj: &'a Trajectory,
+    steps: &'a [StepAssignment],
+    /// Effective parent of each span (orphans hang under the root).
+    parent: Vec<Option<u32>>,
+    /// Spans parents-first (breadth-first from the roots); spans caught in a parent
+    /// cycle are left out.
+    order: Vec<u32>,
+    /// Finding indices per span.
+    by_span: Vec<Vec<usize>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(traj: &'a Trajectory, steps: &'a [StepAssignment], findings: &[Finding]) -> Ctx<'a> {
+        let n = traj.spans.len();
+        let parent: Vec<Option<u32>> = (0..n as u32).map(|i| traj.tree_parent(i)).collect();
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut order = Vec::with_capacity(n);
+        for (i, p) in parent.iter().enumerate() {
+            match p {
+                Some(p) => children[*p as usize].push(i as u32),
+                None => order.push(i as u32),
+            }
+        }
+        let mut head = 0;
+        while head < order.len() {
+            let i = order[head] as usize;
+            head += 1;
+            order.extend_from_slice(&children[i]);
+        }
+        let mut by_span = vec![Vec::new(); n];
+        for (f, finding) in findings.iter().enumerate() {
+            if let Some(list) = by_span.get_mut(finding.span as usize) {
+                list.push(f);
+            }
+        }
+        Ctx {
+            traj,
+            steps,
+            parent,
+            order,
+            by_span,
+        }
+    }
+
+    fn step(&self, i: u32) -> &StepKind {
+        const AGENT: &StepKind = &StepKind::Agent;
+        self.steps.get(i as usize).map(|s| &s.kind).unwrap_or(AGENT)
+    }
+
+    fn run_start(&self, i: u32) -> bool {
+        self.steps.get(i as usize).is_some_and(|s| s.run_start)
+    }
+
+    fn is_root(&self, i: u32) -> bool {
+        self.traj.root == Some(i)
+    }
+
+    /// What a retry of span `i` looks like: its step and its tool or span name.
+    fn action_key(&self, i: u32) -> (&StepKind, &str) {
+        let span = &self.traj.spans[i as usize];
+        let name = ["tool.name", "gen_ai.tool.name"]
+            .iter()
+            .find_map(|k| span.attributes.get_str(k))
+            .unwrap_or(&span.name);
+        (self.step(i), name)
+    }
+
+    /// `recovered[f]`: a later run of the same action came out clean. Findings on the
+    /// root, task-level evaluations and loops are never recovered.
+    fn recovered(&self, findings: &[Finding]) -> Vec<bool> {
+        let n = self.traj.spans.len();
+        // dirty[i]: span i has a finding, or an error-class finding below it.
+        let mut dirty = vec![false; n];
+        let mut error_below = vec![false; n];
+        for f in findings {
+            if let Some(d) = dirty.get_mut(f.span as usize) {
+                if f.kind != FindingKind::SlowStep {
+                    *d = true;
+                }
+            }
+            if f.kind.is_error_class() {
+                if let Some(e) = error_below.get_mut(f.span as usize) {
+                    *e = true;
+                }
+            }
+        }
+        for &i in self.order.iter().rev() {
+            if let Some(p) = self.parent[i as usize] {
+                if error_below[i as usize] {
+                    error_below[p as usize] = true;
+                }
+            }
+        }
+        // The last clean span of each action.
+        let mut last_clean: HashMap<(&StepKind, &str), u32> = HashMap::new();
+        for i in 0..n as u32 {
+            if !dirty[i as usize] && !error_below[i as usize] {
+                last_clean.insert(self.action_key(i), i);
+            }
+        }
+        findings
+            .iter()
+            .map(|f| {
+                if self.is_root(f.span) || f.task_level || f.kind == FindingKind::Loop {
+                    return false;
+                }
+                (f.span as usize) < n
+                    && last_clean
+                        .get(&self.action_key(f.span))
+                        .is_some_and(|&j| j > f.span)
+            })
+            .collect()
+    }
+
+    /// Sets `propagated` on error-class findings with an unrecovered error-class finding
+    /// on a strict descendant.
+    fn mark_propagated(&self, findings: &mut [Finding], recovered: &[bool]) {
+        let n = self.traj.spans.len();
+        let mut own = vec![false; n];
+        for (f, finding) in findings.iter().enumerate() {
+            if finding.kind.is_error_class() && !recovered[f] {
+                if let Some(o) = own.get_mut(finding.span as usize) {
+                    *o = true;
+                }
+            }
+        }
+        // below[i]: some strict descendant of i has an unrecovered error.
+        let mut below = vec![false; n];
+        for &i in self.order.iter().rev() {
+            if let Some(p) = self.parent[i as usize] {
+                if own[i as usize] || below[i as usize] {
+                    below[p as usize] = true;
+                }
+            }
+        }
+        for finding in findings.iter_mut() {
+            finding.propagated = finding.kind.is_error_class()
+                && below.get(finding.span as usize).copied().unwrap_or(false);
+        }
+    }
+
+    /// Whether a finding fails the run by itself.
+    fn is_fatal(&self, f: &Finding, recovered: bool) -> bool {
+        if self.is_root(f.span) && f.kind.is_error_class() {
+            return true;
+        }
+        if f.kind == FindingKind::EvalFailed && f.task_level {
+            return true;
+        }
+        if recovered {
+            return false;
+        }
+        match (&f.kind, &f.step) {
+            // An evaluation of the answer itself, or a content rule matching it.
+            (
+                FindingKind::EvalFailed | FindingKind::Custom(_),
+                StepKind::Generator | StepKind::Agent | StepKind::Chain | StepKind::Custom(_),
+            ) => true,
+            // A critic or guardrail rejecting the answer.
+            (FindingKind::EvalFailed | FindingKind::Custom(_), StepKind::Critic)
+            | (FindingKind::EvalFailed | FindingKind::Custom(_), StepKind::Guardrail) => true,
+            // A guardrail rejects by raising.
+            (FindingKind::Error | FindingKind::Exception, StepKind::Guardrail) => true,
+            _ => false,
+        }
+    }
+
+    /// The verdict of the rule table for a failed run.
+    fn blame(&self, findings: &[Finding], candidates: &[usize], fatal: &[usize]) -> RootCause {
+        for rule in RULES {
+            if let Some((upstream, trigger)) = self.first_match(rule, findings, candidates) {
+                return self.verdict(rule, findings, candidates, fatal, upstream, trigger);
+            }
+        }
+        // Unreachable in practice (a fatal finding is either a candidate or explained by
+        // one); kept so that a failed run always names a step.
+        let f = fatal[0];
+        let finding = &findings[f];
+        RootCause {
+            span: finding.span,
+            step: finding.step.clone(),
+            kind: finding.kind.clone(),
+            reason: finding.reason.clone(),
+            confidence: MIN_CONFIDENCE,
+            evidence: fatal.to_vec(),
+            rule: "unexplained",
+        }
+    }
+
+    /// The earliest trigger of `rule` among the candidates (with its earliest upstream
+    /// finding, when the rule needs one).
+    fn first_match(
+        &self,
+        rule: &Rule,
+        findings: &[Finding],
+        candidates: &[usize],
+    ) -> Option<(Option<usize>, usize)> {
+        // Candidates are in span start order.
+        for &t in candidates {
+            let trigger = &findings[t];
+            if !rule.trigger.accepts(&trigger.kind, &trigger.step) {
+                continue;
+            }
+            let Some(pattern) = rule.upstream else {
+                return Some((None, t));
+            };
+            let upstream = candidates.iter().copied().find(|&u| {
+                u != t
+                    && findings[u].span < trigger.span
+                    && pattern.accepts(&findings[u].kind, &findings[u].step)
+            });
+            if let Some(u) = upstream {
+                return Some((Some(u), t));
+            }
+        }
+        None
+    }
+
+    fn verdict(
+        &self,
+        rule: &Rule,
+        findings: &[Finding],
+        candidates: &[usize],
+        fatal: &[usize],
+        upstream: Option<usize>,
+        trigger: usize,
+    ) -> RootCause {
+        let t = &findings[trigger];
+        let mut confidence = rule.confidence;
+        let (span, step, kind, reason) = match (rule.blame, upstream) {
+            (Blame::Upstream, Some(u)) => {
+                let u = &findings[u];
+                (
+                    u.span,
+                    u.step.clone(),
+                    u.kind.clone(),
+                    format!("{}, before: {}", u.reason, t.reason),
+                )
+            }
+            (Blame::Planner, _) => match self.planner_for(t.span) {
+                Some(p) if p == t.span => (p, t.step.clone(), t.kind.clone(), t.reason.clone()),
+                Some(p) => (
+                    p,
+                    self.step(p).clone(),
+                    t.kind.clone(),
+                    format!(
+                        "{} span `{}` chose the call: {}",
+                        self.step(p).as_str(),
+                        self.traj.spans[p as usize].name,
+                        t.reason
+                    ),
+                ),
+                None => {
+                    confidence -= FALLBACK_PENALTY;
+                    let a = self.agent_for(t.span);
+                    (
+                        a,
+                        self.step(a).clone(),
+                        t.kind.clone(),
+                        format!(
+                            "no planner step found; the agent chose the call: {}",
+                            t.reason
+                        ),
+                    )
+                }
+            },
+            (Blame::Producer, _) => match self.producer_for(t.span) {
+                Some(g) => (
+                    g,
+                    self.step(g).clone(),
+                    t.kind.clone(),
+                    format!(
+                        "{} span `{}` produced the answer that {} rejected: {}",
+                        self.step(g).as_str(),
+                        self.traj.spans[g as usize].name,
+                        t.step.as_str(),
+                        t.reason
+                    ),
+                ),
+                None => {
+                    confidence -= FALLBACK_PENALTY;
+                    (t.span, t.step.clone(), t.kind.clone(), t.reason.clone())
+                }
+            },
+            (Blame::Origin | Blame::Upstream, _) => {
+                (t.span, t.step.clone(), t.kind.clone(), t.reason.clone())
+            }
+        };
+        let evidence = self.evidence(findings, upstream, trigger, fatal);
+        let mut in_evidence = vec![false; findings.len()];
+        for &f in &evidence {
+            in_evidence[f] = true;
+        }
+        let competitors = candidates
+            .iter()
+            .filter(|&&c| !in_evidence[c])
+            .count()
+            .min(5);
+        confidence -= COMPETITOR_PENALTY * competitors as f64;
+        let confidence = (confidence.max(MIN_CONFIDENCE) * 100.0).round() / 100.0;
+        RootCause {
+            span,
+            step,
+            kind,
+            reason,
+            confidence,
+            evidence,
+            rule: rule.name,
+        }
+    }
+
+    /// The reasoning chain: the upstream origin, the trigger, the findings its error
+    /// propagated to (deepest first), then the fatal findings not yet listed.
+    fn evidence(
+        &self,
+        findings: &[Finding],
+        upstream: Option<usize>,
+        trigger: usize,
+        fatal: &[usize],
+    ) -> Vec<usize> {
+        let mut listed = vec![false; findings.len()];
+        let mut chain: Vec<usize> = Vec::new();
+        let mut push = |f: usize, chain: &mut Vec<usize>| {
+            if !listed[f] {
+                listed[f] = true;
+                chain.push(f);
+            }
+        };
+        if let Some(u) = upstream {
+            push(u, &mut chain);
+        }
+        push(trigger, &mut chain);
+        let mut cur = self
+            .parent
+            .get(findings[trigger].span as usize)
+            .copied()
+            .flatten();
+        let mut hops = 0;
+        while let Some(s) = cur {
+            if hops > self.traj.spans.len() {
+                break;
+            }
+            hops += 1;
+            for &f in &self.by_span[s as usize] {
+                if findings[f].propagated {
+                    push(f, &mut chain);
+                }
+            }
+            cur = self.parent[s as usize];
+        }
+        for &f in fatal {
+            push(f, &mut chain);
+        }
+        chain
+    }
+
+    /// The planner that issued the call made in span `i`.
+    fn planner_for(&self, i: u32) -> Option<u32> {
+        if *self.step(i) == StepKind::Planner {
+            return Some(self.run_of(i));
+        }
+        let mut cur = self.parent.get(i as usize).copied().flatten();
+        let mut hops = 0;
+        while let Some(s) = cur {
+            if hops > self.traj.spans.len() {
+                break;
+            }
+            hops += 1;
+            if *self.step(s) == StepKind::Planner {
+                return Some(self.run_of(s));
+            }
+            cur = self.parent[s as usize];
+        }
+        self.last_before(i, &StepKind::Planner)
+    }
+
+    /// The generator whose answer span `i` judged.
+    fn producer_for(&self, i: u32) -> Option<u32> {
+        self.last_before(i, &StepKind::Generator)
+    }
+
+    /// The last run of `step` that started before span `i`.
+    fn last_before(&self, i: u32, step: &StepKind) -> Option<u32> {
+        let end = i.min(self.traj.spans.len() as u32);
+        let before = (0..end).rev().filter(|&j| self.step(j) == step);
+        let mut any = None;
+        for j in before {
+            if self.run_start(j) {
+                return Some(j);
+            }
+            any.get_or_insert(j);
+        }
+        any.map(|j| self.run_of(j))
+    }
+
+    /// The outermost span of the step run containing span `i`.
+    fn run_of(&self, i: u32) -> u32 {
+        let step = self.step(i);
+        let mut cur = i;
+        for _ in 0..self.traj.spans.len() {
+            if self.run_start(cur) {
+                return cur;
+            }
+            match self.parent.get(cur as usize).copied().flatten() {
+                Some(p) if self.step(p) == step => cur = p,
+                _ => return cur,
+            }
+        }
+        cur
+    }
+
+    /// The nearest agent ancestor of span `i`, else the root, else `i`.
+    fn agent_for(&self, i: u32) -> u32 {
+        let mut cur = self.parent.get(i as usize).copied().flatten();
+        let mut hops = 0;
+        while let Some(s) = cur {
+            if hops > self.traj.spans.len() {
+                break;
+            }
+            hops += 1;
+            if *self.step(s) == StepKind::Agent {
+                return s;
+            }
+            cur = self.parent[s as usize];
+        }
+        self.traj.root.unwrap_or(i)
+    }
 }

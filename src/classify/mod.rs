@@ -3,43 +3,577 @@
 //! Input: a [`Trajectory`] and the user's [`ClassifyConfig`]. Output: one
 //! [`StepAssignment`] per span, in the order of `Trajectory::spans`.
 //!
-//! The order of precedence is product.md's (first match wins): the explicit
-//! `agent.trajectory.step` attribute; user rules; semantic conventions of real
-//! instrumentations (one table, [`table`]); otherwise the span is infrastructure and
-//! belongs to its nearest step ancestor.
+//! The order of precedence is product.md's (first match wins):
+//! 1. the explicit `agent.trajectory.step` attribute ([`StepSource::Explicit`]);
+//! 2. user rules, in order; a `subtree` rule also gives its step to every span under
+//!    the matching span, unless a descendant has its own explicit attribute
+//!    ([`StepSource::Rule`], [`StepSource::RuleSubtree`]);
+//! 3. semantic conventions of real instrumentations, one table of data ([`table`]),
+//!    read with no configuration ([`StepSource::Convention`]). An LLM call is a
+//!    `planner` when it emits tool calls, a `generator` otherwise;
+//! 4. graph node names (LangGraph and alike): a container span named like a node gives
+//!    its own step ([`StepSource::NodeName`]) and that of the containers and LLM calls
+//!    under it ([`StepSource::Node`]); spans with a specific kind of their own keep it;
+//! 5. the root of the trajectory is the `agent` step ([`StepSource::Root`]) unless it is
+//!    marked more specifically; a plain container elsewhere at the orchestration level
+//!    (under the agent or a chain) is `chain`;
+//! 6. any other span is infrastructure and takes the step of its nearest step ancestor
+//!    ([`StepSource::Inherited`]).
+//!
+//! Two refinements keep steps whole: an LLM call or a container directly inside a step
+//! that is not orchestration (a tool, a critic, an explicit planner, another LLM call,
+//! ...) is part of that step (inherited), so an LLM judge inside an evaluator is the
+//! critic, not a generator. Only under the agent or a chain is an LLM call a step of its
+//! own.
+//!
+//! Invariants: the walk is iterative and linear in the number of spans (a child index
+//! built once, parents before children); orphans hang under the root; spans on a parent
+//! cycle are reached too. Nothing here fails: every span gets a step.
 
 pub mod table;
 
-use crate::model::{StepAssignment, Trajectory};
+#[cfg(test)]
+mod tests;
 
-/// A user rule from `[[classify.rules]]`.
+use regex::Regex;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::classify::table::Class;
+use crate::model::{SpanRecord, StepAssignment, StepKind, StepSource, Trajectory, Value};
+
+/// A user rule as written in the config file (`[[classify.rules]]`).
+///
+/// A rule matches on an attribute (present, or equal to `equals`), on the span name
+/// (`span_name_regex`), or on both (both must hold).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// The attribute to match: a span attribute, else a resource attribute of that key.
+    pub attribute: Option<String>,
+    /// The value `attribute` must have (compared as text); without it, the attribute
+    /// only has to be present.
+    pub equals: Option<String>,
+    /// A regular expression the span name must match (unanchored: use `^...$`).
+    pub span_name_regex: Option<String>,
+    /// The step of matching spans: a built-in kind (`planner`, `retriever`, ...) or any
+    /// other name, kept as a custom step.
+    pub step: String,
+    /// Also give the step to every span under a matching span, whatever its own rules
+    /// or conventions say, unless a descendant has its own explicit
+    /// `agent.trajectory.step` (which then holds for that descendant and the spans
+    /// under it).
+    #[serde(default)]
+    pub subtree: bool,
+}
+
+/// The `[classify]` table of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifyConfig {
+    /// User rules (`[[classify.rules]]`), tried in order before the conventions.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+impl RawClassifyConfig {
+    /// Validates the table into the stage's configuration.
+    pub fn compile(&self) -> Result<ClassifyConfig, RuleError> {
+        Ok(ClassifyConfig {
+            rules: compile_rules(&self.rules)?,
+        })
+    }
+}
+
+/// A compiled user rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub matcher: RuleMatch,
-    pub step: crate::model::StepKind,
+    pub step: StepKind,
     /// Every span under a matching span gets this step too.
     pub subtree: bool,
 }
 
+/// What a rule matches. At least one part is present; all present parts must hold.
 #[derive(Debug, Clone)]
-pub enum RuleMatch {
-    AttributeEquals { attribute: String, equals: String },
-    AttributeExists { attribute: String },
-    SpanNameRegex(regex::Regex),
-    /// Both must hold.
-    AttributeEqualsAndName {
-        attribute: String,
-        equals: String,
-        name: regex::Regex,
-    },
+pub struct RuleMatch {
+    pub attribute: Option<AttributeMatch>,
+    pub span_name: Option<Regex>,
 }
 
+/// An attribute test: present, or equal to a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeMatch {
+    pub key: String,
+    /// `None`: the attribute only has to be present.
+    pub equals: Option<String>,
+}
+
+/// A rule of the config that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("classify.rules[{index}]: {problem}")]
+pub struct RuleError {
+    /// Zero-based index of the rule in `[[classify.rules]]`.
+    pub index: usize,
+    pub problem: RuleProblem,
+}
+
+/// What is wrong with a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RuleProblem {
+    #[error("give `attribute`, `span_name_regex`, or both")]
+    NoMatcher,
+    #[error("`equals` needs `attribute`")]
+    EqualsWithoutAttribute,
+    #[error("`attribute` is empty")]
+    EmptyAttribute,
+    #[error("`step` is empty")]
+    EmptyStep,
+    #[error("bad `span_name_regex`: {0}")]
+    BadRegex(String),
+}
+
+/// The classify stage's configuration.
 #[derive(Debug, Clone, Default)]
 pub struct ClassifyConfig {
+    /// User rules, in order: the first that matches a span wins.
     pub rules: Vec<Rule>,
 }
 
+/// Compiles the rules of the config file, in order. Fails on the first unusable rule.
+pub fn compile_rules(raw: &[RawRule]) -> Result<Vec<Rule>, RuleError> {
+    raw.iter()
+        .enumerate()
+        .map(|(index, rule)| compile_rule(rule).map_err(|problem| RuleError { index, problem }))
+        .collect()
+}
+
+fn compile_rule(raw: &RawRule) -> Result<Rule, RuleProblem> {
+    let step = raw.step.trim();
+    if step.is_empty() {
+        return Err(RuleProblem::EmptyStep);
+    }
+    let attribute = match (&raw.attribute, &raw.equals) {
+        (None, Some(_)) => return Err(RuleProblem::EqualsWithoutAttribute),
+        (None, None) => None,
+        (Some(key), _) if key.trim().is_empty() => return Err(RuleProblem::EmptyAttribute),
+        (Some(key), equals) => Some(AttributeMatch {
+            key: key.trim().to_string(),
+            equals: equals.clone(),
+        }),
+    };
+    let span_name = match &raw.span_name_regex {
+        None => None,
+        Some(pattern) => {
+            Some(Regex::new(pattern).map_err(|error| RuleProblem::BadRegex(error.to_string()))?)
+        }
+    };
+    if attribute.is_none() && span_name.is_none() {
+        return Err(RuleProblem::NoMatcher);
+    }
+    Ok(Rule {
+        matcher: RuleMatch {
+            attribute,
+            span_name,
+        },
+        step: StepKind::from_name(step),
+        subtree: raw.subtree,
+    })
+}
+
+impl Rule {
+    /// Whether this rule matches `span` (its own attributes, else its resource's).
+    pub fn matches(&self, span: &SpanRecord) -> bool {
+        if let Some(attribute) = &self.matcher.attribute {
+            let Some(value) = span.attr(&attribute.key) else {
+                return false;
+            };
+            if let Some(equals) = &attribute.equals {
+                if !value_equals(value, equals) {
+                    return false;
+                }
+            }
+        }
+        if let Some(name) = &self.matcher.span_name {
+            if !name.is_match(&span.name) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A value compared as text; an array matches when one of its elements does.
+fn value_equals(value: &Value, expected: &str) -> bool {
+    match value {
+        Value::Str(s) => **s == *expected,
+        Value::Bool(b) => expected.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        Value::Int(i) => expected.trim().parse::<i64>() == Ok(*i),
+        Value::Double(d) => expected.trim().parse::<f64>() == Ok(*d),
+        Value::Array(items) => items.iter().any(|item| value_equals(item, expected)),
+    }
+}
+
+/// The step of every span of `trajectory`, in the order of `trajectory.spans`.
 pub fn classify(trajectory: &Trajectory, config: &ClassifyConfig) -> Vec<StepAssignment> {
-    let _ = (trajectory, config);
-    todo!("classify helper")
+    let n = trajectory.spans.len();
+    let mut children = trajectory.child_index();
+    // Orphans and extra roots hang under the root.
+    for (i, parent) in trajectory.parent.iter().enumerate() {
+        if parent.is_none() {
+            if let Some(tree_parent) = trajectory.tree_parent(i as u32) {
+                children[tree_parent as usize].push(i as u32);
+            }
+        }
+    }
+
+    let mut walk = Walk {
+        config,
+        assignments: vec![PLACEHOLDER; n],
+        contexts: vec![Ctx::default(); n],
+        visited: vec![false; n],
+    };
+    let mut stack: Vec<(u32, Option<u32>)> = Vec::new();
+    // The root first; then any span not reached from it, which only happens on a
+    // parent cycle: such a span hangs under the root (or becomes the root if none).
+    let mut top = trajectory.root;
+    let starts = trajectory.root.into_iter().chain(0..n as u32);
+    for start in starts {
+        if walk.visited[start as usize] {
+            continue;
+        }
+        let parent = top.filter(|&t| t != start && walk.visited[t as usize]);
+        if top.is_none() {
+            top = Some(start);
+        }
+        stack.push((start, parent));
+        while let Some((i, parent)) = stack.pop() {
+            walk.visit(&trajectory.spans[i as usize], i, parent);
+            for &child in children[i as usize].iter().rev() {
+                if !walk.visited[child as usize] {
+                    stack.push((child, Some(i)));
+                }
+            }
+        }
+    }
+    walk.assignments
+}
+
+/// Filler before a span is visited; every span is overwritten by the walk.
+const PLACEHOLDER: StepAssignment = StepAssignment {
+    kind: StepKind::Agent,
+    source: StepSource::Root,
+    run_start: false,
+};
+
+/// What a span passes down to its children.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ctx<'t> {
+    /// The graph node this span is in, if any.
+    node: Option<NodeCtx<'t>>,
+    /// A `subtree` rule (index) that covers this span's descendants.
+    subtree: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NodeCtx<'t> {
+    /// The node name as the span gave it.
+    label: &'t str,
+    kind: &'static StepKind,
+}
+
+struct Walk<'c, 't> {
+    config: &'c ClassifyConfig,
+    assignments: Vec<StepAssignment>,
+    contexts: Vec<Ctx<'t>>,
+    visited: Vec<bool>,
+}
+
+impl<'t> Walk<'_, 't> {
+    fn visit(&mut self, span: &'t SpanRecord, i: u32, parent: Option<u32>) {
+        let parent_state = parent.map(|p| {
+            (
+                &self.assignments[p as usize].kind,
+                self.contexts[p as usize],
+            )
+        });
+        let (kind, source, ctx) = decide(span, parent_state, self.config);
+        let run_start = match (&source, parent) {
+            (StepSource::Inherited, _) => false,
+            (_, None) => true,
+            (_, Some(p)) => self.assignments[p as usize].kind != kind,
+        };
+        self.assignments[i as usize] = StepAssignment {
+            kind,
+            source,
+            run_start,
+        };
+        self.contexts[i as usize] = ctx;
+        self.visited[i as usize] = true;
+    }
+}
+
+/// The step of one span given its parent's step and context (`None` at the root).
+fn decide<'t>(
+    span: &'t SpanRecord,
+    parent: Option<(&StepKind, Ctx<'t>)>,
+    config: &ClassifyConfig,
+) -> (StepKind, StepSource, Ctx<'t>) {
+    // 1. The explicit attribute; it also ends any subtree rule and node above.
+    if let Some(kind) = explicit_step(span) {
+        return (kind, StepSource::Explicit, Ctx::default());
+    }
+    // 2. A subtree rule above, then this span's own rules.
+    if let Some(index) = parent.and_then(|(_, ctx)| ctx.subtree) {
+        if let Some(rule) = config.rules.get(index) {
+            let ctx = Ctx {
+                node: None,
+                subtree: Some(index),
+            };
+            return (rule.step.clone(), StepSource::RuleSubtree(index), ctx);
+        }
+    }
+    if let Some((index, rule)) = config
+        .rules
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| rule.matches(span))
+    {
+        let ctx = Ctx {
+            node: None,
+            subtree: rule.subtree.then_some(index),
+        };
+        return (rule.step.clone(), StepSource::Rule(index), ctx);
+    }
+
+    // 3. Conventions.
+    let convention = table::convention_class(span.attributes.iter());
+    match convention {
+        Some((key, Class::Step(kind))) => {
+            return (kind.clone(), StepSource::Convention(key), Ctx::default());
+        }
+        Some((key, Class::Llm)) => return decide_llm(span, key, parent),
+        _ => {}
+    }
+
+    // 5. The root, unless marked more specifically above.
+    let Some((parent_kind, parent_ctx)) = parent else {
+        return (StepKind::Agent, StepSource::Root, Ctx::default());
+    };
+
+    // 4. Node names: the span's own name, else a node attribute naming a node other
+    //    than the one the span is already in.
+    if let Some(node) = named_node(span) {
+        let ctx = Ctx {
+            node: Some(node),
+            subtree: None,
+        };
+        return (node.kind.clone(), StepSource::NodeName, ctx);
+    }
+    if let Some(node) = attribute_node(span) {
+        let same_node = parent_ctx
+            .node
+            .is_some_and(|outer| outer.label.eq_ignore_ascii_case(node.label));
+        if !same_node {
+            let ctx = Ctx {
+                node: Some(node),
+                subtree: None,
+            };
+            return (node.kind.clone(), StepSource::NodeName, ctx);
+        }
+    }
+
+    match convention {
+        Some((key, Class::Container)) => {
+            if let Some(node) = parent_ctx.node {
+                (node.kind.clone(), StepSource::Node, parent_ctx)
+            } else if is_orchestration(parent_kind) {
+                (StepKind::Chain, StepSource::Convention(key), Ctx::default())
+            } else {
+                (parent_kind.clone(), StepSource::Inherited, parent_ctx)
+            }
+        }
+        // 6. Infrastructure.
+        _ => (parent_kind.clone(), StepSource::Inherited, parent_ctx),
+    }
+}
+
+/// An LLM call: the node it is in, the step it is part of, or planner / generator.
+fn decide_llm<'t>(
+    span: &'t SpanRecord,
+    key: &'static str,
+    parent: Option<(&StepKind, Ctx<'t>)>,
+) -> (StepKind, StepSource, Ctx<'t>) {
+    let own = || {
+        let kind = if emits_tool_calls(span) {
+            StepKind::Planner
+        } else {
+            StepKind::Generator
+        };
+        (kind, StepSource::Convention(key), Ctx::default())
+    };
+    let Some((parent_kind, parent_ctx)) = parent else {
+        return own();
+    };
+    let node = attribute_node(span).or(parent_ctx.node);
+    if let Some(node) = node {
+        let ctx = Ctx {
+            node: Some(node),
+            subtree: None,
+        };
+        return (node.kind.clone(), StepSource::Node, ctx);
+    }
+    if !is_orchestration(parent_kind) {
+        return (parent_kind.clone(), StepSource::Inherited, parent_ctx);
+    }
+    own()
+}
+
+/// Steps under which an LLM call or a container is a step of its own.
+fn is_orchestration(kind: &StepKind) -> bool {
+    matches!(kind, StepKind::Agent | StepKind::Chain)
+}
+
+/// The `agent.trajectory.step` attribute of the span itself (never the resource's).
+fn explicit_step(span: &SpanRecord) -> Option<StepKind> {
+    let Some(Value::Str(name)) = span.attributes.get(table::EXPLICIT_STEP_KEY) else {
+        return None;
+    };
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    if let Some(kind) = StepKind::builtin(trimmed) {
+        return Some(kind);
+    }
+    if trimmed.len() == name.len() {
+        Some(StepKind::Custom(name.clone()))
+    } else {
+        Some(StepKind::Custom(trimmed.into()))
+    }
+}
+
+/// The node a span's own name says it is (less an instrumentation suffix).
+fn named_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
+    let label = table::strip_node_suffix(&span.name);
+    table::node_kind(label).map(|kind| NodeCtx { label, kind })
+}
+
+/// The node a span's attributes say it belongs to, when the table knows that name.
+fn attribute_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
+    let from_keys = table::NODE_NAME_KEYS
+        .iter()
+        .filter_map(|key| span.attributes.get_str(key));
+    let from_json = table::NODE_NAME_JSON_FIELDS
+        .iter()
+        .filter_map(|(key, field)| {
+            span.attributes
+                .get_str(key)
+                .and_then(|text| json_string_field(text, field, |_| true))
+        });
+    from_keys.chain(from_json).find_map(|label| {
+        let label = label.trim();
+        table::node_kind(label).map(|kind| NodeCtx { label, kind })
+    })
+}
+
+/// Whether an LLM span shows it emitted tool calls. One pass over its attributes.
+fn emits_tool_calls(span: &SpanRecord) -> bool {
+    span.attributes.iter().any(|(key, value)| {
+        let flattened_call = table::TOOL_CALL_KEY_PATTERNS.iter().any(|(prefix, infix)| {
+            key.strip_prefix(prefix)
+                .is_some_and(|rest| rest.contains(infix))
+        });
+        if flattened_call {
+            return true;
+        }
+        let finish_key = table::FINISH_REASON_KEYS.contains(&key)
+            || table::FINISH_REASON_KEY_PATTERNS
+                .iter()
+                .any(|(prefix, suffix)| key.starts_with(prefix) && key.ends_with(suffix));
+        if finish_key && is_tool_call_finish(value) {
+            return true;
+        }
+        table::OUTPUT_MESSAGE_KEYS.contains(&key)
+            && value.as_str().is_some_and(|text| {
+                json_string_field(text, "type", |t| t == table::TOOL_CALL_PART_TYPE).is_some()
+            })
+    })
+}
+
+/// A finish reason (a string, an array of strings, or an array as JSON text) that
+/// means the model stopped to call tools.
+fn is_tool_call_finish(value: &Value) -> bool {
+    match value {
+        Value::Str(s) => {
+            let s = s.trim();
+            table::TOOL_CALL_FINISH_REASONS.iter().any(|reason| {
+                s.eq_ignore_ascii_case(reason) || (s.starts_with('[') && quoted_in(s, reason))
+            })
+        }
+        Value::Array(items) => items.iter().any(is_tool_call_finish),
+        _ => false,
+    }
+}
+
+/// Whether `text` holds `needle` as a whole quoted string (`"needle"` or `'needle'`).
+fn quoted_in(text: &str, needle: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices(needle).any(|(start, _)| {
+        let end = start + needle.len();
+        let before = start.checked_sub(1).and_then(|b| bytes.get(b));
+        let after = bytes.get(end);
+        matches!(
+            (before, after),
+            (Some(b'"'), Some(b'"')) | (Some(b'\''), Some(b'\''))
+        )
+    })
+}
+
+/// The first string value of a `"field": "value"` pair in JSON text for which `accept`
+/// holds. A scan, not a parser: the core does not depend on a JSON library, and these
+/// attributes are only searched for one short unescaped value. Escaped values are
+/// skipped.
+fn json_string_field<'a>(
+    text: &'a str,
+    field: &str,
+    accept: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
+    if field.is_empty() {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(offset) = text.get(from..).and_then(|rest| rest.find(field)) {
+        let start = from + offset;
+        let end = start + field.len();
+        from = end;
+        let opened = start >= 1 && bytes[start - 1] == b'"';
+        let escaped = start >= 2 && bytes[start - 2] == b'\\';
+        let closed = bytes.get(end) == Some(&b'"');
+        if !(opened && closed) || escaped {
+            continue;
+        }
+        let mut j = end + 1;
+        while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if bytes.get(j) != Some(&b':') {
+            continue;
+        }
+        j += 1;
+        while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if bytes.get(j) != Some(&b'"') {
+            continue;
+        }
+        let rest = text.get(j + 1..)?;
+        let len = rest.find('"')?;
+        let value = &rest[..len];
+        if !value.contains('\\') && accept(value) {
+            return Some(value);
+        }
+    }
+    None
 }

@@ -1,1 +1,303 @@
 //! The convention table: which attribute values mean which step.
+//!
+//! Everything that names a real instrumentation's attribute or value lives here, as
+//! data: a new span-kind value, a new node name or a new tool-call marker is a one-line
+//! change. The rules that read the table are in `classify/mod.rs`.
+//!
+//! Sources (see docs/conventions.md): OpenInference `openinference.span.kind`; traceAI
+//! `fi.span.kind` (TS/Java/C#) and `gen_ai.span.kind` (Python); OpenLLMetry
+//! `traceloop.span.kind` and `llm.request.type`; OpenTelemetry GenAI
+//! `gen_ai.operation.name`.
+
+use crate::model::StepKind;
+
+/// What a convention value says about a span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// A call to a language model: a planner when it emits tool calls or sits in a
+    /// planner node, a generator otherwise.
+    Llm,
+    /// A container with no behaviour of its own (a chain, a task, a workflow): the
+    /// agent at the root, the node's step inside a node, `chain` elsewhere.
+    Container,
+    /// No step of its own (`UNKNOWN`, `PROMPT`): infrastructure.
+    Infra,
+    /// A step kind of its own.
+    Step(StepKind),
+}
+
+impl Class {
+    /// How much a class says: a specific kind (LLM included) beats a container, which
+    /// beats infrastructure, when a span carries several convention keys.
+    pub(crate) fn specificity(&self) -> u8 {
+        match self {
+            Class::Llm | Class::Step(_) => 2,
+            Class::Container => 1,
+            Class::Infra => 0,
+        }
+    }
+}
+
+/// One span-kind attribute and the meaning of each of its values.
+#[derive(Debug)]
+pub struct KindKey {
+    pub key: &'static str,
+    /// Values compare ASCII-case-insensitively.
+    pub values: &'static [(&'static str, Class)],
+}
+
+use Class::{Container, Infra, Llm, Step};
+use StepKind::{Agent, Critic, Embedding, Guardrail, Memory, Planner, Reranker, Retriever, Tool};
+
+/// OpenInference span kinds; traceAI uses the same names plus a few of its own.
+const OPENINFERENCE_KINDS: &[(&str, Class)] = &[
+    ("LLM", Llm),
+    ("CHAIN", Container),
+    ("AGENT", Step(Agent)),
+    ("TOOL", Step(Tool)),
+    ("RETRIEVER", Step(Retriever)),
+    ("RERANKER", Step(Reranker)),
+    ("EMBEDDING", Step(Embedding)),
+    ("GUARDRAIL", Step(Guardrail)),
+    ("EVALUATOR", Step(Critic)),
+    ("PROMPT", Infra),
+    ("UNKNOWN", Infra),
+];
+
+/// traceAI span kinds (`FiSpanKindValues` / `FISpanKind`).
+const TRACEAI_KINDS: &[(&str, Class)] = &[
+    ("LLM", Llm),
+    ("CHAIN", Container),
+    ("AGENT", Step(Agent)),
+    ("TOOL", Step(Tool)),
+    ("RETRIEVER", Step(Retriever)),
+    ("RERANKER", Step(Reranker)),
+    ("EMBEDDING", Step(Embedding)),
+    ("GUARDRAIL", Step(Guardrail)),
+    ("EVALUATOR", Step(Critic)),
+    ("VECTOR_DB", Step(Retriever)),
+    ("CONVERSATION", Container),
+    ("A2A_CLIENT", Step(Agent)),
+    ("A2A_SERVER", Step(Agent)),
+    ("PROMPT", Infra),
+    ("UNKNOWN", Infra),
+];
+
+/// The span-kind keys, in the order they are trusted when a span carries several of
+/// the same specificity.
+pub static KIND_KEYS: &[KindKey] = &[
+    KindKey {
+        key: "openinference.span.kind",
+        values: OPENINFERENCE_KINDS,
+    },
+    KindKey {
+        key: "fi.span.kind",
+        values: TRACEAI_KINDS,
+    },
+    KindKey {
+        key: "gen_ai.span.kind",
+        values: TRACEAI_KINDS,
+    },
+    KindKey {
+        key: "traceloop.span.kind",
+        values: &[
+            ("workflow", Container),
+            ("task", Container),
+            ("agent", Step(Agent)),
+            ("tool", Step(Tool)),
+            ("unknown", Infra),
+        ],
+    },
+    KindKey {
+        key: "llm.request.type",
+        values: &[
+            ("chat", Llm),
+            ("completion", Llm),
+            ("embedding", Step(Embedding)),
+            ("rerank", Step(Reranker)),
+            ("unknown", Infra),
+        ],
+    },
+    KindKey {
+        key: "gen_ai.operation.name",
+        values: &[
+            ("chat", Llm),
+            ("generate_content", Llm),
+            ("text_completion", Llm),
+            ("embeddings", Step(Embedding)),
+            ("retrieval", Step(Retriever)),
+            ("plan", Step(Planner)),
+            ("create_agent", Step(Agent)),
+            ("invoke_agent", Step(Agent)),
+            ("execute_tool", Step(Tool)),
+            ("invoke_workflow", Container),
+            ("search_memory", Step(Memory)),
+            ("create_memory", Step(Memory)),
+            ("update_memory", Step(Memory)),
+            ("upsert_memory", Step(Memory)),
+            ("delete_memory", Step(Memory)),
+            ("create_memory_store", Step(Memory)),
+            ("delete_memory_store", Step(Memory)),
+            // OpenLLMetry's own operation names.
+            ("llm_request", Llm),
+            ("execute_task", Container),
+            ("vector_db_retrieve", Step(Retriever)),
+        ],
+    },
+];
+
+/// The explicit step attribute (rule 1).
+pub const EXPLICIT_STEP_KEY: &str = "agent.trajectory.step";
+
+/// Node names of graph frameworks (LangGraph and alike), compared
+/// ASCII-case-insensitively with the span name (less a [`NODE_NAME_SUFFIXES`] suffix)
+/// or with a [`NODE_NAME_KEYS`] attribute.
+pub static NODE_NAMES: &[(&str, StepKind)] = &[
+    ("planner", Planner),
+    ("plan", Planner),
+    ("replan", Planner),
+    ("replanner", Planner),
+    ("agent", Planner),
+    ("call_model", Planner),
+    ("retrieve", Retriever),
+    ("retriever", Retriever),
+    ("retrieval", Retriever),
+    ("retrieve_documents", Retriever),
+    ("rerank", Reranker),
+    ("reranker", Reranker),
+    ("generate", StepKind::Generator),
+    ("generator", StepKind::Generator),
+    ("generate_answer", StepKind::Generator),
+    ("answer", StepKind::Generator),
+    ("respond", StepKind::Generator),
+    ("tools", Tool),
+    ("tool", Tool),
+    ("action", Tool),
+    ("call_tool", Tool),
+    ("execute_tools", Tool),
+    ("router", StepKind::Router),
+    ("route", StepKind::Router),
+    ("route_question", StepKind::Router),
+    ("supervisor", StepKind::Router),
+    ("critic", Critic),
+    ("critique", Critic),
+    ("reflect", Critic),
+    ("reflection", Critic),
+    ("grade", Critic),
+    ("grader", Critic),
+    ("grade_documents", Critic),
+    ("judge", Critic),
+    ("evaluate", Critic),
+    ("evaluator", Critic),
+    ("guardrail", Guardrail),
+    ("guardrails", Guardrail),
+    ("moderate", Guardrail),
+    ("memory", Memory),
+];
+
+/// Suffixes that instrumentations append to a node's span name (OpenLLMetry names a
+/// LangChain chain `<name>.task`).
+pub static NODE_NAME_SUFFIXES: &[&str] = &[".task", ".workflow"];
+
+/// Attributes that name the graph node a span belongs to.
+pub static NODE_NAME_KEYS: &[&str] = &[
+    "graph.node.name",
+    "gen_ai.agent.graph.node_name",
+    "langgraph.node",
+    "traceloop.association.properties.langgraph_node",
+];
+
+/// JSON-text attributes with a node field: OpenInference copies LangChain run metadata
+/// (`{"langgraph_node": "generate", ...}`) into `metadata`.
+pub static NODE_NAME_JSON_FIELDS: &[(&str, &str)] = &[("metadata", "langgraph_node")];
+
+/// Flattened attribute keys that show an LLM call emitted tool calls:
+/// `(prefix, infix)` matches `<prefix><i><infix>...`.
+pub static TOOL_CALL_KEY_PATTERNS: &[(&str, &str)] = &[
+    // OpenInference: llm.output_messages.<i>.message.tool_calls.<j>.tool_call.function.name
+    ("llm.output_messages.", ".message.tool_calls."),
+    // OpenLLMetry: gen_ai.completion.<i>.tool_calls.<j>.name
+    ("gen_ai.completion.", ".tool_calls."),
+    // OpenLLMetry, legacy function calling: gen_ai.completion.<i>.function_call.name
+    ("gen_ai.completion.", ".function_call."),
+];
+
+/// Attributes holding finish reasons, as a string or an array of strings.
+pub static FINISH_REASON_KEYS: &[&str] = &["llm.finish_reason", "gen_ai.response.finish_reasons"];
+
+/// Flattened finish-reason keys: `(prefix, suffix)` matches `<prefix><i><suffix>`.
+pub static FINISH_REASON_KEY_PATTERNS: &[(&str, &str)] =
+    &[("gen_ai.completion.", ".finish_reason")];
+
+/// Finish reasons that mean the model stopped to call tools.
+pub static TOOL_CALL_FINISH_REASONS: &[&str] = &["tool_calls", "tool_use", "function_call"];
+
+/// JSON-text attributes with message parts; a part `{"type": "tool_call", ...}` is a
+/// tool call (OTel GenAI output messages).
+pub static OUTPUT_MESSAGE_KEYS: &[&str] = &["gen_ai.output.messages"];
+
+/// The part type of a tool call in [`OUTPUT_MESSAGE_KEYS`].
+pub const TOOL_CALL_PART_TYPE: &str = "tool_call";
+
+/// The convention kind of a span: the most specific class among its kind keys (ties
+/// go to the earlier key of [`KIND_KEYS`]), with the key that decided. One pass over
+/// the span's attributes.
+pub fn convention_class<'a, I>(attributes: I) -> Option<(&'static str, &'static Class)>
+where
+    I: IntoIterator<Item = (&'a str, &'a crate::model::Value)>,
+{
+    let mut best: Option<(usize, &'static str, &'static Class)> = None;
+    for (key, value) in attributes {
+        let Some(key_idx) = KIND_KEYS.iter().position(|k| k.key == key) else {
+            continue;
+        };
+        let Some(text) = value.as_str() else {
+            continue;
+        };
+        let kind_key = &KIND_KEYS[key_idx];
+        let text = text.trim();
+        let Some((_, class)) = kind_key
+            .values
+            .iter()
+            .find(|(v, _)| v.eq_ignore_ascii_case(text))
+        else {
+            continue;
+        };
+        let better = match best {
+            None => true,
+            Some((best_idx, _, best_class)) => {
+                (class.specificity(), std::cmp::Reverse(key_idx))
+                    > (best_class.specificity(), std::cmp::Reverse(best_idx))
+            }
+        };
+        if better {
+            best = Some((key_idx, kind_key.key, class));
+        }
+    }
+    best.map(|(_, key, class)| (key, class))
+}
+
+/// The step of a node name, if it is one.
+pub fn node_kind(name: &str) -> Option<&'static StepKind> {
+    NODE_NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, kind)| kind)
+}
+
+/// A span name less the first matching [`NODE_NAME_SUFFIXES`] suffix.
+pub fn strip_node_suffix(name: &str) -> &str {
+    for suffix in NODE_NAME_SUFFIXES {
+        let Some(at) = name.len().checked_sub(suffix.len()) else {
+            continue;
+        };
+        if at == 0 || !name.is_char_boundary(at) {
+            continue;
+        }
+        let (head, tail) = name.split_at(at);
+        if tail.eq_ignore_ascii_case(suffix) {
+            return head;
+        }
+    }
+    name
+}

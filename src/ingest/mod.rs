@@ -2,17 +2,196 @@
 //! `POST /v1/logs`; protobuf and JSON; gzip) into compact [`crate::model`] records.
 //!
 //! Input: requests from OTel SDKs and collectors. Output: `Vec<SpanRecord>` and
-//! `Vec<LogEvent>` handed to the [`crate::pipeline::Pipeline`].
+//! `Vec<LogEvent>` handed to the pipeline through [`Handoff`].
 //!
 //! Invariants:
 //! - This is the only module that names OTLP wire types; nothing past it sees them.
 //! - Every span is either handed to the pipeline or counted as rejected, and the client
 //!   is told which: `partial_success` for invalid spans, a retryable status when the
 //!   pipeline is full. A 200 never hides dropped data.
-//! - Sizes are checked after decompression, on both transports.
+//! - Sizes are checked after decompression, on both transports, while the body streams
+//!   in: a compressed bomb never allocates more than the limit.
+//!
+//! Layout: [`decode`] (pure: bytes to wire types to model records, shared with
+//! `faultline analyze`), `json` (the OTLP/JSON reader behind [`decode::parse_traces_json`]),
+//! [`grpc`] and [`http`] (the two servers), and here the types both servers share.
+//!
+//! Status mapping (`accept::Refusal`, mapped by one function per transport):
+//! undecodable → HTTP 400 / INVALID_ARGUMENT; over the size limit → 413 /
+//! RESOURCE_EXHAUSTED (no RetryInfo: not retryable); pipeline full → 503 +
+//! `Retry-After` / UNAVAILABLE + `RetryInfo`. Invalid single spans → 200 with
+//! `partial_success`.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{Interner, LogEvent, SpanRecord};
+
+mod accept;
 pub mod decode;
 pub mod grpc;
 pub mod http;
+mod json;
 
-pub use decode::{decode_logs, decode_traces, Decoded};
+#[cfg(test)]
+mod tests;
+
+pub use decode::{
+    decode_logs, decode_traces, parse_logs_json, parse_logs_proto, parse_traces_json,
+    parse_traces_proto, DecodeError, Decoded,
+};
+pub use grpc::serve_grpc;
+pub use http::http_router;
+
+/// Where ingest hands decoded records (implemented by the pipeline; tests use a mock).
+pub trait Handoff: Send + Sync + 'static {
+    /// Hands spans over, waiting a bounded time for room. Err = overloaded (retryable).
+    fn spans(&self, spans: Vec<SpanRecord>) -> impl Future<Output = Result<(), Overloaded>> + Send;
+    /// Hands log events over, waiting a bounded time for room. Err = overloaded.
+    fn logs(&self, logs: Vec<LogEvent>) -> impl Future<Output = Result<(), Overloaded>> + Send;
+}
+
+/// The pipeline had no room; the client should retry after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is full, retry after {retry_after:?}")]
+pub struct Overloaded {
+    pub retry_after: Duration,
+}
+
+/// Counters ingest updates (implemented over prometheus-client by the metrics module).
+pub trait IngestObserver: Send + Sync + 'static {
+    /// Spans (and log records) accepted into the pipeline.
+    fn received(&self, transport: Transport, spans: u64);
+    /// Items refused, by closed reason. A request refused before it could be decoded
+    /// (undecodable, too large, wrong media type or encoding) counts as one item, since
+    /// the number of spans in it is unknown.
+    fn rejected(&self, reason: RejectReason, spans: u64);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// Why items were refused. A closed set: the values of the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Trace id empty, all zero, or not 16 bytes.
+    InvalidTraceId,
+    /// Span id empty, all zero, or not 8 bytes.
+    InvalidSpanId,
+    /// Parent span id present but all zero or not 8 bytes.
+    InvalidParentSpanId,
+    /// The body is not OTLP (garbage, truncated protobuf, bad JSON, nested too deep,
+    /// bad gzip).
+    Undecodable,
+    /// The body is over the size limit after decompression.
+    TooLarge,
+    /// HTTP `Content-Type` other than protobuf or JSON.
+    UnsupportedMediaType,
+    /// HTTP `Content-Encoding` other than gzip or identity.
+    UnsupportedEncoding,
+    /// HTTP method other than POST.
+    MethodNotAllowed,
+    /// The pipeline had no room (retryable).
+    Overloaded,
+    /// The body did not arrive within the request timeout.
+    Timeout,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::InvalidTraceId,
+        RejectReason::InvalidSpanId,
+        RejectReason::InvalidParentSpanId,
+        RejectReason::Undecodable,
+        RejectReason::TooLarge,
+        RejectReason::UnsupportedMediaType,
+        RejectReason::UnsupportedEncoding,
+        RejectReason::MethodNotAllowed,
+        RejectReason::Overloaded,
+        RejectReason::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidTraceId => "invalid_trace_id",
+            RejectReason::InvalidSpanId => "invalid_span_id",
+            RejectReason::InvalidParentSpanId => "invalid_parent_span_id",
+            RejectReason::Undecodable => "undecodable",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::UnsupportedMediaType => "unsupported_media_type",
+            RejectReason::UnsupportedEncoding => "unsupported_encoding",
+            RejectReason::MethodNotAllowed => "method_not_allowed",
+            RejectReason::Overloaded => "overloaded",
+            RejectReason::Timeout => "timeout",
+        }
+    }
+}
+
+/// Limits of both servers.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest request body, after decompression (OTLP recommends 64 MiB).
+    pub max_request_bytes: usize,
+    /// HTTP/2 streams per connection (gRPC); unlimited by default in tonic.
+    pub max_concurrent_streams: u32,
+    /// Requests served at once per gRPC connection.
+    pub concurrency_limit_per_connection: usize,
+    /// Time to receive and handle one request (both transports).
+    pub request_timeout: Duration,
+    /// HTTP/2 keepalive ping interval (gRPC); a peer that does not answer within
+    /// `http2_keepalive_timeout` is dropped.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    /// gRPC connections are closed (with GOAWAY) after this long, to rebalance clients.
+    pub max_connection_age: Duration,
+    /// Streams reset by the client before the server accepted them (rapid-reset guard).
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// Largest HTTP/2 header list (gRPC).
+    pub http2_max_header_list_size: u32,
+}
+
+impl Default for IngestLimits {
+    fn default() -> IngestLimits {
+        IngestLimits {
+            max_request_bytes: 64 * 1024 * 1024,
+            max_concurrent_streams: 128,
+            concurrency_limit_per_connection: 64,
+            request_timeout: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(30 * 60),
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_header_list_size: 16 * 1024,
+        }
+    }
+}
+
+/// What both servers share: where records go, what is counted, the interner, limits.
+pub struct Ingest<H: Handoff, O: IngestObserver> {
+    pub handoff: H,
+    pub observer: O,
+    pub interner: Arc<Interner>,
+    pub limits: IngestLimits,
+}
+
+/// Errors of the servers themselves (not of a request).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::intern::Str;
 use super::step::{StepAssignment, StepKind};
 use super::trajectory::Trajectory;
 
@@ -52,6 +53,44 @@ impl FindingKind {
             FindingKind::Custom(name) => name,
         }
     }
+
+    /// The kind named `name`: a built-in kind by its string, else a custom kind.
+    pub fn from_name(name: &str) -> FindingKind {
+        const BUILTIN: [FindingKind; 11] = [
+            FindingKind::Error,
+            FindingKind::Exception,
+            FindingKind::EvalFailed,
+            FindingKind::EmptyRetrieval,
+            FindingKind::ToolError,
+            FindingKind::InvalidToolArgs,
+            FindingKind::UnknownTool,
+            FindingKind::Truncated,
+            FindingKind::Loop,
+            FindingKind::SlowStep,
+            FindingKind::RateLimited,
+        ];
+        BUILTIN
+            .iter()
+            .find(|k| k.as_str() == name)
+            .cloned()
+            .unwrap_or_else(|| FindingKind::Custom(name.into()))
+    }
+
+    /// Kinds that report the span itself failing (an error, exception or refusal of its
+    /// input), as opposed to judging its output or timing. Errors of this class
+    /// propagate up the parent chain in most instrumentations.
+    pub fn is_error_class(&self) -> bool {
+        matches!(
+            self,
+            FindingKind::Error
+                | FindingKind::Exception
+                | FindingKind::ToolError
+                | FindingKind::InvalidToolArgs
+                | FindingKind::UnknownTool
+                | FindingKind::Loop
+                | FindingKind::RateLimited
+        )
+    }
 }
 
 /// One failure signal on one span.
@@ -66,8 +105,47 @@ pub struct Finding {
     pub score: Option<f64>,
     /// Where the signal came from: an attribute key, event name or rule name.
     pub source: &'static str,
+    /// What the signal is about, when it has a name: the evaluator of an `eval_failed`,
+    /// the tool of a tool finding, the rule kind of a content rule.
+    pub subject: Option<Str>,
+    /// True for an evaluation that judges the whole task: a task-level evaluator
+    /// (`task_completion`, ...) or an evaluation of the root span. Its failure fails the run.
+    pub task_level: bool,
     /// True when a failing descendant explains this finding (it is not an origin).
     pub propagated: bool,
+}
+
+impl Finding {
+    /// A finding with no score and no subject, not (yet) propagated.
+    pub fn new(
+        span: u32,
+        step: StepKind,
+        kind: FindingKind,
+        reason: String,
+        source: &'static str,
+    ) -> Finding {
+        Finding {
+            span,
+            step,
+            kind,
+            reason,
+            score: None,
+            source,
+            subject: None,
+            task_level: false,
+            propagated: false,
+        }
+    }
+
+    pub fn with_score(mut self, score: f64) -> Finding {
+        self.score = Some(score);
+        self
+    }
+
+    pub fn with_subject(mut self, subject: &str) -> Finding {
+        self.subject = Some(subject.into());
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

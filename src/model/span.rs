@@ -120,7 +120,10 @@ impl Attributes {
     }
 
     /// Keys starting with `prefix`, e.g. `retrieval.documents.`.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> {
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> {
         self.iter().filter(move |(k, _)| k.starts_with(prefix))
     }
 

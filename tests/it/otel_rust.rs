@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -49,7 +49,7 @@ fn emit_agent_run(provider: &SdkTracerProvider) -> String {
             KeyValue::new("gen_ai.request.model", "gpt-4o"),
             KeyValue::new(
                 "gen_ai.response.finish_reasons",
-                opentelemetry::Value::Array(vec!["tool_calls".into()].into()),
+                opentelemetry::Value::Array(vec![opentelemetry::StringValue::from("tool_calls")].into()),
             ),
         ],
     );

@@ -28,3 +28,6 @@ pub fn analyze(trajectory: Arc<Trajectory>, config: &AnalyzeConfig) -> Analysis 
         root_cause,
     }
 }
+
+#[cfg(test)]
+mod tests;

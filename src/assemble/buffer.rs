@@ -1,0 +1,242 @@
+//! The records of one trace while the assembler holds them, deduplicated on arrival.
+//!
+//! A buffer keeps the records themselves plus one small index entry per record, so that
+//! an exact copy re-sent by a retrying client is recognised in O(1) and never stored
+//! twice. For copies of one span id that differ, the buffer keeps the canonical first
+//! copy (the one [`Trajectory::build`] keeps) and one differing copy as a witness, so
+//! that the built trajectory reports [`crate::model::Anomaly::ConflictingDuplicate`]
+//! exactly as if every copy had been kept, while a sender that varies one span id
+//! endlessly costs at most two records.
+
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::model::trajectory::{log_order, span_content_cmp};
+use crate::model::{Attributes, LogEvent, SpanId, SpanRecord, TraceId, Trajectory, Value};
+
+/// What adding a record did to the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Added {
+    /// A new record: the buffer holds one more.
+    New,
+    /// The record replaced a held one (a canonically earlier copy of a span id): same
+    /// count, but the trajectory changes.
+    Replaced,
+    /// An exact copy of a held record: dropped.
+    Duplicate,
+    /// A differing copy of a span id that already has its witness: dropped, since it
+    /// cannot change the trajectory.
+    Conflict,
+}
+
+/// Where the copies of one span id are held.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The canonical first copy: the one the trajectory keeps.
+    first: u32,
+    /// One copy with different content, if any arrived.
+    witness: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Buffer {
+    spans: Vec<SpanRecord>,
+    slots: HashMap<SpanId, Slot>,
+    /// Span ids whose kept copy has no parent.
+    roots: u32,
+    logs: Vec<LogEvent>,
+    /// Content hash of a log → its index; a hash collision between two different logs
+    /// only means the second one is not indexed.
+    log_hashes: HashMap<u64, u32>,
+    linked: Vec<SpanRecord>,
+    linked_index: HashMap<(TraceId, SpanId), u32>,
+}
+
+impl Buffer {
+    /// Records held (spans including conflict witnesses, logs, linked spans).
+    pub(super) fn len(&self) -> usize {
+        self.spans.len() + self.logs.len() + self.linked.len()
+    }
+
+    pub(super) fn has_spans(&self) -> bool {
+        !self.spans.is_empty()
+    }
+
+    pub(super) fn has_root(&self) -> bool {
+        self.roots > 0
+    }
+
+    pub(super) fn add_span(&mut self, span: SpanRecord) -> Added {
+        let next = index_u32(self.spans.len());
+        match self.slots.entry(span.span_id) {
+            Entry::Vacant(v) => {
+                v.insert(Slot {
+                    first: next,
+                    witness: None,
+                });
+                if span.is_root() {
+                    self.roots += 1;
+                }
+                self.spans.push(span);
+                Added::New
+            }
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                let first = slot.first as usize;
+                let order = span_content_cmp(&span, &self.spans[first]);
+                if order == Ordering::Equal {
+                    return Added::Duplicate;
+                }
+                if let Some(w) = slot.witness {
+                    if span_content_cmp(&span, &self.spans[w as usize]) == Ordering::Equal {
+                        return Added::Duplicate;
+                    }
+                }
+                if order == Ordering::Less {
+                    // The new copy becomes the kept one; the old kept copy becomes the
+                    // witness of the conflict.
+                    let was_root = self.spans[first].is_root();
+                    let is_root = span.is_root();
+                    let old = std::mem::replace(&mut self.spans[first], span);
+                    self.roots = self.roots + u32::from(is_root) - u32::from(was_root);
+                    match slot.witness {
+                        Some(w) => {
+                            self.spans[w as usize] = old;
+                            Added::Replaced
+                        }
+                        None => {
+                            slot.witness = Some(next);
+                            self.spans.push(old);
+                            Added::New
+                        }
+                    }
+                } else if slot.witness.is_none() {
+                    slot.witness = Some(next);
+                    self.spans.push(span);
+                    Added::New
+                } else {
+                    Added::Conflict
+                }
+            }
+        }
+    }
+
+    pub(super) fn add_log(&mut self, log: LogEvent) -> Added {
+        let hash = hash_log(&log);
+        let next = index_u32(self.logs.len());
+        match self.log_hashes.entry(hash) {
+            Entry::Occupied(o) => {
+                if log_order(&log, &self.logs[*o.get() as usize]) == Ordering::Equal {
+                    return Added::Duplicate;
+                }
+            }
+            Entry::Vacant(v) => {
+                v.insert(next);
+            }
+        }
+        self.logs.push(log);
+        Added::New
+    }
+
+    pub(super) fn add_linked(&mut self, span: SpanRecord) -> Added {
+        let next = index_u32(self.linked.len());
+        match self.linked_index.entry((span.trace_id, span.span_id)) {
+            Entry::Vacant(v) => {
+                v.insert(next);
+                self.linked.push(span);
+                Added::New
+            }
+            Entry::Occupied(o) => {
+                let held = &mut self.linked[*o.get() as usize];
+                match span_content_cmp(&span, held) {
+                    Ordering::Equal => Added::Duplicate,
+                    // The trajectory keeps the canonical first copy of a linked span.
+                    Ordering::Less => {
+                        *held = span;
+                        Added::Replaced
+                    }
+                    Ordering::Greater => Added::Conflict,
+                }
+            }
+        }
+    }
+
+    /// The trajectory of what is held, keeping the records (for a later revision).
+    pub(super) fn build(&self, trace_id: TraceId) -> Trajectory {
+        Trajectory::build(
+            trace_id,
+            self.spans.clone(),
+            self.logs.clone(),
+            self.linked.clone(),
+        )
+    }
+
+    /// The trajectory of what is held, giving the records away.
+    pub(super) fn into_trajectory(self, trace_id: TraceId) -> Trajectory {
+        Trajectory::build(trace_id, self.spans, self.logs, self.linked)
+    }
+}
+
+fn index_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// A content hash of a log event, consistent with `log_order` equality (floats hash by
+/// their bits; the resource is left out and compared on a hash hit).
+fn hash_log(log: &LogEvent) -> u64 {
+    let mut h = DefaultHasher::new();
+    log.time_unix_nano.hash(&mut h);
+    log.trace_id.hash(&mut h);
+    log.span_id.hash(&mut h);
+    log.event_name.hash(&mut h);
+    log.severity_number.hash(&mut h);
+    match &log.body {
+        None => 0u8.hash(&mut h),
+        Some(v) => {
+            1u8.hash(&mut h);
+            hash_value(v, &mut h);
+        }
+    }
+    hash_attributes(&log.attributes, &mut h);
+    h.finish()
+}
+
+fn hash_attributes(attrs: &Attributes, h: &mut DefaultHasher) {
+    attrs.len().hash(h);
+    for (k, v) in attrs.iter() {
+        k.hash(h);
+        hash_value(v, h);
+    }
+}
+
+/// Hashes a value without recursion (arrays may nest).
+fn hash_value(v: &Value, h: &mut DefaultHasher) {
+    let mut stack: Vec<&Value> = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Str(s) => {
+                0u8.hash(h);
+                s.hash(h);
+            }
+            Value::Int(i) => {
+                1u8.hash(h);
+                i.hash(h);
+            }
+            Value::Double(d) => {
+                2u8.hash(h);
+                d.to_bits().hash(h);
+            }
+            Value::Bool(b) => {
+                3u8.hash(h);
+                b.hash(h);
+            }
+            Value::Array(items) => {
+                4u8.hash(h);
+                items.len().hash(h);
+                stack.extend(items.iter().rev());
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Empty retrieval: a retriever whose documents are absent or empty, or whose document
+//! count is 0.
+//!
+//! Evidence, first found wins: OpenInference `retrieval.documents.<i>.document.*` keys;
+//! a `retrieval.documents` or `gen_ai.retrieval.documents` list; a count attribute;
+//! `output.value` as a JSON list (`[]`) or an object with a `documents` list. A span that
+//! is a retriever by convention (`RETRIEVER`, `VECTOR_DB`, operation `retrieval`) and
+//! records no documents at all returned none; a span that is a retriever only by its
+//! step is judged only on evidence (it may be a wrapper around the real retrieval).
+//! A retriever with status ERROR is left to the errors rule.
+
+use serde_json::Value as Json;
+
+use crate::detect::signals::{is_retrieval_by_convention, parse_json};
+use crate::detect::Ctx;
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, StepKind, Value};
+
+const LIST_KEYS: [&str; 2] = ["retrieval.documents", "gen_ai.retrieval.documents"];
+const COUNT_KEYS: [&str; 3] = [
+    "retrieval.documents.count",
+    "retrieval.document_count",
+    "gen_ai.retrieval.document_count",
+];
+
+pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mut reported_runs: Vec<u32> = Vec::new();
+    for (i, span) in ctx.spans() {
+        let by_convention = is_retrieval_by_convention(span);
+        if !(by_convention || *ctx.step_ref(i) == StepKind::Retriever) {
+            continue;
+        }
+        if span.status == SpanStatus::Error {
+            continue;
+        }
+        let (count, source) = match document_count(span) {
+            Some(found) => found,
+            None if by_convention => (0, "retrieval.documents"),
+            None => continue,
+        };
+        if count > 0 {
+            continue;
+        }
+        let run = ctx.run_of(i);
+        if reported_runs.contains(&run) {
+            continue;
+        }
+        reported_runs.push(run);
+        let query = ["gen_ai.retrieval.query.text", "input.value"]
+            .iter()
+            .find_map(|k| span.attributes.get_str(k));
+        let step = ctx.step(i);
+        let reason = match query {
+            Some(q) => format!(
+                "{} span `{}` returned no documents for query {:?}",
+                step.as_str(),
+                span.name,
+                crate::detect::signals::clip(q, 200)
+            ),
+            None => format!(
+                "{} span `{}` returned no documents",
+                step.as_str(),
+                span.name
+            ),
+        };
+        out.push(
+            Finding::new(i, step, FindingKind::EmptyRetrieval, reason, source).with_score(0.0),
+        );
+    }
+}
+
+/// The number of documents the span records, and the attribute that says so.
+fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
+    let a = &span.attributes;
+    // Flattened OpenInference documents: count distinct indices.
+    let mut last_index: Option<&str> = None;
+    let mut indexed = 0usize;
+    for (key, _) in a.with_prefix("retrieval.documents.") {
+        let rest = &key["retrieval.documents.".len()..];
+        let Some((index, _)) = rest.split_once('.') else {
+            continue;
+        };
+        if !index.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if last_index != Some(index) {
+            last_index = Some(index);
+            indexed += 1;
+        }
+    }
+    if indexed > 0 {
+        return Some((indexed, "retrieval.documents"));
+    }
+    for key in LIST_KEYS {
+        match a.get(key) {
+            Some(Value::Array(items)) => return Some((items.len(), key)),
+            Some(Value::Str(s)) => {
+                if let Some(Json::Array(items)) = parse_json(s) {
+                    return Some((items.len(), key));
+                }
+                if s.trim().is_empty() {
+                    return Some((0, key));
+                }
+            }
+            _ => {}
+        }
+    }
+    for key in COUNT_KEYS {
+        if let Some(n) = a.get_i64(key) {
+            return Some((n.max(0) as usize, key));
+        }
+    }
+    let output = a.get_str("output.value")?;
+    match parse_json(output) {
+        Some(Json::Array(items)) => Some((items.len(), "output.value")),
+        Some(Json::Object(map)) => match map.get("documents") {
+            Some(Json::Array(items)) => Some((items.len(), "output.value")),
+            _ => None,
+        },
+        _ if output.trim().is_empty() => Some((0, "output.value")),
+        _ => None,
+    }
+}

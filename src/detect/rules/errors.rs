@@ -1,0 +1,142 @@
+//! Errors a span reports about itself: status ERROR (with its message), `exception`
+//! events, `error.type` / `error.message`, an HTTP 429.
+//!
+//! One finding per span. Its kind is refined by the error text: a rate limit gives
+//! `rate_limited`, an iteration or recursion limit `loop`, an unknown tool
+//! `unknown_tool`, a validation error on a tool span `invalid_tool_args`; otherwise
+//! `exception` when an exception event exists, else `error`.
+
+use std::fmt::Write;
+
+use crate::detect::signals::{
+    classify_error_text, clip, is_llm_call, is_tool_span, tool_name, ErrorClass,
+};
+use crate::detect::Ctx;
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus};
+
+const EXCEPTION_EVENTS: [&str; 2] = ["exception", "gen_ai.client.operation.exception"];
+const MAX_MESSAGE: usize = 500;
+
+pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    for (i, span) in ctx.spans() {
+        let Some(signal) = error_signal(span) else {
+            continue;
+        };
+        let step = ctx.step(i);
+        let on_tool = is_tool_span(span, &step);
+        let mut lower = String::new();
+        for part in [
+            signal.exception_type,
+            signal.exception_message,
+            signal.status_message,
+            signal.error_type,
+            signal.error_message,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            lower.push_str(&part.to_ascii_lowercase());
+            lower.push('\n');
+        }
+        if signal.http_429 {
+            lower.push_str("429");
+        }
+        let kind = match classify_error_text(&lower, on_tool) {
+            Some(ErrorClass::RateLimited) => FindingKind::RateLimited,
+            Some(ErrorClass::Loop) => FindingKind::Loop,
+            Some(ErrorClass::UnknownTool) => FindingKind::UnknownTool,
+            Some(ErrorClass::InvalidToolArgs) => FindingKind::InvalidToolArgs,
+            None if signal.exception_type.is_some() || signal.exception_message.is_some() => {
+                FindingKind::Exception
+            }
+            None => FindingKind::Error,
+        };
+        let tool = if on_tool { tool_name(span) } else { None };
+        let who = match tool {
+            Some(t) => format!("tool `{t}`"),
+            None if is_llm_call(span) => format!("{} LLM call `{}`", step.as_str(), span.name),
+            None => format!("{} span `{}`", step.as_str(), span.name),
+        };
+        let mut reason = String::new();
+        let source = if signal.exception_type.is_some() || signal.exception_message.is_some() {
+            let ty = signal.exception_type.unwrap_or("an exception");
+            let _ = write!(reason, "{who} raised {ty}");
+            if let Some(m) = signal.exception_message.filter(|m| !m.is_empty()) {
+                let _ = write!(reason, ": {}", clip(m, MAX_MESSAGE));
+            }
+            "exception"
+        } else if let Some(ty) = signal.error_type {
+            let _ = write!(reason, "{who} failed with error.type {ty}");
+            if let Some(m) = signal.error_message.or(signal.status_message) {
+                let _ = write!(reason, ": {}", clip(m, MAX_MESSAGE));
+            }
+            "error.type"
+        } else if signal.status_error {
+            let _ = write!(reason, "{who} ended with status ERROR");
+            if let Some(m) = signal.status_message.or(signal.error_message) {
+                let _ = write!(reason, ": {}", clip(m, MAX_MESSAGE));
+            }
+            "status"
+        } else if signal.http_429 {
+            let _ = write!(reason, "{who} got HTTP 429 Too Many Requests");
+            "http.response.status_code"
+        } else {
+            let _ = write!(reason, "{who} failed");
+            if let Some(m) = signal.error_message {
+                let _ = write!(reason, ": {}", clip(m, MAX_MESSAGE));
+            }
+            "error.message"
+        };
+        let mut finding = Finding::new(i, step, kind, reason, source);
+        if let Some(t) = tool {
+            finding = finding.with_subject(t);
+        }
+        out.push(finding);
+    }
+}
+
+/// The error evidence on one span.
+struct ErrorSignal<'a> {
+    status_error: bool,
+    status_message: Option<&'a str>,
+    exception_type: Option<&'a str>,
+    exception_message: Option<&'a str>,
+    error_type: Option<&'a str>,
+    error_message: Option<&'a str>,
+    http_429: bool,
+}
+
+fn error_signal(span: &SpanRecord) -> Option<ErrorSignal<'_>> {
+    let a = &span.attributes;
+    // The last exception event is the one the span ended with.
+    let event = span
+        .events
+        .iter()
+        .rev()
+        .find(|e| EXCEPTION_EVENTS.contains(&&*e.name));
+    let exception_type = event
+        .and_then(|e| e.attributes.get_str("exception.type"))
+        .or_else(|| a.get_str("exception.type"));
+    let exception_message = event
+        .and_then(|e| e.attributes.get_str("exception.message"))
+        .or_else(|| a.get_str("exception.message"));
+    let status_code = a
+        .get_i64("http.response.status_code")
+        .or_else(|| a.get_i64("http.status_code"));
+    let signal = ErrorSignal {
+        status_error: span.status == SpanStatus::Error,
+        status_message: span.status_message.as_deref().filter(|m| !m.is_empty()),
+        exception_type,
+        exception_message,
+        error_type: a.get_str("error.type").filter(|t| !t.is_empty()),
+        error_message: a.get_str("error.message").filter(|m| !m.is_empty()),
+        http_429: status_code == Some(429),
+    };
+    let any = signal.status_error
+        || event.is_some()
+        || signal.exception_type.is_some()
+        || signal.error_type.is_some()
+        || signal.error_message.is_some()
+        || signal.http_429;
+    any.then_some(signal)
+}

@@ -1,0 +1,199 @@
+//! What both servers do once a body has decoded: hand records off, count them, and
+//! decide what the client is told.
+
+use crate::ingest::{
+    Decoded, Handoff, Ingest, IngestObserver, Overloaded, RejectReason, Transport,
+};
+use crate::model::{LogEvent, SpanRecord};
+
+/// Why a request was refused as a whole; mapped to an HTTP status or gRPC code in
+/// exactly one place per transport.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Not OTLP: garbage, truncated, bad JSON, too deep, bad compression.
+    Undecodable(String),
+    /// Over the size limit after decompression.
+    TooLarge { limit: usize },
+    /// HTTP `Content-Type` we do not read.
+    UnsupportedMediaType(String),
+    /// HTTP `Content-Encoding` we do not read.
+    UnsupportedEncoding(String),
+    /// HTTP method other than POST.
+    MethodNotAllowed,
+    /// The body did not arrive in time.
+    Timeout,
+    /// The pipeline had no room.
+    Overloaded(Overloaded),
+    /// A bug on our side (a decode task that panicked); not the client's fault.
+    Internal,
+}
+
+impl Refusal {
+    /// The counter reason; `None` for our own failures, which are logged instead.
+    pub(crate) fn reason(&self) -> Option<RejectReason> {
+        Some(match self {
+            Refusal::Undecodable(_) => RejectReason::Undecodable,
+            Refusal::TooLarge { .. } => RejectReason::TooLarge,
+            Refusal::UnsupportedMediaType(_) => RejectReason::UnsupportedMediaType,
+            Refusal::UnsupportedEncoding(_) => RejectReason::UnsupportedEncoding,
+            Refusal::MethodNotAllowed => RejectReason::MethodNotAllowed,
+            Refusal::Timeout => RejectReason::Timeout,
+            Refusal::Overloaded(_) => RejectReason::Overloaded,
+            Refusal::Internal => return None,
+        })
+    }
+
+    /// The message the client sees, cut to a bounded length.
+    pub(crate) fn message(&self) -> String {
+        let message = match self {
+            Refusal::Undecodable(message) => message.clone(),
+            Refusal::TooLarge { limit } => {
+                format!("request body is over the limit of {limit} bytes after decompression")
+            }
+            Refusal::UnsupportedMediaType(ct) => format!(
+                "unsupported content type {ct:?}: use application/x-protobuf or application/json"
+            ),
+            Refusal::UnsupportedEncoding(ce) => {
+                format!("unsupported content encoding {ce:?}: use gzip or none")
+            }
+            Refusal::MethodNotAllowed => "only POST is allowed".to_string(),
+            Refusal::Timeout => "request body not received in time".to_string(),
+            Refusal::Overloaded(o) => o.to_string(),
+            Refusal::Internal => "internal error".to_string(),
+        };
+        bounded(message)
+    }
+}
+
+/// Requests with more items than this are decoded on the blocking pool, so that a large
+/// batch does not stall the other connections served by the same runtime thread.
+const INLINE_DECODE_MAX_ITEMS: usize = 512;
+
+/// Runs `decode` inline for small requests and on the blocking pool for large ones.
+pub(crate) async fn decode_off_thread<T, F>(items: usize, decode: F) -> Result<T, Refusal>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if items <= INLINE_DECODE_MAX_ITEMS {
+        return Ok(decode());
+    }
+    tokio::task::spawn_blocking(decode).await.map_err(|error| {
+        tracing::error!(%error, "Decode task failed.");
+        Refusal::Internal
+    })
+}
+
+/// The outcome of a request whose body decoded: what to tell the client.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub rejected: u64,
+    pub first_error: Option<String>,
+}
+
+/// Longest `error_message` sent back; the rest of a hostile message is cut.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+impl Accepted {
+    /// The `partial_success` message: how many were refused and the first reason.
+    pub(crate) fn error_message(&self) -> String {
+        let first = self.first_error.as_deref().unwrap_or("invalid item");
+        bounded(format!(
+            "{} item(s) rejected; first: {first}",
+            self.rejected
+        ))
+    }
+}
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut end = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
+    /// Counts a request refused as a whole and logs our own failures.
+    pub(crate) fn count_refusal(&self, refusal: &Refusal) {
+        match refusal.reason() {
+            // Overloaded requests are counted with their item count in `accept_*`.
+            Some(RejectReason::Overloaded) => {}
+            Some(reason) => self.observer.rejected(reason, 1),
+            None => tracing::error!(error = %refusal.message(), "Request failed."),
+        }
+    }
+
+    /// Hands decoded spans over and counts them; both transports end here.
+    pub(crate) async fn accept_spans(
+        &self,
+        transport: Transport,
+        decoded: Decoded<SpanRecord>,
+    ) -> Result<Accepted, Refusal> {
+        self.count_rejected(&decoded.rejected_by);
+        log_decoded("spans", &decoded);
+        let n = decoded.items.len() as u64;
+        if n > 0 {
+            if let Err(overloaded) = self.handoff.spans(decoded.items).await {
+                self.observer.rejected(RejectReason::Overloaded, n);
+                return Err(Refusal::Overloaded(overloaded));
+            }
+            self.observer.received(transport, n);
+        }
+        Ok(Accepted {
+            rejected: decoded.rejected,
+            first_error: decoded.first_error,
+        })
+    }
+
+    /// Hands decoded log events over and counts them.
+    pub(crate) async fn accept_logs(
+        &self,
+        transport: Transport,
+        decoded: Decoded<LogEvent>,
+    ) -> Result<Accepted, Refusal> {
+        self.count_rejected(&decoded.rejected_by);
+        log_decoded("log records", &decoded);
+        let n = decoded.items.len() as u64;
+        if n > 0 {
+            if let Err(overloaded) = self.handoff.logs(decoded.items).await {
+                self.observer.rejected(RejectReason::Overloaded, n);
+                return Err(Refusal::Overloaded(overloaded));
+            }
+            self.observer.received(transport, n);
+        }
+        Ok(Accepted {
+            rejected: decoded.rejected,
+            first_error: decoded.first_error,
+        })
+    }
+
+    fn count_rejected(&self, by: &[(RejectReason, u64)]) {
+        for (reason, n) in by {
+            self.observer.rejected(*reason, *n);
+        }
+    }
+}
+
+fn log_decoded<T>(what: &'static str, decoded: &Decoded<T>) {
+    if decoded.rejected > 0 {
+        tracing::debug!(
+            what,
+            rejected = decoded.rejected,
+            first_error = decoded.first_error.as_deref().unwrap_or(""),
+            "Rejected invalid items."
+        );
+    }
+    if decoded.truncated_values > 0 || decoded.dropped_items > 0 {
+        tracing::debug!(
+            what,
+            truncated_values = decoded.truncated_values,
+            dropped_items = decoded.dropped_items,
+            "Truncated oversized content."
+        );
+    }
+}

@@ -1,0 +1,282 @@
+// faultline web page. Every piece of span content is untrusted: it is only ever put in
+// the page as text (textContent / attribute values set through the DOM), never as HTML.
+"use strict";
+
+const main = document.getElementById("main");
+const statusEl = document.getElementById("status");
+
+// ---- DOM helpers -------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "onclick") el.addEventListener("click", v);
+    else if (k === "onchange") el.addEventListener("change", v);
+    // Styles go through the CSSOM, which the Content-Security-Policy allows, unlike
+    // style attributes.
+    else if (k === "style") for (const [prop, val] of Object.entries(v)) el.style.setProperty(prop, val);
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function setMain(...nodes) {
+  main.replaceChildren(...nodes.flat());
+}
+
+function fmtPct(x) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  return (100 * x).toFixed(x < 0.1 ? 2 : 1) + "%";
+}
+
+function fmtMs(ns) {
+  const ms = ns / 1e6;
+  if (ms < 1) return ms.toFixed(2) + " ms";
+  if (ms < 1000) return ms.toFixed(ms < 10 ? 1 : 0) + " ms";
+  return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+}
+
+function fmtTime(ns) {
+  if (!ns) return "–";
+  const d = new Date(Number(BigInt(ns) / 1000000n));
+  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function outcomeBadge(o) {
+  return h("span", { class: "badge outcome-" + o }, o);
+}
+
+// ---- routing: the whole view state lives in the URL hash ---------------------------
+
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, query] = raw.split("?");
+  const parts = (path || "overview").split("/").map(decodeURIComponent);
+  return { view: parts[0] || "overview", arg: parts[1], params: new URLSearchParams(query || "") };
+}
+
+function go(view, arg, params) {
+  let hash = "#/" + encodeURIComponent(view);
+  if (arg) hash += "/" + encodeURIComponent(arg);
+  const q = params ? params.toString() : "";
+  if (q) hash += "?" + q;
+  if (location.hash !== hash) location.hash = hash;
+  else render();
+}
+
+async function api(path) {
+  const resp = await fetch(path, { headers: { accept: "application/json" } });
+  let body = null;
+  try { body = await resp.json(); } catch (_) { body = null; }
+  if (!resp.ok) {
+    const msg = body && body.error ? body.error : resp.status + " " + resp.statusText;
+    throw new Error(msg);
+  }
+  return body;
+}
+
+function showError(e) {
+  setMain(h("p", { class: "error" }, "Error: " + e.message));
+}
+
+const views = {};
+
+async function render() {
+  const route = parseHash();
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.dataset.view === route.view ||
+      (route.view === "trajectory" && a.dataset.view === "trajectories"));
+  }
+  const view = views[route.view] || views.overview;
+  try {
+    await view(route);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+window.addEventListener("hashchange", render);
+window.addEventListener("DOMContentLoaded", render);
+
+// ---- trajectories ------------------------------------------------------------------
+
+const LIST_FILTERS = ["outcome", "step", "finding_kind", "root_cause_step", "q", "service", "session_id"];
+
+views.trajectories = async (route) => {
+  const params = new URLSearchParams(route.params);
+  if (!params.has("limit")) params.set("limit", "50");
+  const data = await api("/api/v1/trajectories?" + params.toString());
+  const controls = h("div", { class: "controls" });
+  const inputs = {};
+  for (const f of LIST_FILTERS) {
+    let input;
+    if (f === "outcome") {
+      input = h("select", { "aria-label": f },
+        h("option", { value: "" }, "any outcome"),
+        ...["failed", "recovered", "success"].map((o) => h("option", { value: o }, o)));
+      input.value = route.params.get(f) || "";
+    } else {
+      input = h("input", { placeholder: f.replace(/_/g, " "), size: 14, "aria-label": f });
+      input.value = route.params.get(f) || "";
+    }
+    inputs[f] = input;
+    controls.appendChild(input);
+  }
+  controls.appendChild(h("button", {
+    onclick: () => {
+      const p = new URLSearchParams();
+      for (const [k, el] of Object.entries(inputs)) if (el.value) p.set(k, el.value);
+      go("trajectories", null, p);
+    },
+  }, "Filter"));
+  const rows = (data.trajectories || []).map((t) =>
+    h("tr", { class: "link", onclick: () => go("trajectory", t.trace_id) },
+      h("td", { class: "mono" }, t.trace_id),
+      h("td", {}, fmtTime(t.end_unix_nano)),
+      h("td", {}, t.service || "–"),
+      h("td", {}, outcomeBadge(t.outcome)),
+      h("td", {}, t.root_cause_step ? t.root_cause_step + " · " + t.root_cause_kind : "–"),
+      h("td", { class: "num" }, t.span_count),
+      h("td", { class: "num" }, fmtMs(t.end_unix_nano - t.start_unix_nano))));
+  const table = h("table", {},
+    h("thead", {}, h("tr", {},
+      h("th", {}, "trace"), h("th", {}, "ended"), h("th", {}, "service"), h("th", {}, "outcome"),
+      h("th", {}, "root cause"), h("th", { class: "num" }, "spans"), h("th", { class: "num" }, "duration"))),
+    h("tbody", {}, rows));
+  const pager = h("div", { class: "pager" });
+  if (data.next_cursor) {
+    pager.appendChild(h("button", {
+      onclick: () => { const p = new URLSearchParams(route.params); p.set("cursor", data.next_cursor); go("trajectories", null, p); },
+    }, "Older →"));
+  }
+  setMain(h("h1", {}, "Trajectories"), controls,
+    rows.length ? h("div", { class: "panel" }, table) : h("p", { class: "muted" }, "No trajectories match."),
+    pager);
+};
+
+// ---- one trajectory ------------------------------------------------------------------
+
+views.trajectory = async (route) => {
+  const id = route.arg || "";
+  const t = await api("/api/v1/trajectories/" + encodeURIComponent(id) + "?attributes=true");
+  const steps = t.steps || [];
+  const byId = new Map(steps.map((s) => [s.span_id, s]));
+  const depth = new Map();
+  const depthOf = (s) => {
+    // Iterative walk up the parents, bounded by the span count (cycles are broken
+    // server-side, but never trust input).
+    let d = 0, cur = s, guard = 0;
+    while (cur && cur.parent_span_id && byId.has(cur.parent_span_id) && guard++ < steps.length) {
+      if (depth.has(cur.parent_span_id)) { d += depth.get(cur.parent_span_id) + 1; break; }
+      d += 1; cur = byId.get(cur.parent_span_id);
+    }
+    return d;
+  };
+  // Tree order: parents before children, siblings by start time.
+  const children = new Map();
+  const roots = [];
+  for (const s of steps) {
+    if (s.parent_span_id && byId.has(s.parent_span_id)) {
+      if (!children.has(s.parent_span_id)) children.set(s.parent_span_id, []);
+      children.get(s.parent_span_id).push(s);
+    } else roots.push(s);
+  }
+  const ordered = [];
+  const stack = roots.slice().reverse().map((s) => [s, 0]);
+  const seen = new Set();
+  while (stack.length) {
+    const [s, d] = stack.pop();
+    if (seen.has(s.span_id)) continue;
+    seen.add(s.span_id);
+    depth.set(s.span_id, d);
+    ordered.push(s);
+    const kids = (children.get(s.span_id) || []).slice().sort((a, b) => (a.start_unix_nano > b.start_unix_nano ? 1 : -1));
+    for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], d + 1]);
+  }
+  for (const s of steps) if (!seen.has(s.span_id)) { depth.set(s.span_id, depthOf(s)); ordered.push(s); }
+
+  const start = Math.min(...steps.map((s) => Number(s.start_unix_nano)));
+  const end = Math.max(...steps.map((s) => Number(s.end_unix_nano)));
+  const total = Math.max(end - start, 1);
+  const blamed = t.root_cause ? t.root_cause.span_id : null;
+  const detail = h("div", { class: "attrs panel" }, h("p", { class: "muted" }, "Click a span to see its attributes."));
+  const findingsBySpan = new Map();
+  for (const f of t.findings || []) {
+    if (!findingsBySpan.has(f.span_id)) findingsBySpan.set(f.span_id, []);
+    findingsBySpan.get(f.span_id).push(f);
+  }
+  const rowsEl = [];
+  const showSpan = (s, row) => {
+    for (const r of rowsEl) r.classList.remove("selected");
+    row.classList.add("selected");
+    const attrRows = Object.entries(s.attributes || {}).map(([k, v]) =>
+      h("tr", {}, h("td", {}, k), h("td", {}, typeof v === "string" ? v : JSON.stringify(v))));
+    const fs = (findingsBySpan.get(s.span_id) || []).map((f) =>
+      h("li", {}, h("b", {}, f.kind), " ", f.propagated ? "(propagated) " : "", f.reason));
+    detail.replaceChildren(
+      h("h2", {}, s.name),
+      h("p", { class: "mono muted" }, "span " + s.span_id + " · step " + s.step + " (" + s.step_source + ") · " +
+        fmtMs(s.end_unix_nano - s.start_unix_nano) + " · status " + s.status +
+        (s.status_message ? ": " + s.status_message : "")),
+      fs.length ? h("ul", {}, fs) : null,
+      attrRows.length ? h("table", {}, h("tbody", {}, attrRows)) : h("p", { class: "muted" }, "No attributes."));
+  };
+  const waterfall = h("div", { class: "waterfall panel" },
+    ordered.map((s) => {
+      const left = (100 * (Number(s.start_unix_nano) - start)) / total;
+      const width = Math.max((100 * (Number(s.end_unix_nano) - Number(s.start_unix_nano))) / total, 0.2);
+      const row = h("div", { class: "span-row" + (s.span_id === blamed ? " blamed" : ""), "data-span": s.span_id },
+        h("div", { class: "name", style: { "padding-left": Math.min(depth.get(s.span_id) || 0, 40) * 14 + "px" }, title: s.name }, s.name),
+        h("span", { class: "step badge" }, s.step),
+        h("div", { class: "track" }, h("span", {
+          class: s.status === "error" ? "error" : "",
+          style: { left: left.toFixed(3) + "%", width: width.toFixed(3) + "%" },
+        })),
+        h("span", { class: "num muted" }, fmtMs(s.end_unix_nano - s.start_unix_nano)));
+      row.addEventListener("click", () => showSpan(s, row));
+      rowsEl.push(row);
+      return row;
+    }));
+
+  const summary = h("div", { class: "row" },
+    h("div", { class: "card" }, h("div", { class: "label" }, "outcome"), h("div", { class: "num" }, outcomeBadge(t.outcome))),
+    h("div", { class: "card" }, h("div", { class: "label" }, "service"), h("div", {}, t.service || "–")),
+    h("div", { class: "card" }, h("div", { class: "label" }, "session"), h("div", { class: "mono" }, t.session_id || "–")),
+    h("div", { class: "card" }, h("div", { class: "label" }, "spans"), h("div", { class: "num" }, steps.length)),
+    h("div", { class: "card" }, h("div", { class: "label" }, "duration"), h("div", { class: "num" }, fmtMs(end - start))),
+    t.complete ? null : h("div", { class: "card" }, h("div", { class: "label" }, "incomplete"), h("div", { class: "error" }, t.incomplete_reason || "yes")));
+
+  let verdict;
+  if (t.root_cause) {
+    const rc = t.root_cause;
+    verdict = h("div", { class: "panel", id: "root-cause" },
+      h("h2", {}, "Root cause: ", h("span", { class: "badge outcome-failed", id: "blamed-step" }, rc.step), " ", rc.kind),
+      h("p", {}, rc.reason),
+      h("p", { class: "muted" }, "confidence " + fmtPct(rc.confidence) + " · rule " + rc.rule),
+      h("ol", { class: "evidence" }, (rc.evidence || []).map((e) =>
+        h("li", {}, h("span", { class: "badge" }, e.step), " ", h("b", {}, e.kind), " — ", e.reason))));
+  } else {
+    verdict = h("p", { class: "muted" }, t.outcome === "failed" ? "Failed, no root cause found." : "No failure to blame.");
+  }
+  const findings = (t.findings || []).map((f) =>
+    h("tr", {}, h("td", {}, f.step), h("td", {}, f.kind), h("td", {}, f.reason),
+      h("td", { class: "num" }, f.score === null || f.score === undefined ? "–" : f.score),
+      h("td", {}, f.source), h("td", {}, f.propagated ? "propagated" : "origin")));
+  setMain(
+    h("h1", { class: "mono" }, "Trajectory " + t.trace_id),
+    summary,
+    h("h2", {}, "Verdict"), verdict,
+    h("h2", {}, "Spans"), waterfall,
+    detail,
+    h("h2", {}, "Findings"),
+    findings.length ? h("div", { class: "panel" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "step"), h("th", {}, "kind"), h("th", {}, "reason"),
+        h("th", { class: "num" }, "score"), h("th", {}, "source"), h("th", {}, ""))),
+      h("tbody", {}, findings))) : h("p", { class: "muted" }, "No findings."));
+};
