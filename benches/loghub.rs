@@ -59,9 +59,13 @@ fn main() {
     let mut original = Vec::new();
     let mut corrected = Vec::new();
     for d in DATASETS {
-        let o = load(&dir.join(d).join(format!("{d}_2k.log_structured.csv")), "EventId");
+        let o = load(
+            &dir.join(d).join(format!("{d}_2k.log_structured.csv")),
+            "EventId",
+        );
         let c = load(
-            &dir.join(d).join(format!("{d}_2k.log_structured_corrected.csv")),
+            &dir.join(d)
+                .join(format!("{d}_2k.log_structured_corrected.csv")),
             "EventTemplate",
         );
         match (o, c) {
@@ -157,8 +161,15 @@ fn run_ga(cfg: &ReasonConfig, sets: &[Labelled]) -> Vec<(f64, usize, usize)> {
                 .iter()
                 .map(|&id| c.resolve(id).unwrap_or(id).0)
                 .collect();
-            let patterns = resolved.iter().collect::<std::collections::HashSet<_>>().len();
-            let groups = l.label.iter().collect::<std::collections::HashSet<_>>().len();
+            let patterns = resolved
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            let groups = l
+                .label
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len();
             (grouping_accuracy(&resolved, &l.label), patterns, groups)
         })
         .collect()

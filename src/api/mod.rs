@@ -6,6 +6,7 @@
 //! a request can make a handler panic.
 
 pub mod dto;
+pub mod reasons;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -153,7 +153,10 @@ fn reason_dto(state: &ReasonsState, s: ReasonSummary) -> ReasonDto {
     let pattern = state.clusterer.pattern(s.pattern);
     ReasonDto {
         pattern_id: s.pattern.to_string(),
-        key: pattern.as_ref().map(|p| p.key.to_string()).unwrap_or_default(),
+        key: pattern
+            .as_ref()
+            .map(|p| p.key.to_string())
+            .unwrap_or_default(),
         template: pattern.map(|p| p.template).unwrap_or_default(),
         count: s.count,
         root_causes: s.root_causes,

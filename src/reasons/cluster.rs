@@ -118,7 +118,11 @@ impl Default for ReasonConfig {
 
 impl ReasonConfig {
     pub fn validate(&self) -> Result<(), ReasonConfigError> {
-        fn bad(field: &'static str, expected: &'static str, value: impl ToString) -> ReasonConfigError {
+        fn bad(
+            field: &'static str,
+            expected: &'static str,
+            value: impl ToString,
+        ) -> ReasonConfigError {
             ReasonConfigError::OutOfRange {
                 field,
                 expected,
@@ -141,7 +145,11 @@ impl ReasonConfig {
             return Err(bad("max_children", "at least 1", self.max_children));
         }
         if self.max_patterns < 1 || self.max_patterns >= NONE as usize {
-            return Err(bad("max_patterns", "between 1 and 2^32 - 2", self.max_patterns));
+            return Err(bad(
+                "max_patterns",
+                "between 1 and 2^32 - 2",
+                self.max_patterns,
+            ));
         }
         if self.max_tokens < 1 {
             return Err(bad("max_tokens", "at least 1", self.max_tokens));
@@ -247,8 +255,8 @@ pub struct ReasonClusterer {
 }
 
 const STOP_WORDS: [&[u8]; 22] = [
-    b"a", b"an", b"the", b"is", b"are", b"was", b"were", b"be", b"of", b"to", b"in", b"and",
-    b"or", b"for", b"on", b"with", b"that", b"this", b"it", b"as", b"by", b"at",
+    b"a", b"an", b"the", b"is", b"are", b"was", b"were", b"be", b"of", b"to", b"in", b"and", b"or",
+    b"for", b"on", b"with", b"that", b"this", b"it", b"as", b"by", b"at",
 ];
 
 impl ReasonClusterer {
@@ -285,6 +293,17 @@ impl ReasonClusterer {
             live: self.live,
             ..self.stats
         }
+    }
+
+    /// Live slots, tree nodes, keys and resolvable ids: what memory is spent on.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> (usize, usize, usize, usize) {
+        (
+            self.slots.len() - self.free_slots.len(),
+            self.nodes.len() - self.free_nodes.len(),
+            self.key_index.len(),
+            self.ids.len(),
+        )
     }
 
     /// The pattern an id resolves to (itself, or the pattern it was merged into), or
@@ -607,7 +626,13 @@ impl ReasonClusterer {
 
     // ---- slots, LRU, eviction -------------------------------------------------------
 
-    fn new_slot(&mut self, key: u32, kind: PatternKind, tokens: Vec<u64>, pieces: Vec<Piece>) -> u32 {
+    fn new_slot(
+        &mut self,
+        key: u32,
+        kind: PatternKind,
+        tokens: Vec<u64>,
+        pieces: Vec<Piece>,
+    ) -> u32 {
         let id = PatternId(self.next_id);
         self.next_id += 1;
         let mut pattern = Pattern {
@@ -993,7 +1018,9 @@ fn render_set(p: &mut Pattern) {
     for (i, piece) in p.pieces.iter().enumerate() {
         let keep = piece.hash != WILD
             && (p.tokens.binary_search(&piece.hash).is_ok()
-                || STOP_WORDS.iter().any(|w| w.eq_ignore_ascii_case(piece.text.as_bytes())));
+                || STOP_WORDS
+                    .iter()
+                    .any(|w| w.eq_ignore_ascii_case(piece.text.as_bytes())));
         if !keep && prev_wild {
             continue;
         }

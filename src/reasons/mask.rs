@@ -163,7 +163,11 @@ const PUNCT: u64 = 2;
 /// The end (exclusive) of the bracketed group opening at `b[i]`, if it closes within
 /// four words.
 fn group_end(b: &[u8], i: usize) -> Option<usize> {
-    let (open, close) = if b[i] == b'(' { (b'(', b')') } else { (b'[', b']') };
+    let (open, close) = if b[i] == b'(' {
+        (b'(', b')')
+    } else {
+        (b'[', b']')
+    };
     let mut depth = 0i32;
     let mut words = 1;
     for (k, &c) in b.iter().enumerate().skip(i) {
@@ -217,7 +221,10 @@ fn quoted_is_value(inner: &[u8]) -> bool {
     if inner.is_empty() {
         return true;
     }
-    let words = inner.split(|c| c.is_ascii_whitespace()).filter(|w| !w.is_empty()).count();
+    let words = inner
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .count();
     if words > 1 {
         return words > 6;
     }
@@ -247,8 +254,22 @@ fn push(out: &mut Vec<Token>, hash: u64, start: usize, end: usize, floor: usize)
 fn is_edge_punct(c: u8) -> bool {
     matches!(
         c,
-        b'.' | b',' | b';' | b':' | b'!' | b'?' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"'
-            | b'\'' | b'<' | b'>' | b'`'
+        b'.' | b','
+            | b';'
+            | b':'
+            | b'!'
+            | b'?'
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b'\''
+            | b'<'
+            | b'>'
+            | b'`'
     )
 }
 
@@ -256,8 +277,21 @@ fn is_edge_punct(c: u8) -> bool {
 fn is_split(c: u8) -> bool {
     matches!(
         c,
-        b'=' | b',' | b';' | b':' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b'\'' | b'<'
-            | b'>' | b'|' | b'`'
+        b'=' | b','
+            | b';'
+            | b':'
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b'\''
+            | b'<'
+            | b'>'
+            | b'|'
+            | b'`'
     )
 }
 
@@ -342,7 +376,9 @@ fn whole_value(w: &[u8]) -> bool {
         let dom = &w[at + 1..];
         if at > 0
             && dom.contains(&b'.')
-            && dom.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+            && dom
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
         {
             return true;
         }
@@ -383,13 +419,34 @@ fn whole_value(w: &[u8]) -> bool {
     let body = if end > 0 { &w[..end] } else { w };
     body.iter().all(|&c| {
         c.is_ascii_hexdigit()
-            || matches!(c, b'.' | b':' | b'-' | b'+' | b'/' | b'_' | b'x' | b'X' | b',' | b'#')
+            || matches!(
+                c,
+                b'.' | b':' | b'-' | b'+' | b'/' | b'_' | b'x' | b'X' | b',' | b'#'
+            )
     })
 }
 
 const TLDS: [&[u8]; 20] = [
-    b"com", b"net", b"org", b"edu", b"gov", b"mil", b"int", b"io", b"ai", b"cn", b"de", b"uk",
-    b"jp", b"br", b"ru", b"fr", b"hk", b"us", b"local", b"internal",
+    b"com",
+    b"net",
+    b"org",
+    b"edu",
+    b"gov",
+    b"mil",
+    b"int",
+    b"io",
+    b"ai",
+    b"cn",
+    b"de",
+    b"uk",
+    b"jp",
+    b"br",
+    b"ru",
+    b"fr",
+    b"hk",
+    b"us",
+    b"local",
+    b"internal",
 ];
 
 /// A dotted DNS name ending in a common top-level domain (`ns.example.com`).
@@ -398,13 +455,14 @@ fn is_host_name(w: &[u8]) -> bool {
         return false;
     };
     dot > 0
-        && w.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+        && w.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
         && TLDS.iter().any(|t| t.eq_ignore_ascii_case(&w[dot + 1..]))
 }
 
 const CALENDAR: [&[u8]; 19] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-    b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+    b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun",
 ];
 
 /// A month or weekday abbreviation, as written in timestamps (`Fri Jun 17`).

@@ -75,6 +75,8 @@ impl SharedClusterer {
 
     /// Live patterns over all shards.
     pub fn live(&self) -> usize {
-        (0..self.shards.len()).map(|s| self.lock(s).stats().live).sum()
+        (0..self.shards.len())
+            .map(|s| self.lock(s).stats().live)
+            .sum()
     }
 }

@@ -255,7 +255,11 @@ impl ReasonStats {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pattern.cmp(&b.pattern)));
+        out.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.pattern.cmp(&b.pattern))
+        });
         out.truncate(limit);
         out
     }
