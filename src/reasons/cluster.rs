@@ -250,6 +250,8 @@ pub struct ReasonClusterer {
     live: usize,
     stats: ClustererStats,
     since_merge: u64,
+    /// The key being assigned to: eviction never frees its entry mid-assignment.
+    pinned_key: u32,
     scratch: Vec<Token>,
     set_scratch: Vec<u64>,
 }
@@ -279,6 +281,7 @@ impl ReasonClusterer {
             live: 0,
             stats: ClustererStats::default(),
             since_merge: 0,
+            pinned_key: NONE,
             scratch: Vec::with_capacity(64),
             set_scratch: Vec::with_capacity(64),
         })
@@ -338,12 +341,14 @@ impl ReasonClusterer {
         let mut toks = std::mem::take(&mut self.scratch);
         tokenize(text, self.cfg.max_tokens, &mut toks);
         let key_idx = self.key(key);
+        self.pinned_key = key_idx;
         let id = if toks.len() > self.cfg.long_text_tokens {
             self.assign_set(key_idx, text, &toks)
         } else {
             self.assign_seq(key_idx, text, &toks)
         };
         self.scratch = toks;
+        self.pinned_key = NONE;
         self.stats.assigned += 1;
         self.since_merge += 1;
         if self.cfg.merge_interval > 0 && self.since_merge >= self.cfg.merge_interval {
@@ -742,7 +747,7 @@ impl ReasonClusterer {
         let k = &mut self.keys[key as usize];
         k.long.retain(|&x| x != s);
         k.refs = k.refs.saturating_sub(1);
-        if k.refs == 0 {
+        if k.refs == 0 && key != self.pinned_key {
             let name = k.name.clone();
             k.long = Vec::new();
             self.key_index.remove(&*name);
@@ -826,6 +831,17 @@ impl ReasonClusterer {
             for k in &order {
                 let Some(fam) = buckets.get(k) else { continue };
                 if fam.len() < 2 {
+                    continue;
+                }
+                // Guard against hash collisions: members agree everywhere but `pos`.
+                let first = &self.slots[fam[0] as usize].pattern.tokens;
+                if !fam.iter().all(|&m| {
+                    let t = &self.slots[m as usize].pattern.tokens;
+                    t.iter()
+                        .zip(first)
+                        .enumerate()
+                        .all(|(i, (a, b))| i == pos || a == b)
+                }) {
                     continue;
                 }
                 let bit = if pos < 64 { 1u64 << pos } else { 0 };
@@ -967,7 +983,12 @@ fn pieces_of(text: &str, toks: &[Token], hash: impl Fn(&Token) -> u64) -> Vec<Pi
     let mut prev = 0usize;
     for t in toks {
         let (s, e) = (t.start as usize, t.end as usize);
-        let sep = text.get(prev..s).unwrap_or(" ");
+        // The text between tokens; content dropped by masking (a bracketed group of
+        // values) is not shown.
+        let sep = text
+            .get(prev..s)
+            .filter(|g| !g.bytes().any(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or(" ");
         let tok = if t.is_wild() {
             "<*>"
         } else {

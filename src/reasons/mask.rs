@@ -332,6 +332,15 @@ fn word(b: &[u8], s: usize, e: usize, out: &mut Vec<Token>) {
         piece(b, p, q, out, floor);
         p = q;
     }
+    // A word without a `key=`/`key:` field that holds a value is one value
+    // (`LOCAL(0)`, `eth0.100`): its pieces collapse into one variable.
+    if out.len() > floor + 1
+        && out[floor..].iter().any(Token::is_wild)
+        && !b[cs..ce].iter().any(|&c| c == b'=' || c == b':')
+    {
+        out.truncate(floor);
+        push(out, WILD, cs, ce, floor);
+    }
 }
 
 /// One piece of a word between separators.

@@ -217,6 +217,23 @@ fn lru_bounds_patterns_under_a_million_distinct_messages() {
 }
 
 #[test]
+fn evicting_the_last_pattern_of_the_key_being_assigned_keeps_the_key() {
+    let mut c = ReasonClusterer::new(ReasonConfig {
+        max_patterns: 1,
+        ..ReasonConfig::default()
+    })
+    .unwrap();
+    let a = c.assign("k", "first failure");
+    let b = c.assign("k", "second failure kind here");
+    assert_ne!(a, b);
+    assert!(c.pattern(a).is_none(), "evicted");
+    assert_eq!(&*c.pattern(b).unwrap().key, "k");
+    assert_eq!(c.assign("k", "second failure kind here"), b);
+    let (slots, _, keys, ids) = c.footprint();
+    assert_eq!((slots, keys, ids), (1, 1, 1));
+}
+
+#[test]
 fn keys_never_mix() {
     let mut c = clusterer();
     let a = c.assign(
