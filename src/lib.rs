@@ -40,6 +40,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod reasons;
 pub mod server;
 pub mod simulate;
 pub mod store;

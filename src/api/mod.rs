@@ -7,6 +7,7 @@
 
 pub mod breakdown;
 pub mod dto;
+pub mod reasons;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
