@@ -23,6 +23,7 @@ use crate::ingest::{self, Handoff, Ingest, IngestLimits, IngestObserver, Overloa
 use crate::metrics::SelfMetrics;
 use crate::model::{Interner, LogEvent, SpanRecord};
 use crate::pipeline::{Pipeline, PipelineConfig, Sink, Workers};
+use crate::reasons::{ReasonConfig, ReasonIndex, ReasonStats, ReasonStatsConfig, SharedClusterer};
 use crate::store::Recent;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,8 @@ pub enum ServerError {
     },
     #[error("cannot start the pipeline threads: {0}")]
     Threads(std::io::Error),
+    #[error("invalid reason clustering settings: {0}")]
+    Reasons(String),
 }
 
 impl Handoff for Pipeline {
@@ -116,7 +119,23 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         &mut registry,
         crate::aggregate::system_clock(),
     ));
-    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone(), aggregator.clone()];
+    let reason_clusterer = Arc::new(
+        SharedClusterer::new(ReasonConfig::default(), settings.shards.max(1))
+            .map_err(|e| ServerError::Reasons(e.to_string()))?,
+    );
+    // The same horizon as the per-step aggregates, so every window of the page works.
+    let reason_stats_config = ReasonStatsConfig {
+        horizon: Duration::from_secs(settings.aggregate.horizon_minutes * 60),
+        ..ReasonStatsConfig::default()
+    };
+    let reasons_horizon = reason_stats_config.horizon;
+    let reason_stats = Arc::new(std::sync::Mutex::new(ReasonStats::new(reason_stats_config)));
+    let reasons = Arc::new(ReasonIndex::new(
+        reason_clusterer.clone(),
+        reason_stats.clone(),
+        crate::reasons::system_clock,
+    ));
+    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone(), aggregator.clone(), reasons];
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
@@ -175,6 +194,11 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let api = crate::api::app(Arc::new(crate::api::ApiState {
         recent: recent.clone(),
         aggregator: aggregator.clone(),
+        reasons: Arc::new(crate::api::reasons::ReasonsState {
+            clusterer: reason_clusterer,
+            stats: reason_stats,
+            horizon: reasons_horizon,
+        }),
         registry: Arc::new(registry),
         ready: ready.clone(),
     }));

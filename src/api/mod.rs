@@ -27,6 +27,7 @@ use crate::store::Recent;
 pub struct ApiState {
     pub recent: Arc<Recent>,
     pub aggregator: Arc<crate::aggregate::Aggregator>,
+    pub reasons: Arc<reasons::ReasonsState>,
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -62,6 +63,10 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route(
             "/api/v1/breakdown",
             breakdown::breakdown_route(state.aggregator.clone()),
+        )
+        .route(
+            "/api/v1/reasons",
+            get(reasons::list_reasons).with_state(state.reasons.clone()),
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -11,6 +11,8 @@
 //!   so clusters never cross keys or shards; ids carry their shard, so they stay unique.
 //! - [`ReasonStats`]: per pattern, counts per minute over a horizon, example trace ids,
 //!   steps and the share of root causes; [`ReasonStats::top`] ranks patterns in a window.
+//! - [`ReasonIndex`]: the pipeline sink that assigns and counts every original finding
+//!   of a finalized analysis.
 //! - [`ga`]: grouping accuracy, the log-parsing metric the benchmark reports.
 //!
 //! Invariants: clusters never cross keys; an id once returned is never reused for a
@@ -22,6 +24,7 @@ mod cluster;
 pub mod ga;
 mod mask;
 mod shared;
+mod sink;
 mod stats;
 
 pub use cluster::{
@@ -29,6 +32,7 @@ pub use cluster::{
     ReasonConfigError,
 };
 pub use shared::SharedClusterer;
+pub use sink::{system_clock, ReasonIndex};
 pub use stats::{ReasonStats, ReasonStatsConfig, ReasonSummary, StepShare};
 
 #[cfg(test)]

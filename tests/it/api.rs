@@ -260,3 +260,49 @@ async fn metrics_health_and_page() {
     assert!(body.as_u64().unwrap_or(0) > 1000);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_are_clustered_and_ranked() {
+    let running = start_server("300ms").await;
+    let labels = feed(&running, 200, 21).await;
+    wait_all(&running, &labels).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = get_json(&running, "/api/v1/reasons?window=24h&limit=50").await;
+        assert_eq!(status, 200);
+        if body["reasons"].as_array().is_some_and(|r| !r.is_empty()) {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reasons: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reasons = body["reasons"].as_array().expect("reasons");
+    let counts: Vec<u64> = reasons
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by count: {counts:?}"
+    );
+    // Reasons with variable parts collapse into fewer patterns than findings.
+    let findings: u64 = counts.iter().sum();
+    assert!(
+        (reasons.len() as u64) < findings,
+        "{} patterns for {findings} findings",
+        reasons.len()
+    );
+    assert!(reasons
+        .iter()
+        .any(|r| r["template"].as_str().is_some_and(|t| t.contains("<*>"))));
+    let (status, body) = get_json(&running, "/api/v1/reasons?step=tool&window=24h").await;
+    assert_eq!(status, 200);
+    for r in body["reasons"].as_array().expect("reasons") {
+        assert!(r["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["step"] == "tool")));
+    }
+    let (status, _) = get_json(&running, "/api/v1/reasons?window=soon").await;
+    assert_eq!(status, 400);
+    running.shutdown().await;
+}

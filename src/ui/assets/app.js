@@ -434,3 +434,39 @@ views.overview = async (route) => {
     h("h2", {}, "Root-cause rate per step over the window"),
     series.size ? timeline(series, from, to) : h("p", { class: "muted" }, "No data."));
 };
+
+// ---- reasons: recurring failure patterns -----------------------------------------------
+
+views.reasons = async (route) => {
+  const window = WINDOWS.includes(route.params.get("window")) ? route.params.get("window") : "1h";
+  const step = route.params.get("step") || "";
+  const q = new URLSearchParams({ window, limit: "50" });
+  if (step) q.set("step", step);
+  const data = await api("/api/v1/reasons?" + q.toString());
+  const winSel = h("select", { "aria-label": "window" }, WINDOWS.map((w) => h("option", { value: w }, "last " + w)));
+  winSel.value = window;
+  const stepIn = h("input", { placeholder: "step", size: 12, "aria-label": "step" });
+  stepIn.value = step;
+  const apply = () => {
+    const p = new URLSearchParams({ window: winSel.value });
+    if (stepIn.value) p.set("step", stepIn.value);
+    go("reasons", null, p);
+  };
+  winSel.addEventListener("change", apply);
+  const controls = h("div", { class: "controls" }, winSel, stepIn, h("button", { onclick: apply }, "Filter"));
+  const rows = (data.reasons || []).map((r) =>
+    h("tr", {},
+      h("td", { class: "num" }, r.count),
+      h("td", { class: "num" }, fmtPct(r.root_cause_share)),
+      h("td", {}, h("div", { class: "mono" }, r.template), h("div", { class: "muted" }, r.key)),
+      h("td", {}, (r.steps || []).map((s) => h("span", { class: "badge" }, s.step + " " + s.count))),
+      h("td", {}, (r.example_trace_ids || []).slice(0, 3).map((id) =>
+        h("div", {}, h("a", { href: "#/trajectory/" + encodeURIComponent(id), class: "mono" }, id.slice(0, 12) + "…"))))));
+  setMain(
+    h("h1", {}, "Recurring failure reasons"),
+    controls,
+    rows.length ? h("div", { class: "panel" }, h("table", { id: "reasons" },
+      h("thead", {}, h("tr", {}, h("th", { class: "num" }, "count"), h("th", { class: "num" }, "root cause"),
+        h("th", {}, "pattern"), h("th", {}, "steps"), h("th", {}, "examples"))),
+      h("tbody", {}, rows))) : h("p", { class: "muted" }, "No failure reasons in this window."));
+};
