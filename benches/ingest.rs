@@ -1,1 +1,364 @@
-fn main() {}
+//! Ingest throughput and memory, end to end, with the load generator beside the server.
+//!
+//! ```sh
+//! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
+//! ```
+//!
+//! Prints, for realistic batches from `faultline simulate` (~350 spans per request):
+//! 1. the decode-only ceiling: prost decoding the same batches in a loop, one thread;
+//!    and prost + faultline's conversion into compact records, one thread;
+//! 2. end to end over OTLP/gRPC on loopback (server with 2 shards, 4 concurrent
+//!    streams of pre-encoded requests): spans/s accepted, and spans/s fully assembled +
+//!    analysed (classified, detected, attributed), with and without the aggregation
+//!    sinks (per-step metrics, breakdowns, reason clusters);
+//! 3. peak RSS, and RSS per buffered span (measured first) (spans held open with a long idle timeout),
+//!    next to the wire size per span.
+//!
+//! Every request carries fresh trace ids (the pre-encoded batches are re-sent with their
+//! trace-id bytes rewritten in place), so the server assembles new traces throughout.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use faultline::config::{FileConfig, Overrides, Settings};
+use faultline::ingest::decode::decode_traces;
+use faultline::model::Interner;
+use faultline::simulate::{SimConfig, Simulator};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
+
+/// One pre-encoded request and where its trace-id bytes sit.
+struct Batch {
+    bytes: Vec<u8>,
+    trace_id_offsets: Vec<usize>,
+    spans: usize,
+    traces: usize,
+}
+
+fn make_batches(target_spans: usize) -> Vec<Batch> {
+    let mut sim = Simulator::new(SimConfig::new(1, 1_790_000_000_000_000_000));
+    let mut batches = Vec::new();
+    let mut total = 0;
+    while total < target_spans {
+        let b = sim.next_batch(350);
+        let mut ids = HashSet::new();
+        for rs in &b.traces.resource_spans {
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    ids.insert(s.trace_id.clone());
+                }
+            }
+        }
+        let bytes = b.traces.encode_to_vec();
+        // Field 1 (trace_id) of Span and Link is tag 0x0a, length 16.
+        let mut offsets = Vec::new();
+        let mut i = 2;
+        while i + 16 <= bytes.len() {
+            if bytes[i - 2] == 0x0a && bytes[i - 1] == 0x10 && ids.contains(&bytes[i..i + 16]) {
+                offsets.push(i);
+                i += 16;
+            } else {
+                i += 1;
+            }
+        }
+        total += b.span_count;
+        batches.push(Batch {
+            bytes,
+            trace_id_offsets: offsets,
+            spans: b.span_count,
+            traces: b.labels.len(),
+        });
+    }
+    batches
+}
+
+/// The batch with its trace ids made unique for `round`.
+fn patched(batch: &Batch, round: u32) -> Bytes {
+    let mut bytes = batch.bytes.clone();
+    let r = round.to_le_bytes();
+    for &o in &batch.trace_id_offsets {
+        for k in 0..4 {
+            bytes[o + k] ^= r[k];
+        }
+    }
+    Bytes::from(bytes)
+}
+
+/// Sends pre-encoded bytes as the request body; keeps the response as bytes.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn settings(idle: &str, aggregation: bool) -> Settings {
+    let mut s = Settings::resolve(
+        FileConfig::default(),
+        None,
+        Overrides {
+            otlp_grpc_address: Some("127.0.0.1:0".into()),
+            otlp_http_address: Some("127.0.0.1:0".into()),
+            api_address: Some("127.0.0.1:0".into()),
+            idle_timeout: Some(idle.into()),
+            late_grace: Some("1s".into()),
+            max_buffered_spans: Some(20_000_000),
+            shards: Some(2),
+            ..Overrides::default()
+        },
+    )
+    .expect("bench settings");
+    s.aggregation = aggregation;
+    s.max_queued_spans = 400_000;
+    s
+}
+
+/// Sends `rounds` passes over the batches with `streams` concurrent requests.
+/// Returns (spans sent, traces sent, seconds until every request was accepted).
+fn send_all(
+    addr: std::net::SocketAddr,
+    batches: &Arc<Vec<Batch>>,
+    rounds: u32,
+    first_round: u32,
+    streams: usize,
+) -> (u64, u64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let next = Arc::new(AtomicU64::new(0));
+        let total = batches.len() as u64 * rounds as u64;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..streams {
+            let channel = channel.clone();
+            let next = next.clone();
+            let batches = batches.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                let path = http::uri::PathAndQuery::from_static(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                );
+                let (mut spans, mut traces) = (0u64, 0u64);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let batch = &batches[(n % batches.len() as u64) as usize];
+                    let round = first_round + (n / batches.len() as u64) as u32;
+                    let body = patched(batch, round);
+                    loop {
+                        grpc.ready().await.expect("channel ready");
+                        match grpc
+                            .unary(tonic::Request::new(body.clone()), path.clone(), RawCodec)
+                            .await
+                        {
+                            Ok(_) => break,
+                            // Backpressure: retry as a collector would.
+                            Err(s) if s.code() == tonic::Code::Unavailable => {
+                                tokio::time::sleep(Duration::from_millis(20)).await
+                            }
+                            Err(s) => panic!("export failed: {s}"),
+                        }
+                    }
+                    spans += batch.spans as u64;
+                    traces += batch.traces as u64;
+                }
+                (spans, traces)
+            }));
+        }
+        let (mut spans, mut traces) = (0, 0);
+        for t in tasks {
+            let (s, tr) = t.await.expect("sender");
+            spans += s;
+            traces += tr;
+        }
+        (spans, traces, start.elapsed().as_secs_f64())
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, aggregation: bool) -> (f64, f64) {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let running = server_rt
+        .block_on(faultline::server::start(&settings("200ms", aggregation)))
+        .expect("server starts");
+    let addr = running.otlp_grpc_address;
+    let analysed0 = running.metrics.trajectories_analysed.get();
+    let start = Instant::now();
+    let (spans, traces, accept_secs) = send_all(addr, batches, rounds, 1, 4);
+    // Wait until every trace sent has been released and analysed.
+    while running.metrics.trajectories_analysed.get() - analysed0 < traces {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The last traces wait out the idle timeout before release: not work, so not counted.
+    let done_secs = (start.elapsed().as_secs_f64() - 0.2).max(accept_secs);
+    server_rt.block_on(running.shutdown());
+    (spans as f64 / accept_secs, spans as f64 / done_secs)
+}
+
+fn main() {
+    let target: usize = std::env::var("FAULTLINE_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    // A distinct set of batches; each round re-sends them with new trace ids.
+    let batches = Arc::new(make_batches(70_000));
+    let spans_per_round: usize = batches.iter().map(|b| b.spans).sum();
+    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    let wire_per_span = bytes as f64 / spans_per_round as f64;
+    let reqs: Vec<ExportTraceServiceRequest> = batches
+        .iter()
+        .map(|b| ExportTraceServiceRequest::decode(&b.bytes[..]).expect("valid batch"))
+        .collect();
+    let attrs: usize = reqs
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.attributes.len())
+        .sum();
+    println!(
+        "batches: {} requests, {:.0} spans/request, {:.0} bytes/span on the wire, {:.1} attributes/span",
+        batches.len(),
+        spans_per_round as f64 / batches.len() as f64,
+        wire_per_span,
+        attrs as f64 / spans_per_round as f64
+    );
+    drop(reqs);
+
+    // 1. Memory (first, before other phases leave freed memory in the allocator): hold spans open (long idle timeout) and measure RSS growth per span.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let running = server_rt
+        .block_on(faultline::server::start(&settings("10m", true)))
+        .expect("server starts");
+    let before = rss_kib("VmRSS:");
+    let hold_rounds = (600_000 / spans_per_round).max(1) as u32;
+    let (spans, _, _) = send_all(running.otlp_grpc_address, &batches, hold_rounds, 1000, 4);
+    // Let the shards drain their queues.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib("VmRSS:");
+    let per_span = (after.saturating_sub(before) * 1024) as f64 / spans as f64;
+    println!(
+        "memory: {} spans buffered, RSS +{} MiB, {:.0} bytes/buffered span (wire: {:.0} bytes/span, ratio {:.2})",
+        spans,
+        after.saturating_sub(before) / 1024,
+        per_span,
+        wire_per_span,
+        per_span / wire_per_span
+    );
+    server_rt.block_on(running.shutdown());
+
+    // 2. Decode-only ceilings, one thread, median of 5 passes.
+    let mut prost_rates = Vec::new();
+    let mut convert_rates = Vec::new();
+    let interner = Interner::default();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for b in batches.iter() {
+            let r = ExportTraceServiceRequest::decode(&b.bytes[..]).expect("decode");
+            std::hint::black_box(r);
+        }
+        prost_rates.push(spans_per_round as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for b in batches.iter() {
+            let r = ExportTraceServiceRequest::decode(&b.bytes[..]).expect("decode");
+            std::hint::black_box(decode_traces(r, &interner));
+        }
+        convert_rates.push(spans_per_round as f64 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "decode-only ceiling (1 thread): prost {:>9.0} spans/s; prost + faultline records {:>9.0} spans/s",
+        median(prost_rates),
+        median(convert_rates)
+    );
+
+    // 3. End to end, median of 3 runs each, with and without aggregation.
+    let rounds = (target / spans_per_round).max(1) as u32;
+    for aggregation in [true, false] {
+        let mut accepted = Vec::new();
+        let mut analysed = Vec::new();
+        for _ in 0..3 {
+            let (a, d) = end_to_end(&batches, rounds, aggregation);
+            accepted.push(a);
+            analysed.push(d);
+        }
+        println!(
+            "end to end, gRPC, {} spans/run, aggregation {:<3}: accepted {:>9.0} spans/s, assembled + analysed {:>9.0} spans/s (median of 3)",
+            rounds as usize * spans_per_round,
+            if aggregation { "on" } else { "off" },
+            median(accepted),
+            median(analysed)
+        );
+    }
+    println!(
+        "peak RSS of the whole benchmark process: {} MiB",
+        rss_kib("VmHWM:") / 1024
+    );
+}

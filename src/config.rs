@@ -111,6 +111,9 @@ pub struct Settings {
     pub recent_trajectories: usize,
     pub analyze: crate::analyze::AnalyzeConfig,
     pub aggregate: crate::aggregate::config::AggregateConfig,
+    /// Whether the per-step aggregation sinks (metrics, breakdowns, reason clusters) run.
+    /// Always true in `serve`; the ingest benchmark turns it off to measure their cost.
+    pub aggregation: bool,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -298,6 +301,7 @@ impl Settings {
             )?,
             analyze,
             aggregate,
+            aggregation: true,
         })
     }
 }

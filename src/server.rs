@@ -135,7 +135,11 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         reason_stats.clone(),
         crate::reasons::system_clock,
     ));
-    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone(), aggregator.clone(), reasons];
+    let mut sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
+    if settings.aggregation {
+        sinks.push(aggregator.clone());
+        sinks.push(reasons);
+    }
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
