@@ -49,7 +49,7 @@ pub async fn feed(running: &faultline::server::Running, n: usize, seed: u64) -> 
 }
 
 /// Waits until every label's trajectory is listed.
-async fn wait_all(running: &faultline::server::Running, labels: &[Label]) {
+pub async fn wait_all(running: &faultline::server::Running, labels: &[Label]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, body) = get_json(running, "/api/v1/trajectories?limit=1000").await;

@@ -27,7 +27,7 @@ function h(tag, attrs, ...children) {
 }
 
 function setMain(...nodes) {
-  main.replaceChildren(...nodes.flat());
+  main.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function fmtPct(x) {
@@ -414,13 +414,20 @@ views.overview = async (route) => {
     const b = BigInt(Math.floor(from + (k + 1) * sliceMs)) * 1000000n;
     return api("/api/v1/breakdown?from=" + a + "&to=" + b).then((d) => [from + (k + 0.5) * sliceMs, d]).catch(() => null);
   }));
+  // Every step that ran in the window gets a point in every slice (0 without runs), so
+  // that each line spans the whole window.
   const series = new Map();
   for (const part of parts) {
     if (!part) continue;
+    for (const s of part[1].steps || []) if (!series.has(s.step)) series.set(s.step, []);
+  }
+  for (const part of parts) {
+    if (!part) continue;
     const [t, d] = part;
-    for (const s of d.steps || []) {
-      if (!series.has(s.step)) series.set(s.step, []);
-      series.get(s.step).push({ t, rate: s.runs ? s.root_causes / s.runs : 0 });
+    const byStep = new Map((d.steps || []).map((s) => [s.step, s]));
+    for (const [step, pts] of series) {
+      const s = byStep.get(step);
+      pts.push({ t, rate: s && s.runs ? s.root_causes / s.runs : 0 });
     }
   }
 
