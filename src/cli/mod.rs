@@ -30,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Receive OTLP traces and logs, analyse them, serve the API (the default command).
     Serve(ServeArgs),
+    /// Generate realistic agent traffic with planted faults and known root causes: send it
+    /// to an OTLP endpoint, or write OTLP files and a labels file.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// Options of `serve`. Each is also an environment variable `FAULTLINE_<NAME>` and a

@@ -110,6 +110,16 @@ pub struct SimulateReport {
     pub out: Option<PathBuf>,
 }
 
+impl SimulateError {
+    /// The process exit code: 2 for invalid usage, 1 for a failure while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SimulateError::InvalidArgs(_) | SimulateError::RemoteRefused(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
 impl fmt::Display for SimulateReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let per_span = if self.spans > 0 {
