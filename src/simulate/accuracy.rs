@@ -12,6 +12,8 @@ use crate::detect::{DetectConfig, RawDetectConfig, RawOutputRule};
 use crate::ingest::decode::{decode_logs, decode_traces};
 use crate::model::{Analysis, Interner, Outcome, SpanStatus, TraceId, Trajectory};
 use crate::simulate::{Label, Scenario, SimConfig, Simulator};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 /// The config a user of the simulated system would write for it (the deployment config,
 /// not a tuning of the analysis):
@@ -20,7 +22,7 @@ use crate::simulate::{Label, Scenario, SimConfig, Simulator};
 /// - a content rule for the critic's verdict (`REJECT: ...`), as in the example;
 /// - one classify rule: the OpenAI-Agents-style deployment names its critic agent
 ///   `answer_critic` (`gen_ai.agent.name`), which no convention marks as a critic.
-fn config() -> AnalyzeConfig {
+pub(super) fn config() -> AnalyzeConfig {
     let mut raw = RawDetectConfig::default();
     for (step, slo) in [
         ("retriever", "10s"),
@@ -61,37 +63,43 @@ fn analyse(runs: usize, seed: u64) -> Vec<(Label, Analysis)> {
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
         let run = sim.next_run();
-        let mut spans: BTreeMap<TraceId, Vec<_>> = BTreeMap::new();
-        let mut linked = Vec::new();
-        for req in std::iter::once(run.traces).chain(run.late_traces) {
-            let decoded = decode_traces(req, &interner);
-            assert_eq!(decoded.rejected, 0, "{:?}", decoded.first_error);
-            for span in decoded.items {
-                // The pipeline routes a span linking into another trace to that trace.
-                if span.links.iter().any(|l| l.trace_id != span.trace_id) {
-                    linked.push(span.clone());
-                }
-                spans.entry(span.trace_id).or_default().push(span);
-            }
-        }
-        let logs = run
-            .logs
-            .map(|req| decode_logs(req, &interner).items)
-            .unwrap_or_default();
         let id = TraceId::from_hex(&run.label.trace_id).expect("label trace id");
-        let own = spans.remove(&id).unwrap_or_default();
-        let linked = linked
-            .into_iter()
-            .filter(|s| s.links.iter().any(|l| l.trace_id == id))
-            .collect();
-        let logs = logs
-            .into_iter()
-            .filter(|l| l.trace_id == Some(id))
-            .collect();
-        let t = Trajectory::build(id, own, logs, linked);
+        let traces = std::iter::once(run.traces).chain(run.late_traces);
+        let t = assemble(id, traces, run.logs, &interner);
         out.push((run.label, analyze(Arc::new(t), &config)));
     }
     out
+}
+
+/// The trajectory of trace `id` as the pipeline assembles it from these requests: its
+/// own spans, the spans of other traces that link into it (post-hoc evaluators), and
+/// its log events.
+pub(super) fn assemble(
+    id: TraceId,
+    traces: impl IntoIterator<Item = ExportTraceServiceRequest>,
+    logs: impl IntoIterator<Item = ExportLogsServiceRequest>,
+    interner: &Interner,
+) -> Trajectory {
+    let mut own = Vec::new();
+    let mut linked = Vec::new();
+    for req in traces {
+        let decoded = decode_traces(req, interner);
+        assert_eq!(decoded.rejected, 0, "{:?}", decoded.first_error);
+        for span in decoded.items {
+            if span.trace_id == id {
+                own.push(span);
+            } else if span.links.iter().any(|l| l.trace_id == id) {
+                // The pipeline routes a span linking into another trace to that trace.
+                linked.push(span);
+            }
+        }
+    }
+    let logs = logs
+        .into_iter()
+        .flat_map(|req| decode_logs(req, interner).items)
+        .filter(|l| l.trace_id == Some(id))
+        .collect();
+    Trajectory::build(id, own, logs, linked)
 }
 
 /// The naive answer: the deepest errored span's step, else the first finding's step.

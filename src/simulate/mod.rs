@@ -28,6 +28,8 @@ mod text;
 #[cfg(test)]
 mod accuracy;
 #[cfg(test)]
+mod goldens;
+#[cfg(test)]
 mod tests;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
