@@ -528,6 +528,30 @@ fn empty_retrieval_in_every_shape() {
     assert_eq!(f[1].source, "gen_ai.retrieval.documents");
 }
 
+/// OpenLLMetry vector-DB spans record one `db.query.result` event per result: a
+/// retrieval by convention with such events is not empty. No event is no evidence on a
+/// span that is a retriever only by its step (OpenLLMetry's Qdrant instrumentation
+/// records none at all).
+#[test]
+fn vector_db_result_events_count_as_documents() {
+    let t = trajectory(vec![
+        root(),
+        span(1, 2, 1)
+            .name("chroma.query")
+            .attr("db.system", "chroma")
+            .attr("gen_ai.operation.name", "vector_db_retrieve")
+            .event("db.query.result", &[("db.query.result.id", "d1")])
+            .build(),
+        span(1, 3, 1)
+            .name("qdrant.search")
+            .attr("db.system", "qdrant")
+            .attr("db.vector.query.top_k", 4)
+            .build(),
+    ]);
+    let f = run(&t, &[(2, "retriever"), (3, "retriever")]);
+    assert!(kinds(&f).is_empty(), "{f:#?}");
+}
+
 #[test]
 fn errored_retriever_is_not_also_empty() {
     let t = trajectory(vec![

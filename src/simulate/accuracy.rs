@@ -2,7 +2,13 @@
 //! decode → trajectory → analyze exactly as the pipeline would take it (post-hoc
 //! evaluator spans of other traces joined by their links, log events by trace id), and
 //! the verdict is compared with the planted label. Printed beside the naive baseline
-//! (blame the deepest errored span; else the first finding) on the same data.
+//! (blame the deepest errored span; else the first finding) on the same data, with the
+//! span-level figure (the blamed step run is the labelled one) and the misses.
+//!
+//! The analysis runs with [`config`], the deployment config a user of the simulated
+//! system would write: step SLOs, the critic's `REJECT` content rule and one classify
+//! rule for the critic agent (see its doc). `ACCURACY_SEED=n` measures another seed;
+//! `ACCURACY_DUMP=1` prints the first analysis of every kind of miss.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
