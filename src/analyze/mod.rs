@@ -30,4 +30,4 @@ pub fn analyze(trajectory: Arc<Trajectory>, config: &AnalyzeConfig) -> Analysis 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,14 +7,19 @@
 //! The decision has four passes, each linear in spans and findings (no recursion, so
 //! deep trees are fine):
 //! 1. *recovery*: a step failure is recovered when a later run of the same action (same
-//!    step and tool or span name) came out clean;
+//!    step and tool or span name) came out clean (never a loop or a slow step);
 //! 2. *propagation*: an error-class finding whose span has a descendant with an
 //!    unrecovered error-class finding is propagated, not an origin;
 //! 3. *outcome*: failed on a root-span error, a failed task-level evaluation, a failed
 //!    evaluation of the answer, or a critic/guardrail rejection that was not recovered;
 //!    recovered when there are other findings; success otherwise;
 //! 4. *blame*: for a failed run, the rule table of [`rules`] (documented in `RULES.md`)
-//!    picks the origin among unrecovered, non-propagated findings.
+//!    picks the origin among unrecovered, non-propagated findings, upstream before
+//!    downstream in data-flow order (the post-order of the span tree: a span comes after
+//!    the spans inside it, so a verdict on the whole run comes after the steps it
+//!    judges). Findings on the run's own outcome (the root's status, a task evaluation)
+//!    are blamed on the agent only when no step explains them; a `slow_step` is never a
+//!    trigger, only the upstream cause of a run failing with nothing else to explain it.
 
 pub(crate) mod rules;
 
@@ -53,12 +58,10 @@ pub fn attribute(
         return (Outcome::Recovered, None);
     }
     let mut candidates: Vec<usize> = (0..findings.len())
-        .filter(|&f| {
-            !recovered[f] && !findings[f].propagated && findings[f].kind != FindingKind::SlowStep
-        })
+        .filter(|&f| !recovered[f] && !findings[f].propagated)
         .collect();
-    // Upstream before downstream: span start order (detect already sorts by span).
-    candidates.sort_by_key(|&f| (findings[f].span, f));
+    // Upstream before downstream: data-flow order.
+    candidates.sort_by_key(|&f| (ctx.post_of(findings[f].span), f));
     let root_cause = ctx.blame(findings, &candidates, &fatal);
     (Outcome::Failed, Some(root_cause))
 }
@@ -72,6 +75,10 @@ struct Ctx<'a> {
     /// Spans parents-first (breadth-first from the roots); spans caught in a parent
     /// cycle are left out.
     order: Vec<u32>,
+    /// `post[i]`: the rank of span i in data-flow order, the post-order of the tree
+    /// (children before their parent, siblings in start order). Spans caught in a parent
+    /// cycle rank last, in span order.
+    post: Vec<u32>,
     /// Finding indices per span.
     by_span: Vec<Vec<usize>>,
 }
@@ -94,6 +101,7 @@ impl<'a> Ctx<'a> {
             head += 1;
             order.extend_from_slice(&children[i]);
         }
+        let post = post_order(&parent, &children);
         let mut by_span = vec![Vec::new(); n];
         for (f, finding) in findings.iter().enumerate() {
             if let Some(list) = by_span.get_mut(finding.span as usize) {
@@ -105,8 +113,20 @@ impl<'a> Ctx<'a> {
             steps,
             parent,
             order,
+            post,
             by_span,
         }
+    }
+
+    /// The data-flow rank of span `i` (see `post`).
+    fn post_of(&self, i: u32) -> u32 {
+        self.post.get(i as usize).copied().unwrap_or(u32::MAX)
+    }
+
+    /// Whether a finding is about the run's own outcome: on the root span, or a
+    /// task-level evaluation.
+    fn is_run_site(&self, f: &Finding) -> bool {
+        self.is_root(f.span) || f.task_level
     }
 
     fn step(&self, i: u32) -> &StepKind {
@@ -133,7 +153,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `recovered[f]`: a later run of the same action came out clean. Findings on the
-    /// root, task-level evaluations and loops are never recovered.
+    /// root, task-level evaluations, loops and slow steps are never recovered.
     fn recovered(&self, findings: &[Finding]) -> Vec<bool> {
         let n = self.traj.spans.len();
         // dirty[i]: span i has a finding, or an error-class finding below it.
@@ -168,7 +188,11 @@ impl<'a> Ctx<'a> {
         findings
             .iter()
             .map(|f| {
-                if self.is_root(f.span) || f.task_level || f.kind == FindingKind::Loop {
+                // Time lost is not won back by a faster later call.
+                if self.is_root(f.span)
+                    || f.task_level
+                    || matches!(f.kind, FindingKind::Loop | FindingKind::SlowStep)
+                {
                     return false;
                 }
                 (f.span as usize) < n
@@ -262,19 +286,25 @@ impl<'a> Ctx<'a> {
         findings: &[Finding],
         candidates: &[usize],
     ) -> Option<(Option<usize>, usize)> {
-        // Candidates are in span start order.
+        // Candidates are in data-flow order.
         for &t in candidates {
             let trigger = &findings[t];
-            if !rule.trigger.accepts(&trigger.kind, &trigger.step) {
+            if !rule
+                .trigger
+                .accepts(&trigger.kind, &trigger.step, self.is_run_site(trigger))
+            {
                 continue;
             }
             let Some(pattern) = rule.upstream else {
                 return Some((None, t));
             };
+            let before = self.post_of(trigger.span);
             let upstream = candidates.iter().copied().find(|&u| {
+                let f = &findings[u];
                 u != t
-                    && findings[u].span < trigger.span
-                    && pattern.accepts(&findings[u].kind, &findings[u].step)
+                    && f.span != trigger.span
+                    && self.post_of(f.span) < before
+                    && pattern.accepts(&f.kind, &f.step, self.is_run_site(f))
             });
             if let Some(u) = upstream {
                 return Some((Some(u), t));
@@ -358,9 +388,10 @@ impl<'a> Ctx<'a> {
         for &f in &evidence {
             in_evidence[f] = true;
         }
+        // Slowness alone competes with nothing: it is a cause only by a rule's choice.
         let competitors = candidates
             .iter()
-            .filter(|&&c| !in_evidence[c])
+            .filter(|&&c| !in_evidence[c] && findings[c].kind != FindingKind::SlowStep)
             .count()
             .min(5);
         confidence -= COMPETITOR_PENALTY * competitors as f64;
@@ -441,23 +472,23 @@ impl<'a> Ctx<'a> {
         self.last_before(i, &StepKind::Planner)
     }
 
-    /// The generator whose answer span `i` judged.
+    /// The generator whose answer span `i` judged: span `i` itself when it is a
+    /// generator, else the last generator before it in data-flow order.
     fn producer_for(&self, i: u32) -> Option<u32> {
+        if *self.step(i) == StepKind::Generator {
+            return Some(self.run_of(i));
+        }
         self.last_before(i, &StepKind::Generator)
     }
 
-    /// The last run of `step` that started before span `i`.
+    /// The run of `step` that ended last before span `i` in data-flow order (for an
+    /// ancestor of such runs, the last one inside it).
     fn last_before(&self, i: u32, step: &StepKind) -> Option<u32> {
-        let end = i.min(self.traj.spans.len() as u32);
-        let before = (0..end).rev().filter(|&j| self.step(j) == step);
-        let mut any = None;
-        for j in before {
-            if self.run_start(j) {
-                return Some(j);
-            }
-            any.get_or_insert(j);
-        }
-        any.map(|j| self.run_of(j))
+        let limit = self.post_of(i);
+        (0..self.traj.spans.len() as u32)
+            .filter(|&j| self.step(j) == step && self.post_of(j) < limit)
+            .max_by_key(|&j| self.post_of(j))
+            .map(|j| self.run_of(j))
     }
 
     /// The outermost span of the step run containing span `i`.
@@ -492,4 +523,34 @@ impl<'a> Ctx<'a> {
         }
         self.traj.root.unwrap_or(i)
     }
+}
+
+/// The post-order rank of every span: children before their parent, siblings in
+/// canonical (start) order, roots in span order. Iterative. Spans not reachable from a
+/// root (a parent cycle) rank after all others, in span order.
+fn post_order(parent: &[Option<u32>], children: &[Vec<u32>]) -> Vec<u32> {
+    let n = parent.len();
+    let mut post = vec![u32::MAX; n];
+    let mut next = 0u32;
+    // (span, index of the next child to visit)
+    let mut stack: Vec<(u32, usize)> = Vec::new();
+    for root in (0..n as u32).filter(|&i| parent[i as usize].is_none()) {
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let (span, child) = *top;
+            if let Some(&c) = children[span as usize].get(child) {
+                top.1 += 1;
+                stack.push((c, 0));
+            } else {
+                stack.pop();
+                post[span as usize] = next;
+                next += 1;
+            }
+        }
+    }
+    for rank in post.iter_mut().filter(|r| **r == u32::MAX) {
+        *rank = next;
+        next += 1;
+    }
+    post
 }

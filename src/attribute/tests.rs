@@ -378,9 +378,150 @@ fn task_level_evaluation_alone_fails_the_run() {
     let v = analyse(&t, &[(2, "tool")]);
     assert_eq!(v.outcome, Outcome::Failed);
     let rc = v.root_cause.as_ref().unwrap();
-    assert_eq!(rc.rule, "failed_evaluation");
+    // No generator wrote the answer: the judged step itself, with less confidence.
+    assert_eq!(rc.rule, "task_failure_blames_generator");
     assert_eq!(rc.step, StepKind::Agent);
     assert_eq!(rc.reason, "The refund was never issued.");
+    assert_eq!(rc.confidence, 0.35);
+}
+
+/// Trap: the task evaluation is attached to the root, which starts first; it judges the
+/// answer the generator wrote at the end, so the generator is blamed, not the agent.
+#[test]
+fn failed_task_evaluation_with_no_other_signal_blames_the_generator() {
+    let t = trajectory(vec![
+        root()
+            .attr("gen_ai.evaluation.name", "task_completion")
+            .attr("gen_ai.evaluation.score.value", 0.0)
+            .error("The reply is not consistent with the user's memories.")
+            .build(),
+        span(1, 2, 1).name("memory_search").times(2, 10).build(),
+        span(1, 3, 1).name("generate").times(11, 500).build(),
+        span(1, 4, 1).name("memory_upsert").times(501, 600).build(),
+    ]);
+    let v = analyse(&t, &[(2, "memory"), (3, "generator"), (4, "memory")]);
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "task_failure_blames_generator");
+    assert_eq!(rc.span, idx(&t, 3));
+    assert_eq!(rc.step, StepKind::Generator);
+}
+
+/// The root's own status and a task evaluation say that the run failed; a failed
+/// evaluation of the generator's answer says why.
+#[test]
+fn root_error_and_task_evaluation_defer_to_a_failed_step_evaluation() {
+    let t = trajectory(vec![
+        root()
+            .attr("gen_ai.evaluation.name", "task_completion")
+            .attr("gen_ai.evaluation.score.value", 0.0)
+            .error("The reply is not consistent with the user's memories.")
+            .build(),
+        span(1, 2, 1)
+            .name("generate")
+            .attr("eval.groundedness", 0.1)
+            .build(),
+    ]);
+    let v = analyse(&t, &[(2, "generator")]);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "failed_evaluation");
+    assert_eq!(rc.span, idx(&t, 2));
+    assert_eq!(rc.step, StepKind::Generator);
+}
+
+/// Trap: a task evaluation on the root is downstream of the retrieval it depends on,
+/// even though the root span starts first.
+#[test]
+fn failed_task_evaluation_after_an_irrelevant_retrieval_blames_the_retriever() {
+    let t = trajectory(vec![
+        root()
+            .attr("gen_ai.evaluation.name", "task_completion")
+            .attr("gen_ai.evaluation.score.value", 0.0)
+            .build(),
+        span(1, 2, 1)
+            .attr("openinference.span.kind", "RETRIEVER")
+            .attr("retrieval.documents.0.document.id", "d1")
+            .attr("eval.context_relevance", 0.1)
+            .build(),
+        span(1, 3, 1).name("generate").build(),
+    ]);
+    let v = analyse(&t, &[(2, "retriever"), (3, "generator")]);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "irrelevant_retrieval_before_bad_answer");
+    assert_eq!(rc.step, StepKind::Retriever);
+    assert_eq!(evidence_spans(&t, &v), [2, 1]);
+}
+
+/// Trap: the critic is the detector and the root's error status only reports the
+/// rejection; the generator wrote the rejected answer.
+#[test]
+fn critic_rejection_reported_by_the_root_blames_the_generator() {
+    let t = trajectory(vec![
+        root()
+            .error("Answer rejected by critic after 1 review(s)")
+            .build(),
+        span(1, 2, 1).name("retrieve").build(),
+        span(1, 3, 1).name("generate").build(),
+        span(1, 4, 1)
+            .name("critic")
+            .attr("output.value", "REJECT: the answer cites no source")
+            .build(),
+    ]);
+    let named = [(2, "retriever"), (3, "generator"), (4, "critic")];
+    let v = analyse_with(&t, &named, &critic_config());
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "rejection_blames_generator");
+    assert_eq!(rc.span, idx(&t, 3));
+    assert_eq!(rc.step, StepKind::Generator);
+    assert_eq!(evidence_spans(&t, &v), [4, 1]);
+}
+
+/// A run that fails on its deadline with no error below: the step over its SLO.
+#[test]
+fn deadline_failure_blames_the_step_over_its_slo() {
+    let raw: RawDetectConfig = toml::from_str(
+        r#"
+        slo = { retriever = "10s", generator = "20s" }
+        "#,
+    )
+    .unwrap();
+    let config = DetectConfig::from_raw(&raw).unwrap();
+    let t = trajectory(vec![
+        root()
+            .times(0, 40_000)
+            .error("Request exceeded deadline of 30s (took 40.0s)")
+            .build(),
+        span(1, 2, 1).name("retrieve").times(1, 35_000).build(),
+        span(1, 3, 1).name("generate").times(35_001, 39_000).build(),
+    ]);
+    let v = analyse_with(&t, &[(2, "retriever"), (3, "generator")], &config);
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "slow_step_before_run_failure");
+    assert_eq!(rc.span, idx(&t, 2));
+    assert_eq!(rc.kind, FindingKind::SlowStep);
+    assert_eq!(evidence_spans(&t, &v), [2, 1]);
+}
+
+/// A slow step does not explain a failure that a step's own error explains.
+#[test]
+fn slow_step_does_not_outrank_a_step_error() {
+    let raw: RawDetectConfig = toml::from_str(r#"slo = { retriever = "10s" }"#).unwrap();
+    let config = DetectConfig::from_raw(&raw).unwrap();
+    let t = trajectory(vec![
+        root().times(0, 40_000).error("failed").build(),
+        span(1, 2, 1).name("retrieve").times(1, 35_000).build(),
+        span(1, 3, 1)
+            .name("lookup")
+            .attr("tool.name", "lookup")
+            .times(35_001, 39_000)
+            .error("HTTP 500")
+            .build(),
+    ]);
+    let v = analyse_with(&t, &[(2, "retriever"), (3, "tool")], &config);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "tool_own_failure");
+    assert_eq!(rc.span, idx(&t, 3));
 }
 
 #[test]
@@ -429,7 +570,7 @@ fn root_error_with_nothing_below_blames_the_root_step() {
     let t = trajectory(vec![root().error("deadline exceeded").build()]);
     let v = analyse(&t, &[]);
     let rc = v.root_cause.as_ref().unwrap();
-    assert_eq!(rc.rule, "step_error");
+    assert_eq!(rc.rule, "run_failed");
     assert_eq!(rc.step, StepKind::Agent);
     assert_eq!(rc.evidence, [0]);
 }

@@ -10,7 +10,8 @@
 //!    ([`StepSource::Rule`], [`StepSource::RuleSubtree`]);
 //! 3. semantic conventions of real instrumentations, one table of data ([`table`]),
 //!    read with no configuration ([`StepSource::Convention`]). An LLM call is a
-//!    `planner` when it emits tool calls, a `generator` otherwise;
+//!    `planner` when it emits tool calls (or was offered tools and failed before the
+//!    model answered), a `generator` otherwise;
 //! 4. graph node names (LangGraph and alike): a container span named like a node gives
 //!    its own step ([`StepSource::NodeName`]) and that of the containers and LLM calls
 //!    under it ([`StepSource::Node`]); spans with a specific kind of their own keep it;
@@ -405,7 +406,7 @@ fn decide_llm<'t>(
     parent: Option<(&StepKind, Ctx<'t>)>,
 ) -> (StepKind, StepSource, Ctx<'t>) {
     let own = || {
-        let kind = if emits_tool_calls(span) {
+        let kind = if decides_action(span) {
             StepKind::Planner
         } else {
             StepKind::Generator
@@ -475,6 +476,29 @@ fn attribute_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
         let label = label.trim();
         table::node_kind(label).map(|kind| NodeCtx { label, kind })
     })
+}
+
+/// Whether an LLM span decided the next action: it emitted tool calls, or it was
+/// offered tools and failed before the model answered (a planner call refused by a rate
+/// limit records its request, tools included, and no response). A call that was offered
+/// tools and answered in text is a generator.
+fn decides_action(span: &SpanRecord) -> bool {
+    if emits_tool_calls(span) {
+        return true;
+    }
+    let mut offered_tools = false;
+    for (key, _) in span.attributes.iter() {
+        if table::RESPONSE_KEY_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            return false;
+        }
+        offered_tools |= table::TOOL_DEFINITION_KEY_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+    }
+    offered_tools
 }
 
 /// Whether an LLM span shows it emitted tool calls. One pass over its attributes.

@@ -192,7 +192,30 @@ pub static NODE_NAMES: &[(&str, StepKind)] = &[
     ("guardrail", Guardrail),
     ("guardrails", Guardrail),
     ("moderate", Guardrail),
+    // Memory nodes: a long-term memory read or write (mem0, LangGraph stores, ...).
     ("memory", Memory),
+    ("memories", Memory),
+    ("memory_search", Memory),
+    ("search_memory", Memory),
+    ("memory_retrieval", Memory),
+    ("retrieve_memory", Memory),
+    ("retrieve_memories", Memory),
+    ("read_memory", Memory),
+    ("load_memory", Memory),
+    ("load_memories", Memory),
+    ("recall", Memory),
+    ("recall_memory", Memory),
+    ("recall_memories", Memory),
+    ("memory_upsert", Memory),
+    ("upsert_memory", Memory),
+    ("memory_update", Memory),
+    ("update_memory", Memory),
+    ("save_memory", Memory),
+    ("save_memories", Memory),
+    ("store_memory", Memory),
+    ("write_memory", Memory),
+    ("remember", Memory),
+    ("memorize", Memory),
 ];
 
 /// Suffixes that instrumentations append to a node's span name (OpenLLMetry names a
@@ -238,6 +261,31 @@ pub static OUTPUT_MESSAGE_KEYS: &[&str] = &["gen_ai.output.messages"];
 
 /// The part type of a tool call in [`OUTPUT_MESSAGE_KEYS`].
 pub const TOOL_CALL_PART_TYPE: &str = "tool_call";
+
+/// Attribute keys (or key prefixes of flattened lists) that record the tools offered
+/// to an LLM call: GenAI `gen_ai.tool.definitions`, OpenInference
+/// `llm.tools.<i>.tool.json_schema`, OpenLLMetry `llm.request.functions.<i>.*`.
+pub static TOOL_DEFINITION_KEY_PREFIXES: &[&str] = &[
+    "gen_ai.tool.definitions",
+    "llm.tools.",
+    "llm.request.functions.",
+];
+
+/// Attribute keys (or key prefixes) that only a call with a response carries: its id,
+/// finish reasons, output messages or output token count. An LLM call with none of them
+/// failed before the model answered.
+pub static RESPONSE_KEY_PREFIXES: &[&str] = &[
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "llm.finish_reason",
+    "gen_ai.output.messages",
+    "llm.output_messages.",
+    "gen_ai.completion",
+    "output.value",
+    "llm.token_count.completion",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+];
 
 /// The convention kind of a span: the most specific class among its kind keys (ties
 /// go to the earlier key of [`KIND_KEYS`]), with the key that decided. One pass over

@@ -669,6 +669,89 @@ fn an_llm_call_without_tool_calls_is_a_generator() {
     }
 }
 
+/// A planner call refused before the model answered (a rate limit) records the tools it
+/// offered and no response: it was deciding the next action. Offered tools with a text
+/// answer make a generator.
+#[test]
+fn an_llm_call_offered_tools_that_failed_before_answering_is_a_planner() {
+    let offered: [(&str, &str); 3] = [
+        (
+            "gen_ai.tool.definitions",
+            r#"[{"type":"function","name":"get_weather"}]"#,
+        ),
+        ("llm.tools.0.tool.json_schema", r#"{"type":"function"}"#),
+        ("llm.request.functions.0.name", "get_weather"),
+    ];
+    for (key, value) in offered {
+        let steps = run(
+            vec![
+                span(1, 1, 0).name("run").build(),
+                span(1, 2, 1)
+                    .name("refused")
+                    .attr("gen_ai.operation.name", "chat")
+                    .attr(key, value)
+                    .error("RateLimitError: 429")
+                    .build(),
+                span(1, 3, 1)
+                    .name("answered")
+                    .attr("gen_ai.operation.name", "chat")
+                    .attr(key, value)
+                    .attr("gen_ai.response.id", "chatcmpl-1")
+                    .attr(
+                        "gen_ai.output.messages",
+                        r#"[{"role":"assistant","parts":[{"type":"text","content":"Sunny."}]}]"#,
+                    )
+                    .build(),
+            ],
+            &no_rules(),
+        );
+        let source = StepSource::Convention("gen_ai.operation.name");
+        assert_step(&steps, "refused", StepKind::Planner, source.clone(), true);
+        assert_step(&steps, "answered", StepKind::Generator, source, true);
+    }
+}
+
+/// Memory nodes of graph frameworks, by span name or node attribute.
+#[test]
+fn memory_node_names_are_memory_steps() {
+    for name in [
+        "memory_search",
+        "memory_upsert",
+        "recall",
+        "remember",
+        "save_memory",
+    ] {
+        let steps = run(
+            vec![
+                span(1, 1, 0).name("run").build(),
+                span(1, 2, 1).name(name).attr(OI, "CHAIN").build(),
+                span(1, 3, 2).name("POST").build(),
+            ],
+            &no_rules(),
+        );
+        assert_step(&steps, name, StepKind::Memory, StepSource::NodeName, true);
+        assert_step(
+            &steps,
+            "POST",
+            StepKind::Memory,
+            StepSource::Inherited,
+            false,
+        );
+    }
+    let steps = run(
+        vec![
+            span(1, 1, 0).name("run").build(),
+            span(1, 2, 1)
+                .name("task")
+                .attr("traceloop.span.kind", "task")
+                .attr("gen_ai.agent.graph.node_name", "memory_search")
+                .build(),
+        ],
+        &no_rules(),
+    );
+    assert_step(&steps, "task", StepKind::Memory, StepSource::NodeName, true);
+}
+
 #[test]
 fn an_llm_call_inside_a_step_is_part_of_it() {
     let steps = run(

@@ -112,7 +112,10 @@ pub(crate) fn tool_output(span: &SpanRecord) -> Option<(&'static str, Cow<'_, st
     })
 }
 
-/// The output text of a span (model completion, chain output, tool result).
+/// The output text of a span (model completion, chain output, tool result). An output
+/// recorded as a message list (GenAI `parts`, OpenAI-style `content`, or a graph node's
+/// state `{"messages": [...]}`) gives the text of its messages, one per line, so that a
+/// content rule sees what the step said rather than its JSON envelope.
 pub(crate) fn output_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
     const KEYS: [&str; 6] = [
         "output.value",
@@ -124,29 +127,54 @@ pub(crate) fn output_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
     ];
     if let Some(v) = KEYS.iter().find_map(|k| span.attributes.get(k)) {
         return Some(match v {
-            Value::Str(s) => Cow::Borrowed(&**s),
+            Value::Str(s) => match parse_json(s).and_then(|json| message_text(&json)) {
+                Some(text) => Cow::Owned(text),
+                None => Cow::Borrowed(&**s),
+            },
             other => Cow::Owned(other.to_text()),
         });
     }
     let messages = span.attributes.get_str("gen_ai.output.messages")?;
-    let json = parse_json(messages)?;
+    parse_json(messages)
+        .and_then(|json| message_text(&json))
+        .map(Cow::Owned)
+}
+
+/// The text of a message list: `[{"parts": [{"type": "text", "content": ...}]}]`
+/// (GenAI), `[{"role": ..., "content": "..."}]`, or either under a `messages` key.
+/// `None` when the JSON is not a list of messages (each with a `role` or `parts`) or
+/// holds no text.
+fn message_text(json: &Json) -> Option<String> {
+    let list = match json {
+        Json::Array(items) => items,
+        Json::Object(map) => map.get("messages")?.as_array()?,
+        _ => return None,
+    };
     let mut text = String::new();
-    for message in json.as_array()? {
-        let Some(parts) = message.get("parts").and_then(Json::as_array) else {
-            continue;
-        };
-        for part in parts {
-            if part.get("type").and_then(Json::as_str) == Some("text") {
-                if let Some(content) = part.get("content").and_then(Json::as_str) {
-                    if !text.is_empty() {
-                        text.push('\n');
+    let mut push = |part: &str| {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(part);
+    };
+    for message in list {
+        // A message has a role or parts; other JSON (documents, tool data) is kept whole.
+        if message.get("role").is_none() && message.get("parts").is_none() {
+            return None;
+        }
+        if let Some(parts) = message.get("parts").and_then(Json::as_array) {
+            for part in parts {
+                if part.get("type").and_then(Json::as_str) == Some("text") {
+                    if let Some(content) = part.get("content").and_then(Json::as_str) {
+                        push(content);
                     }
-                    text.push_str(content);
                 }
             }
+        } else if let Some(content) = message.get("content").and_then(Json::as_str) {
+            push(content);
         }
     }
-    (!text.is_empty()).then_some(Cow::Owned(text))
+    (!text.is_empty()).then_some(text)
 }
 
 /// Parses `text` as JSON when it looks like an object or array.

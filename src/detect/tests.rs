@@ -528,6 +528,30 @@ fn empty_retrieval_in_every_shape() {
     assert_eq!(f[1].source, "gen_ai.retrieval.documents");
 }
 
+/// OpenLLMetry vector-DB spans record one `db.query.result` event per result: a
+/// retrieval by convention with such events is not empty. No event is no evidence on a
+/// span that is a retriever only by its step (OpenLLMetry's Qdrant instrumentation
+/// records none at all).
+#[test]
+fn vector_db_result_events_count_as_documents() {
+    let t = trajectory(vec![
+        root(),
+        span(1, 2, 1)
+            .name("chroma.query")
+            .attr("db.system", "chroma")
+            .attr("gen_ai.operation.name", "vector_db_retrieve")
+            .event("db.query.result", &[("db.query.result.id", "d1")])
+            .build(),
+        span(1, 3, 1)
+            .name("qdrant.search")
+            .attr("db.system", "qdrant")
+            .attr("db.vector.query.top_k", 4)
+            .build(),
+    ]);
+    let f = run(&t, &[(2, "retriever"), (3, "retriever")]);
+    assert!(kinds(&f).is_empty(), "{f:#?}");
+}
+
 #[test]
 fn errored_retriever_is_not_also_empty() {
     let t = trajectory(vec![
@@ -813,6 +837,55 @@ fn output_rule_toml_is_accepted_as_written_and_matches_once_per_run() {
     assert_eq!(
         f[0].reason,
         r"critic output matched /^\s*REJECT/: REJECT: the answer cites no source"
+    );
+}
+
+/// Outputs recorded as message lists are matched on their text, not their JSON: a graph
+/// node's state (OpenInference `output.value`), GenAI parts (traceAI `output.value`,
+/// `gen_ai.output.messages`). Other JSON outputs are matched as they are.
+#[test]
+fn output_rules_match_the_text_of_message_lists() {
+    let cfg = config(CRITIC_RULE);
+    let t = trajectory(vec![
+        root(),
+        span(1, 2, 1)
+            .name("critic")
+            .attr(
+                "output.value",
+                r#"{"messages": [{"role": "assistant", "content": "REJECT: no source"}]}"#,
+            )
+            .build(),
+        span(1, 3, 1)
+            .name("judge")
+            .attr(
+                "output.value",
+                r#"[{"role": "assistant", "parts": [{"type": "text", "content": "REJECT: vague"}], "finish_reason": "stop"}]"#,
+            )
+            .build(),
+        span(1, 4, 1)
+            .name("review")
+            .attr(
+                "gen_ai.output.messages",
+                r#"[{"role": "assistant", "parts": [{"type": "text", "content": " REJECT: wrong"}]}]"#,
+            )
+            .build(),
+        span(1, 5, 1)
+            .name("grader")
+            .attr("output.value", r#"[{"id": "d1", "content": "REJECT"}]"#)
+            .build(),
+    ]);
+    let named = [(2, "critic"), (3, "critic"), (4, "critic"), (5, "critic")];
+    let f = run_with(&t, &named, &cfg);
+    let spans: Vec<u32> = f.iter().map(|f| f.span).collect();
+    assert_eq!(
+        spans,
+        [index_of(&t, 2), index_of(&t, 3), index_of(&t, 4)],
+        "{f:#?}"
+    );
+    assert!(
+        f[0].reason.ends_with(": REJECT: no source"),
+        "{}",
+        f[0].reason
     );
 }
 

@@ -26,6 +26,10 @@ mod templates;
 mod text;
 
 #[cfg(test)]
+mod accuracy;
+#[cfg(test)]
+mod goldens;
+#[cfg(test)]
 mod tests;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

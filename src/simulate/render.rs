@@ -224,11 +224,14 @@ pub(crate) fn render(rng: &mut SmallRng, plan: &Plan, info: &RunInfo) -> Rendere
         })
         .collect();
 
-    // The first child of every node: a container shows its step's input and output.
+    // The first and last child of every node: a container shows its step's input (the
+    // first attempt's) and output (the last attempt's).
     let mut first_child: Vec<Option<usize>> = vec![None; nodes.len()];
-    for (idx, node) in nodes.iter().enumerate().rev() {
+    let mut last_child: Vec<Option<usize>> = vec![None; nodes.len()];
+    for (idx, node) in nodes.iter().enumerate() {
         if let Some(p) = node.parent {
-            first_child[p] = Some(idx);
+            first_child[p].get_or_insert(idx);
+            last_child[p] = Some(idx);
         }
     }
 
@@ -246,8 +249,8 @@ pub(crate) fn render(rng: &mut SmallRng, plan: &Plan, info: &RunInfo) -> Rendere
         }
         step_attributes(info, node, &mut span);
         if node.role == Role::Node {
-            if let Some(child) = first_child[idx] {
-                container_attributes(info, node, &nodes[child], idx, &mut span);
+            if let (Some(first), Some(last)) = (first_child[idx], last_child[idx]) {
+                container_attributes(info, node, &nodes[first], &nodes[last], idx, &mut span);
             }
         }
         if idx == 0 {
@@ -500,13 +503,15 @@ fn oi_kind(role: Role) -> &'static str {
     }
 }
 
-fn docs_json(node: &Node) -> String {
-    let docs: Vec<serde_json::Value> = node
-        .docs
+fn docs_value(node: &Node) -> serde_json::Value {
+    node.docs
         .iter()
         .map(|d| serde_json::json!({"id": d.id, "score": d.score, "content": d.content}))
-        .collect();
-    serde_json::Value::Array(docs).to_string()
+        .collect()
+}
+
+fn docs_json(node: &Node) -> String {
+    docs_value(node).to_string()
 }
 
 fn docs_ids_json(node: &Node) -> String {
@@ -969,19 +974,30 @@ fn explicit(node: &Node, span: &mut Span) {
 }
 
 /// What graph frameworks record on a node (container) span: its state in and out, and
-/// the framework's metadata.
-fn container_attributes(info: &RunInfo, node: &Node, child: &Node, idx: usize, span: &mut Span) {
+/// the framework's metadata. A retrieval node returns its documents
+/// (`{"documents": [...]}`), any other node its new messages.
+fn container_attributes(
+    info: &RunInfo,
+    node: &Node,
+    first: &Node,
+    last: &Node,
+    idx: usize,
+    span: &mut Span,
+) {
     let input =
-        serde_json::json!({"messages": [{"role": "user", "content": child.input}]}).to_string();
-    let output_text = if !child.output.is_empty() {
-        child.output.clone()
-    } else if let Some(call) = child.tool_calls.first() {
-        format!("{}({})", call.name, call.arguments)
+        serde_json::json!({"messages": [{"role": "user", "content": first.input}]}).to_string();
+    let output = if last.role == Role::Retriever {
+        serde_json::json!({ "documents": docs_value(last) }).to_string()
     } else {
-        String::new()
+        let output_text = if !last.output.is_empty() {
+            last.output.clone()
+        } else if let Some(call) = last.tool_calls.first() {
+            format!("{}({})", call.name, call.arguments)
+        } else {
+            String::new()
+        };
+        serde_json::json!({"messages": [{"role": "assistant", "content": output_text}]}).to_string()
     };
-    let output = serde_json::json!({"messages": [{"role": "assistant", "content": output_text}]})
-        .to_string();
     let a = &mut span.attributes;
     match info.convention {
         Convention::OpenInference | Convention::TraceAi => {

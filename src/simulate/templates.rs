@@ -219,13 +219,30 @@ fn maybe_task_completion_pass(b: &mut Builder, root: usize) {
     }
 }
 
+/// The extra time of a slow step: far over any step SLO, and over the shortest request
+/// deadline by itself (a slow step that fails the run on its deadline).
 fn slow_ms(b: &mut Builder) -> f64 {
-    lognormal(b.rng, 38_000.0, 0.25)
+    lognormal(b.rng, 38_000.0, 0.25).max(SLOW_STEP_MIN_MS)
 }
 
+/// The shortest slow step, in milliseconds.
+const SLOW_STEP_MIN_MS: f64 = 21_000.0;
+
+/// The run failed on its request deadline: one of the deadlines the run overran.
 fn deadline_failure(b: &mut Builder, root: usize) {
-    let deadline = *pick(b.rng, &[20, 25, 30]);
+    const DEADLINES_S: [u32; 3] = [20, 25, 30];
     let took = (b.now() - b.nodes[root].start) as f64 / 1e9;
+    let overran: Vec<u32> = DEADLINES_S
+        .into_iter()
+        .filter(|&d| f64::from(d) < took)
+        .collect();
+    let deadline = if overran.is_empty() {
+        // Unreachable with SLOW_STEP_MIN_MS above the shortest deadline; kept so that
+        // the message never contradicts the timing.
+        (took.floor() as u32).saturating_sub(1).max(1)
+    } else {
+        *pick(b.rng, &overran)
+    };
     let msg = format!("Request exceeded deadline of {deadline}s (took {took:.1}s)");
     b.fail_status(root, &msg);
 }
@@ -701,6 +718,8 @@ fn agent_loop(
             let wrap = b.open(Role::Node, Some(parent), "agent");
             let system = system_prompt(b, "a planning agent that calls tools");
             let p = b.llm_rate_limited(Role::Planner, wrap, cx.model, prompt(&system, &history));
+            // The request offered the tools, as a planner call's does.
+            b.nodes[p].tool_defs = tools;
             b.close(wrap);
             return (Some(p), true, String::new());
         }

@@ -3,6 +3,8 @@
 //!
 //! Evidence, first found wins: OpenInference `retrieval.documents.<i>.document.*` keys;
 //! a `retrieval.documents` or `gen_ai.retrieval.documents` list; a count attribute;
+//! OpenLLMetry vector-DB spans, one `db.query.result` event per result (only some of
+//! its vector-DB instrumentations record them, so no event is no evidence);
 //! the step's output (`output.value`, `gen_ai.tool.call.result`, `traceloop.entity.output`)
 //! as a JSON list (`[]`) or an object with a `documents` list. A span that
 //! is a retriever by convention (`RETRIEVER`, `VECTOR_DB`, operation `retrieval`) and
@@ -110,6 +112,14 @@ fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
             return Some((n.max(0) as usize, key));
         }
     }
+    let results = span
+        .events
+        .iter()
+        .filter(|e| &*e.name == RESULT_EVENT)
+        .count();
+    if results > 0 {
+        return Some((results, RESULT_EVENT));
+    }
     // The step's output: OpenInference `output.value`, a GenAI tool result (a tool
     // classified as a retriever by a user rule), OpenLLMetry's entity output.
     for key in OUTPUT_KEYS {
@@ -128,6 +138,9 @@ fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
     }
     None
 }
+
+/// OpenLLMetry's per-result event of a vector-DB query (Qdrant, Chroma, Pinecone, ...).
+const RESULT_EVENT: &str = "db.query.result";
 
 const OUTPUT_KEYS: [&str; 3] = [
     "output.value",

@@ -12,7 +12,7 @@ use crate::detect::signals::{
     classify_error_text, clip, is_llm_call, is_tool_span, tool_name, ErrorClass,
 };
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus};
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, StepKind};
 
 const EXCEPTION_EVENTS: [&str; 2] = ["exception", "gen_ai.client.operation.exception"];
 const MAX_MESSAGE: usize = 500;
@@ -54,7 +54,10 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let tool = if on_tool { tool_name(span) } else { None };
         let who = match tool {
             Some(t) => format!("tool `{t}`"),
-            None if is_llm_call(span) => format!("{} LLM call `{}`", step.as_str(), span.name),
+            // A run or chain span that records the run's model is not itself a call.
+            None if is_llm_call(span) && !matches!(step, StepKind::Agent | StepKind::Chain) => {
+                format!("{} LLM call `{}`", step.as_str(), span.name)
+            }
             None => format!("{} span `{}`", step.as_str(), span.name),
         };
         let mut reason = String::new();
