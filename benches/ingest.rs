@@ -32,6 +32,10 @@ use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
+/// The binary's allocator, so that the figures are those of `faultline serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One pre-encoded request and where its trace-id bytes sit.
 struct Batch {
     bytes: Vec<u8>,

@@ -15,7 +15,9 @@ pub type Str = Arc<str>;
 
 /// A concurrent, bounded string interner.
 pub struct Interner {
-    set: DashSet<Arc<str>>,
+    /// aHash: fast, and keyed at random per process, so hostile strings cannot be
+    /// chosen to collide.
+    set: DashSet<Arc<str>, ahash::RandomState>,
     capacity: usize,
     max_len: usize,
 }
@@ -25,7 +27,7 @@ impl Interner {
     /// never interned (they are unlikely to repeat and would pin memory).
     pub fn new(capacity: usize, max_len: usize) -> Interner {
         Interner {
-            set: DashSet::new(),
+            set: DashSet::with_hasher(ahash::RandomState::new()),
             capacity,
             max_len,
         }
