@@ -304,7 +304,10 @@ fn progress_bar(files: &[PathBuf], enabled: bool) -> indicatif::ProgressBar {
 }
 
 /// Reads, assembles and analyses `files`, and counts them.
-pub fn analyze_files(files: &[PathBuf], settings: &AnalyzeSettings) -> Result<Report, AnalyzeError> {
+pub fn analyze_files(
+    files: &[PathBuf],
+    settings: &AnalyzeSettings,
+) -> Result<Report, AnalyzeError> {
     let by = resolve_by(&settings.aggregate, &settings.by)?;
     let interner = Interner::default();
     let mut offline = Offline::new(&settings.analyze, settings.max_spans_per_trace);
@@ -389,11 +392,7 @@ fn count(
     let tolerance_minutes = config.future_tolerance.as_secs().div_ceil(60) + 1;
     config.horizon_minutes = (span_minutes + tolerance_minutes).min(MAX_HORIZON_MINUTES);
     let horizon = config.horizon_minutes;
-    let aggregator = Aggregator::new(
-        config,
-        &mut Registry::default(),
-        Arc::new(move || last),
-    );
+    let aggregator = Aggregator::new(config, &mut Registry::default(), Arc::new(move || last));
     for a in analyses {
         aggregator.record(a, last);
     }
@@ -498,7 +497,13 @@ pub fn check_gates(
     max_root_cause_rate: &[StepGate],
 ) -> Vec<GateResult> {
     let total = overall.totals.total();
-    let rate = |n: u64| if total == 0 { 0.0 } else { n as f64 / total as f64 };
+    let rate = |n: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
     let mut out = Vec::new();
     if let Some(max) = max_failure_rate {
         let value = overall.totals.failure_rate();
@@ -691,9 +696,9 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         Some(path) => FileConfig::load(path),
         None => Ok(FileConfig::default()),
     };
-    let settings = match file.and_then(|f| {
-        Settings::resolve(f, args.config.as_deref(), Overrides::default())
-    }) {
+    let settings = match file
+        .and_then(|f| Settings::resolve(f, args.config.as_deref(), Overrides::default()))
+    {
         Ok(s) => s,
         Err(error) => {
             eprintln!("faultline analyze: invalid configuration: {error}");
