@@ -36,16 +36,18 @@ use rand::{Rng, SeedableRng};
 use crate::model::Outcome;
 
 pub use cli::{run, SimulateArgs, SimulateError, SimulateReport};
-pub(crate) use cli::Protocol;
 pub use output::{read_length_prefixed, to_otlp_json, ReadError};
 pub use render::Convention;
 pub use scenario::{Cohort, CohortMatch, CohortMultiplier, FaultKind, Scenario, TimeWindow};
 pub use templates::Template;
-pub(crate) use send::{parse_target, Sender};
 
 use catalog::{MODELS, PROMPT_VERSIONS, USER_SEGMENTS};
 use render::RunInfo;
 use text::{hex_id, lognormal, pick};
+
+// For `faultline demo`, which sends simulated traffic.
+pub(crate) use cli::Protocol;
+pub(crate) use send::{parse_target, Sender};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
