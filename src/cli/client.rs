@@ -204,17 +204,17 @@ impl Client {
     }
 }
 
-/// An error and its sources, joined: reqwest's top-level message alone rarely says
-/// "connection refused".
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
+/// The innermost cause of an error ("Connection refused (os error 111)"), which says
+/// more than reqwest's "error sending request"; timeouts say so.
+fn error_chain(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
+        message = s.to_string();
         source = s.source();
     }
-    parts.join(": ")
+    message
 }

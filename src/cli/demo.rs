@@ -11,7 +11,7 @@
 //!
 //! Planted in the traffic, for the page to show: a bad cohort (`model=gpt-4o-mini ∧
 //! prompt_version=v7`, every fault kind ×5), a past spike (empty retrievals ×15
-//! between 42% and 25% of the backfill ago) and a live spike (rate limiting ×12 from
+//! between 40% and 25% of the backfill ago) and a live spike (rate limiting ×12 from
 //! 2 to 5 minutes after the start).
 //!
 //! The demo server completes traces after 2 s idle and ends their late grace after
@@ -159,7 +159,7 @@ pub fn scenario(now: u64, backfill: Duration) -> (Scenario, Vec<String>) {
     )];
     let b = backfill.as_nanos().min(u64::MAX as u128) as u64;
     if b >= 10 * 60 * 1_000_000_000 {
-        let start = now - b / 100 * 42;
+        let start = now - b / 5 * 2;
         let end = now - b / 4;
         scenario = scenario.with_window(TimeWindow {
             start_unix_nano: start,

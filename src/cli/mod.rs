@@ -11,6 +11,9 @@ pub mod show;
 pub mod top;
 pub mod trajectories;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

@@ -61,7 +61,18 @@ pub async fn run_reasons(args: &ReasonsArgs) -> Result<(), ClientError> {
 pub async fn run_cohorts(args: &CohortsArgs) -> Result<(), ClientError> {
     let client = Client::new(&args.server.server)?;
     let query = vec![("window", args.window.clone().unwrap_or_default())];
-    let answer = client.get(&["api", "v1", "cohorts"], &query).await?;
+    let answer = match client.get(&["api", "v1", "cohorts"], &query).await {
+        Err(ClientError::Refused { status: 404, .. }) => {
+            return Err(ClientError::Refused {
+                status: 404,
+                message: format!(
+                    "the server at {} has no /api/v1/cohorts endpoint (a version without cohort discovery)",
+                    client.base().as_str().trim_end_matches('/')
+                ),
+            })
+        }
+        other => other?,
+    };
     if args.server.json {
         println!("{}", answer.text.trim_end());
     } else {
