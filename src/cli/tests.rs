@@ -231,7 +231,7 @@ fn show_marks_the_blamed_span_and_prints_the_evidence_chain() {
         "{blamed}"
     );
     assert!(
-        text.contains("│  \n") || text.contains("   └─ POST"),
+        text.contains("└─ generate") && text.contains("   └─ POST"),
         "{text}"
     );
     assert!(text.contains("~ cyc_a"), "{text}");
