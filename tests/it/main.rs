@@ -1,7 +1,9 @@
 //! The integration tests: one binary, modules by area. Servers bind port 0.
 
+mod analyze;
 mod api;
 mod cli;
+mod cli_client;
 mod instrumentations;
 mod otel_python;
 mod otel_rust;
