@@ -26,7 +26,8 @@ pub struct TopArgs {
     /// Seconds between redraws.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
-    /// Print once and exit instead of redrawing.
+    /// Print once and exit instead of redrawing. (Without it, --json prints one JSON
+    /// document per line at every interval.)
     #[arg(long)]
     pub once: bool,
     /// Rows shown (worst first); 0 shows all.
@@ -66,7 +67,10 @@ pub async fn run(args: &TopArgs) -> Result<(), ClientError> {
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
-        current = client.get(&["api", "v1", "breakdown"], &q).await;
+        current = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            r = client.get(&["api", "v1", "breakdown"], &q) => r,
+        };
     }
 }
 
