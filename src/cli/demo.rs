@@ -88,6 +88,13 @@ impl DemoError {
     }
 }
 
+/// `println!` that ignores a closed stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        format::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// The model and prompt version of the planted bad cohort.
 pub const BAD_COHORT: (&str, &str) = ("gpt-4o-mini", "v7");
 
@@ -228,20 +235,20 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
     let (scenario, planted) = scenario(now, args.backfill);
     let backfill_runs = (args.backfill.as_secs_f64() * args.backfill_rate).round() as u64;
 
-    println!("faultline demo: a server fed with simulated agent traffic\n");
-    println!("  web page   http://{}/", running.api_address);
-    println!(
+    say!("faultline demo: a server fed with simulated agent traffic\n");
+    say!("  web page   http://{}/", running.api_address);
+    say!(
         "  API        http://{}/api/v1/breakdown",
         running.api_address
     );
-    println!("  OTLP/gRPC  {}", running.otlp_grpc_address);
-    println!("  OTLP/HTTP  {}", running.otlp_http_address);
-    println!("  data dir   {} (removed on exit)\n", data.path().display());
-    println!("Planted in the traffic:");
+    say!("  OTLP/gRPC  {}", running.otlp_grpc_address);
+    say!("  OTLP/HTTP  {}", running.otlp_http_address);
+    say!("  data dir   {} (removed on exit)\n", data.path().display());
+    say!("Planted in the traffic:");
     for p in &planted {
-        println!("  - {p}");
+        say!("  - {p}");
     }
-    println!(
+    say!(
         "\nBackfilling the last {} of event time ({} runs)…",
         humantime::format_duration(args.backfill),
         format::count(backfill_runs)
@@ -275,7 +282,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
         },
     };
     task.abort();
-    println!("Stopping.");
+    say!("Stopping.");
     running.shutdown().await;
     drop(data);
     outcome
@@ -367,7 +374,7 @@ impl Traffic {
                 }
             }
         }
-        println!(
+        say!(
             "Backfilled {} runs in {:.1}s. Live traffic: {} runs/s. Open {} — Ctrl-C stops.",
             format::count(sent),
             started.elapsed().as_secs_f64(),

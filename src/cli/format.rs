@@ -5,6 +5,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
+/// Writes `text` to stdout. A closed pipe (`faultline trajectories | head`) is not an
+/// error: the rest is dropped, where `print!` would panic.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Column alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {

@@ -51,9 +51,9 @@ pub async fn run_reasons(args: &ReasonsArgs) -> Result<(), ClientError> {
     ];
     let answer = client.get(&["api", "v1", "reasons"], &query).await?;
     if args.server.json {
-        println!("{}", answer.text.trim_end());
+        format::emit(&format!("{}\n", answer.text.trim_end()));
     } else {
-        print!("{}", render_reasons(&answer.json));
+        format::emit(&render_reasons(&answer.json));
     }
     Ok(())
 }
@@ -74,9 +74,9 @@ pub async fn run_cohorts(args: &CohortsArgs) -> Result<(), ClientError> {
         other => other?,
     };
     if args.server.json {
-        println!("{}", answer.text.trim_end());
+        format::emit(&format!("{}\n", answer.text.trim_end()));
     } else {
-        print!("{}", render_cohorts(&answer.json, args.limit));
+        format::emit(&render_cohorts(&answer.json, args.limit));
     }
     Ok(())
 }

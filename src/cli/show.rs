@@ -35,9 +35,9 @@ pub async fn run(args: &ShowArgs) -> Result<(), ClientError> {
         .get(&["api", "v1", "trajectories", &id], &query)
         .await?;
     if args.server.json {
-        println!("{}", answer.text.trim_end());
+        format::emit(&format!("{}\n", answer.text.trim_end()));
     } else {
-        print!("{}", render_trajectory(&answer.json));
+        format::emit(&render_trajectory(&answer.json));
     }
     Ok(())
 }

@@ -51,9 +51,9 @@ pub async fn run(args: &TopArgs) -> Result<(), ClientError> {
     let answer = client.get(&["api", "v1", "breakdown"], &q).await?;
     if args.once {
         if args.server.json {
-            println!("{}", answer.text.trim_end());
+            format::emit(&format!("{}\n", answer.text.trim_end()));
         } else {
-            print!("{}", render_breakdown(&answer.json, args.limit));
+            format::emit(&render_breakdown(&answer.json, args.limit));
         }
         return Ok(());
     }

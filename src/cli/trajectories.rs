@@ -56,9 +56,9 @@ pub async fn run(args: &TrajectoriesArgs) -> Result<(), ClientError> {
         .get(&["api", "v1", "trajectories"], &query(args))
         .await?;
     if args.server.json {
-        println!("{}", answer.text.trim_end());
+        format::emit(&format!("{}\n", answer.text.trim_end()));
     } else {
-        print!("{}", render_list(&answer.json));
+        format::emit(&render_list(&answer.json));
     }
     Ok(())
 }

@@ -722,9 +722,9 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         &args.max_root_cause_rate,
     );
     if args.json {
-        println!("{}", report_json(&report, &gates));
+        format::emit(&format!("{}\n", report_json(&report, &gates)));
     } else {
-        print!("{}", render_report(&report, &gates, args.top));
+        format::emit(&render_report(&report, &gates, args.top));
     }
     let gated = args.max_failure_rate.is_some() || !args.max_root_cause_rate.is_empty();
     if gated && report.overall.totals.total() == 0 {
