@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 ExitCode::from(error.exit_code())
             }
         },
+        Some(command) => ExitCode::from(runtime.block_on(faultline::cli::run_command(command))),
     }
 }
 

@@ -256,7 +256,7 @@ impl Pipeline {
 }
 
 /// An evaluator span (OpenInference, traceAI): its links point at what it evaluated.
-fn is_evaluator(span: &SpanRecord) -> bool {
+pub(crate) fn is_evaluator(span: &SpanRecord) -> bool {
     [
         "openinference.span.kind",
         "fi.span.kind",
@@ -272,7 +272,7 @@ fn is_evaluator(span: &SpanRecord) -> bool {
 
 /// A trace whose root is an evaluator span pointing at a span of another trace: the
 /// carrier of post-hoc feedback (OpenInference), analysed as part of its target.
-fn is_annotation_trace(t: &Trajectory) -> bool {
+pub(crate) fn is_annotation_trace(t: &Trajectory) -> bool {
     t.root_span().is_some_and(|root| {
         is_evaluator(root) && root.links.iter().any(|l| l.trace_id != root.trace_id)
     })

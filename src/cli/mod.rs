@@ -2,6 +2,18 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.
 
+pub mod analyze;
+pub mod client;
+pub mod demo;
+pub mod format;
+pub mod reasons;
+pub mod show;
+pub mod top;
+pub mod trajectories;
+
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +45,51 @@ pub enum Command {
     /// Generate realistic agent traffic with planted faults and known root causes: send it
     /// to an OTLP endpoint, or write OTLP files and a labels file.
     Simulate(crate::simulate::SimulateArgs),
+    /// Per-step failure table of a running server, redrawn like `top` (or --once).
+    Top(top::TopArgs),
+    /// List a running server's analysed trajectories, newest first, with filters.
+    Trajectories(trajectories::TrajectoriesArgs),
+    /// One trajectory: its span tree with steps, the blamed step, evidence and findings.
+    Show(show::ShowArgs),
+    /// Recurring failure reasons of a running server, ranked.
+    Reasons(reasons::ReasonsArgs),
+    /// Failure cohorts found by a running server, best first.
+    Cohorts(reasons::CohortsArgs),
+    /// Analyse exported trace files offline (no server) and gate on failure rates (CI).
+    Analyze(analyze::AnalyzeArgs),
+    /// Start a server fed with simulated traffic (a spike and a bad cohort planted) and
+    /// print the address of its web page.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs a command other than `serve` and `simulate`; returns the process exit code.
+pub async fn run_command(command: Command) -> u8 {
+    let client = |name: &str, r: Result<(), client::ClientError>| match r {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("faultline {name}: {error}");
+            error.exit_code()
+        }
+    };
+    match command {
+        Command::Top(args) => client("top", top::run(&args).await),
+        Command::Trajectories(args) => client("trajectories", trajectories::run(&args).await),
+        Command::Show(args) => client("show", show::run(&args).await),
+        Command::Reasons(args) => client("reasons", reasons::run_reasons(&args).await),
+        Command::Cohorts(args) => client("cohorts", reasons::run_cohorts(&args).await),
+        Command::Analyze(args) => tokio::task::block_in_place(|| analyze::run(&args)),
+        Command::Demo(args) => match demo::run(&args).await {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("faultline demo: {error}");
+                error.exit_code()
+            }
+        },
+        Command::Serve(_) | Command::Simulate(_) => {
+            eprintln!("faultline: this command is run by main");
+            2
+        }
+    }
 }
 
 /// Options of `serve`. Each is also an environment variable `FAULTLINE_<NAME>` and a

@@ -49,6 +49,10 @@ use catalog::{MODELS, PROMPT_VERSIONS, USER_SEGMENTS};
 use render::RunInfo;
 use text::{hex_id, lognormal, pick};
 
+// For `faultline demo`, which sends simulated traffic.
+pub(crate) use cli::Protocol;
+pub(crate) use send::{parse_target, Sender};
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {

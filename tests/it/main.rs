@@ -1,8 +1,10 @@
 //! The integration tests: one binary, modules by area. Servers bind port 0.
 
+mod analyze;
 mod api;
 mod browser;
 mod cli;
+mod cli_client;
 mod instrumentations;
 mod otel_python;
 mod otel_rust;
