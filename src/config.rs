@@ -75,6 +75,8 @@ pub struct FileConfig {
     /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
     /// patterns, loop threshold, per-step latency SLOs, output rules.
     pub detect: Option<crate::detect::RawDetectConfig>,
+    /// The embedded store (`[store]`): retention, max_bytes, success_sample, queue.
+    pub store: Option<crate::store::RawStoreConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -111,6 +113,7 @@ pub struct Settings {
     pub recent_trajectories: usize,
     pub analyze: crate::analyze::AnalyzeConfig,
     pub aggregate: crate::aggregate::config::AggregateConfig,
+    pub store: crate::store::StoreConfig,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -222,6 +225,16 @@ impl Settings {
             })?,
             None => crate::aggregate::config::AggregateConfig::default_config(),
         };
+        let store = match &file.store {
+            Some(raw) => {
+                crate::store::StoreConfig::from_raw(raw).map_err(|e| ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: format!("store.{}", e.key),
+                    message: e.message,
+                })?
+            }
+            None => crate::store::StoreConfig::default(),
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -298,6 +311,7 @@ impl Settings {
             )?,
             analyze,
             aggregate,
+            store,
         })
     }
 }
