@@ -26,7 +26,14 @@ fn run(trace: u64, offset_ms: u64, len_ms: u64, model: &str, fail: Option<&str>)
         .name("agent")
         .attr("agent.trajectory.step", "agent")
         .attr("session.id", format!("session-{}", trace % 3).as_str())
-        .attr("user.segment", if trace.is_multiple_of(2) { "free" } else { "pro" })
+        .attr(
+            "user.segment",
+            if trace.is_multiple_of(2) {
+                "free"
+            } else {
+                "pro"
+            },
+        )
         .times(t0, t0 + len_ms);
     let retriever = span(trace, 2, 1)
         .name("retrieve")

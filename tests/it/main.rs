@@ -5,4 +5,5 @@ mod cli;
 mod instrumentations;
 mod otel_python;
 mod otel_rust;
+mod store;
 mod support;
