@@ -75,6 +75,8 @@ pub struct FileConfig {
     /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
     /// patterns, loop threshold, per-step latency SLOs, output rules.
     pub detect: Option<crate::detect::RawDetectConfig>,
+    /// The embedded store (`[store]`): retention, max_bytes, success_sample, queue.
+    pub store: Option<crate::store::RawStoreConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -114,6 +116,7 @@ pub struct Settings {
     /// Whether the per-step aggregation sinks (metrics, breakdowns, reason clusters) run.
     /// Always true in `serve`; the ingest benchmark turns it off to measure their cost.
     pub aggregation: bool,
+    pub store: crate::store::StoreConfig,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -225,6 +228,16 @@ impl Settings {
             })?,
             None => crate::aggregate::config::AggregateConfig::default_config(),
         };
+        let store = match &file.store {
+            Some(raw) => {
+                crate::store::StoreConfig::from_raw(raw).map_err(|e| ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: format!("store.{}", e.key),
+                    message: e.message,
+                })?
+            }
+            None => crate::store::StoreConfig::default(),
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -302,6 +315,7 @@ impl Settings {
             analyze,
             aggregate,
             aggregation: true,
+            store,
         })
     }
 }

@@ -38,6 +38,10 @@ pub enum ServerError {
     Threads(std::io::Error),
     #[error("invalid reason clustering settings: {0}")]
     Reasons(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot start the store writer thread: {0}")]
+    StoreThread(std::io::Error),
 }
 
 impl Handoff for Pipeline {
@@ -75,6 +79,9 @@ pub struct Running {
     pub recent: Arc<Recent>,
     pub aggregator: Arc<Aggregator>,
     pub metrics: Arc<SelfMetrics>,
+    pub store: Arc<dyn crate::store::Store>,
+    pub store_metrics: Arc<crate::store::StoreMetrics>,
+    store_writer: crate::store::StoreWriter,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -119,6 +126,23 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         &mut registry,
         crate::aggregate::system_clock(),
     ));
+    // The embedded store; its per-minute counts go back into the aggregator, so the
+    // breakdown covers the stored period after a restart.
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::SqliteStore::open(
+        &settings.data_dir,
+        settings.store.clone(),
+    )?);
+    let restored = aggregator.import_minutes(&store.counts()?);
+    tracing::info!(minutes = restored, path = %settings.data_dir.display(), "Store opened.");
+    let store_metrics = Arc::new(crate::store::StoreMetrics::register(&mut registry));
+    let (store_writer, store_sink) = crate::store::StoreWriter::start(
+        store.clone(),
+        Some(aggregator.clone()),
+        settings.store.clone(),
+        settings.aggregate.dimensions.clone(),
+        store_metrics.clone(),
+    )
+    .map_err(ServerError::StoreThread)?;
     let reason_clusterer = Arc::new(
         SharedClusterer::new(ReasonConfig::default(), settings.shards.max(1))
             .map_err(|e| ServerError::Reasons(e.to_string()))?,
@@ -140,6 +164,8 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         sinks.push(aggregator.clone());
         sinks.push(reasons);
     }
+    // The store sink comes after the aggregator: its counts include the trace.
+    sinks.push(Arc::new(store_sink));
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
@@ -198,6 +224,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let api = crate::api::app(Arc::new(crate::api::ApiState {
         recent: recent.clone(),
         aggregator: aggregator.clone(),
+        store: store.clone(),
         reasons: Arc::new(crate::api::reasons::ReasonsState {
             clusterer: reason_clusterer,
             stats: reason_stats,
@@ -230,6 +257,9 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         recent,
         aggregator,
         metrics,
+        store,
+        store_metrics,
+        store_writer,
         ready,
         stop,
         tasks,
@@ -255,6 +285,14 @@ impl Running {
             .is_err()
         {
             tracing::error!("The pipeline did not shut down cleanly.");
+        }
+        // The pipeline has finalized everything: write what is queued.
+        let writer = self.store_writer;
+        if tokio::task::spawn_blocking(move || writer.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("The store writer did not shut down cleanly.");
         }
         let _ = self.api_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.api_task).await;

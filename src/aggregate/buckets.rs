@@ -119,6 +119,35 @@ impl Latency {
         }
     }
 
+    /// (bucket index, count) pairs, for persisting.
+    pub(crate) fn entries(&self) -> Vec<(u16, u32)> {
+        self.0
+            .iter()
+            .map(|&e| ((e >> COUNT_BITS) as u16, e & COUNT_MAX))
+            .collect()
+    }
+
+    /// Adds `count` samples to bucket `index` (from [`Latency::entries`]).
+    pub(crate) fn add(&mut self, index: u16, mut count: u32) {
+        let index = index as u32 & 0x3FF;
+        for entry in self.0.iter_mut() {
+            if count == 0 {
+                return;
+            }
+            if *entry >> COUNT_BITS == index {
+                let room = COUNT_MAX - (*entry & COUNT_MAX);
+                let n = room.min(count);
+                *entry += n;
+                count -= n;
+            }
+        }
+        while count > 0 {
+            let n = count.min(COUNT_MAX);
+            self.0.push(index << COUNT_BITS | n);
+            count -= n;
+        }
+    }
+
     pub(crate) fn heap_bytes(&self) -> usize {
         self.0.capacity() * 4
     }

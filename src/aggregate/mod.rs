@@ -40,6 +40,7 @@ mod buckets;
 mod cohort;
 pub mod config;
 mod extract;
+mod persist;
 mod prom;
 pub mod query;
 
@@ -62,6 +63,7 @@ use prom::{Namer, PromMetrics};
 use query::NANOS_PER_MINUTE;
 
 pub use config::{AggregateConfig, AggregateConfigError, Dimension, RawAggregateConfig, Scope};
+pub use persist::{minute_of, DimValue, KindCounts, MinuteCounts, StepCounts, TrajectoryCounts};
 pub use query::{
     Breakdown, BreakdownQuery, CohortValues, OutcomeCounts, QueryError, StepRow, TrajectoryRow,
     Window,

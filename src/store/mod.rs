@@ -2,12 +2,246 @@
 //!
 //! [`Recent`] keeps the most recent analyses in memory, replacing an earlier revision of
 //! the same trace in place, so a trajectory is never listed twice.
+//!
+//! The persistent store sits behind the [`Store`] trait (put, get, list with filters,
+//! sort and cursor, sessions, per-minute counts), so that another backend (PostgreSQL)
+//! can be added beside the embedded one, [`sqlite::SqliteStore`]. What it keeps:
+//! every failed and recovered trajectory in full, a deterministic sample of successful
+//! ones (`[store] success_sample`, by trace id hash), and the aggregator's exact
+//! per-minute counts, so breakdown rates stay exact while raw rows are sampled.
+//!
+//! Writes happen on one writer thread ([`writer`]) fed by a bounded queue from the
+//! pipeline's [`Sink`] calls; a full queue drops the write and counts it
+//! (`faultline_store_dropped_total`), never blocking a shard. See `README.md` beside
+//! this file for the schema, crash behaviour and retention.
+
+pub mod config;
+pub mod record;
+pub mod sqlite;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::model::{Analysis, TraceId};
+use crate::aggregate::MinuteCounts;
+use crate::model::{Analysis, Outcome, TraceId};
 use crate::pipeline::Sink;
+
+pub use config::{RawStoreConfig, StoreConfig, StoreConfigError};
+pub use record::{Record, Summary};
+pub use sqlite::SqliteStore;
+pub use writer::{StoreMetrics, StoreSink, StoreWriter};
+
+/// A store failure. The startup variants name the file and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the data directory {path}: {source}; `--data-dir` (or `data_dir` in the config file) must name a writable directory")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store {path} for writing: {detail}; check that the directory and the file are writable by this user, or choose another `--data-dir`")]
+    NotWritable {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("{path} is not a faultline store or is corrupted ({detail}); faultline does not overwrite it: move it away (or restore a backup) and start again")]
+    Corrupt {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("{path} has schema version {found}, newer than the version {supported} this faultline knows; run a newer faultline or choose another `--data-dir`")]
+    NewerSchema {
+        path: std::path::PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "{path}: migration to schema version {version} failed (nothing was changed): {detail}"
+    )]
+    Migration {
+        path: std::path::PathBuf,
+        version: i64,
+        detail: String,
+    },
+    #[error("store {what}: {source}")]
+    Sqlite {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("store data: {0}")]
+    Data(String),
+}
+
+impl StoreError {
+    pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sqlite { what, source }
+    }
+}
+
+/// One write of a batch, applied in order in one transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Insert or replace the trajectory (by trace id).
+    Put(Record),
+    /// Delete the trajectory if stored (a revision that is no longer kept).
+    Remove(TraceId),
+    /// The trace's grace period ended: its counts are final.
+    Finalized(TraceId),
+    /// Replace the counts of one minute.
+    Counts(MinuteCounts),
+}
+
+/// Sort key of the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Trajectory end time.
+    End,
+    /// Trajectory duration.
+    Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// A position in a list: the sort key and trace id of the last row returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub sort: SortKey,
+    pub order: Order,
+    pub key: u64,
+    pub trace_id: TraceId,
+}
+
+impl Cursor {
+    /// Opaque text: 50 hex digits.
+    pub fn encode(&self) -> String {
+        let flags = match (self.sort, self.order) {
+            (SortKey::End, Order::Desc) => 0u8,
+            (SortKey::End, Order::Asc) => 1,
+            (SortKey::Duration, Order::Desc) => 2,
+            (SortKey::Duration, Order::Asc) => 3,
+        };
+        let mut bytes = Vec::with_capacity(25);
+        bytes.push(flags);
+        bytes.extend_from_slice(&self.key.to_be_bytes());
+        bytes.extend_from_slice(self.trace_id.as_bytes());
+        hex::encode(bytes)
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let bytes = hex::decode(text).ok()?;
+        if bytes.len() != 25 {
+            return None;
+        }
+        let (sort, order) = match bytes[0] {
+            0 => (SortKey::End, Order::Desc),
+            1 => (SortKey::End, Order::Asc),
+            2 => (SortKey::Duration, Order::Desc),
+            3 => (SortKey::Duration, Order::Asc),
+            _ => return None,
+        };
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&bytes[1..9]);
+        let trace_id = TraceId::from_bytes(&bytes[9..]).ok()?;
+        Some(Cursor {
+            sort,
+            order,
+            key: u64::from_be_bytes(key),
+            trace_id,
+        })
+    }
+}
+
+/// A list query: every given filter must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    /// Exact filter tags ([`record::tag`]).
+    pub tags: Vec<String>,
+    /// End time at or after, unix ns.
+    pub from: Option<u64>,
+    /// End time before, unix ns.
+    pub to: Option<u64>,
+    /// Lowercased text that a finding or root-cause reason contains (literally).
+    pub text: Option<String>,
+    pub sort: SortKey,
+    pub order: Order,
+    pub limit: usize,
+    pub after: Option<Cursor>,
+}
+
+impl Default for ListQuery {
+    fn default() -> ListQuery {
+        ListQuery {
+            tags: Vec::new(),
+            from: None,
+            to: None,
+            text: None,
+            sort: SortKey::End,
+            order: Order::Desc,
+            limit: 50,
+            after: None,
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Summary>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A stored trajectory: its summary and its document (JSON, with attributes).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub summary: Summary,
+    pub cohort: Vec<(String, Option<String>)>,
+    pub finalized: bool,
+    pub document: Vec<u8>,
+}
+
+/// A persistent store of trajectories and per-minute counts. Every method is blocking:
+/// call it from a writer thread or `spawn_blocking`, never on the async runtime.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a batch of writes atomically.
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
+    fn get(&self, trace_id: TraceId) -> Result<Option<Stored>, StoreError>;
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    /// The trajectories of one session, by start time, at most `limit`.
+    fn session(&self, session_id: &str, limit: usize) -> Result<Vec<Summary>, StoreError>;
+    /// Every stored minute of counts, oldest first.
+    fn counts(&self) -> Result<Vec<MinuteCounts>, StoreError>;
+    /// Deletes what is older than the retention or beyond the size bound; `now` is unix ns.
+    fn retain(&self, now_unix_nano: u64) -> Result<Retained, StoreError>;
+    /// Bytes used by live pages.
+    fn used_bytes(&self) -> Result<u64, StoreError>;
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub by_age: u64,
+    pub by_size: u64,
+    pub minutes: u64,
+}
+
+/// The outcome stored as text.
+pub(crate) fn outcome_from_str(s: &str) -> Option<Outcome> {
+    match s {
+        "success" => Some(Outcome::Success),
+        "recovered" => Some(Outcome::Recovered),
+        "failed" => Some(Outcome::Failed),
+        _ => None,
+    }
+}
 
 /// The most recent `capacity` analyses, newest first.
 pub struct Recent {
@@ -103,9 +337,9 @@ impl Sink for Recent {
 }
 
 #[cfg(test)]
-mod tests {
+mod recent_tests {
     use super::*;
-    use crate::model::{Outcome, Trajectory};
+    use crate::model::Trajectory;
     use crate::test_support::{span, trajectory};
 
     fn analysis(trace: u64, revision: u32) -> Arc<Analysis> {

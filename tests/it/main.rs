@@ -9,4 +9,5 @@ mod instrumentations;
 mod otel_python;
 mod otel_rust;
 mod prometheus;
+mod store;
 mod support;

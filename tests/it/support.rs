@@ -12,7 +12,13 @@ pub async fn start_server(idle_timeout: &str) -> Running {
     start_server_with(FileConfig::default(), idle_timeout).await
 }
 
-pub async fn start_server_with(file: FileConfig, idle_timeout: &str) -> Running {
+pub async fn start_server_with(mut file: FileConfig, idle_timeout: &str) -> Running {
+    // Every successful run is stored too, so lists are complete.
+    file.store
+        .get_or_insert_with(|| faultline::store::RawStoreConfig {
+            success_sample: Some(1.0),
+            ..Default::default()
+        });
     let settings = Settings::resolve(
         file,
         None,
@@ -24,11 +30,22 @@ pub async fn start_server_with(file: FileConfig, idle_timeout: &str) -> Running 
             // Short, so that counts (taken when a trace's grace ends) show up quickly.
             late_grace: Some("1s".into()),
             shards: Some(2),
+            data_dir: Some(fresh_data_dir()),
             ..Overrides::default()
         },
     )
     .expect("valid test settings");
     server::start(&settings).await.expect("server starts")
+}
+
+/// An empty data directory of its own for one server, under the target directory.
+pub fn fresh_data_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 pub fn api_url(running: &Running, path: &str) -> String {

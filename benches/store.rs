@@ -1,0 +1,397 @@
+//! Store benchmark: 1 000 000 stored trajectories (24 h of event time, 10% failed,
+//! 5% recovered), their per-minute counts restored into an aggregator as after a
+//! restart, then p50/p99 latency of `GET /api/v1/breakdown` and of
+//! `GET /api/v1/trajectories` with a mix of filters, sorts and cursors, through the real
+//! router (in process, no network). Prints the figures and fails when breakdown p99 >
+//! 50 ms or list p99 > 100 ms.
+//!
+//! Run with `cargo bench --bench store` (release). `FAULTLINE_BENCH_ROWS` changes the
+//! row count; the database is written to a temporary directory.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use prometheus_client::registry::Registry;
+use tower::ServiceExt;
+
+use faultline::aggregate::{AggregateConfig, Aggregator};
+use faultline::analyze::{analyze, AnalyzeConfig};
+use faultline::model::{
+    Analysis, Attributes, Resource, SpanId, SpanKind, SpanRecord, SpanStatus, TraceId, Trajectory,
+    Value,
+};
+use faultline::store::{record, SqliteStore, Store, StoreConfig, Write};
+
+const MINUTE_NS: u64 = 60_000_000_000;
+const MODELS: [&str; 4] = ["gpt-4o", "gpt-4o-mini", "claude-3-5", "llama-3-70b"];
+const ROUTES: [&str; 6] = [
+    "/chat",
+    "/search",
+    "/summarize",
+    "/qa",
+    "/agent",
+    "/support",
+];
+const SEGMENTS: [&str; 3] = ["free", "pro", "enterprise"];
+
+fn trace_id(n: u64) -> TraceId {
+    let mut b = [0u8; 16];
+    // Spread like random ids, never all zero.
+    let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    b[..8].copy_from_slice(&h.to_be_bytes());
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    TraceId::from_bytes(&b).expect("valid id")
+}
+
+fn span(
+    trace: TraceId,
+    id: u64,
+    parent: Option<u64>,
+    name: &str,
+    start: u64,
+    end: u64,
+) -> SpanRecord {
+    SpanRecord {
+        trace_id: trace,
+        span_id: SpanId::from_bytes(&id.to_be_bytes()).expect("span id"),
+        parent_span_id: parent.map(|p| SpanId::from_bytes(&p.to_be_bytes()).expect("span id")),
+        name: name.into(),
+        kind: SpanKind::Internal,
+        start_unix_nano: start,
+        end_unix_nano: end,
+        status: SpanStatus::Unset,
+        status_message: None,
+        attributes: Attributes::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        resource: Arc::new(Resource {
+            service_name: Some("bench-agent".into()),
+            attributes: Attributes::new(),
+        }),
+        scope_name: None,
+    }
+}
+
+/// One run: agent → planner, retriever, generator (model, route, segment); `fault`
+/// 0 none, 1 failed retriever, 2 failed generator, 3 recovered tool error.
+fn run(n: u64, end: u64, fault: u8) -> Analysis {
+    let t = trace_id(n);
+    let len = 200_000_000 + (n % 97) * 20_000_000;
+    let start = end - len;
+    let mut root = span(t, 1, None, "agent", start, end);
+    root.attributes
+        .insert("agent.trajectory.step".into(), Value::Str("agent".into()));
+    root.attributes.insert(
+        "http.route".into(),
+        Value::Str(ROUTES[(n % 6) as usize].into()),
+    );
+    root.attributes.insert(
+        "user.segment".into(),
+        Value::Str(SEGMENTS[(n % 3) as usize].into()),
+    );
+    root.attributes.insert(
+        "session.id".into(),
+        Value::Str(format!("s-{}", n / 4).into()),
+    );
+    let mut planner = span(t, 2, Some(1), "plan", start + 1_000_000, start + 50_000_000);
+    planner
+        .attributes
+        .insert("agent.trajectory.step".into(), Value::Str("planner".into()));
+    let mut retriever = span(
+        t,
+        3,
+        Some(1),
+        "retrieve",
+        start + 50_000_000,
+        start + 100_000_000,
+    );
+    retriever.attributes.insert(
+        "agent.trajectory.step".into(),
+        Value::Str("retriever".into()),
+    );
+    let mut tool = span(
+        t,
+        5,
+        Some(1),
+        "search_tool",
+        start + 100_000_000,
+        start + 120_000_000,
+    );
+    tool.attributes
+        .insert("agent.trajectory.step".into(), Value::Str("tool".into()));
+    let mut generator = span(
+        t,
+        4,
+        Some(1),
+        "generate",
+        start + 120_000_000,
+        end - 1_000_000,
+    );
+    generator.attributes.insert(
+        "agent.trajectory.step".into(),
+        Value::Str("generator".into()),
+    );
+    generator.attributes.insert(
+        "gen_ai.request.model".into(),
+        Value::Str(MODELS[(n % 4) as usize].into()),
+    );
+    match fault {
+        1 => {
+            retriever.status = SpanStatus::Error;
+            retriever.status_message =
+                Some(format!("vector index timeout after {} ms", n % 900).into());
+            root.status = SpanStatus::Error;
+        }
+        2 => {
+            generator.status = SpanStatus::Error;
+            generator.status_message =
+                Some(format!("rate limit exceeded for org-{}", n % 50).into());
+            root.status = SpanStatus::Error;
+        }
+        3 => {
+            tool.status = SpanStatus::Error;
+            tool.status_message = Some("connection reset; retried".into());
+            let mut retry = span(
+                t,
+                6,
+                Some(1),
+                "search_tool",
+                start + 121_000_000,
+                start + 130_000_000,
+            );
+            retry
+                .attributes
+                .insert("agent.trajectory.step".into(), Value::Str("tool".into()));
+            return analyze(
+                Arc::new(Trajectory::build(
+                    t,
+                    vec![root, planner, retriever, tool, retry, generator],
+                    Vec::new(),
+                    Vec::new(),
+                )),
+                &AnalyzeConfig::default(),
+            );
+        }
+        _ => {}
+    }
+    analyze(
+        Arc::new(Trajectory::build(
+            t,
+            vec![root, planner, retriever, tool, generator],
+            Vec::new(),
+            Vec::new(),
+        )),
+        &AnalyzeConfig::default(),
+    )
+}
+
+fn fault_of(n: u64) -> u8 {
+    match n % 20 {
+        0 | 1 => 1,
+        2 => 2,
+        3 => 3,
+        _ => 0,
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn call(app: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+async fn measure(app: &axum::Router, uris: &[String], rounds: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(uris.len() * rounds);
+    for _ in 0..rounds {
+        for u in uris {
+            let t = Instant::now();
+            let (status, body) = call(app, u).await;
+            times.push(t.elapsed());
+            assert_eq!(status, 200, "{u}: {body}");
+        }
+    }
+    times.sort();
+    times
+}
+
+fn main() {
+    let rows: u64 = std::env::var("FAULTLINE_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AggregateConfig::default_config();
+    let dims = config.dimensions.clone();
+    let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig::default()).expect("store"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let newest_minute = now / MINUTE_NS;
+    let minutes = 24 * 60;
+
+    // 1. Rows: one analysed template per fault kind and residue, re-stamped per row.
+    let load = Instant::now();
+    let live = Aggregator::new(
+        config.clone(),
+        &mut Registry::default(),
+        faultline::aggregate::system_clock(),
+    );
+    let per_minute = rows.div_ceil(minutes);
+    let mut batch = Vec::with_capacity(50_000);
+    let mut n = 0u64;
+    for m in 0..minutes {
+        let minute = newest_minute - (minutes - 1) + m;
+        for k in 0..per_minute {
+            if n >= rows {
+                break;
+            }
+            n += 1;
+            let end = minute * MINUTE_NS + (k * 997_000_000) % MINUTE_NS;
+            let a = run(n, end, fault_of(n));
+            live.record(&a, now);
+            let doc = faultline::api::dto::TrajectoryDto::from_analysis(&a, true);
+            let json = serde_json::to_vec(&doc).expect("json");
+            batch.push(record::record(&a, &dims, &json).expect("record"));
+            if batch.len() == 50_000 {
+                store.load(&batch).expect("load");
+                batch.clear();
+            }
+        }
+    }
+    store.load(&batch).expect("load");
+    let counts: Vec<Write> = (newest_minute - minutes + 1..=newest_minute)
+        .filter_map(|m| live.export_minute(m))
+        .map(Write::Counts)
+        .collect();
+    store.write(&counts).expect("counts");
+    let db_bytes = store.used_bytes().expect("size");
+    println!(
+        "loaded {rows} trajectories in {:.1} s; database {:.0} MiB",
+        load.elapsed().as_secs_f64(),
+        db_bytes as f64 / (1 << 20) as f64
+    );
+
+    // 2. A restarted process: counts restored from the store.
+    let mut registry = Registry::default();
+    let aggregator = Arc::new(Aggregator::new(
+        config,
+        &mut registry,
+        faultline::aggregate::system_clock(),
+    ));
+    let restore = Instant::now();
+    let restored = aggregator.import_minutes(&store.counts().expect("counts"));
+    println!(
+        "restored {restored} minutes of counts in {:.0} ms",
+        restore.elapsed().as_secs_f64() * 1000.0
+    );
+    let state = Arc::new(faultline::api::ApiState {
+        recent: Arc::new(faultline::store::Recent::new(16)),
+        aggregator: aggregator.clone(),
+        store: store.clone() as Arc<dyn Store>,
+        reasons: Arc::new(faultline::api::reasons::ReasonsState {
+            clusterer: Arc::new(
+                faultline::reasons::SharedClusterer::new(
+                    faultline::reasons::ReasonConfig::default(),
+                    1,
+                )
+                .expect("clusterer"),
+            ),
+            stats: Arc::new(Mutex::new(faultline::reasons::ReasonStats::new(
+                faultline::reasons::ReasonStatsConfig::default(),
+            ))),
+            horizon: Duration::from_secs(3600),
+        }),
+        registry: Arc::new(registry),
+        ready: Arc::new(AtomicBool::new(true)),
+    });
+    let app = faultline::api::app(state);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    rt.block_on(async {
+        let (_, total) = call(&app, "/api/v1/breakdown?window=24h").await;
+        assert_eq!(
+            total["totals"]["trajectories"], rows,
+            "exact counts restored"
+        );
+
+        let breakdown: Vec<String> = [
+            "/api/v1/breakdown?window=1h",
+            "/api/v1/breakdown?window=24h",
+            "/api/v1/breakdown?window=24h&by=model",
+            "/api/v1/breakdown?window=6h&by=route,user_segment",
+            "/api/v1/breakdown?window=24h&by=model,route,user_segment",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let b = measure(&app, &breakdown, 40).await;
+
+        // A cursor into the middle of the list.
+        let (_, page) = call(&app, "/api/v1/trajectories?limit=1000").await;
+        let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+        let (_, dpage) = call(&app, "/api/v1/trajectories?limit=1000&sort=duration").await;
+        let dcursor = dpage["next_cursor"].as_str().expect("cursor").to_owned();
+        let mid = now - 12 * 3600 * 1_000_000_000;
+        let list: Vec<String> = vec![
+            "/api/v1/trajectories".into(),
+            "/api/v1/trajectories?limit=100".into(),
+            format!("/api/v1/trajectories?limit=100&cursor={cursor}"),
+            "/api/v1/trajectories?outcome=failed".into(),
+            "/api/v1/trajectories?outcome=recovered&limit=100".into(),
+            "/api/v1/trajectories?model=claude-3-5".into(),
+            "/api/v1/trajectories?dim.route=/qa&outcome=failed".into(),
+            "/api/v1/trajectories?root_cause_step=retriever&user_segment=pro".into(),
+            "/api/v1/trajectories?finding_kind=error&step=tool".into(),
+            "/api/v1/trajectories?session_id=s-123456".into(),
+            format!(
+                "/api/v1/trajectories?from={mid}&to={}&outcome=failed",
+                mid + 3_600_000_000_000
+            ),
+            "/api/v1/trajectories?sort=duration&order=desc".into(),
+            format!("/api/v1/trajectories?sort=duration&cursor={dcursor}"),
+            "/api/v1/trajectories?sort=end&order=asc&outcome=failed".into(),
+            "/api/v1/trajectories?q=rate%20limit".into(),
+            "/api/v1/trajectories?q=timeout&outcome=failed".into(),
+        ];
+        let l = measure(&app, &list, 20).await;
+
+        let (b50, b99) = (percentile(&b, 0.5), percentile(&b, 0.99));
+        let (l50, l99) = (percentile(&l, 0.5), percentile(&l, 0.99));
+        println!(
+            "breakdown API ({} calls): p50 {b50:.2} ms, p99 {b99:.2} ms (bound 50 ms)",
+            b.len()
+        );
+        println!(
+            "trajectory list ({} calls): p50 {l50:.2} ms, p99 {l99:.2} ms (bound 100 ms)",
+            l.len()
+        );
+        for u in &list {
+            let t = measure(&app, std::slice::from_ref(u), 5).await;
+            println!("  {:>8.2} ms p50  {u}", percentile(&t, 0.5));
+        }
+        assert!(b99 <= 50.0, "breakdown p99 {b99:.1} ms > 50 ms");
+        assert!(l99 <= 100.0, "list p99 {l99:.1} ms > 100 ms");
+    });
+}

@@ -1,0 +1,241 @@
+//! Minute buckets in a name-keyed form, so that a store can keep the exact per-minute
+//! counts and hand them back after a restart.
+//!
+//! [`Aggregator::export_minute`] turns one minute's id-keyed cells into
+//! [`MinuteCounts`] (dimension values, step and kind names as text);
+//! [`Aggregator::import_minutes`] adds such counts back into the buckets. Importing maps
+//! names to ids through the same bounded cohorts as live counting (each imported cell is
+//! one observation of its values in the sketch), so a restored process has the same
+//! cardinality bounds as a live one. Prometheus counters are not restored: they are
+//! cumulative per process, as Prometheus expects after a restart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::buckets::{DimKey, StepId, ALL_OTHER};
+use crate::aggregate::cohort::{OTHER, UNSET};
+use crate::aggregate::{
+    kind_name, step_name, Aggregator, State, CUSTOM_STEP, KIND_OTHER, NANOS_PER_MINUTE,
+};
+use crate::model::{FindingKind, StepKind};
+
+/// A dimension value (or a custom step name) in a stored cell.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DimValue {
+    /// None of the dimension's keys was present.
+    #[serde(rename = "u")]
+    Unset,
+    /// Folded by the cardinality budget.
+    #[serde(rename = "o")]
+    Other,
+    #[serde(rename = "v")]
+    Value(String),
+}
+
+/// Trajectories by outcome for one run cohort.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrajectoryCounts {
+    pub dims: Vec<DimValue>,
+    /// success, recovered, failed.
+    pub outcomes: [u32; 3],
+}
+
+/// One step in one step cohort.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCounts {
+    pub step: DimValue,
+    pub dims: Vec<DimValue>,
+    pub runs: u32,
+    pub failed_runs: u32,
+    pub root_causes: u32,
+    /// (latency bucket index, count).
+    pub latency: Vec<(u16, u32)>,
+}
+
+/// Findings and root causes of one kind for one step cohort; `kind` is `None` for
+/// kinds folded into `other`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    pub step: DimValue,
+    pub kind: Option<String>,
+    pub dims: Vec<DimValue>,
+    pub findings: u32,
+    pub root_causes: u32,
+}
+
+/// Every count of one event minute.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MinuteCounts {
+    /// Unix time / 60 s.
+    pub minute: u64,
+    /// The dimension names the `dims` lists follow, in order. A stored minute whose
+    /// names differ from the configured dimensions is mapped by name.
+    pub dimensions: Vec<String>,
+    pub trajectories: Vec<TrajectoryCounts>,
+    pub steps: Vec<StepCounts>,
+    pub kinds: Vec<KindCounts>,
+}
+
+/// The minute an analysis ending at `end_unix_nano` is counted in, given the wall
+/// clock (the same clamping as [`Aggregator::record`]).
+pub fn minute_of(config: &crate::aggregate::AggregateConfig, end_unix_nano: u64, now: u64) -> u64 {
+    let limit = now.saturating_add(config.future_tolerance.as_nanos() as u64);
+    end_unix_nano.min(limit) / NANOS_PER_MINUTE
+}
+
+impl Aggregator {
+    /// The counts of event minute `minute`, or `None` when it has no bucket (outside the
+    /// horizon, or nothing counted).
+    pub fn export_minute(&self, minute: u64) -> Option<MinuteCounts> {
+        let state = self.lock();
+        let slot = state.ring.range(minute, minute).next()?;
+        let n = self.config.dimensions.len();
+        let dims = |key: &DimKey| -> Vec<DimValue> {
+            (0..n)
+                .map(|d| match key[d] {
+                    UNSET => DimValue::Unset,
+                    OTHER => DimValue::Other,
+                    id => DimValue::Value(state.cohorts[d].store.name_arc(id).to_string()),
+                })
+                .collect()
+        };
+        let step = |id: StepId| -> DimValue {
+            if id == CUSTOM_STEP + OTHER {
+                DimValue::Other
+            } else {
+                DimValue::Value(step_name(id, |c| state.steps.store.name_arc(c)).to_string())
+            }
+        };
+        let mut out = MinuteCounts {
+            minute,
+            dimensions: self
+                .config
+                .dimensions
+                .iter()
+                .map(|d| d.name.to_string())
+                .collect(),
+            ..MinuteCounts::default()
+        };
+        for (key, cell) in &slot.trajectories {
+            out.trajectories.push(TrajectoryCounts {
+                dims: dims(key),
+                outcomes: *cell,
+            });
+        }
+        for ((s, key), cell) in &slot.steps {
+            out.steps.push(StepCounts {
+                step: step(*s),
+                dims: dims(key),
+                runs: cell.runs,
+                failed_runs: cell.failed_runs,
+                root_causes: cell.root_causes,
+                latency: cell.latency.entries(),
+            });
+        }
+        for ((s, k, key), cell) in &slot.kinds {
+            out.kinds.push(KindCounts {
+                step: step(*s),
+                kind: (*k != KIND_OTHER).then(|| kind_name(*k, &state.custom_kinds).to_string()),
+                dims: dims(key),
+                findings: cell.findings,
+                root_causes: cell.root_causes,
+            });
+        }
+        // A stable order, so equal counts give equal documents.
+        out.trajectories.sort_by(|a, b| a.dims.cmp(&b.dims));
+        out.steps
+            .sort_by(|a, b| (&a.step, &a.dims).cmp(&(&b.step, &b.dims)));
+        out.kinds
+            .sort_by(|a, b| (&a.step, &a.kind, &a.dims).cmp(&(&b.step, &b.kind, &b.dims)));
+        Some(out)
+    }
+
+    /// Adds stored minutes to the buckets (typically at startup, before live counting).
+    /// Minutes outside the horizon behind the newest one are skipped; returns how many
+    /// minutes were imported.
+    pub fn import_minutes(&self, minutes: &[MinuteCounts]) -> usize {
+        let cap = self.config.max_series;
+        let mut state = self.lock();
+        if let Some(newest) = minutes.iter().map(|m| m.minute).max() {
+            state.ring.advance(newest);
+        }
+        let mut imported = 0;
+        for m in minutes {
+            // Where each stored dimension goes in the configured order.
+            let map: Vec<Option<usize>> = m
+                .dimensions
+                .iter()
+                .map(|name| self.config.dimension_index(name))
+                .collect();
+            if state.ring.slot(m.minute).is_err() {
+                continue;
+            }
+            imported += 1;
+            for t in &m.trajectories {
+                let key = state.import_dims(&map, &t.dims);
+                if let Ok(slot) = state.ring.slot(m.minute) {
+                    let cell = slot.trajectory(key, cap);
+                    for (c, n) in cell.iter_mut().zip(t.outcomes) {
+                        *c += n;
+                    }
+                }
+            }
+            for s in &m.steps {
+                let step = state.import_step(&s.step);
+                let key = state.import_dims(&map, &s.dims);
+                if let Ok(slot) = state.ring.slot(m.minute) {
+                    let cell = slot.step(step, key, cap);
+                    cell.runs += s.runs;
+                    cell.failed_runs += s.failed_runs;
+                    cell.root_causes += s.root_causes;
+                    for &(index, count) in &s.latency {
+                        cell.latency.add(index, count);
+                    }
+                }
+            }
+            for k in &m.kinds {
+                let step = state.import_step(&k.step);
+                let kind = match &k.kind {
+                    Some(name) => state.kind_id(&FindingKind::from_name(name)),
+                    None => KIND_OTHER,
+                };
+                let key = state.import_dims(&map, &k.dims);
+                if let Ok(slot) = state.ring.slot(m.minute) {
+                    let cell = slot.kind(step, kind, key, cap);
+                    cell.findings += k.findings;
+                    cell.root_causes += k.root_causes;
+                }
+            }
+        }
+        state.release_retired(true);
+        imported
+    }
+}
+
+impl State {
+    fn import_dims(&mut self, map: &[Option<usize>], values: &[DimValue]) -> DimKey {
+        // Dimensions the stored minute does not name are unset.
+        let mut key = ALL_OTHER;
+        for k in key.iter_mut().take(self.cohorts.len()) {
+            *k = UNSET;
+        }
+        for (value, d) in values.iter().zip(map) {
+            let Some(d) = *d else { continue };
+            let Some(cohort) = self.cohorts.get_mut(d) else {
+                continue;
+            };
+            key[d] = match value {
+                DimValue::Unset => UNSET,
+                DimValue::Other => OTHER,
+                DimValue::Value(v) => cohort.observe(Some(v)).1,
+            };
+        }
+        key
+    }
+
+    fn import_step(&mut self, step: &DimValue) -> StepId {
+        match step {
+            DimValue::Value(name) => self.step_ids(&StepKind::from_name(name)).1,
+            DimValue::Other | DimValue::Unset => CUSTOM_STEP + OTHER,
+        }
+    }
+}

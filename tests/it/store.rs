@@ -1,0 +1,608 @@
+//! The store through the API (filters, sort, cursor, sessions, hostile input, the
+//! OpenAPI document) and the crash test: the real binary killed with SIGKILL, restarted
+//! on the same data directory.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use faultline::config::FileConfig;
+use faultline::model::Outcome;
+use faultline::simulate::{Label, Scenario, SimConfig, Simulator};
+use prost::Message;
+use serde_json::Value;
+
+use crate::support::{api_url, fresh_data_dir, get_json, start_server_with};
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+/// Sends `n` simulated runs to an OTLP/HTTP base URL; returns their labels. Stops early
+/// (returning what was sent) when the server stops answering.
+async fn feed_to(base: &str, n: usize, seed: u64) -> Vec<Label> {
+    let mut sim = Simulator::new(SimConfig {
+        scenario: Scenario::uniform(0.04, 0.08),
+        ..SimConfig::new(seed, now_nanos() - 600_000_000_000)
+    });
+    let client = reqwest::Client::new();
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        let run = sim.next_run();
+        let mut bodies = vec![("/v1/traces", run.traces.encode_to_vec())];
+        if let Some(l) = run.logs {
+            bodies.push(("/v1/logs", l.encode_to_vec()));
+        }
+        if let Some(t) = run.late_traces {
+            bodies.push(("/v1/traces", t.encode_to_vec()));
+        }
+        for (path, body) in bodies {
+            let sent = client
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status() == 200 => {}
+                _ => return labels,
+            }
+        }
+        labels.push(run.label);
+    }
+    labels
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Every trace id listed, following cursors.
+async fn list_all(api: &str, filter: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{api}/api/v1/trajectories?limit=100&{filter}&cursor={c}"),
+            None => format!("{api}/api/v1/trajectories?limit=100&{filter}"),
+        };
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        out.extend(
+            body["trajectories"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .cloned(),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+async fn wait_listed(api: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = list_all(api, "").await.len();
+        if listed >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {listed} of {n} stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ids(list: &[Value]) -> HashSet<String> {
+    list.iter()
+        .map(|t| t["trace_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_sort_cursor_sessions_and_bad_input() {
+    // A small memory list, so most trajectories are read back from the store.
+    let running = start_server_with(
+        FileConfig {
+            recent_trajectories: Some(5),
+            ..FileConfig::default()
+        },
+        "300ms",
+    )
+    .await;
+    let base = format!("http://{}", running.otlp_http_address);
+    let labels = feed_to(&base, 80, 21).await;
+    assert_eq!(labels.len(), 80);
+    let api = format!("http://{}", running.api_address);
+    wait_listed(&api, labels.len()).await;
+
+    let all = list_all(&api, "").await;
+    assert_eq!(
+        ids(&all),
+        labels.iter().map(|l| l.trace_id.clone()).collect()
+    );
+    let ends: Vec<u64> = all
+        .iter()
+        .map(|t| t["end_unix_nano"].as_u64().unwrap())
+        .collect();
+    assert!(ends.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    let expect = |f: &dyn Fn(&Label) -> bool| -> HashSet<String> {
+        labels
+            .iter()
+            .filter(|l| f(l))
+            .map(|l| l.trace_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&list_all(&api, "outcome=failed").await),
+        expect(&|l| l.outcome == Outcome::Failed)
+    );
+    assert_eq!(
+        ids(&list_all(&api, "outcome=recovered").await),
+        expect(&|l| l.outcome == Outcome::Recovered)
+    );
+    // Root-cause step, finding kind and step: every row holds, none is missing.
+    for t in all.iter().filter(|t| t["outcome"] == "failed").take(3) {
+        let step = t["root_cause_step"].as_str().expect("blamed step");
+        let listed = list_all(&api, &format!("root_cause_step={step}")).await;
+        let want: HashSet<String> = all
+            .iter()
+            .filter(|x| x["root_cause_step"] == step)
+            .map(|x| x["trace_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids(&listed), want);
+        let kind = t["root_cause_kind"].as_str().expect("kind");
+        let (_, doc) = get(&format!(
+            "{api}/api/v1/trajectories/{}",
+            t["trace_id"].as_str().unwrap()
+        ))
+        .await;
+        let with_kind = list_all(&api, &format!("finding_kind={kind}")).await;
+        assert!(
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["kind"] != kind)
+                || ids(&with_kind).contains(t["trace_id"].as_str().unwrap())
+        );
+    }
+    let with_generator = list_all(&api, "step=generator").await;
+    assert!(!with_generator.is_empty());
+    assert!(list_all(&api, "step=no_such_step").await.is_empty());
+
+    // Cohort dimensions, dotted and bare, agree; every listed one carries the value.
+    let doc = {
+        let id = all[0]["trace_id"].as_str().unwrap();
+        get(&format!("{api}/api/v1/trajectories/{id}?attributes=true"))
+            .await
+            .1
+    };
+    let service = doc["service"].as_str().expect("service").to_owned();
+    let dotted = list_all(&api, &format!("dim.service={service}")).await;
+    let bare = list_all(&api, &format!("service={service}")).await;
+    assert!(!dotted.is_empty());
+    assert_eq!(ids(&dotted), ids(&bare));
+    assert!(dotted.iter().all(|t| t["service"] == service.as_str()));
+    let model = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| {
+            s["attributes"]["gen_ai.request.model"]
+                .as_str()
+                .or(s["attributes"]["llm.model_name"].as_str())
+        })
+        .map(str::to_owned);
+    if let Some(model) = model {
+        let by_model = list_all(&api, &format!("model={model}")).await;
+        assert!(ids(&by_model).contains(all[0]["trace_id"].as_str().unwrap()));
+        assert_eq!(
+            ids(&by_model),
+            ids(&list_all(&api, &format!("dim.model={model}")).await)
+        );
+    }
+
+    // Time range on the end time.
+    let mid = ends[ends.len() / 2];
+    let newer = list_all(&api, &format!("from={mid}")).await;
+    let older = list_all(&api, &format!("to={mid}")).await;
+    assert_eq!(newer.len() + older.len(), all.len());
+    assert!(newer
+        .iter()
+        .all(|t| t["end_unix_nano"].as_u64().unwrap() >= mid));
+
+    // Duration ascending, paged by cursor.
+    let by_duration = list_all(&api, "sort=duration&order=asc").await;
+    assert_eq!(ids(&by_duration), ids(&all));
+    let durations: Vec<u64> = by_duration
+        .iter()
+        .map(|t| t["end_unix_nano"].as_u64().unwrap() - t["start_unix_nano"].as_u64().unwrap())
+        .collect();
+    assert!(durations.windows(2).all(|w| w[0] <= w[1]));
+
+    // Text in reasons: a word of a real reason finds its trajectory.
+    let failed_id = all.iter().find(|t| t["outcome"] == "failed").unwrap()["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, failed_doc) = get(&format!("{api}/api/v1/trajectories/{failed_id}")).await;
+    let word = failed_doc["root_cause"]["reason"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .max_by_key(|w| w.len())
+        .unwrap()
+        .to_uppercase();
+    let found = list_all(&api, &format!("q={}", urlencode(&word))).await;
+    assert!(ids(&found).contains(&failed_id), "q={word}");
+
+    // A trajectory no longer in memory comes from the store, same shape.
+    let oldest = all.last().unwrap();
+    let (status, t) = get(&format!(
+        "{api}/api/v1/trajectories/{}",
+        oldest["trace_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(t["trace_id"], oldest["trace_id"]);
+    assert_eq!(t["outcome"], oldest["outcome"]);
+    assert_eq!(
+        t["steps"].as_array().unwrap().len() as u64,
+        oldest["span_count"].as_u64().unwrap()
+    );
+    assert!(t["steps"][0].get("attributes").is_none());
+    let (_, t) = get(&format!(
+        "{api}/api/v1/trajectories/{}?attributes=true",
+        oldest["trace_id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(t["steps"][0]["attributes"].is_object());
+
+    // Sessions.
+    if let Some(session) = all.iter().find_map(|t| t["session_id"].as_str()) {
+        let (status, body) = get(&format!("{api}/api/v1/sessions/{}", urlencode(session))).await;
+        assert_eq!(status, 200, "{body}");
+        let members = body["trajectories"].as_array().unwrap();
+        let want: HashSet<String> = all
+            .iter()
+            .filter(|t| t["session_id"] == session)
+            .map(|t| t["trace_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids(members), want);
+        let starts: Vec<u64> = members
+            .iter()
+            .map(|t| t["start_unix_nano"].as_u64().unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+    }
+    let (status, body) = get(&format!("{api}/api/v1/sessions/no-such-session")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["trajectories"].as_array().unwrap().len(), 0);
+
+    // Limits are clamped.
+    let (status, body) = get(&format!("{api}/api/v1/trajectories?limit=-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["trajectories"].as_array().unwrap().len(), 1);
+    let (status, body) = get(&format!("{api}/api/v1/trajectories?limit=1000000000000")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["trajectories"].as_array().unwrap().len(), 80);
+
+    // Injection strings are values: 200 and nothing matches; the table is intact.
+    for evil in [
+        "' OR 1=1--",
+        "%",
+        "_",
+        "x'); DROP TABLE trajectories;--",
+        "\" OR \"1\"=\"1",
+    ] {
+        for key in [
+            "step",
+            "finding_kind",
+            "root_cause_step",
+            "service",
+            "session_id",
+            "dim.model",
+            "model",
+        ] {
+            let url = format!("{api}/api/v1/trajectories?{key}={}", urlencode(evil));
+            let (status, body) = get(&url).await;
+            assert_eq!(status, 200, "{url}");
+            assert_eq!(body["trajectories"].as_array().unwrap().len(), 0, "{url}");
+        }
+        let (status, _) = get(&format!("{api}/api/v1/sessions/{}", urlencode(evil))).await;
+        assert_eq!(status, 200);
+    }
+    let (_, body) = get(&format!("{api}/api/v1/trajectories?q={}", urlencode("%"))).await;
+    assert!(body["trajectories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["finding_count"].as_u64() > Some(0)));
+    assert_eq!(list_all(&api, "").await.len(), 80, "nothing was deleted");
+
+    // Bad input: 400 with a message naming the problem.
+    for (path, needle) in [
+        ("/api/v1/trajectories?colour=red", "colour"),
+        ("/api/v1/trajectories?dim.colour=red", "colour"),
+        ("/api/v1/trajectories?sort=name", "sort"),
+        ("/api/v1/trajectories?sort=end;DROP", "sort"),
+        ("/api/v1/trajectories?order=up", "order"),
+        ("/api/v1/trajectories?limit=ten", "limit"),
+        ("/api/v1/trajectories?from=yesterday", "from"),
+        ("/api/v1/trajectories?from=10&to=5", "from"),
+        ("/api/v1/trajectories?cursor=abc", "cursor"),
+        ("/api/v1/trajectories?outcome=maybe", "outcome"),
+        ("/api/v1/trajectories?step=a&step=b", "step"),
+        ("/api/v1/trajectories/xyz", "trace_id"),
+        (
+            "/api/v1/trajectories/0123456789abcdef0123456789abcdef?attributes=maybe",
+            "attributes",
+        ),
+        ("/api/v1/sessions/s?colour=red", "colour"),
+        ("/api/v1/sessions/s?limit=x", "limit"),
+    ] {
+        let (status, body) = get_json(&running, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+    // A cursor of another sort is refused.
+    let (_, page) = get(&format!("{api}/api/v1/trajectories?limit=2")).await;
+    let c = page["next_cursor"].as_str().unwrap();
+    let (status, _) = get(&format!(
+        "{api}/api/v1/trajectories?limit=2&sort=duration&cursor={c}"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = get_json(
+        &running,
+        "/api/v1/trajectories/0123456789abcdef0123456789abcdef",
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The OpenAPI document is served as JSON.
+    let resp = reqwest::get(api_url(&running, "/api/v1/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["paths"]["/api/v1/sessions/{session_id}"].is_object());
+
+    running.shutdown().await;
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Child {
+    process: tokio::process::Child,
+    api: String,
+    otlp: String,
+}
+
+async fn start_binary(data_dir: &Path) -> Child {
+    let (grpc, http, api) = (free_port(), free_port(), free_port());
+    let config = data_dir.with_extension("toml");
+    std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .args([
+            "--idle-timeout",
+            "300ms",
+            "--late-grace",
+            "1s",
+            "--shards",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the faultline binary starts");
+    let child = Child {
+        process,
+        api: format!("http://127.0.0.1:{api}"),
+        otlp: format!("http://127.0.0.1:{http}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Child {
+    async fn kill9(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.process.start_kill().expect("kill");
+        let _ = self.process.wait().await;
+    }
+
+    async fn metric(&self, line_prefix: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_kill_9_with_trajectories_and_counts_intact() {
+    let data_dir = fresh_data_dir();
+    let from = now_nanos() - 3 * 3600 * 1_000_000_000;
+    let to = now_nanos() + 3600 * 1_000_000_000;
+    let breakdown_path = format!("/api/v1/breakdown?from={from}&to={to}&by=service");
+
+    // 1. Traffic, then quiescence: everything analysed, finalized and committed.
+    let child = start_binary(&data_dir).await;
+    let labels = feed_to(&child.otlp, 60, 5).await;
+    assert_eq!(labels.len(), 60);
+    wait_listed(&child.api, 60).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while child
+        .metric("faultline_store_writes_total{op=\"finalize\"}")
+        .await
+        < 60
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not finalized");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before_list = list_all(&child.api, "").await;
+    let (status, before) = get(&format!("{}{breakdown_path}", child.api)).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["totals"]["trajectories"], 60);
+    child.kill9().await;
+
+    // 2. Restart: every trajectory and the exact breakdown are back.
+    let child = start_binary(&data_dir).await;
+    let after_list = list_all(&child.api, "").await;
+    assert_eq!(ids(&after_list), ids(&before_list));
+    assert_eq!(after_list, before_list, "same rows, same order");
+    let (_, after) = get(&format!("{}{breakdown_path}", child.api)).await;
+    assert_eq!(after, before, "breakdown over the stored period");
+    for t in before_list.iter().filter(|t| t["outcome"] == "failed") {
+        let (status, doc) = get(&format!(
+            "{}/api/v1/trajectories/{}",
+            child.api,
+            t["trace_id"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!(status, 200);
+        assert!(doc["root_cause"].is_object());
+    }
+
+    // 3. SIGKILL in the middle of ingest.
+    let otlp = child.otlp.clone();
+    let feeding = tokio::spawn(async move { feed_to(&otlp, 20_000, 6).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while child
+        .metric("faultline_store_writes_total{op=\"put\"}")
+        .await
+        < 80
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no writes during ingest"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill9().await;
+    let sent = feeding.await.expect("feeder");
+    assert!(
+        sent.len() < 20_000,
+        "killed mid-ingest ({} sent)",
+        sent.len()
+    );
+
+    // 4. Restart: the database opens, everything committed before is there, and every
+    // stored row reads back whole.
+    let child = start_binary(&data_dir).await;
+    let list = list_all(&child.api, "").await;
+    let stored = ids(&list);
+    assert!(ids(&before_list).is_subset(&stored));
+    assert!(
+        stored.len() >= 80,
+        "writes committed during ingest survive: {}",
+        stored.len()
+    );
+    let sent_ids: HashSet<String> = sent.iter().map(|l| l.trace_id.clone()).collect();
+    assert!(stored
+        .iter()
+        .all(|id| ids(&before_list).contains(id) || sent_ids.contains(id)));
+    for t in &list {
+        let (status, doc) = get(&format!(
+            "{}/api/v1/trajectories/{}",
+            child.api,
+            t["trace_id"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            doc["steps"].as_array().unwrap().len() as u64,
+            t["span_count"].as_u64().unwrap()
+        );
+    }
+    let (_, counts) = get(&format!("{}{breakdown_path}", child.api)).await;
+    assert!(counts["totals"]["trajectories"].as_u64().unwrap() >= 60);
+    child.kill9().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn bad_data_dir_fails_startup_with_a_message() {
+    let dir = fresh_data_dir();
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    std::fs::write(&dir, b"a file, not a directory").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--otlp-grpc-address", "127.0.0.1:0"])
+        .args(["--otlp-http-address", "127.0.0.1:0"])
+        .args(["--api-address", "127.0.0.1:0"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
+    let _ = std::fs::remove_file(&dir);
+}
