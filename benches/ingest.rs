@@ -142,7 +142,7 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn settings(idle: &str, aggregation: bool) -> Settings {
+fn settings(idle: &str, aggregation: bool, data_dir: &std::path::Path) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
         None,
@@ -154,6 +154,7 @@ fn settings(idle: &str, aggregation: bool) -> Settings {
             late_grace: Some("1s".into()),
             max_buffered_spans: Some(20_000_000),
             shards: Some(2),
+            data_dir: Some(data_dir.to_owned()),
             ..Overrides::default()
         },
     )
@@ -241,13 +242,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, aggregation: bool) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings("200ms", aggregation)))
+        .block_on(faultline::server::start(&settings("200ms", aggregation, dir.path())))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
     let analysed0 = running.metrics.trajectories_analysed.get();
@@ -294,13 +296,14 @@ fn main() {
     drop(reqs);
 
     // 1. Memory (first, before other phases leave freed memory in the allocator): hold spans open (long idle timeout) and measure RSS growth per span.
+    let mem_dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings("10m", true)))
+        .block_on(faultline::server::start(&settings("10m", true, mem_dir.path())))
         .expect("server starts");
     let before = rss_kib("VmRSS:");
     let hold_rounds = (600_000 / spans_per_round).max(1) as u32;
