@@ -249,7 +249,11 @@ fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, aggregation: bool) -> (f64
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings("200ms", aggregation, dir.path())))
+        .block_on(faultline::server::start(&settings(
+            "200ms",
+            aggregation,
+            dir.path(),
+        )))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
     let analysed0 = running.metrics.trajectories_analysed.get();
@@ -303,7 +307,11 @@ fn main() {
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings("10m", true, mem_dir.path())))
+        .block_on(faultline::server::start(&settings(
+            "10m",
+            true,
+            mem_dir.path(),
+        )))
         .expect("server starts");
     let before = rss_kib("VmRSS:");
     let hold_rounds = (600_000 / spans_per_round).max(1) as u32;

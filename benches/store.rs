@@ -306,6 +306,7 @@ fn main() {
         recent: Arc::new(faultline::store::Recent::new(16)),
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
+        store_healthy: Arc::new(|| true),
         reasons: Arc::new(faultline::api::reasons::ReasonsState {
             clusterer: Arc::new(
                 faultline::reasons::SharedClusterer::new(

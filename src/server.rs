@@ -232,6 +232,10 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         }),
         registry: Arc::new(registry),
         ready: ready.clone(),
+        store_healthy: {
+            let m = store_metrics.clone();
+            Arc::new(move || m.healthy.load(std::sync::atomic::Ordering::Relaxed))
+        },
     }));
     // The API stops last, after the pipeline has released its traces.
     let (api_stop, api_stop_rx) = watch::channel(false);

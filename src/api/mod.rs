@@ -34,6 +34,9 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// False while the store's last transaction failed (disk full, locked, ...):
+    /// `/healthz` then reports `degraded`; ingest and metrics go on.
+    pub store_healthy: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// A client or server error, rendered as `{"error": "..."}`.
@@ -80,7 +83,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
             get(reasons::list_reasons).with_state(state.reasons.clone()),
         )
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::ui::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -99,6 +102,20 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// 200 `ok`, or 200 `degraded: …` when a part is failing but the service still takes
+/// and analyses data (so an orchestrator does not restart it for a full disk).
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    if (state.store_healthy)() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::OK,
+            "degraded: the store's last write failed (see faultline_store_errors_total)\n",
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
