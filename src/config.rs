@@ -75,6 +75,9 @@ pub struct FileConfig {
     /// Failure detection settings (`[detect]`): evaluator thresholds, tool-error
     /// patterns, loop threshold, per-step latency SLOs, output rules.
     pub detect: Option<crate::detect::RawDetectConfig>,
+    /// Built-in alerting (`[alerts]`): Alertmanager and webhook URLs, detection
+    /// thresholds, bounds.
+    pub alerts: Option<crate::alerts::RawAlertsConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -111,6 +114,7 @@ pub struct Settings {
     pub recent_trajectories: usize,
     pub analyze: crate::analyze::AnalyzeConfig,
     pub aggregate: crate::aggregate::config::AggregateConfig,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -222,6 +226,16 @@ impl Settings {
             })?,
             None => crate::aggregate::config::AggregateConfig::default_config(),
         };
+        let alerts = match &file.alerts {
+            Some(raw) => {
+                crate::alerts::AlertsConfig::from_raw(raw).map_err(|e| ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: "alerts".into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => crate::alerts::AlertsConfig::default(),
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -298,6 +312,7 @@ impl Settings {
             )?,
             analyze,
             aggregate,
+            alerts,
         })
     }
 }

@@ -75,6 +75,7 @@ pub struct Running {
     pub recent: Arc<Recent>,
     pub aggregator: Arc<Aggregator>,
     pub metrics: Arc<SelfMetrics>,
+    pub alerts: Arc<crate::alerts::AlertEngine>,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -169,6 +170,19 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let alert_tasks = crate::alerts::start(
+        settings.alerts.clone(),
+        &mut registry,
+        aggregator.clone(),
+        Some(crate::alerts::reason_lookup(
+            reason_clusterer.clone(),
+            reason_stats.clone(),
+        )),
+        &format!("http://{api_address}"),
+        stop_rx.clone(),
+    );
+    tasks.extend(alert_tasks.tasks);
+    let alerts = alert_tasks.engine;
 
     {
         let ingest = ingest.clone();
@@ -199,6 +213,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             stats: reason_stats,
             horizon: reasons_horizon,
         }),
+        alerts: alerts.clone(),
         registry: Arc::new(registry),
         ready: ready.clone(),
     }));
@@ -226,6 +241,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         recent,
         aggregator,
         metrics,
+        alerts,
         ready,
         stop,
         tasks,

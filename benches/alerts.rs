@@ -1,0 +1,2 @@
+//! Alert detection benchmark (placeholder while it is written).
+fn main() {}
