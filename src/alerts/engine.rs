@@ -150,7 +150,9 @@ pub struct Alert {
     pub resolved_unix_nano: Option<u64>,
     /// End of the last minute evaluated for this alert.
     pub updated_unix_nano: u64,
-    /// The rate that decided (the test window's), and the baseline it was compared with.
+    /// The rate that decided, and the baseline it was compared with: for a spike, the
+    /// highest rate of its window while pending or firing; for a shift, the rate of its
+    /// CUSUM excursion while pending, then of the last ten minutes.
     pub rate: f64,
     pub baseline: f64,
     pub runs: u64,
@@ -839,8 +841,11 @@ impl AlertEngine {
                         let calm_since = (m + 1 - st.spike_calm as u64) * NANOS_PER_MINUTE;
                         st.spike = None;
                         self.resolve(state, id, calm_since);
-                    } else {
+                    } else if state.alerts.get(&id).is_some_and(|a| window_rate > a.rate) {
+                        // A firing spike shows its peak window.
                         self.update(state, id, end_nanos, (window_rate, p0, n_w, k_w));
+                    } else if let Some(a) = state.alerts.get_mut(&id) {
+                        a.updated_unix_nano = end_nanos;
                     }
                 } else if hot {
                     st.spike_hot += 1;
