@@ -1,5 +1,6 @@
 //! The integration tests: one binary, modules by area. Servers bind port 0.
 
+mod alerting;
 mod api;
 mod cli;
 mod instrumentations;
