@@ -376,7 +376,7 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
                     a["endsAt"].as_str().is_some_and(|e| e <= now.as_str())
                         || a["status"]["state"] != "active"
                 });
-                resolved.then(|| Value::Array(same))
+                resolved.then_some(Value::Array(same))
             }
         },
     )
