@@ -5,10 +5,12 @@
 //! Scenarios (seeded; `Scenario` time windows multiply the planted fault rates):
 //! - steady: 24 h of traffic with realistic noise (every fault rate drifts by a factor
 //!   drawn from 0.8..1.25 every 30 minutes): any alert is a false alarm;
-//! - spike: after 2 h of warm-up, the retriever's faults × 3 for 10 minutes, in several
-//!   trials starting at different seconds of a minute: detection delay in event time;
-//! - shift: after 2 h, the retriever's faults × 2 for good: detected, and labelled
-//!   `sustained`.
+//! - spike: after 2 h of warm-up, the planner's root-cause rate × 3 for 10 minutes (its
+//!   own faults multiplied by the factor that triples the step's rate, calibrated from
+//!   the simulator's labels), in trials starting at different seconds of a minute:
+//!   detection delay in event time;
+//! - shift: after 2 h, the planner's root-cause rate × 2 for good: detected, and
+//!   labelled `sustained`.
 //!
 //! Run with `cargo bench --bench alerts`. `FAULTLINE_BENCH_RPS` sets the simulated runs
 //! per second of event time (default 4).
@@ -31,17 +33,41 @@ const MIN: u64 = 60_000_000_000;
 const HOUR: u64 = 60 * MIN;
 /// 2024-06-01T00:00:00Z.
 const T0: u64 = 1_717_200_000_000_000_000;
-/// The faults the simulator blames on the retriever.
-const RETRIEVER_FAULTS: [FaultKind; 1] = [FaultKind::EmptyRetrieval];
+/// The step spiked, and the faults the simulator blames on it alone.
+const STEP: &str = "planner";
+const STEP_FAULTS: [FaultKind; 3] = [
+    FaultKind::InvalidToolArgs,
+    FaultKind::Loop,
+    FaultKind::UnknownTool,
+];
+
+/// The factor on [`STEP_FAULTS`] that multiplies the step's root-cause rate by `ratio`,
+/// from the share of the step's root causes those faults make in the default scenario.
+fn factor_for(ratio: f64) -> f64 {
+    let mut sim = Simulator::new(SimConfig::new(9, T0));
+    let (mut own, mut all) = (0u64, 0u64);
+    for _ in 0..50_000 {
+        let l = sim.next_run().label;
+        if l.root_cause_step == Some(STEP) {
+            all += 1;
+            own += l.fault.is_some_and(|f| STEP_FAULTS.contains(&f)) as u64;
+        }
+    }
+    let share = own as f64 / all.max(1) as f64;
+    (ratio - (1.0 - share)) / share
+}
 
 struct Outcome {
     runs: u64,
-    /// Retriever root-cause rate (ground truth labels) before and inside the window.
+    /// The step's root-cause rate (ground truth labels) before and inside the window.
     truth_before: f64,
     truth_inside: f64,
     /// (event time the alert first fired at, kind, step, cohort) per firing alert.
     first_firing: Vec<(u64, AlertKind, String, String)>,
+    /// Alerts opened (pending, fired or not).
     alerts_created: u64,
+    /// Every alert opened: (kind, signal, step, cohort, state, rate, baseline, runs).
+    opened: Vec<String>,
     incidents: u64,
     final_firing: Vec<(AlertKind, String, String)>,
     eval_seconds: f64,
@@ -104,7 +130,7 @@ fn run(seed: u64, rps: f64, hours: u64, window: Option<TimeWindow>) -> Outcome {
             break;
         }
         runs += 1;
-        let rc = r.label.root_cause_step == Some("retriever");
+        let rc = r.label.root_cause_step == Some(STEP);
         match &window {
             Some(w) if t >= w.start_unix_nano && t < w.end_unix_nano => {
                 inside += 1;
@@ -173,7 +199,28 @@ fn run(seed: u64, rps: f64, hours: u64, window: Option<TimeWindow>) -> Outcome {
             )
         })
         .collect();
+    let opened = engine
+        .alerts(&AlertFilter::default())
+        .into_iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {} {} rate {:.4} baseline {:.4} runs {} failures {}",
+                a.kind.as_str(),
+                a.signal.as_str(),
+                a.step,
+                a.cohort
+                    .map(|(d, v)| format!("{d}={v}"))
+                    .unwrap_or_else(|| "(step)".into()),
+                a.state.as_str(),
+                a.rate,
+                a.baseline,
+                a.runs,
+                a.failures
+            )
+        })
+        .collect();
     Outcome {
+        opened,
         runs,
         truth_before: before_rc as f64 / before.max(1) as f64,
         truth_inside: inside_rc as f64 / inside.max(1) as f64,
@@ -194,7 +241,7 @@ fn main() {
         .unwrap_or(4.0);
     println!("alert detection benchmark: {rps} runs/s of event time, all templates and conventions, default [alerts] settings");
     println!();
-    println!("| scenario | event time | runs | retriever root-cause rate before → during | first firing (kind, step, cohort) | delay | alerts created | incidents | firing at end | replay wall s | eval ms/minute |");
+    println!("| scenario | event time | runs | {STEP} root-cause rate before → during | first firing (kind, step, cohort) | delay | alerts opened (pending or fired) | incidents (fired) | firing at end | replay wall s | eval ms/minute |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ok = true;
     let row = |name: &str, hours: u64, o: &Outcome, start: Option<u64>| {
@@ -247,11 +294,13 @@ fn main() {
     // Steady: 24 hours, nothing planted.
     let steady = run(1, rps, 24, None);
     row("steady (noise only)", 24, &steady, None);
-    if steady.alerts_created != 0 {
+    if steady.incidents != 0 {
         ok = false;
     }
+    let spike_factor = factor_for(3.0);
+    let shift_factor = factor_for(2.0);
 
-    // Spikes: 3× the retriever's faults for 10 minutes, in trials starting at different
+    // Spikes: the planner root-cause rate × 3 for 10 minutes, in trials starting at different
     // seconds of the minute.
     let mut delays = Vec::new();
     for (trial, offset_s) in [0u64, 17, 31, 44, 58].into_iter().enumerate() {
@@ -259,45 +308,45 @@ fn main() {
         let w = TimeWindow {
             start_unix_nano: start,
             end_unix_nano: start + 10 * MIN,
-            kinds: RETRIEVER_FAULTS.to_vec(),
-            factor: 3.0,
+            kinds: STEP_FAULTS.to_vec(),
+            factor: spike_factor,
         };
         let o = run(100 + trial as u64, rps, 3, Some(w));
         row(&format!("spike 3× (+{offset_s}s)"), 3, &o, Some(start));
         let hit = o
             .first_firing
             .iter()
-            .find(|(at, k, s, _)| *at > start && *k == AlertKind::Spike && s == "retriever");
+            .find(|(at, k, s, _)| *at > start && *k == AlertKind::Spike && s == STEP);
         match hit {
             Some((at, ..)) => delays.push((*at - start) as f64 / MIN as f64),
             None => ok = false,
         }
         if o.first_firing
             .iter()
-            .any(|(_, k, s, _)| *k == AlertKind::Sustained || s != "retriever")
+            .any(|(_, k, s, _)| *k == AlertKind::Sustained || s != STEP)
         {
             ok = false;
         }
     }
 
-    // Shift: 2× the retriever's faults from hour 2 to the end (hour 5).
+    // Shift: the planner root-cause rate × 2 from hour 2 to the end (hour 5).
     let start = T0 + 2 * HOUR;
     let w = TimeWindow {
         start_unix_nano: start,
         end_unix_nano: T0 + 5 * HOUR,
-        kinds: RETRIEVER_FAULTS.to_vec(),
-        factor: 2.0,
+        kinds: STEP_FAULTS.to_vec(),
+        factor: shift_factor,
     };
     let shift = run(200, rps, 5, Some(w));
     row("shift 2× (sustained)", 5, &shift, Some(start));
     let sustained = shift
         .first_firing
         .iter()
-        .find(|(_, k, s, _)| *k == AlertKind::Sustained && s == "retriever");
+        .find(|(_, k, s, _)| *k == AlertKind::Sustained && s == STEP);
     let final_sustained = shift
         .final_firing
         .iter()
-        .any(|(k, s, _)| *k == AlertKind::Sustained && s == "retriever");
+        .any(|(k, s, _)| *k == AlertKind::Sustained && s == STEP);
     if !final_sustained {
         ok = false;
     }
@@ -317,9 +366,16 @@ fn main() {
         final_sustained
     );
     println!(
-        "false alerts over 24 h of steady traffic: {}",
-        steady.alerts_created
+        "steady 24 h: {} incidents fired, {} alerts opened{}",
+        steady.incidents,
+        steady.alerts_created,
+        if steady.opened.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", steady.opened.join("; "))
+        }
     );
+    println!("fault factors on {STEP_FAULTS:?}: spike {spike_factor:.2}, shift {shift_factor:.2}");
     if delays.iter().any(|d| *d > 2.0) {
         ok = false;
     }
