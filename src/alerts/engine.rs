@@ -448,7 +448,8 @@ impl AlertEngine {
     }
 
     /// Evaluates every event minute closed since the last call (a minute is closed once
-    /// the source has data `settle_minutes` newer). Returns the minutes evaluated.
+    /// the source has data `settle_minutes` newer), then tests the open newest minute
+    /// for overwhelming spikes. Returns the closed minutes evaluated.
     pub fn tick(&self, source: &dyn CountSource) -> u64 {
         let Some(newest) = source.newest_minute() else {
             return 0;
@@ -460,7 +461,12 @@ impl AlertEngine {
         let cap = self.config.max_catch_up_minutes.max(1);
         let earliest = closed.saturating_sub(cap - 1);
         let start = match state.stats.last_minute {
-            Some(last) if last >= closed => return 0,
+            Some(last) if last >= closed => {
+                if newest > closed {
+                    self.provisional(&mut state, newest, source);
+                }
+                return 0;
+            }
             Some(last) => {
                 if last + 1 < earliest {
                     state.stats.minutes_skipped += earliest - last - 1;
@@ -471,6 +477,9 @@ impl AlertEngine {
         };
         for m in start..=closed {
             self.evaluate_locked(&mut state, m, source);
+        }
+        if newest > closed {
+            self.provisional(&mut state, newest, source);
         }
         closed - start + 1
     }
@@ -526,6 +535,31 @@ impl AlertEngine {
         self.metrics.evaluations.inc();
 
         // 1. Fresh counts for the short windows.
+        self.refresh(state, m, source);
+
+        // 2 and 3, per series and signal.
+        for i in 0..state.series.len() {
+            let step_runs = if state.series[i].cohort.is_some() {
+                let key = (state.series[i].step.clone(), None);
+                state
+                    .index
+                    .get(&key)
+                    .map(|&j| state.series[j].window(m, w, 0).0)
+            } else {
+                None
+            };
+            for signal in Signal::ALL {
+                self.evaluate_signal(state, i, signal, m, step_runs);
+            }
+        }
+
+        self.evict(state, m);
+        self.finish(state, m);
+    }
+
+    /// Reads the `W` minutes ending with `m` again from the source.
+    fn refresh(&self, state: &mut State, m: u64, source: &dyn CountSource) {
+        let w = self.config.spike_window_minutes.max(1);
         let mut rows = std::mem::take(&mut state.rows);
         for mm in (0..w as u64).rev().filter_map(|i| m.checked_sub(i)) {
             for s in &mut state.series {
@@ -552,8 +586,42 @@ impl AlertEngine {
             }
         }
         state.rows = rows;
+    }
 
-        // 2 and 3, per series and signal.
+    /// The most significant spike window of 1..=W minutes ending with `m`: (p-value
+    /// with Bonferroni, runs, failures, minutes), among windows passing the count and
+    /// ratio gates.
+    fn spike_test(
+        &self,
+        s: &Series,
+        sig: usize,
+        m: u64,
+        p0: f64,
+    ) -> Option<(f64, u64, u64, usize)> {
+        let cfg = &self.config;
+        let w = cfg.spike_window_minutes.max(1);
+        let mut best: Option<(f64, u64, u64, usize)> = None;
+        for win in 1..=w {
+            let (n, k) = s.window(m, win, sig);
+            if n == 0 || k < cfg.min_failures || (k as f64) < cfg.spike_min_ratio * p0 * n as f64 {
+                continue;
+            }
+            let p = (binomial_upper_tail(k, n, p0) * w as f64).min(1.0);
+            if best.is_none_or(|b| p < b.0) {
+                best = Some((p, n, k, win));
+            }
+        }
+        best
+    }
+
+    /// Between closed minutes: the open minute `m` as counted so far, tested for spikes
+    /// only, and only to fire at once on overwhelming evidence (p below
+    /// `spike_p_firing`). Nothing else changes: no baseline, no CUSUM, no resolution.
+    fn provisional(&self, state: &mut State, m: u64, source: &dyn CountSource) {
+        let cfg = &self.config;
+        self.refresh(state, m, source);
+        let w = cfg.spike_window_minutes.max(1);
+        let end_nanos = (m + 1).saturating_mul(NANOS_PER_MINUTE);
         for i in 0..state.series.len() {
             let step_runs = if state.series[i].cohort.is_some() {
                 let key = (state.series[i].step.clone(), None);
@@ -565,11 +633,48 @@ impl AlertEngine {
                 None
             };
             for signal in Signal::ALL {
-                self.evaluate_signal(state, i, signal, m, step_runs);
+                let sig = signal.index();
+                let s = &state.series[i];
+                let st = &s.signals[sig];
+                if st.spike.is_some() || st.sustained.is_some() {
+                    continue;
+                }
+                let p0 = st.baseline();
+                let ready = m.saturating_sub(s.first_minute) >= cfg.warmup_minutes
+                    && st.base_runs >= cfg.min_baseline_runs;
+                if !ready {
+                    continue;
+                }
+                let (n_w, _) = s.window(m, w, sig);
+                if step_runs.is_some_and(|t| t > 0 && n_w as f64 >= cfg.cohort_max_share * t as f64)
+                {
+                    continue;
+                }
+                let Some((p, n, k, win)) = self.spike_test(s, sig, m, p0) else {
+                    continue;
+                };
+                if p >= cfg.spike_p_firing {
+                    continue;
+                }
+                let started = (m + 1 - win as u64).saturating_mul(NANOS_PER_MINUTE);
+                let values = (k as f64 / n as f64, p0, n, k);
+                if let Some(id) = self.open(
+                    state,
+                    i,
+                    signal,
+                    AlertKind::Spike,
+                    started,
+                    end_nanos,
+                    values,
+                ) {
+                    let st = &mut state.series[i].signals[sig];
+                    st.spike = Some(id);
+                    st.spike_hot = 1;
+                    st.spike_calm = 0;
+                    self.fire(state, id);
+                }
             }
         }
-
-        self.evict(state, m);
         self.finish(state, m);
     }
 
@@ -673,17 +778,7 @@ impl AlertEngine {
         }
 
         // Spike: the most significant of the windows of 1..=w minutes.
-        let mut best: Option<(f64, u64, u64, usize)> = None;
-        for win in 1..=w {
-            let (n, k) = s.window(m, win, sig);
-            if n == 0 || k < cfg.min_failures || (k as f64) < cfg.spike_min_ratio * p0 * n as f64 {
-                continue;
-            }
-            let p = (binomial_upper_tail(k, n, p0) * w as f64).min(1.0);
-            if best.is_none_or(|b| p < b.0) {
-                best = Some((p, n, k, win));
-            }
-        }
+        let best = self.spike_test(s, sig, m, p0);
         let (n_w, k_w) = s.window(m, w, sig);
         let is_whole_step = match step_runs {
             Some(total) => total > 0 && n_w as f64 >= cfg.cohort_max_share * total as f64,
