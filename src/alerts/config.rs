@@ -37,7 +37,7 @@ pub struct RawAlertsConfig {
     /// One-sided binomial p-value (Bonferroni over the windows) that makes a spike
     /// pending; two pending evaluations in a row fire it. Default 1e-7.
     pub spike_p_pending: Option<f64>,
-    /// p-value that fires a spike at once. Default 1e-9.
+    /// p-value that fires a spike at once. Default 1e-8.
     pub spike_p_firing: Option<f64>,
     /// Rate ratio the CUSUM of a sustained shift is tuned to detect. Default 1.75.
     pub shift_ratio: Option<f64>,
@@ -137,7 +137,7 @@ impl Default for AlertsConfig {
             spike_min_ratio: 2.0,
             min_failures: 5,
             spike_p_pending: 1e-7,
-            spike_p_firing: 1e-9,
+            spike_p_firing: 1e-8,
             shift_ratio: 1.75,
             cusum_threshold: 15.0,
             sustained_min_minutes: 15,

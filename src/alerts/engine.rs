@@ -645,6 +645,13 @@ impl AlertEngine {
                 if !ready {
                     continue;
                 }
+                // A minute that has just opened holds few runs, and not a fair sample
+                // of them: wait for a quarter of the usual minute's runs.
+                let per_minute = st.base_runs
+                    * (1.0 - 0.5_f64.powf(1.0 / cfg.baseline_half_life_minutes.max(1.0)));
+                if (s.slot(m).runs as f64) < 0.25 * per_minute {
+                    continue;
+                }
                 let (n_w, _) = s.window(m, w, sig);
                 if step_runs.is_some_and(|t| t > 0 && n_w as f64 >= cfg.cohort_max_share * t as f64)
                 {

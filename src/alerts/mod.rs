@@ -26,8 +26,8 @@
 //!
 //! Invariants:
 //! - Event time only: the clock is the newest event minute of the source; a minute is
-//!   evaluated once `settle_minutes` newer data exists. A replay alerts as live traffic
-//!   did.
+//!   evaluated once `settle_minutes` newer data exists (the open minute is only tested
+//!   for overwhelming spikes). A replay alerts as live traffic did.
 //! - Bounded: at most `max_series` series, `max_alerts` open alerts, `max_incidents`
 //!   incidents, `max_recent` resolved alerts; the delivery channel is bounded and each
 //!   destination is rate-limited. Every refusal is counted in
