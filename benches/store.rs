@@ -307,6 +307,12 @@ fn main() {
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
         store_healthy: Arc::new(|| true),
+        alerts: Arc::new(faultline::alerts::AlertEngine::new(
+            faultline::alerts::AlertsConfig::default(),
+            &mut registry,
+            None,
+            "http://127.0.0.1:8700",
+        )),
         reasons: Arc::new(faultline::api::reasons::ReasonsState {
             clusterer: Arc::new(
                 faultline::reasons::SharedClusterer::new(

@@ -77,6 +77,9 @@ pub struct FileConfig {
     pub detect: Option<crate::detect::RawDetectConfig>,
     /// The embedded store (`[store]`): retention, max_bytes, success_sample, queue.
     pub store: Option<crate::store::RawStoreConfig>,
+    /// Built-in alerting (`[alerts]`): Alertmanager and webhook URLs, detection
+    /// thresholds, bounds.
+    pub alerts: Option<crate::alerts::RawAlertsConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -117,6 +120,7 @@ pub struct Settings {
     /// Always true in `serve`; the ingest benchmark turns it off to measure their cost.
     pub aggregation: bool,
     pub store: crate::store::StoreConfig,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -238,6 +242,16 @@ impl Settings {
             }
             None => crate::store::StoreConfig::default(),
         };
+        let alerts = match &file.alerts {
+            Some(raw) => {
+                crate::alerts::AlertsConfig::from_raw(raw).map_err(|e| ConfigError::Invalid {
+                    origin: file_origin.clone(),
+                    key: "alerts".into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => crate::alerts::AlertsConfig::default(),
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -316,6 +330,7 @@ impl Settings {
             aggregate,
             aggregation: true,
             store,
+            alerts,
         })
     }
 }

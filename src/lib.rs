@@ -15,6 +15,8 @@
 //! - [`attribute`]: the outcome of the run and the step to blame.
 //! - [`aggregate`]: per-step failure counts, root causes and latency by cohort, in
 //!   event-time minute buckets; the aggregation metrics and the breakdown query.
+//! - [`alerts`]: step-specific failure spikes and sustained shifts in event time;
+//!   delivery to Alertmanager and a webhook.
 //! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
 //! - [`store`]: what the API reads (recent analyses in memory).
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
@@ -28,6 +30,7 @@
 //! [`model`] is the shared vocabulary; it depends on nothing else in the crate.
 
 pub mod aggregate;
+pub mod alerts;
 pub mod analyze;
 pub mod api;
 pub mod assemble;

@@ -82,6 +82,7 @@ pub struct Running {
     pub store: Arc<dyn crate::store::Store>,
     pub store_metrics: Arc<crate::store::StoreMetrics>,
     store_writer: crate::store::StoreWriter,
+    pub alerts: Arc<crate::alerts::AlertEngine>,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -199,6 +200,19 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let alert_tasks = crate::alerts::start(
+        settings.alerts.clone(),
+        &mut registry,
+        aggregator.clone(),
+        Some(crate::alerts::reason_lookup(
+            reason_clusterer.clone(),
+            reason_stats.clone(),
+        )),
+        &format!("http://{api_address}"),
+        stop_rx.clone(),
+    );
+    tasks.extend(alert_tasks.tasks);
+    let alerts = alert_tasks.engine;
 
     {
         let ingest = ingest.clone();
@@ -230,6 +244,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             stats: reason_stats,
             horizon: reasons_horizon,
         }),
+        alerts: alerts.clone(),
         registry: Arc::new(registry),
         ready: ready.clone(),
         store_healthy: {
@@ -264,6 +279,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         store,
         store_metrics,
         store_writer,
+        alerts,
         ready,
         stop,
         tasks,

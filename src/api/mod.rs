@@ -5,6 +5,7 @@
 //! 4xx with a JSON `{"error": "..."}` naming the problem and are not logged; nothing in
 //! a request can make a handler panic.
 
+pub mod alerts;
 pub mod breakdown;
 pub mod dto;
 pub mod history;
@@ -31,6 +32,7 @@ pub struct ApiState {
     /// `recent`.
     pub store: Arc<dyn crate::store::Store>,
     pub reasons: Arc<reasons::ReasonsState>,
+    pub alerts: Arc<crate::alerts::AlertEngine>,
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -82,6 +84,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
             "/api/v1/reasons",
             get(reasons::list_reasons).with_state(state.reasons.clone()),
         )
+        .route("/api/v1/alerts", alerts::alerts_route(state.alerts.clone()))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

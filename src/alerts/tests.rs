@@ -1,0 +1,573 @@
+//! Unit tests of the alert engine: the statistics, the spike and shift tests and their
+//! labels, the lifecycle with hysteresis, grouping and bounds under a flood of cohorts,
+//! late data, delivery batches and bodies, and config validation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::config::RawAlertsConfig;
+use super::deliver::{alertmanager_body, webhook_body, Notification};
+use super::stats::ln_gamma;
+use super::*;
+
+/// 2024-06-01T00:00:00Z in unix minutes.
+const T0: u64 = 1_717_200_000 / 60;
+const MIN: u64 = 60_000_000_000;
+
+/// Counts by minute, set by the test.
+#[derive(Default)]
+struct Fake {
+    minutes: Mutex<HashMap<u64, Vec<SeriesCounts>>>,
+    newest: Mutex<Option<u64>>,
+}
+
+impl Fake {
+    fn put(&self, minute: u64, rows: Vec<SeriesCounts>) {
+        let mut newest = self.newest.lock().unwrap();
+        *newest = Some(newest.map_or(minute, |n| n.max(minute)));
+        self.minutes
+            .lock()
+            .unwrap()
+            .entry(minute)
+            .or_default()
+            .extend(rows);
+    }
+}
+
+impl CountSource for Fake {
+    fn newest_minute(&self) -> Option<u64> {
+        *self.newest.lock().unwrap()
+    }
+
+    fn minute_counts(&self, minute: u64, out: &mut Vec<SeriesCounts>) {
+        if let Some(rows) = self.minutes.lock().unwrap().get(&minute) {
+            out.extend(rows.iter().cloned());
+        }
+    }
+}
+
+fn row(step: &str, cohort: Option<(&str, &str)>, runs: u64, fails: u64, rc: u64) -> SeriesCounts {
+    SeriesCounts {
+        step: step.into(),
+        cohort: cohort.map(|(d, v)| (Arc::from(d), Arc::from(v))),
+        runs,
+        failures: fails,
+        root_causes: rc,
+    }
+}
+
+fn binomial(rng: &mut SmallRng, n: u64, p: f64) -> u64 {
+    (0..n).filter(|_| rng.random::<f64>() < p).count() as u64
+}
+
+fn engine(config: AlertsConfig) -> (AlertEngine, Registry) {
+    let mut registry = Registry::default();
+    let e = AlertEngine::new(config, &mut registry, None, "http://faultline:8700");
+    (e, registry)
+}
+
+/// Steady traffic for `minutes` from `start`, with `rate(minute)` for the retriever's
+/// failure and root-cause rates, two models (m1 two thirds of the runs).
+fn traffic(
+    fake: &Fake,
+    engine: &AlertEngine,
+    rng: &mut SmallRng,
+    start: u64,
+    minutes: u64,
+    runs: u64,
+    rate: impl Fn(u64) -> (f64, f64),
+) {
+    for m in start..start + minutes {
+        let (p_m1, p_m2) = rate(m);
+        let n1 = runs * 2 / 3;
+        let n2 = runs - n1;
+        let f1 = binomial(rng, n1, p_m1);
+        let f2 = binomial(rng, n2, p_m2);
+        let r1 = binomial(rng, f1, 0.6);
+        let r2 = binomial(rng, f2, 0.6);
+        let g = binomial(rng, runs, 0.03);
+        fake.put(
+            m,
+            vec![
+                row("retriever", None, runs, f1 + f2, r1 + r2),
+                row("retriever", Some(("model", "m1")), n1, f1, r1),
+                row("retriever", Some(("model", "m2")), n2, f2, r2),
+                row("generator", None, runs, g, g / 2),
+            ],
+        );
+        engine.tick(fake);
+    }
+}
+
+#[test]
+fn binomial_tail_and_ln_gamma_match_known_values() {
+    assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+    assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    assert!((ln_gamma(101.0) - 363.739_375_555_563_5).abs() < 1e-9);
+    // P(X >= 8), X ~ B(10, 0.5) = 56/1024.
+    assert!((binomial_upper_tail(8, 10, 0.5) - 56.0 / 1024.0).abs() < 1e-12);
+    // P(X >= 5), X ~ B(100, 0.01) = 0.0034238...
+    assert!((binomial_upper_tail(5, 100, 0.01) - 0.003_432_3).abs() < 1e-6);
+    assert_eq!(binomial_upper_tail(0, 10, 0.3), 1.0);
+    assert_eq!(binomial_upper_tail(11, 10, 0.3), 0.0);
+    assert_eq!(binomial_upper_tail(2, 10, 0.5), 1.0, "below the mean");
+    // Huge counts stay finite and tiny.
+    let p = binomial_upper_tail(5000, 100_000, 0.01);
+    assert!(p.is_finite() && p < 1e-300);
+    let p = binomial_upper_tail(1100, 100_000, 0.01);
+    assert!(p > 0.0 && p < 0.01, "{p}");
+    // The CUSUM step is positive above the shifted rate and negative at the baseline.
+    assert!(bernoulli_llr(20, 100, 0.1, 0.175) > 0.0);
+    assert!(bernoulli_llr(10, 100, 0.1, 0.175) < 0.0);
+}
+
+#[test]
+fn a_day_of_steady_noisy_traffic_raises_nothing() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(7);
+    // Rates drift by up to ±20% every half hour: real traffic is never a pure binomial.
+    let mut drift = HashMap::new();
+    for block in 0..48 {
+        drift.insert(block, 0.8 + 0.4 * rng.random::<f64>());
+    }
+    traffic(&fake, &engine, &mut rng, T0, 24 * 60, 300, |m| {
+        let d = drift[&((m - T0) / 30)];
+        (0.05 * d, 0.05 * d)
+    });
+    let all = engine.alerts(&AlertFilter::default());
+    assert!(all.is_empty(), "{all:#?}");
+    assert_eq!(engine.stats().alerts_created, 0);
+    assert!(engine.stats().evaluations >= 24 * 60 - 2);
+}
+
+#[test]
+fn a_3x_spike_fires_within_two_minutes_as_a_spike_and_resolves() {
+    let (engine, registry) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let spike_start = T0 + 120;
+    traffic(&fake, &engine, &mut rng, T0, 180, 300, |m| {
+        if (spike_start..spike_start + 6).contains(&m) {
+            (0.15, 0.15)
+        } else {
+            (0.05, 0.05)
+        }
+    });
+    let all = engine.alerts(&AlertFilter::default());
+    let step = all
+        .iter()
+        .find(|a| &*a.step == "retriever" && a.cohort.is_none() && a.signal == Signal::Failure)
+        .unwrap_or_else(|| panic!("no step-level alert: {all:#?}"));
+    assert_eq!(step.kind, AlertKind::Spike);
+    assert_eq!(step.state, AlertState::Resolved);
+    assert!(step.started_unix_nano >= spike_start * MIN - 2 * MIN);
+    assert!(step.started_unix_nano <= (spike_start + 2) * MIN);
+    let resolved = step.resolved_unix_nano.unwrap();
+    assert!(resolved >= (spike_start + 6) * MIN && resolved <= (spike_start + 12) * MIN);
+    assert!(step.rate > 2.0 * step.baseline, "{step:?}");
+    assert!(
+        all.iter().all(|a| a.kind == AlertKind::Spike),
+        "a six-minute burst is never a shift: {all:#?}"
+    );
+    assert!(all.iter().all(|a| &*a.step == "retriever"), "{all:#?}");
+
+    // Replayed minute by minute, the alert fires on the evaluation of minute
+    // spike_start + 1 at the latest: two minutes of event time.
+    let (engine2, _) = self::engine(AlertsConfig::default());
+    let fake2 = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let mut fired_at = None;
+    for m in T0..spike_start + 6 {
+        traffic(&fake2, &engine2, &mut rng, m, 1, 300, |m| {
+            if m >= spike_start {
+                (0.15, 0.15)
+            } else {
+                (0.05, 0.05)
+            }
+        });
+        // Minute m - 1 was just evaluated (settle 1).
+        let firing = engine2.alerts(&AlertFilter {
+            state: Some(AlertState::Firing),
+            ..AlertFilter::default()
+        });
+        if fired_at.is_none() && !firing.is_empty() {
+            fired_at = Some(m);
+        }
+    }
+    let evaluated = fired_at.expect("fired") - 1;
+    let delay_minutes = evaluated + 1 - spike_start;
+    assert!(delay_minutes <= 2, "detected {delay_minutes} minutes in");
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(
+            "faultline_alert_firing{signal=\"failure\",step=\"retriever\",kind=\"spike\"} 0"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_2x_shift_that_lasts_is_labelled_sustained() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(5);
+    let shift = T0 + 120;
+    traffic(&fake, &engine, &mut rng, T0, 240, 300, |m| {
+        if m >= shift {
+            (0.10, 0.10)
+        } else {
+            (0.05, 0.05)
+        }
+    });
+    let firing = engine.alerts(&AlertFilter {
+        state: Some(AlertState::Firing),
+        ..AlertFilter::default()
+    });
+    let sustained: Vec<_> = firing
+        .iter()
+        .filter(|a| a.kind == AlertKind::Sustained && a.cohort.is_none())
+        .collect();
+    assert!(!sustained.is_empty(), "{firing:#?}");
+    assert!(
+        firing.iter().all(|a| a.kind == AlertKind::Sustained),
+        "once a shift fires, no spike of the same series stays firing: {firing:#?}"
+    );
+    let a = sustained[0];
+    assert!(a.started_unix_nano >= shift * MIN - 5 * MIN, "{a:?}");
+    assert!(a.rate > 1.5 * a.baseline, "{a:?}");
+}
+
+#[test]
+fn a_shift_becomes_the_new_baseline_after_relearn_after() {
+    let config = AlertsConfig {
+        relearn_after_minutes: 60,
+        ..AlertsConfig::default()
+    };
+    let (engine, _) = engine(config);
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(9);
+    let shift = T0 + 120;
+    traffic(&fake, &engine, &mut rng, T0, 420, 300, |m| {
+        if m >= shift {
+            (0.12, 0.12)
+        } else {
+            (0.05, 0.05)
+        }
+    });
+    let all = engine.alerts(&AlertFilter::default());
+    let relearned = all
+        .iter()
+        .filter(|a| a.kind == AlertKind::Sustained && a.state == AlertState::Resolved)
+        .count();
+    assert!(relearned > 0, "{all:#?}");
+    let firing = engine.alerts(&AlertFilter {
+        state: Some(AlertState::Firing),
+        ..AlertFilter::default()
+    });
+    assert!(
+        firing.is_empty(),
+        "the new level is normal now: {firing:#?}"
+    );
+}
+
+#[test]
+fn a_cohort_spike_alerts_for_that_cohort_only() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(3);
+    let start = T0 + 120;
+    // m2 (a third of the runs) goes from 5% to 30%: the step as a whole only doubles.
+    traffic(&fake, &engine, &mut rng, T0, 130, 300, |m| {
+        if m >= start {
+            (0.05, 0.30)
+        } else {
+            (0.05, 0.05)
+        }
+    });
+    let firing = engine.alerts(&AlertFilter {
+        state: Some(AlertState::Firing),
+        ..AlertFilter::default()
+    });
+    assert!(
+        firing
+            .iter()
+            .any(|a| a.cohort == Some((Arc::from("model"), Arc::from("m2")))
+                && a.kind == AlertKind::Spike),
+        "{firing:#?}"
+    );
+    assert!(
+        !firing
+            .iter()
+            .any(|a| a.cohort == Some((Arc::from("model"), Arc::from("m1")))),
+        "{firing:#?}"
+    );
+}
+
+#[test]
+fn a_cohort_that_is_the_whole_step_raises_no_alert_of_its_own() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(13);
+    for m in T0..T0 + 130 {
+        let p = if m >= T0 + 120 { 0.2 } else { 0.05 };
+        let f = binomial(&mut rng, 300, p);
+        fake.put(
+            m,
+            vec![
+                row("tool", None, 300, f, f),
+                row("tool", Some(("service", "api")), 300, f, f),
+            ],
+        );
+        engine.tick(&fake);
+    }
+    let firing = engine.alerts(&AlertFilter::default());
+    assert!(!firing.is_empty());
+    assert!(firing.iter().all(|a| a.cohort.is_none()), "{firing:#?}");
+}
+
+#[test]
+fn ten_thousand_cohorts_spiking_at_once_are_grouped_bounded_and_counted() {
+    let config = AlertsConfig {
+        max_series: 2000,
+        max_alerts: 300,
+        warmup_minutes: 5,
+        min_baseline_runs: 50.0,
+        ..AlertsConfig::default()
+    };
+    let mut registry = Registry::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let engine = AlertEngine::new(config, &mut registry, Some(tx), "http://f");
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(1);
+    for m in T0..T0 + 40 {
+        let spiking = m >= T0 + 30;
+        let mut rows = vec![row(
+            "tool",
+            None,
+            10_000 * 20,
+            if spiking { 60_000 } else { 4_000 },
+            0,
+        )];
+        for c in 0..10_000 {
+            let p = if spiking { 0.3 } else { 0.02 };
+            let f = binomial(&mut rng, 20, p);
+            rows.push(row("tool", Some(("user", &format!("u{c}"))), 20, f, 0));
+        }
+        fake.put(m, rows);
+        engine.tick(&fake);
+    }
+    let stats = engine.stats();
+    assert!(stats.series <= 2000, "{stats:?}");
+    assert!(stats.series_refused > 0, "{stats:?}");
+    let active = engine.alerts(&AlertFilter::default());
+    assert!(active.len() <= 300);
+    assert!(!active.is_empty());
+    // Every firing failure alert of the step is in one incident.
+    let incidents: std::collections::HashSet<_> = active
+        .iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .map(|a| (a.signal, a.kind, a.incident))
+        .collect();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let mut batches = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        batches.push(b);
+    }
+    let notes: Vec<&Notification> = batches.iter().flatten().collect();
+    assert!(!notes.is_empty());
+    let distinct: std::collections::HashSet<u64> = notes.iter().map(|n| n.incident).collect();
+    assert_eq!(distinct.len(), 1, "one incident, one notification stream");
+    let last = notes.last().unwrap();
+    assert!(last.annotations["cohorts"].contains("more"), "{last:?}");
+    assert!(last.annotations["cohorts"].len() < 1000);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("faultline_alerts_suppressed_total{reason=\"max_series\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn counts_that_arrive_late_still_land_in_the_short_windows() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(21);
+    traffic(&fake, &engine, &mut rng, T0, 120, 300, |_| (0.05, 0.05));
+    // Minute 120 is evaluated with its on-time runs only: nothing unusual.
+    let m = T0 + 120;
+    fake.put(m, vec![row("retriever", None, 300, 15, 9)]);
+    fake.put(m + 1, vec![row("retriever", None, 300, 15, 9)]);
+    engine.tick(&fake);
+    assert!(engine.alerts(&AlertFilter::default()).is_empty());
+    // Its late runs, all failed, arrive afterwards: the next evaluation reads the minute
+    // again and sees them.
+    fake.put(m, vec![row("retriever", None, 100, 100, 100)]);
+    fake.put(m + 2, vec![row("retriever", None, 300, 15, 9)]);
+    engine.tick(&fake);
+    let all = engine.alerts(&AlertFilter::default());
+    let a = all
+        .iter()
+        .find(|a| a.signal == Signal::RootCause && a.cohort.is_none())
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_eq!(a.started_unix_nano, m * MIN, "{a:?}");
+    assert!(
+        a.failures >= 109,
+        "the late failures of minute {m} are counted: {a:?}"
+    );
+}
+
+#[test]
+fn a_full_delivery_queue_is_counted_and_resynced() {
+    let config = AlertsConfig {
+        warmup_minutes: 5,
+        min_baseline_runs: 50.0,
+        ..AlertsConfig::default()
+    };
+    let mut registry = Registry::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let engine = AlertEngine::new(config, &mut registry, Some(tx), "http://f");
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(2);
+    for m in T0..T0 + 40 {
+        let mut rows = Vec::new();
+        // The three steps start failing two minutes apart: three batches.
+        for (i, step) in ["planner", "tool", "retriever"].into_iter().enumerate() {
+            let p = if m >= T0 + 30 + 2 * i as u64 {
+                0.4
+            } else {
+                0.02
+            };
+            let f = binomial(&mut rng, 200, p);
+            rows.push(row(step, None, 200, f, f));
+        }
+        fake.put(m, rows);
+        engine.tick(&fake);
+    }
+    assert!(engine.stats().batches_dropped > 0);
+    let first = rx.try_recv().expect("one batch queued");
+    assert!(!first.is_empty());
+    // The next evaluation after room is made sends every open incident.
+    fake.put(T0 + 40, vec![row("tool", None, 200, 80, 80)]);
+    engine.tick(&fake);
+    let resync = rx.try_recv().expect("resync batch");
+    let incidents: std::collections::HashSet<_> =
+        resync.iter().map(|n| n.labels["step"].clone()).collect();
+    assert_eq!(incidents.len(), 3, "{resync:#?}");
+}
+
+#[test]
+fn the_alertmanager_and_webhook_bodies_follow_their_contracts() {
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert(
+        "alertname".to_owned(),
+        "FaultlineStepRootCauseRate".to_owned(),
+    );
+    labels.insert("step".to_owned(), "retriever".to_owned());
+    let note = Notification {
+        incident: 4,
+        labels,
+        annotations: Default::default(),
+        starts_unix_nano: 1_717_200_000_000_000_000,
+        resolved_unix_nano: None,
+        generator_url: "http://f/#/trajectories?step=retriever&outcome=failed".into(),
+    };
+    let now = 1_717_200_600_000_000_000;
+    let body = alertmanager_body(std::slice::from_ref(&note), now, Duration::from_secs(300));
+    assert_eq!(body[0]["startsAt"], "2024-06-01T00:00:00.000Z");
+    assert_eq!(body[0]["endsAt"], "2024-06-01T00:15:00.000Z");
+    assert_eq!(body[0]["labels"]["step"], "retriever");
+    assert_eq!(
+        body[0]["generatorURL"],
+        "http://f/#/trajectories?step=retriever&outcome=failed"
+    );
+    // Resolved: ends at the resolution, never after now.
+    let resolved = Notification {
+        resolved_unix_nano: Some(now + 3_600_000_000_000),
+        ..note.clone()
+    };
+    let body = alertmanager_body(&[resolved], now, Duration::from_secs(300));
+    assert_eq!(body[0]["endsAt"], "2024-06-01T00:10:00.000Z");
+    // A start in the future (skewed clock) is clamped before now.
+    let future = Notification {
+        starts_unix_nano: now + 1_000_000_000_000,
+        ..note.clone()
+    };
+    let body = alertmanager_body(&[future], now, Duration::from_secs(300));
+    assert_eq!(body[0]["startsAt"], "2024-06-01T00:09:59.000Z");
+    let hook = webhook_body(&[note]);
+    assert_eq!(hook["source"], "faultline");
+    assert_eq!(hook["alerts"][0]["status"], "firing");
+    assert_eq!(hook["alerts"][0]["incident"], 4);
+    assert!(hook["alerts"][0]["resolved_unix_nano"].is_null());
+}
+
+#[test]
+fn hostile_step_names_are_truncated_and_escaped_in_links() {
+    let (engine, _) = engine(AlertsConfig::default());
+    assert_eq!(
+        engine.link("tool&x=<script>"),
+        "http://faultline:8700/#/trajectories?step=tool%26x%3D%3Cscript%3E&outcome=failed"
+    );
+}
+
+#[test]
+fn config_is_validated() {
+    let ok = AlertsConfig::from_raw(&RawAlertsConfig {
+        alertmanager_url: Some("http://am:9093/".into()),
+        warmup: Some("10m".into()),
+        spike_window_minutes: Some(5),
+        ..RawAlertsConfig::default()
+    })
+    .unwrap();
+    assert_eq!(ok.alertmanager_url.as_deref(), Some("http://am:9093"));
+    assert_eq!(ok.warmup_minutes, 10);
+    assert_eq!(ok.spike_window_minutes, 5);
+    let bad = |raw: RawAlertsConfig| AlertsConfig::from_raw(&raw).unwrap_err().key;
+    assert_eq!(
+        bad(RawAlertsConfig {
+            alertmanager_url: Some("am:9093".into()),
+            ..Default::default()
+        }),
+        "alertmanager_url"
+    );
+    assert_eq!(
+        bad(RawAlertsConfig {
+            spike_window_minutes: Some(0),
+            ..Default::default()
+        }),
+        "spike_window_minutes"
+    );
+    assert_eq!(
+        bad(RawAlertsConfig {
+            spike_p_firing: Some(0.1),
+            spike_p_pending: Some(0.01),
+            ..Default::default()
+        }),
+        "spike_p_firing"
+    );
+    assert_eq!(
+        bad(RawAlertsConfig {
+            eval_interval: Some("soon".into()),
+            ..Default::default()
+        }),
+        "eval_interval"
+    );
+    assert_eq!(
+        bad(RawAlertsConfig {
+            max_series: Some(0),
+            ..Default::default()
+        }),
+        "max_series"
+    );
+    let toml_err = toml::from_str::<RawAlertsConfig>("alertmanager = \"x\"").unwrap_err();
+    assert!(toml_err.to_string().contains("unknown field"));
+}
