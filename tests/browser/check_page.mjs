@@ -19,7 +19,7 @@ try {
 
   // Overview.
   await page.goto(base + "/#/overview?window=24h");
-  await page.waitForSelector("#totals", { timeout: 20000 });
+  await page.waitForSelector("#totals", { timeout: 60000 });
   out.totals = {};
   for (const k of ["trajectories", "failed", "recovered", "success"]) {
     out.totals[k] = Number(await page.textContent(`[data-total="${k}"] .num`));
@@ -33,14 +33,14 @@ try {
 
   // A failed trajectory: the blamed step is shown and highlighted.
   await page.goto(base + "/#/trajectory/" + failedTrace);
-  await page.waitForSelector(".waterfall", { timeout: 20000 });
+  await page.waitForSelector(".waterfall", { timeout: 60000 });
   out.blamed_step = await page.textContent("#blamed-step").catch(() => null);
   out.highlighted_rows = await page.$$eval(".span-row.blamed", (r) => r.length);
   await page.screenshot({ path: shots + "/trajectory.png", fullPage: true });
 
   // The hostile trajectory: names, keys and values carry script payloads.
   await page.goto(base + "/#/trajectory/" + xssTrace);
-  await page.waitForSelector(".waterfall", { timeout: 20000 });
+  await page.waitForSelector(".waterfall", { timeout: 60000 });
   const rows = await page.$$(".waterfall .span-row");
   for (const row of rows) await row.click();
   out.xss_span_names = await page.$$eval(".waterfall .name", (els) => els.map((e) => e.textContent));
@@ -50,7 +50,7 @@ try {
 
   // The trajectory list shows the hostile service name as text too.
   await page.goto(base + "/#/trajectories?limit=1000");
-  await page.waitForSelector("main table", { timeout: 20000 });
+  await page.waitForSelector("main table", { timeout: 60000 });
   out.list_rows = await page.$$eval("main tbody tr", (r) => r.length);
   out.xss_executed = out.xss_executed || (await page.evaluate(() => window.__xss === true));
 } finally {

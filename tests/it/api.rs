@@ -208,7 +208,12 @@ async fn metrics_health_and_page() {
             .text()
             .await
             .expect("text");
-        if text.contains("faultline_trajectories_total{") {
+        let counted: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("faultline_trajectories_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if counted >= labels.len() as f64 {
             break text;
         }
         assert!(
