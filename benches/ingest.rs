@@ -354,7 +354,64 @@ fn main() {
         median(convert_rates)
     );
 
-    // 3. End to end, median of 3 runs each, with and without aggregation.
+    // 3. The core and the aggregation sinks alone, one thread, per trajectory.
+    {
+        let mut by_trace: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+        for b in batches.iter().take(60) {
+            let r = ExportTraceServiceRequest::decode(&b.bytes[..]).expect("decode");
+            for span in decode_traces(r, &interner).items {
+                by_trace.entry(span.trace_id).or_default().push(span);
+            }
+        }
+        let config = faultline::analyze::AnalyzeConfig::default();
+        let t = Instant::now();
+        let analyses: Vec<_> = by_trace
+            .into_iter()
+            .map(|(id, spans)| {
+                let traj = faultline::model::Trajectory::build(id, spans, Vec::new(), Vec::new());
+                faultline::analyze::analyze(Arc::new(traj), &config)
+            })
+            .collect();
+        let n = analyses.len() as f64;
+        let analyze_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let aggregator = faultline::aggregate::Aggregator::new(
+            faultline::aggregate::config::AggregateConfig::default_config(),
+            &mut registry,
+            faultline::aggregate::system_clock(),
+        );
+        let now = faultline::reasons::system_clock();
+        let t = Instant::now();
+        for a in &analyses {
+            aggregator.record(a, now);
+        }
+        let aggregate_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let reasons = faultline::reasons::ReasonIndex::new(
+            Arc::new(
+                faultline::reasons::SharedClusterer::new(
+                    faultline::reasons::ReasonConfig::default(),
+                    1,
+                )
+                .expect("clusterer"),
+            ),
+            Arc::new(std::sync::Mutex::new(faultline::reasons::ReasonStats::new(
+                faultline::reasons::ReasonStatsConfig::default(),
+            ))),
+            faultline::reasons::system_clock,
+        );
+        let t = Instant::now();
+        for a in &analyses {
+            reasons.record(a);
+        }
+        let reasons_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let spans_per_traj =
+            analyses.iter().map(|a| a.trajectory.spans.len()).sum::<usize>() as f64 / n;
+        println!(
+            "per trajectory ({spans_per_traj:.1} spans), one thread: build + analyze {analyze_us:.1} us, aggregate {aggregate_us:.1} us, reasons {reasons_us:.1} us"
+        );
+    }
+
+    // 4. End to end, median of 3 runs each, with and without aggregation.
     let rounds = (target / spans_per_round).max(1) as u32;
     for aggregation in [true, false] {
         let mut accepted = Vec::new();

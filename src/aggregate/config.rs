@@ -20,6 +20,8 @@ use serde::Deserialize;
 /// The most dimensions a config may name. Each is a label on four metric families, and
 /// the series key is a fixed-size array.
 pub const MAX_DIMENSIONS: usize = 8;
+/// Attribute keys one dimension may list (they are tracked as bits of a `u64`).
+pub const MAX_KEYS_PER_DIMENSION: usize = 64;
 
 /// How far ahead of the wall clock an event time may be before it is clamped.
 pub const DEFAULT_FUTURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -252,6 +254,12 @@ fn validate_dimensions(list: &[RawDimension]) -> Result<Vec<Dimension>, Aggregat
         }
         if raw.keys.is_empty() || raw.keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid(key("keys"), "needs at least one non-empty key"));
+        }
+        if raw.keys.len() > MAX_KEYS_PER_DIMENSION {
+            return Err(invalid(
+                key("keys"),
+                format!("at most {MAX_KEYS_PER_DIMENSION} keys"),
+            ));
         }
         let scope = match raw.scope.as_deref() {
             None | Some("run") => Scope::Run,

@@ -6,9 +6,11 @@
 //! reused between calls on the same thread, so extracting allocates nothing once warm.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::aggregate::config::{Dimension, Scope, MAX_DIMENSIONS};
-use crate::model::{Analysis, SpanRecord, Trajectory, Value};
+use crate::model::{Analysis, Attributes, Resource, SpanRecord, Trajectory, Value};
 
 /// No span / no run.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -42,9 +44,52 @@ pub(crate) struct Scratch {
     path: Vec<u32>,
     owner: Vec<u32>,
     candidates: Vec<(u32, u32)>,
+    /// Attribute key → the (dimension, key index) pairs that name it, for the
+    /// dimensions at `index_of` (built once per thread and configuration).
+    index: HashMap<Arc<str>, Vec<(u8, u8)>, ahash::RandomState>,
+    index_of: usize,
+    /// Per distinct resource of the current trajectory: which keys it answers.
+    resources: Vec<(*const Resource, [u64; MAX_DIMENSIONS])>,
 }
 
 impl Scratch {
+    fn build_index(&mut self, dims: &[Dimension]) {
+        let id = dims.as_ptr() as usize ^ dims.len();
+        if self.index_of == id && !self.index.is_empty() {
+            return;
+        }
+        self.index.clear();
+        for (d, dim) in dims.iter().take(MAX_DIMENSIONS).enumerate() {
+            for (k, key) in dim.keys.iter().enumerate().take(64) {
+                self.index
+                    .entry(key.clone())
+                    .or_default()
+                    .push((d as u8, k as u8));
+            }
+        }
+        self.index_of = id;
+    }
+
+    /// Per dimension, the keys among `attrs` with a usable value (`valid`) and the keys
+    /// present at all (`present`), as bit masks by key index.
+    fn masks(&self, attrs: &Attributes) -> ([u64; MAX_DIMENSIONS], [u64; MAX_DIMENSIONS]) {
+        let mut valid = [0u64; MAX_DIMENSIONS];
+        let mut present = [0u64; MAX_DIMENSIONS];
+        for (key, value) in attrs.iter() {
+            let Some(slots) = self.index.get(key) else {
+                continue;
+            };
+            let usable = usable(value);
+            for &(d, k) in slots {
+                present[d as usize] |= 1 << k;
+                if usable {
+                    valid[d as usize] |= 1 << k;
+                }
+            }
+        }
+        (valid, present)
+    }
+
     /// The located value of dimension `d` on span `span` ([`NONE`] gives `None`).
     pub(crate) fn value<'a>(
         &self,
@@ -69,17 +114,39 @@ pub(crate) fn extract(analysis: &Analysis, dims: &[Dimension], scratch: &mut Scr
     let n = trajectory.spans.len().min(analysis.steps.len());
     let n_dims = dims.len().min(MAX_DIMENSIONS);
 
-    // Which dimension keys each span carries.
+    // Which dimension keys each span carries: each attribute of a span is looked up once
+    // in an index of the configured keys, instead of every key being searched for on
+    // every span. `value_of` decides the same way: per key, the span's attribute, else
+    // (only when the span lacks the key) the resource's; the first key that answers wins.
     scratch.found.clear();
     scratch.found.resize(n * MAX_DIMENSIONS, NO_KEY);
+    scratch.build_index(dims);
+    scratch.resources.clear();
     for (i, span) in trajectory.spans.iter().take(n).enumerate() {
-        for (d, dim) in dims.iter().take(n_dims).enumerate() {
-            if let Some(k) = dim
-                .keys
-                .iter()
-                .position(|key| value_of(span, key).is_some())
-            {
-                scratch.found[i * MAX_DIMENSIONS + d] = k as u8;
+        let (valid, present) = scratch.masks(&span.attributes);
+        let resource = Arc::as_ptr(&span.resource);
+        let res_valid = match scratch.resources.iter().find(|(p, _)| *p == resource) {
+            Some((_, m)) => *m,
+            None => {
+                let mut m = scratch.masks(&span.resource.attributes).0;
+                if let Some(name) = span.resource.service_name.as_deref() {
+                    if !name.trim().is_empty() {
+                        // `value_of` falls back to the resource's service name.
+                        for (d, dim) in dims.iter().take(n_dims).enumerate() {
+                            if let Some(k) = dim.keys.iter().position(|k| &**k == "service.name") {
+                                m[d] |= 1 << k;
+                            }
+                        }
+                    }
+                }
+                scratch.resources.push((resource, m));
+                m
+            }
+        };
+        for d in 0..n_dims {
+            let answered = valid[d] | (res_valid[d] & !present[d]);
+            if answered != 0 {
+                scratch.found[i * MAX_DIMENSIONS + d] = answered.trailing_zeros() as u8;
             }
         }
     }
@@ -214,6 +281,16 @@ fn most_frequent(
         }
     }
     best
+}
+
+/// Whether `value_of` would give a value for this attribute value.
+fn usable(value: &Value) -> bool {
+    match value {
+        Value::Str(s) => !s.trim().is_empty(),
+        Value::Int(_) | Value::Bool(_) => true,
+        Value::Double(f) => f.is_finite(),
+        Value::Array(_) => false,
+    }
 }
 
 /// The text of attribute `key` on `span`: a span attribute, else a resource attribute,
