@@ -15,6 +15,8 @@
 //! - [`attribute`]: the outcome of the run and the step to blame.
 //! - [`aggregate`]: per-step failure counts, root causes and latency by cohort, in
 //!   event-time minute buckets; the aggregation metrics and the breakdown query.
+//! - [`cohorts`]: failure-cohort discovery over a sliding window of recent trajectories,
+//!   and the side-by-side comparison of two filters.
 //! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
 //! - [`store`]: what the API reads (recent analyses in memory).
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
@@ -34,6 +36,7 @@ pub mod assemble;
 pub mod attribute;
 pub mod classify;
 pub mod cli;
+pub mod cohorts;
 pub mod config;
 pub mod detect;
 pub mod ingest;
