@@ -135,7 +135,18 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         reason_stats.clone(),
         crate::reasons::system_clock,
     ));
-    let sinks: Vec<Arc<dyn Sink>> = vec![recent.clone(), aggregator.clone(), reasons];
+    // Cohort discovery reads the blamed finding's pattern from the reason sink, which
+    // must come before it in the sink list.
+    let cohorts = Arc::new(crate::cohorts::CohortIndex::new(
+        crate::cohorts::CohortConfig {
+            dimensions: settings.aggregate.dimensions.clone(),
+            ..crate::cohorts::CohortConfig::default()
+        },
+    ));
+    reasons.set_observer(crate::cohorts::root_pattern_observer());
+    cohorts.spawn_miner().map_err(ServerError::Threads)?;
+    let sinks: Vec<Arc<dyn Sink>> =
+        vec![recent.clone(), aggregator.clone(), reasons, cohorts.clone()];
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
@@ -194,6 +205,10 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let api = crate::api::app(Arc::new(crate::api::ApiState {
         recent: recent.clone(),
         aggregator: aggregator.clone(),
+        cohorts: Arc::new(crate::api::cohorts::CohortsState {
+            index: cohorts,
+            clusterer: Some(reason_clusterer.clone()),
+        }),
         reasons: Arc::new(crate::api::reasons::ReasonsState {
             clusterer: reason_clusterer,
             stats: reason_stats,

@@ -6,6 +6,7 @@
 //! a request can make a handler panic.
 
 pub mod breakdown;
+pub mod cohorts;
 pub mod dto;
 pub mod reasons;
 
@@ -28,6 +29,7 @@ pub struct ApiState {
     pub recent: Arc<Recent>,
     pub aggregator: Arc<crate::aggregate::Aggregator>,
     pub reasons: Arc<reasons::ReasonsState>,
+    pub cohorts: Arc<cohorts::CohortsState>,
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -67,6 +69,14 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route(
             "/api/v1/reasons",
             get(reasons::list_reasons).with_state(state.reasons.clone()),
+        )
+        .route(
+            "/api/v1/cohorts",
+            cohorts::cohorts_route(state.cohorts.clone()),
+        )
+        .route(
+            "/api/v1/compare",
+            cohorts::compare_route(state.cohorts.clone()),
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
