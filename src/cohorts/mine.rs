@@ -3,7 +3,8 @@
 //!
 //! 1. **Items.** Every categorical value with its own code held by at least
 //!    `min_support` rows (and not by all but `min_support`); for each numeric attribute,
-//!    `x >= t` and `x < t` at the window's deciles rounded to two significant digits.
+//!    `x >= t` and `x < t` at the window's ventiles (5% steps) rounded to two
+//!    significant digits.
 //!    One bitmap per item over the snapshot's rows.
 //! 2. **Outcomes.** All failures; failures blamed on each step with at least
 //!    `min_outcome_failures`; failures blamed on each reason pattern likewise (16 most
@@ -27,7 +28,8 @@
 //!    (a confounded attribute correlated with the causal one, a parent whose excess is
 //!    all in one child, two names of the same rows).
 //! 6. **Ranking** by excess failures `f_S − n_S · p_C`, then the lower bound of the
-//!    risk ratio's interval.
+//!    risk ratio's interval. Cohorts that differ only in one numeric threshold keep
+//!    the best ranked.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -364,6 +366,9 @@ struct Tested {
     f: u32,
     p: f64,
 }
+
+/// Numeric thresholds sit at the `1/QUANTILES` quantiles of the window (ventiles).
+const QUANTILES: usize = 20;
 
 /// `x` rounded to two significant digits.
 pub fn round_threshold(x: f64) -> f64 {
@@ -729,6 +734,20 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             .total_cmp(&a.excess_failures)
             .then(b.risk_ratio_ci[0].total_cmp(&a.risk_ratio_ci[0]))
     });
+    // Cohorts that differ only in a numeric threshold (same key and operator) describe
+    // one effect: keep the best ranked.
+    let mut shapes: HashSet<String> = HashSet::new();
+    out.retain(|d| {
+        let shape: Vec<String> = d
+            .predicate
+            .iter()
+            .map(|c| match c.value {
+                ClauseValue::Number(_) => format!("{}{}#", c.key, c.op.as_str()),
+                ClauseValue::Text(_) => c.to_string(),
+            })
+            .collect();
+        shapes.insert(format!("{}|{:?}|{:?}", shape.join("&"), d.step, d.pattern))
+    });
     out.truncate(cfg.max_results);
     report.cohorts = out;
     report.elapsed = started.elapsed();
@@ -861,8 +880,8 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             continue;
         }
         values.sort_unstable_by(|a, b| a.total_cmp(b));
-        let mut thresholds: Vec<f64> = (1..10)
-            .map(|d| round_threshold(values[values.len() * d / 10] as f64))
+        let mut thresholds: Vec<f64> = (1..QUANTILES)
+            .map(|d| round_threshold(values[values.len() * d / QUANTILES] as f64))
             .collect();
         thresholds.dedup();
         for t in thresholds {
