@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod cohorts;
 mod instrumentations;
 mod otel_python;
 mod otel_rust;
