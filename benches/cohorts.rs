@@ -276,7 +276,23 @@ fn exact(d: &Discovered, p: &Plant) -> bool {
         })
 }
 
-fn record(l: &Label, i: usize) -> RecordInput {
+/// Steps each service's runs have: those ever blamed or recovered in its runs.
+type ServiceSteps = std::collections::HashMap<&'static str, Vec<&'static str>>;
+
+fn service_steps(labels: &[Label]) -> ServiceSteps {
+    let mut m: ServiceSteps = Default::default();
+    for l in labels {
+        for s in [l.root_cause_step, l.recovered_step].into_iter().flatten() {
+            let v = m.entry(l.cohort.service).or_default();
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+    }
+    m
+}
+
+fn record(l: &Label, i: usize, steps: &ServiceSteps) -> RecordInput {
     let c = &l.cohort;
     let cat = |k: &str, v: &str| (Arc::<str>::from(k), v.to_string());
     let failed = l.outcome == Outcome::Failed;
@@ -298,7 +314,14 @@ fn record(l: &Label, i: usize) -> RecordInput {
             .fault
             .and_then(|f| FaultKind::ALL.iter().position(|k| *k == f))
             .map(|p| p as u64),
-        steps: Vec::new(),
+        steps: steps
+            .get(c.service)
+            .map(|v| {
+                v.iter()
+                    .map(|s| (s.to_string(), failed && l.root_cause_step == Some(s)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -323,6 +346,7 @@ fn run(name: &str, seed: u64) -> Score {
     });
     let labels: Vec<Label> = (0..WINDOW + EXTRA).map(|_| sim.next_run().label).collect();
     let cfg = MineConfig::default();
+    let steps = service_steps(&labels);
     let mut window = Window::new(WINDOW, 24, 50);
     let mut streak: std::collections::HashMap<String, u32> = Default::default();
     let mut report = None;
@@ -330,7 +354,7 @@ fn run(name: &str, seed: u64) -> Score {
     for (round, upto) in [WINDOW, WINDOW + EXTRA].into_iter().enumerate() {
         let from = if round == 0 { 0 } else { WINDOW };
         for (i, l) in labels.iter().enumerate().take(upto).skip(from) {
-            window.push(&record(l, i));
+            window.push(&record(l, i, &steps));
         }
         let t = Instant::now();
         let snap = Snapshot::from_window(&window, None);
@@ -338,7 +362,7 @@ fn run(name: &str, seed: u64) -> Score {
         mine_ms = t.elapsed().as_secs_f64() * 1e3;
         let mut next = std::collections::HashMap::new();
         for c in &r.cohorts {
-            let k = c.key();
+            let k = c.persistence_key();
             let s = streak.get(&k).copied().unwrap_or(0) + 1;
             next.insert(k, s);
         }
@@ -349,7 +373,7 @@ fn run(name: &str, seed: u64) -> Score {
     let confirmed: Vec<&Discovered> = report
         .cohorts
         .iter()
-        .filter(|c| streak.get(&c.key()).copied().unwrap_or(0) >= 2)
+        .filter(|c| streak.get(&c.persistence_key()).copied().unwrap_or(0) >= 2)
         .collect();
     // Score against the rows of the current window.
     let in_window = &labels[EXTRA..];

@@ -18,7 +18,13 @@ use crate::model::{Analysis, Outcome, StepKind, Value};
 use super::window::RecordInput;
 
 /// Keys whose values are per-run identifiers or payloads, never cohorts.
-const DENY_SUBSTRINGS: [&str; 12] = [
+const DENY_SUBSTRINGS: [&str; 17] = [
+    // The outcome itself, under another name.
+    "error",
+    "status",
+    "exception",
+    "finish_reason",
+    "outcome",
     "session",
     "conversation",
     "user.id",

@@ -164,6 +164,28 @@ pub struct Discovered {
 }
 
 impl Discovered {
+    /// The key that persists across runs: [`Discovered::key`] with numeric thresholds
+    /// blanked, since a window's quantiles move a little between runs.
+    pub fn persistence_key(&self) -> String {
+        let mut k: String = self
+            .predicate
+            .iter()
+            .map(|c| match c.value {
+                ClauseValue::Number(_) => format!("{}{}#", c.key, c.op.as_str()),
+                ClauseValue::Text(_) => c.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        if let Some(s) = &self.step {
+            k.push_str("|step=");
+            k.push_str(s);
+        }
+        if let Some(p) = self.pattern {
+            k.push_str(&format!("|pattern={p}"));
+        }
+        k
+    }
+
     /// A stable text key of the predicate and outcome (for persistence across runs).
     pub fn key(&self) -> String {
         let mut k: String = self
@@ -425,6 +447,52 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     targets.extend(patterns.iter().map(|&(p, _)| Target::Pattern(p)));
     report.outcomes = targets.len();
 
+    // The population of each outcome: a step can only be blamed in runs that have it,
+    // so a per-step outcome is tested among the runs with that step (a per-pattern
+    // outcome among the runs with its step). Without step data: every row.
+    let have_steps = snap.step_mask.iter().any(|&m| m != 0);
+    let step_population = |s: u16| -> Option<Bits> {
+        if !have_steps || s as usize >= 16 {
+            return None;
+        }
+        let mut b = Bits::zeros(n);
+        for r in 0..n {
+            if snap.step_mask[r] & (1 << s) != 0 || (snap.failed[r] && snap.root_step[r] == s) {
+                b.set(r);
+            }
+        }
+        Some(b)
+    };
+    let mut pop_step: Vec<Option<u16>> = Vec::with_capacity(targets.len());
+    for &t in &targets {
+        pop_step.push(match t {
+            Target::All => None,
+            Target::Step(s) => Some(s),
+            Target::Pattern(p) => {
+                let mut by_step: HashMap<u16, u32> = HashMap::new();
+                for r in 0..n {
+                    if snap.failed[r] && snap.root_pattern[r] == p && snap.root_step[r] != NO_CODE {
+                        *by_step.entry(snap.root_step[r]).or_default() += 1;
+                    }
+                }
+                by_step
+                    .into_iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .map(|(s, _)| s)
+            }
+        });
+    }
+    let mut step_pops: HashMap<u16, Option<Bits>> = HashMap::new();
+    for s in pop_step.iter().flatten() {
+        step_pops.entry(*s).or_insert_with(|| step_population(*s));
+    }
+    let population = |o: usize| -> Option<&Bits> {
+        pop_step[o].and_then(|s| step_pops.get(&s).and_then(Option::as_ref))
+    };
+    let pop_n: Vec<u32> = (0..targets.len())
+        .map(|o| population(o).map_or(n as u32, Bits::count))
+        .collect();
+
     let positive = |t: Target, r: usize| -> bool {
         snap.failed[r]
             && match t {
@@ -434,7 +502,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             }
     };
 
-    let mut n_memo: HashMap<Key, u32> = HashMap::new();
+    let mut n_memo: HashMap<(Key, Option<u16>), u32> = HashMap::new();
     let mut tests: Vec<Tested> = Vec::new();
     let mut counts: HashMap<(usize, Key), (u32, u32)> = HashMap::new();
     let mut totals: Vec<u32> = Vec::with_capacity(targets.len());
@@ -518,11 +586,13 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             }
         }
         for (key, f) in frequent {
-            let ns = *n_memo
-                .entry(key)
-                .or_insert_with(|| rows_of(&items, &key).count());
+            let pop_key = population(o).and(pop_step[o]);
+            let ns = *n_memo.entry((key, pop_key)).or_insert_with(|| {
+                let rows = rows_of(&items, &key);
+                population(o).map_or_else(|| rows.count(), |p| rows.and_count(p))
+            });
             counts.insert((o, key), (ns, f));
-            let nc = n as u32 - ns;
+            let nc = pop_n[o].saturating_sub(ns);
             if ns < cfg.min_support || nc < cfg.min_support {
                 continue;
             }
@@ -548,13 +618,19 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     // Significant, then pruned against parents.
     let stats_of = |o: usize, n_s: u32, f_s: u32| -> (f64, f64, f64) {
         let total = totals[o];
-        let nc = n as u32 - n_s;
+        let nc = pop_n[o].saturating_sub(n_s);
         let ps = f_s as f64 / n_s.max(1) as f64;
         let pc = (total - f_s) as f64 / nc.max(1) as f64;
         let rr = if pc > 0.0 { ps / pc } else { f64::INFINITY };
         (ps, pc, rr)
     };
+    // A cohort of two or three items claims an interaction: it must beat each parent
+    // (one item fewer) on its own rows against the parent's other rows, by
+    // `min_risk_ratio`, by `child_risk_ratio_gain` times the parent's risk ratio, and
+    // significantly: the largest p over its parents, Benjamini–Hochberg over every
+    // such claim of the run.
     let mut kept: Vec<(Tested, f64)> = Vec::new();
+    let mut claims: Vec<(Tested, f64, f64)> = Vec::new();
     for (t, &qv) in tests.iter().zip(&q) {
         let (ps, pc, rr) = stats_of(t.outcome, t.n, t.f);
         if qv > cfg.fdr || rr < cfg.min_risk_ratio || ps - pc < cfg.min_rate_difference {
@@ -562,38 +638,52 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         }
         report.significant += 1;
         let len = key_len(&t.key);
-        let mut beats_all = true;
-        if len > 1 {
-            for drop in 0..len {
-                let mut parent = [PAD; 3];
-                let mut w = 0;
-                for (x, &i) in t.key[..len].iter().enumerate() {
-                    if x != drop {
-                        parent[w] = i;
-                        w += 1;
-                    }
-                }
-                let Some(&(np, fp)) = counts.get(&(t.outcome, parent)) else {
-                    beats_all = false;
-                    break;
-                };
-                let (nr, fr) = (np.saturating_sub(t.n), fp.saturating_sub(t.f));
-                let p_child = greater_p(
-                    t.f as u64,
-                    t.n as u64,
-                    fr as u64,
-                    nr as u64,
-                    cfg.fisher_below,
-                );
-                let (_, _, rr_parent) = stats_of(t.outcome, np, fp);
-                if nr == 0 || p_child >= cfg.child_p || rr < cfg.child_risk_ratio_gain * rr_parent {
-                    beats_all = false;
-                    break;
+        if len == 1 {
+            kept.push((*t, qv));
+            continue;
+        }
+        let mut worst_p = 0.0f64;
+        let mut ok = true;
+        for drop in 0..len {
+            let mut parent = [PAD; 3];
+            let mut w = 0;
+            for (x, &i) in t.key[..len].iter().enumerate() {
+                if x != drop {
+                    parent[w] = i;
+                    w += 1;
                 }
             }
+            let Some(&(np, fp)) = counts.get(&(t.outcome, parent)) else {
+                ok = false;
+                break;
+            };
+            let (nr, fr) = (np.saturating_sub(t.n), fp.saturating_sub(t.f));
+            let rest_rate = fr as f64 / nr.max(1) as f64;
+            let (_, _, rr_parent) = stats_of(t.outcome, np, fp);
+            if nr == 0
+                || ps < cfg.min_risk_ratio * rest_rate
+                || rr < cfg.child_risk_ratio_gain * rr_parent
+            {
+                ok = false;
+                break;
+            }
+            let p_child = greater_p(
+                t.f as u64,
+                t.n as u64,
+                fr as u64,
+                nr as u64,
+                cfg.fisher_below,
+            );
+            worst_p = worst_p.max(p_child);
         }
-        if beats_all {
-            kept.push((*t, qv));
+        if ok {
+            claims.push((*t, qv, worst_p));
+        }
+    }
+    let claim_q = bh_q_values(&claims.iter().map(|c| c.2).collect::<Vec<_>>());
+    for ((t, qv, p_child), cq) in claims.into_iter().zip(claim_q) {
+        if p_child < cfg.child_p && cq <= cfg.fdr {
+            kept.push((t, qv));
         }
     }
 
@@ -610,7 +700,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     });
     let mut seen: HashSet<Key> = HashSet::new();
     kept.retain(|(t, _)| seen.insert(t.key));
-    kept.truncate(4 * cfg.max_results.max(1));
+    kept.truncate(2 * cfg.max_results.max(1));
 
     // Explained cohorts.
     let pos_bits: Vec<Option<Bits>> = {
@@ -640,8 +730,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 continue;
             }
             let both = rows[a].and(&rows[b]);
-            let n_ab = both.count();
-            if n_ab == 0 {
+            if both.count() == 0 {
                 continue;
             }
             let (ta, tb) = (&kept[a].0, &kept[b].0);
@@ -649,10 +738,13 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 let Some(pos) = pos else {
                     return (0, false);
                 };
-                let nr = t.n - n_ab;
+                let in_both = population(t.outcome)
+                    .map_or_else(|| both.count(), |p| both.and_count(p))
+                    .min(t.n);
+                let nr = t.n - in_both;
                 let fr = t.f - both.and_count(pos).min(t.f);
                 let total = totals[t.outcome];
-                let (nc, fc) = (n as u32 - t.n, total - t.f);
+                let (nc, fc) = (pop_n[t.outcome].saturating_sub(t.n), total - t.f);
                 let elevated = nr > 0
                     && greater_p(fr as u64, nr as u64, fc as u64, nc as u64, cfg.fisher_below)
                         < cfg.explain_p;
@@ -699,7 +791,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             t.f as u64,
             t.n as u64,
             (total - t.f) as u64,
-            (n as u32 - t.n) as u64,
+            pop_n[t.outcome].saturating_sub(t.n) as u64,
         );
         let (step, pattern) = match targets[t.outcome] {
             Target::All => (None, None),
@@ -884,8 +976,12 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             .map(|d| round_threshold(values[values.len() * d / QUANTILES] as f64))
             .collect();
         thresholds.dedup();
+        // Only input tokens are known before the run: `<` on the others (fewer steps,
+        // shorter output, shorter duration) mostly says that a failure ended the run
+        // early, a consequence rather than a cohort.
+        let ops: &[Op] = if k == 0 { &[Op::Ge, Op::Lt] } else { &[Op::Ge] };
         for t in thresholds {
-            for op in [Op::Ge, Op::Lt] {
+            for &op in ops {
                 let mut bits = Bits::zeros(n);
                 for r in 0..n {
                     let v = snap.num(r, k);

@@ -243,7 +243,7 @@ impl CohortIndex {
         let mut confirmed = Vec::new();
         let mut pending = 0;
         for c in &report.cohorts {
-            let key = c.key();
+            let key = c.persistence_key();
             let s = t.streak.get(&key).copied().unwrap_or(0) + 1;
             if s >= self.config.confirm_runs {
                 confirmed.push(c.clone());
