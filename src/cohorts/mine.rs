@@ -17,12 +17,16 @@
 //!    against the rest of the window: one-sided Fisher exact below `fisher_below`
 //!    positives, else a pooled two-proportion z-test. Benjamini–Hochberg over *every*
 //!    test of the run gives q-values; a cohort is significant when `q <= fdr`, its
-//!    risk ratio is at least `min_risk_ratio` and its rate is at least
-//!    `min_rate_difference` above the rest.
+//!    risk ratio is at least `min_risk_ratio`, its rate is at least
+//!    `min_rate_difference` above the rest, its excess failures are at least
+//!    `min_excess_share` of all failures and it holds at most `max_support_share` of
+//!    its population.
 //! 5. **Redundancy.** A cohort of two or three items is kept only when it beats each
-//!    parent (one item fewer): its rate above the parent's other rows (one-sided test,
-//!    `p < child_p`) and a risk ratio at least `child_risk_ratio_gain` times the
-//!    parent's. One entry per predicate (the outcome with the largest excess). Then,
+//!    parent (one item fewer): its rate at least `min_risk_ratio` times the parent's
+//!    other rows' and significantly above them (one-sided test, `p < child_p`, and the
+//!    largest such p over its parents passes Benjamini–Yekutieli at `fdr` over all
+//!    such claims of the run), and a risk ratio at least `child_risk_ratio_gain` times
+//!    the parent's. One entry per predicate (the outcome with the largest excess). Then,
 //!    between two overlapping cohorts A and B, A is *explained* by B when the rows of A
 //!    outside B are not significantly above the rest; an explained cohort is dropped
 //!    (a confounded attribute correlated with the causal one, a parent whose excess is
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::TraceId;
 
-use super::stats::{bh_q_values, greater_p, risk_ratio_ci};
+use super::stats::{bh_q_values, by_q_values, greater_p, risk_ratio_ci};
 use super::window::{Window, NO_CODE, NUMERIC, OTHER, UNSET};
 
 /// Settings of a mining run.
@@ -57,6 +61,11 @@ pub struct MineConfig {
     pub fdr: f64,
     pub min_risk_ratio: f64,
     pub min_rate_difference: f64,
+    /// Fewest excess failures, as a share of all failures in the window.
+    pub min_excess_share: f64,
+    /// Largest cohort, as a share of its population: a cohort of most runs says that
+    /// the rest fails less, not that it fails more.
+    pub max_support_share: f64,
     /// Fisher exact below this many positives in the cohort, z-test above.
     pub fisher_below: u64,
     /// Candidate itemsets counted per run at most.
@@ -71,6 +80,9 @@ pub struct MineConfig {
     pub max_results: usize,
     pub examples: usize,
     pub top_reasons: usize,
+    /// Keys preferred between two names of the same rows (the cohort dimensions over
+    /// other attributes, e.g. `service` over `service.namespace`).
+    pub preferred_keys: Vec<Arc<str>>,
 }
 
 impl Default for MineConfig {
@@ -84,6 +96,8 @@ impl Default for MineConfig {
             fdr: 0.05,
             min_risk_ratio: 1.5,
             min_rate_difference: 0.02,
+            min_excess_share: 0.005,
+            max_support_share: 0.5,
             fisher_below: 20,
             max_candidates: 100_000,
             child_p: 0.01,
@@ -92,6 +106,10 @@ impl Default for MineConfig {
             max_results: 50,
             examples: 5,
             top_reasons: 3,
+            preferred_keys: crate::aggregate::config::default_dimensions()
+                .into_iter()
+                .map(|d| d.name)
+                .collect(),
         }
     }
 }
@@ -340,9 +358,6 @@ impl Bits {
             .map(|((x, y), z)| (x & y & z).count_ones())
             .sum()
     }
-    pub(crate) fn and(&self, other: &Bits) -> Bits {
-        Bits(self.0.iter().zip(&other.0).map(|(a, b)| a & b).collect())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -588,8 +603,17 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         for (key, f) in frequent {
             let pop_key = population(o).and(pop_step[o]);
             let ns = *n_memo.entry((key, pop_key)).or_insert_with(|| {
-                let rows = rows_of(&items, &key);
-                population(o).map_or_else(|| rows.count(), |p| rows.and_count(p))
+                let mut maps: [&Bits; 4] = [&items[key[0] as usize].bits; 4];
+                let mut m = 1;
+                for &i in &key[1..key_len(&key)] {
+                    maps[m] = &items[i as usize].bits;
+                    m += 1;
+                }
+                if let Some(p) = population(o) {
+                    maps[m] = p;
+                    m += 1;
+                }
+                count_all(&maps[..m])
             });
             counts.insert((o, key), (ns, f));
             let nc = pop_n[o].saturating_sub(ns);
@@ -629,11 +653,18 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     // `min_risk_ratio`, by `child_risk_ratio_gain` times the parent's risk ratio, and
     // significantly: the largest p over its parents, Benjamini–Hochberg over every
     // such claim of the run.
+    let min_excess = cfg.min_excess_share * report.failures as f64;
     let mut kept: Vec<(Tested, f64)> = Vec::new();
     let mut claims: Vec<(Tested, f64, f64)> = Vec::new();
     for (t, &qv) in tests.iter().zip(&q) {
         let (ps, pc, rr) = stats_of(t.outcome, t.n, t.f);
-        if qv > cfg.fdr || rr < cfg.min_risk_ratio || ps - pc < cfg.min_rate_difference {
+        let excess = t.f as f64 - t.n as f64 * pc;
+        if qv > cfg.fdr
+            || rr < cfg.min_risk_ratio
+            || ps - pc < cfg.min_rate_difference
+            || excess < min_excess
+            || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
+        {
             continue;
         }
         report.significant += 1;
@@ -680,7 +711,8 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             claims.push((*t, qv, worst_p));
         }
     }
-    let claim_q = bh_q_values(&claims.iter().map(|c| c.2).collect::<Vec<_>>());
+    // Benjamini–Yekutieli: the claims share rows and parents.
+    let claim_q = by_q_values(&claims.iter().map(|c| c.2).collect::<Vec<_>>());
     for ((t, qv, p_child), cq) in claims.into_iter().zip(claim_q) {
         if p_child < cfg.child_p && cq <= cfg.fdr {
             kept.push((t, qv));
@@ -721,6 +753,18 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     let rows: Vec<Bits> = kept.iter().map(|(t, _)| rows_of(&items, &t.key)).collect();
     let mut dropped = vec![false; kept.len()];
     let floor = |n_x: u32| cfg.min_support.max(n_x / 10);
+    // Clauses on preferred keys, then fewer clauses.
+    let preference = |t: &Tested| -> (usize, usize) {
+        let len = key_len(&t.key);
+        let preferred = t.key[..len]
+            .iter()
+            .filter(|&&i| match items[i as usize].kind {
+                ItemKind::Cat { attr, .. } => cfg.preferred_keys.contains(&snap.attrs[attr]),
+                ItemKind::Num { .. } => true,
+            })
+            .count();
+        (preferred, 3 - len)
+    };
     for a in 0..kept.len() {
         if dropped[a] {
             continue;
@@ -729,8 +773,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             if dropped[b] || dropped[a] {
                 continue;
             }
-            let both = rows[a].and(&rows[b]);
-            if both.count() == 0 {
+            if rows[a].and_count(&rows[b]) == 0 {
                 continue;
             }
             let (ta, tb) = (&kept[a].0, &kept[b].0);
@@ -739,10 +782,13 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                     return (0, false);
                 };
                 let in_both = population(t.outcome)
-                    .map_or_else(|| both.count(), |p| both.and_count(p))
+                    .map_or_else(
+                        || rows[a].and_count(&rows[b]),
+                        |p| count_all(&[&rows[a], &rows[b], p]),
+                    )
                     .min(t.n);
                 let nr = t.n - in_both;
-                let fr = t.f - both.and_count(pos).min(t.f);
+                let fr = t.f - count_all(&[&rows[a], &rows[b], pos]).min(t.f);
                 let total = totals[t.outcome];
                 let (nc, fc) = (pop_n[t.outcome].saturating_sub(t.n), total - t.f);
                 let elevated = nr > 0
@@ -770,7 +816,14 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                     // failures before a per-step one).
                     let a_inside = nr_a < floor(ta.n);
                     let b_inside = nr_b < floor(tb.n);
-                    if (b_inside && !a_inside && may_drop_a) || !may_drop_b {
+                    let same_rows = a_inside && b_inside && may_drop_a && may_drop_b;
+                    if same_rows && preference(ta) != preference(tb) {
+                        if preference(ta) < preference(tb) {
+                            dropped[a] = true;
+                        } else {
+                            dropped[b] = true;
+                        }
+                    } else if (b_inside && !a_inside && may_drop_a) || !may_drop_b {
                         dropped[a] = true;
                     } else {
                         dropped[b] = true;
@@ -844,6 +897,22 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     report.cohorts = out;
     report.elapsed = started.elapsed();
     report
+}
+
+/// Rows set in every bitmap of `maps` (all of one length), without allocating.
+fn count_all(maps: &[&Bits]) -> u32 {
+    let Some(first) = maps.first() else {
+        return 0;
+    };
+    let mut total = 0;
+    for w in 0..first.0.len() {
+        let mut x = !0u64;
+        for m in maps {
+            x &= m.0[w];
+        }
+        total += x.count_ones();
+    }
+    total
 }
 
 /// The rows of an itemset.

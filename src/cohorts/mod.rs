@@ -149,6 +149,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl CohortIndex {
     pub fn new(config: CohortConfig) -> CohortIndex {
+        let mut config = config;
+        config.mine.preferred_keys = config.dimensions.iter().map(|d| d.name.clone()).collect();
         let window = Window::new(config.window, config.max_attributes, config.max_values);
         CohortIndex {
             config,

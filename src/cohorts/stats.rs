@@ -166,6 +166,16 @@ pub fn bh_q_values(p: &[f64]) -> Vec<f64> {
     q
 }
 
+/// Benjamini–Yekutieli adjusted p-values: BH multiplied by `H(m) = Σ 1/i`, valid under
+/// any dependence between the tests (nested itemsets are strongly dependent).
+pub fn by_q_values(p: &[f64]) -> Vec<f64> {
+    let h: f64 = (1..=p.len()).map(|i| 1.0 / i as f64).sum();
+    bh_q_values(p)
+        .into_iter()
+        .map(|q| (q * h.max(1.0)).min(1.0))
+        .collect()
+}
+
 /// The risk ratio `(f1/n1) / (f2/n2)` with its 95% interval by the log method
 /// (Katz): `exp(ln RR ± z·sqrt(1/f1 − 1/n1 + 1/f2 − 1/n2))`. A zero count gets the
 /// Haldane correction (0.5 added to every cell) for the interval and the ratio.

@@ -56,6 +56,10 @@ fn benjamini_hochberg_q_values() {
         assert!(close(*a, b, 1e-12), "{q:?}");
     }
     assert!(bh_q_values(&[]).is_empty());
+    // Benjamini–Yekutieli: BH times H(4) = 25/12.
+    let by = by_q_values(&[0.01, 0.04, 0.03, 0.005]);
+    assert!(close(by[0], 0.02 * 25.0 / 12.0, 1e-12), "{by:?}");
+    assert!(close(by[1], 0.04 * 25.0 / 12.0, 1e-12), "{by:?}");
     assert_eq!(bh_q_values(&[0.9, 1.0]), vec![1.0, 1.0]);
 }
 
