@@ -10,7 +10,8 @@
 //!    `min_outcome_failures`; failures blamed on each reason pattern likewise (16 most
 //!    frequent patterns).
 //! 3. **Apriori** per outcome over its positive rows only (bitmaps compressed to those
-//!    rows): itemsets of items of distinct attributes, up to `max_level` items, with at
+//!    rows): itemsets of items of distinct attributes, up to `max_level` items (two
+//!    for per-step and per-pattern outcomes, whose step is already a condition), with at
 //!    least `max(min_failures, min_failure_share · positives)` positives. Candidates
 //!    are capped at `max_candidates` per run.
 //! 4. **Tests.** Each frequent itemset with at least `min_support` rows is tested
@@ -19,8 +20,8 @@
 //!    test of the run gives q-values; a cohort is significant when `q <= fdr`, its
 //!    risk ratio is at least `min_risk_ratio`, its rate is at least
 //!    `min_rate_difference` above the rest, its excess failures are at least
-//!    `min_excess_share` of all failures and it holds at most `max_support_share` of
-//!    its population.
+//!    `min_excess_share` of all failures per item, and it holds at most
+//!    `max_support_share` of its population.
 //! 5. **Redundancy.** A cohort of two or three items is kept only when it beats each
 //!    parent (one item fewer): its rate at least `min_risk_ratio` times the parent's
 //!    other rows' and significantly above them (one-sided test, `p < child_p`, and the
@@ -61,7 +62,8 @@ pub struct MineConfig {
     pub fdr: f64,
     pub min_risk_ratio: f64,
     pub min_rate_difference: f64,
-    /// Fewest excess failures, as a share of all failures in the window.
+    /// Fewest excess failures, as a share of all failures in the window, per item of
+    /// the cohort (a conjunction of three items needs three times the excess).
     pub min_excess_share: f64,
     /// Largest cohort, as a share of its population: a cohort of most runs says that
     /// the rest fails less, not that it fails more.
@@ -557,7 +559,14 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         }
         let mut l2: HashSet<(u16, u16)> = HashSet::new();
         let mut l2_list: Vec<(usize, usize)> = Vec::new();
-        if cfg.max_level >= 2 {
+        // The blamed step (or pattern) is itself a condition: those outcomes are mined
+        // to one item fewer.
+        let max_level = if t == Target::All {
+            cfg.max_level
+        } else {
+            cfg.max_level.min(2)
+        };
+        if max_level >= 2 {
             'pairs: for (x, &i) in l1.iter().enumerate() {
                 for &j in &l1[x + 1..] {
                     if items[i].group == items[j].group {
@@ -578,7 +587,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 }
             }
         }
-        if cfg.max_level >= 3 {
+        if max_level >= 3 {
             'triples: for &(i, j) in &l2_list {
                 for &k in l1.iter().filter(|&&k| k > j) {
                     if items[k].group == items[i].group || items[k].group == items[j].group {
@@ -662,7 +671,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         if qv > cfg.fdr
             || rr < cfg.min_risk_ratio
             || ps - pc < cfg.min_rate_difference
-            || excess < min_excess
+            || excess < min_excess * key_len(&t.key) as f64
             || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
         {
             continue;
