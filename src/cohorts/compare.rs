@@ -84,7 +84,9 @@ impl Filter {
     pub fn matches(&self, snap: &Snapshot) -> Vec<bool> {
         // Resolve each clause to (attribute, code) or (numeric index) once.
         enum Resolved {
-            Cat(usize, Option<u16>),
+            /// The attribute and every code of the value (a displaced value seen again
+            /// may hold two).
+            Cat(usize, Vec<u16>),
             Num(usize, Op, f64),
             /// An equality on a numeric name.
             NumEq(usize, f64),
@@ -96,12 +98,13 @@ impl Filter {
             .map(|(key, op, value)| match (op, value) {
                 (Op::Eq, ClauseValue::Text(v)) => {
                     if let Some(a) = snap.attrs.iter().position(|k| k == key) {
-                        let code = snap.names[a]
+                        let codes = snap.names[a]
                             .iter()
-                            .position(|n| n.as_deref() == Some(&**v))
-                            .filter(|&c| c > 0)
-                            .map(|c| c as u16);
-                        Resolved::Cat(a, code)
+                            .enumerate()
+                            .filter(|(c, n)| *c > 0 && n.as_deref() == Some(&**v))
+                            .map(|(c, _)| c as u16)
+                            .collect();
+                        Resolved::Cat(a, codes)
                     } else if let Some(i) = NUMERIC.iter().position(|n| **n == **key) {
                         match v.parse::<f64>() {
                             Ok(x) => Resolved::NumEq(i, x),
@@ -127,8 +130,8 @@ impl Filter {
                     return false;
                 }
                 resolved.iter().all(|c| match c {
-                    Resolved::Cat(a, Some(code)) => snap.code(r, *a) == *code,
-                    Resolved::Cat(_, None) | Resolved::Never => false,
+                    Resolved::Cat(a, codes) => codes.contains(&snap.code(r, *a)),
+                    Resolved::Never => false,
                     Resolved::Num(i, op, x) => {
                         let v = snap.num(r, *i) as f64;
                         !v.is_nan()

@@ -1014,16 +1014,33 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
                 count[c] += 1;
             }
         }
-        let mut map = vec![u32::MAX; codes];
+        // A value displaced and seen again holds two codes while its old rows remain:
+        // its codes are one item (the first code names it).
+        let mut by_name: HashMap<&str, (u16, u32, Vec<usize>)> = HashMap::new();
         for (c, &k) in count.iter().enumerate() {
             let c16 = c as u16;
-            if c16 == UNSET || c16 == OTHER || snap.name(a, c16).is_none() {
+            if c16 == UNSET || c16 == OTHER {
                 continue;
             }
+            if let Some(name) = snap.name(a, c16) {
+                let e = by_name.entry(&**name).or_insert((c16, 0, Vec::new()));
+                e.1 += k;
+                e.2.push(c);
+            }
+        }
+        let mut values: Vec<(u16, u32, Vec<usize>)> = by_name.into_values().collect();
+        values.sort_unstable_by_key(|v| v.0);
+        let mut map = vec![u32::MAX; codes];
+        for (first, k, cs) in values {
             if k >= cfg.min_support && k <= max_n {
-                map[c] = items.len() as u32;
+                for c in cs {
+                    map[c] = items.len() as u32;
+                }
                 items.push(Item {
-                    kind: ItemKind::Cat { attr: a, code: c16 },
+                    kind: ItemKind::Cat {
+                        attr: a,
+                        code: first,
+                    },
                     group: a,
                     bits: Bits::zeros(n),
                 });

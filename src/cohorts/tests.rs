@@ -460,3 +460,33 @@ fn extraction_reads_dimensions_tokens_and_steps_from_an_analysis() {
         assert!(r.root_step.is_some());
     }
 }
+
+#[test]
+fn a_value_displaced_and_promoted_again_is_one_value() {
+    let mut w = Window::new(1000, 2, 2);
+    let push = |w: &mut Window, v: &str, k: usize| {
+        for _ in 0..k {
+            w.push(&row(&[("model", v)], 1.0, false, "tool"));
+        }
+    };
+    push(&mut w, "a", 10);
+    push(&mut w, "b", 10);
+    push(&mut w, "c", 40);
+    push(&mut w, "a", 60);
+    let snap = Snapshot::from_window(&w, None);
+    let a_codes: Vec<u16> = (0..snap.names[0].len() as u16)
+        .filter(|&c| c > 0 && snap.name(0, c).is_some_and(|n| &**n == "a"))
+        .collect();
+    assert_eq!(a_codes.len(), 2, "{:?}", snap.names[0]);
+    let coded = (0..snap.n)
+        .filter(|&r| a_codes.contains(&snap.code(r, 0)))
+        .count();
+    let matched = Filter::parse("model=a")
+        .expect("f")
+        .matches(&snap)
+        .iter()
+        .filter(|m| **m)
+        .count();
+    assert_eq!(matched, coded);
+    assert!(coded > 50);
+}
