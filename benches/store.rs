@@ -307,6 +307,12 @@ fn main() {
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
         store_healthy: Arc::new(|| true),
+        cohorts: Arc::new(faultline::api::cohorts::CohortsState {
+            index: Arc::new(faultline::cohorts::CohortIndex::new(
+                faultline::cohorts::CohortConfig::default(),
+            )),
+            clusterer: None,
+        }),
         alerts: Arc::new(faultline::alerts::AlertEngine::new(
             faultline::alerts::AlertsConfig::default(),
             &mut registry,

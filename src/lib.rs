@@ -17,6 +17,8 @@
 //!   event-time minute buckets; the aggregation metrics and the breakdown query.
 //! - [`alerts`]: step-specific failure spikes and sustained shifts in event time;
 //!   delivery to Alertmanager and a webhook.
+//! - [`cohorts`]: failure-cohort discovery over a sliding window of recent trajectories,
+//!   and the side-by-side comparison of two filters.
 //! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
 //! - [`store`]: what the API reads (recent analyses in memory).
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
@@ -37,6 +39,7 @@ pub mod assemble;
 pub mod attribute;
 pub mod classify;
 pub mod cli;
+pub mod cohorts;
 pub mod config;
 pub mod detect;
 pub mod ingest;

@@ -160,10 +160,21 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         reason_stats.clone(),
         crate::reasons::system_clock,
     ));
+    // Cohort discovery reads the blamed finding's pattern from the reason sink, which
+    // must come before it in the sink list.
+    let cohorts = Arc::new(crate::cohorts::CohortIndex::new(
+        crate::cohorts::CohortConfig {
+            dimensions: settings.aggregate.dimensions.clone(),
+            ..crate::cohorts::CohortConfig::default()
+        },
+    ));
+    reasons.set_observer(crate::cohorts::root_pattern_observer());
+    cohorts.spawn_miner().map_err(ServerError::Threads)?;
     let mut sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
     if settings.aggregation {
         sinks.push(aggregator.clone());
         sinks.push(reasons);
+        sinks.push(cohorts.clone());
     }
     // The store sink comes after the aggregator: its counts include the trace.
     sinks.push(Arc::new(store_sink));
@@ -239,6 +250,10 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         recent: recent.clone(),
         aggregator: aggregator.clone(),
         store: store.clone(),
+        cohorts: Arc::new(crate::api::cohorts::CohortsState {
+            index: cohorts,
+            clusterer: Some(reason_clusterer.clone()),
+        }),
         reasons: Arc::new(crate::api::reasons::ReasonsState {
             clusterer: reason_clusterer,
             stats: reason_stats,

@@ -39,7 +39,7 @@
 mod buckets;
 mod cohort;
 pub mod config;
-mod extract;
+pub(crate) mod extract;
 mod persist;
 mod prom;
 pub mod query;

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod breakdown;
+pub mod cohorts;
 pub mod dto;
 pub mod history;
 pub mod openapi;
@@ -33,6 +34,7 @@ pub struct ApiState {
     pub store: Arc<dyn crate::store::Store>,
     pub reasons: Arc<reasons::ReasonsState>,
     pub alerts: Arc<crate::alerts::AlertEngine>,
+    pub cohorts: Arc<cohorts::CohortsState>,
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -85,6 +87,14 @@ pub fn app(state: Arc<ApiState>) -> Router {
             get(reasons::list_reasons).with_state(state.reasons.clone()),
         )
         .route("/api/v1/alerts", alerts::alerts_route(state.alerts.clone()))
+        .route(
+            "/api/v1/cohorts",
+            cohorts::cohorts_route(state.cohorts.clone()),
+        )
+        .route(
+            "/api/v1/compare",
+            cohorts::compare_route(state.cohorts.clone()),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

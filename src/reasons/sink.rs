@@ -1,12 +1,16 @@
 //! The pipeline's side of reason clustering: every original finding of a finalized
 //! analysis is assigned to a pattern and counted.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::model::Analysis;
 use crate::pipeline::Sink;
 
-use super::{ReasonStats, SharedClusterer};
+use super::{PatternId, ReasonStats, SharedClusterer};
+
+/// Told, for each recorded analysis, the pattern of every assigned finding (index into
+/// `Analysis::findings`). Called on the shard thread, before `record` returns.
+pub type AssignObserver = dyn Fn(&Analysis, &[(usize, PatternId)]) + Send + Sync;
 
 /// Clusters and counts reasons; the API reads the same clusterer and stats.
 pub struct ReasonIndex {
@@ -15,6 +19,7 @@ pub struct ReasonIndex {
     /// Wall clock in unix nanoseconds: event times beyond it plus a tolerance are
     /// clamped, so one span stamped in the year 2100 cannot move the window.
     clock: fn() -> u64,
+    observer: OnceLock<Box<AssignObserver>>,
 }
 
 /// How far ahead of the wall clock an event time may be.
@@ -30,6 +35,7 @@ impl ReasonIndex {
             clusterer,
             stats,
             clock,
+            observer: OnceLock::new(),
         }
     }
 
@@ -40,6 +46,14 @@ impl ReasonIndex {
             Some(s) => format!("{step}/{kind}/{s}"),
             None => format!("{step}/{kind}"),
         }
+    }
+
+    /// Installs the observer (once; later calls return false).
+    pub fn set_observer(
+        &self,
+        observer: impl Fn(&Analysis, &[(usize, PatternId)]) + Send + Sync + 'static,
+    ) -> bool {
+        self.observer.set(Box::new(observer)).is_ok()
     }
 
     pub fn record(&self, analysis: &Analysis) {
@@ -56,6 +70,17 @@ impl ReasonIndex {
                 .as_ref()
                 .is_some_and(|rc| rc.span == f.span && rc.kind == f.kind);
             assigned.push((id, f, is_root));
+        }
+        if let Some(observer) = self.observer.get() {
+            let ids: Vec<(usize, PatternId)> = analysis
+                .findings
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.propagated)
+                .zip(&assigned)
+                .map(|((i, _), (id, _, _))| (i, *id))
+                .collect();
+            observer(analysis, &ids);
         }
         if assigned.is_empty() {
             return;

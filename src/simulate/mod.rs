@@ -42,7 +42,10 @@ use crate::model::Outcome;
 pub use cli::{run, SimulateArgs, SimulateError, SimulateReport};
 pub use output::{read_length_prefixed, to_otlp_json, ReadError};
 pub use render::Convention;
-pub use scenario::{Cohort, CohortMatch, CohortMultiplier, FaultKind, Scenario, TimeWindow};
+pub use scenario::{
+    Cohort, CohortMatch, CohortMultiplier, CohortValue, Correlation, FaultKind, Scenario,
+    TimeWindow,
+};
 pub use templates::Template;
 
 use catalog::{MODELS, PROMPT_VERSIONS, USER_SEGMENTS};
@@ -325,7 +328,7 @@ impl Simulator {
             "staging"
         };
         let input_tokens = lognormal(rng, 1800.0, 0.7).clamp(60.0, 120_000.0) as u64;
-        Cohort {
+        let mut cohort = Cohort {
             route,
             model,
             prompt_version,
@@ -333,7 +336,14 @@ impl Simulator {
             service: template.service(),
             environment,
             input_tokens,
+        };
+        // No draw without correlations, so that existing seeds keep their output.
+        for c in &self.config.scenario.correlations {
+            if c.when.matches(&cohort) && rng.random_bool(c.probability.clamp(0.0, 1.0)) {
+                c.then.apply(&mut cohort);
+            }
         }
+        cohort
     }
 }
 

@@ -126,6 +126,38 @@ pub struct CohortMultiplier {
     pub factor: f64,
 }
 
+/// A cohort value to force; see [`Correlation`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CohortValue {
+    Route(&'static str),
+    Model(&'static str),
+    PromptVersion(&'static str),
+    UserSegment(&'static str),
+    Environment(&'static str),
+}
+
+impl CohortValue {
+    pub fn apply(self, cohort: &mut Cohort) {
+        match self {
+            CohortValue::Route(v) => cohort.route = v,
+            CohortValue::Model(v) => cohort.model = v,
+            CohortValue::PromptVersion(v) => cohort.prompt_version = v,
+            CohortValue::UserSegment(v) => cohort.user_segment = v,
+            CohortValue::Environment(v) => cohort.environment = v,
+        }
+    }
+}
+
+/// Correlates two cohort attributes: a run whose sampled cohort matches `when` gets
+/// `then` with `probability` (e.g. most runs of one model come from one user segment:
+/// a confounder for cohort discovery). Applied in order, after sampling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correlation {
+    pub when: CohortMatch,
+    pub then: CohortValue,
+    pub probability: f64,
+}
+
 /// Multiplies the rate of some fault kinds (all when empty) for runs whose event time
 /// falls in `[start_unix_nano, end_unix_nano)`: a failure-rate spike.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +177,8 @@ pub struct Scenario {
     pub recovered_rate: f64,
     pub cohort_multipliers: Vec<CohortMultiplier>,
     pub windows: Vec<TimeWindow>,
+    /// Correlations between cohort attributes; none by default.
+    pub correlations: Vec<Correlation>,
 }
 
 impl Scenario {
@@ -155,6 +189,7 @@ impl Scenario {
             recovered_rate,
             cohort_multipliers: Vec::new(),
             windows: Vec::new(),
+            correlations: Vec::new(),
         }
     }
 
@@ -165,6 +200,11 @@ impl Scenario {
 
     pub fn with_cohort_multiplier(mut self, multiplier: CohortMultiplier) -> Scenario {
         self.cohort_multipliers.push(multiplier);
+        self
+    }
+
+    pub fn with_correlation(mut self, correlation: Correlation) -> Scenario {
+        self.correlations.push(correlation);
         self
     }
 

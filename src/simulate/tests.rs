@@ -717,3 +717,26 @@ async fn run_with_out_writes_the_requested_runs() {
         );
     }
 }
+
+#[test]
+fn correlations_tie_one_cohort_attribute_to_another() {
+    use super::{CohortValue, Correlation};
+    let mut config = SimConfig::new(9, 1_700_000_000_000_000_000);
+    config.scenario = Scenario::default().with_correlation(Correlation {
+        when: CohortMatch::Model("gpt-4.1".into()),
+        then: CohortValue::UserSegment("enterprise"),
+        probability: 0.8,
+    });
+    let mut sim = Simulator::new(config);
+    let (mut model_runs, mut enterprise) = (0, 0);
+    for _ in 0..2000 {
+        let run = sim.next_run();
+        if run.label.cohort.model == "gpt-4.1" {
+            model_runs += 1;
+            enterprise += usize::from(run.label.cohort.user_segment == "enterprise");
+        }
+    }
+    assert!(model_runs > 100, "{model_runs}");
+    let share = enterprise as f64 / model_runs as f64;
+    assert!((0.75..0.95).contains(&share), "{share}");
+}

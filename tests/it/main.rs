@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cli;
 mod cli_client;
+mod cohorts;
 mod instrumentations;
 mod otel_python;
 mod otel_rust;

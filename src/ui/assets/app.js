@@ -477,3 +477,108 @@ views.reasons = async (route) => {
         h("th", {}, "pattern"), h("th", {}, "steps"), h("th", {}, "examples"))),
       h("tbody", {}, rows))) : h("p", { class: "muted" }, "No failure reasons in this window."));
 };
+
+// ---- cohorts -----------------------------------------------------------------------
+
+const COHORT_WINDOWS = ["ring", "15m", "1h", "6h", "24h"];
+
+function clauseText(c) {
+  return c.key + " " + c.op + " " + c.value;
+}
+
+function fmtNum(x, digits) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  return Number(x).toFixed(digits);
+}
+
+function fmtP(p) {
+  if (p === null || p === undefined) return "–";
+  return p < 1e-4 ? Number(p).toExponential(1) : Number(p).toFixed(4);
+}
+
+function diffCell(d) {
+  const sig = d.p_value < 0.05;
+  return h("td", { class: "num" + (sig ? " strong" : "") },
+    (d.difference >= 0 ? "+" : "") + fmtPct(d.difference),
+    h("div", { class: "muted" }, "[" + fmtPct(d.difference_ci[0]) + ", " + fmtPct(d.difference_ci[1]) + "] p=" + fmtP(d.p_value)));
+}
+
+async function renderCompare(target, a, b) {
+  const q = new URLSearchParams({ a, b });
+  let data;
+  try {
+    data = await api("/api/v1/compare?" + q.toString());
+  } catch (e) {
+    target.replaceChildren(h("p", { class: "error" }, "Error: " + e.message));
+    return;
+  }
+  const side = (s) => s.trajectories + " runs, " + fmtPct(s.failure_rate) + " failed";
+  const rows = (data.steps || []).map((s) =>
+    h("tr", {},
+      h("td", {}, s.step),
+      h("td", { class: "num" }, fmtPct(s.a.failure_rate), h("div", { class: "muted" }, s.a.failures + "/" + s.a.runs)),
+      h("td", { class: "num" }, fmtPct(s.b.failure_rate), h("div", { class: "muted" }, s.b.failures + "/" + s.b.runs)),
+      diffCell(s.failure_rate),
+      h("td", { class: "num" }, fmtPct(s.a.root_cause_rate)),
+      h("td", { class: "num" }, fmtPct(s.b.root_cause_rate)),
+      diffCell(s.root_cause_rate)));
+  target.replaceChildren(
+    h("p", {}, "A (" + (data.a.filter || "all") + "): " + side(data.a) + " · B (" + (data.b.filter || "all") + "): " + side(data.b)),
+    h("p", {}, "Failure rate B − A: ", h("strong", {}, (data.overall.difference >= 0 ? "+" : "") + fmtPct(data.overall.difference)),
+      " [" + fmtPct(data.overall.difference_ci[0]) + ", " + fmtPct(data.overall.difference_ci[1]) + "], p = " + fmtP(data.overall.p_value)),
+    h("table", { id: "compare" },
+      h("thead", {}, h("tr", {}, h("th", {}, "step"), h("th", { class: "num" }, "A fail"), h("th", { class: "num" }, "B fail"),
+        h("th", { class: "num" }, "B − A"), h("th", { class: "num" }, "A root cause"), h("th", { class: "num" }, "B root cause"),
+        h("th", { class: "num" }, "B − A"))),
+      h("tbody", {}, rows)));
+}
+
+views.cohorts = async (route) => {
+  const window = COHORT_WINDOWS.includes(route.params.get("window")) ? route.params.get("window") : "ring";
+  const data = await api("/api/v1/cohorts?" + new URLSearchParams({ window, limit: "50" }).toString());
+  const winSel = h("select", { "aria-label": "window" },
+    COHORT_WINDOWS.map((w) => h("option", { value: w }, w === "ring" ? "recent runs (window)" : "last " + w)));
+  winSel.value = window;
+  winSel.addEventListener("change", () => go("cohorts", null, new URLSearchParams({ window: winSel.value })));
+  const rows = (data.cohorts || []).map((c, i) =>
+    h("tr", {},
+      h("td", { class: "num" }, i + 1),
+      h("td", {}, c.predicate.map((p) => h("div", { class: "mono" }, clauseText(p))),
+        c.step ? h("span", { class: "badge" }, "root cause: " + c.step) : null,
+        c.reason_pattern ? h("span", { class: "badge" }, "pattern " + c.reason_pattern) : null),
+      h("td", { class: "num" }, c.support),
+      h("td", { class: "num" }, fmtPct(c.failure_rate), h("div", { class: "muted" }, "vs " + fmtPct(c.baseline_rate))),
+      h("td", { class: "num" }, fmtNum(c.risk_ratio, 2), h("div", { class: "muted" }, "[" + fmtNum(c.risk_ratio_ci[0], 2) + ", " + fmtNum(c.risk_ratio_ci[1], 2) + "]")),
+      h("td", { class: "num" }, fmtNum(c.excess_failures, 1)),
+      h("td", { class: "num" }, fmtP(c.q_value)),
+      h("td", {}, c.top_root_cause_step || "–"),
+      h("td", {}, (c.top_reasons || []).map((r) => h("div", { class: "mono" }, r.count + "× " + (r.template || r.pattern_id)))),
+      h("td", {}, (c.example_trace_ids || []).slice(0, 3).map((id) =>
+        h("div", {}, h("a", { href: "#/trajectory/" + encodeURIComponent(id), class: "mono" }, id.slice(0, 12) + "…"))))));
+  const aIn = h("input", { placeholder: "A: prompt_version=v3", size: 28, "aria-label": "filter A" });
+  const bIn = h("input", { placeholder: "B: prompt_version=v4", size: 28, "aria-label": "filter B" });
+  aIn.value = route.params.get("a") || "";
+  bIn.value = route.params.get("b") || "";
+  const out = h("div", { class: "panel" });
+  const run = () => {
+    const p = new URLSearchParams({ window, a: aIn.value, b: bIn.value });
+    go("cohorts", null, p);
+  };
+  setMain(
+    h("h1", {}, "Failure cohorts"),
+    h("div", { class: "controls" }, winSel),
+    h("p", { class: "muted" },
+      data.records + " runs in the window, " + data.failures + " failed; " + data.tests + " tests; " +
+      data.pending + " cohorts awaiting confirmation (a cohort is listed after two consecutive significant runs)."),
+    rows.length ? h("div", { class: "panel" }, h("table", { id: "cohorts" },
+      h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), h("th", {}, "cohort"), h("th", { class: "num" }, "runs"),
+        h("th", { class: "num" }, "failure rate"), h("th", { class: "num" }, "risk ratio [95% CI]"),
+        h("th", { class: "num" }, "excess failures"), h("th", { class: "num" }, "q"), h("th", {}, "blamed step"),
+        h("th", {}, "top reasons"), h("th", {}, "examples"))),
+      h("tbody", {}, rows))) : h("p", { class: "muted" }, "No cohort fails significantly more than the rest."),
+    h("h2", {}, "Compare two cohorts"),
+    h("p", { class: "muted" }, "Filters: key=value[,key=value], or input_tokens>=N / input_tokens<N (also output_tokens, steps, tool_calls, duration_ms)."),
+    h("div", { class: "controls" }, aIn, bIn, h("button", { onclick: run }, "Compare")),
+    out);
+  if (route.params.has("a") || route.params.has("b")) await renderCompare(out, aIn.value, bIn.value);
+};
