@@ -404,8 +404,11 @@ fn main() {
             reasons.record(a);
         }
         let reasons_us = t.elapsed().as_secs_f64() * 1e6 / n;
-        let spans_per_traj =
-            analyses.iter().map(|a| a.trajectory.spans.len()).sum::<usize>() as f64 / n;
+        let spans_per_traj = analyses
+            .iter()
+            .map(|a| a.trajectory.spans.len())
+            .sum::<usize>() as f64
+            / n;
         println!(
             "per trajectory ({spans_per_traj:.1} spans), one thread: build + analyze {analyze_us:.1} us, aggregate {aggregate_us:.1} us, reasons {reasons_us:.1} us"
         );

@@ -3,6 +3,16 @@
 import { chromium } from "playwright-core";
 
 const [base, failedTrace, xssTrace, shots] = process.argv.slice(2);
+
+// Views change in place (hash routing): wait for the one asked for, not for a selector
+// the previous view may also have.
+async function showing(page, traceId) {
+  await page.waitForFunction(
+    (id) => document.querySelector("main h1")?.textContent.includes(id) && document.querySelector(".waterfall"),
+    traceId,
+    { timeout: 60000 },
+  );
+}
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -33,14 +43,14 @@ try {
 
   // A failed trajectory: the blamed step is shown and highlighted.
   await page.goto(base + "/#/trajectory/" + failedTrace);
-  await page.waitForSelector(".waterfall", { timeout: 60000 });
+  await showing(page, failedTrace);
   out.blamed_step = await page.textContent("#blamed-step").catch(() => null);
   out.highlighted_rows = await page.$$eval(".span-row.blamed", (r) => r.length);
   await page.screenshot({ path: shots + "/trajectory.png", fullPage: true });
 
   // The hostile trajectory: names, keys and values carry script payloads.
   await page.goto(base + "/#/trajectory/" + xssTrace);
-  await page.waitForSelector(".waterfall", { timeout: 60000 });
+  await showing(page, xssTrace);
   const rows = await page.$$(".waterfall .span-row");
   for (const row of rows) await row.click();
   out.xss_span_names = await page.$$eval(".waterfall .name", (els) => els.map((e) => e.textContent));
@@ -50,8 +60,8 @@ try {
 
   // The trajectory list shows the hostile service name as text too.
   await page.goto(base + "/#/trajectories?limit=1000");
-  await page.waitForSelector("main table", { timeout: 60000 });
-  out.list_rows = await page.$$eval("main tbody tr", (r) => r.length);
+  await page.waitForSelector("#trajectory-list", { timeout: 60000 });
+  out.list_rows = await page.$$eval("#trajectory-list tbody tr", (r) => r.length);
   out.xss_executed = out.xss_executed || (await page.evaluate(() => window.__xss === true));
 } finally {
   await browser.close();

@@ -65,7 +65,9 @@ async fn cohorts_and_compare_over_the_api() {
     // The same rows once more: the second consecutive run confirms.
     let (_, body2) = get_json(&running, "/api/v1/cohorts?refresh=true").await;
     let cohorts = body2["cohorts"].as_array().expect("cohorts array");
-    let first = cohorts.first().unwrap_or_else(|| panic!("no cohort: {body2}"));
+    let first = cohorts
+        .first()
+        .unwrap_or_else(|| panic!("no cohort: {body2}"));
     assert_eq!(first["predicate"][0]["key"], "model", "{body2}");
     assert_eq!(first["predicate"][0]["value"], "gpt-4o", "{body2}");
     assert!(first["risk_ratio"].as_f64().is_some_and(|r| r > 1.5));
@@ -89,7 +91,9 @@ async fn cohorts_and_compare_over_the_api() {
     assert_eq!(status, 200, "{cmp}");
     assert!(cmp["a"]["trajectories"].as_u64().is_some_and(|t| t > 50));
     assert!(cmp["b"]["trajectories"].as_u64().is_some_and(|t| t > 50));
-    assert!(cmp["overall"]["difference"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(cmp["overall"]["difference"]
+        .as_f64()
+        .is_some_and(|d| d > 0.0));
     assert!(cmp["overall"]["p_value"].as_f64().is_some_and(|p| p < 0.05));
     assert!(!cmp["steps"].as_array().expect("steps").is_empty());
 

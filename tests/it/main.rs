@@ -1,7 +1,7 @@
 //! The integration tests: one binary, modules by area. Servers bind port 0.
 
-mod analyze;
 mod alerting;
+mod analyze;
 mod api;
 mod browser;
 mod cli;

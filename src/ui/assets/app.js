@@ -144,7 +144,7 @@ views.trajectories = async (route) => {
       h("td", {}, t.root_cause_step ? t.root_cause_step + " · " + t.root_cause_kind : "–"),
       h("td", { class: "num" }, t.span_count),
       h("td", { class: "num" }, fmtMs(t.end_unix_nano - t.start_unix_nano))));
-  const table = h("table", {},
+  const table = h("table", { id: "trajectory-list" },
     h("thead", {}, h("tr", {},
       h("th", {}, "trace"), h("th", {}, "ended"), h("th", {}, "service"), h("th", {}, "outcome"),
       h("th", {}, "root cause"), h("th", { class: "num" }, "spans"), h("th", { class: "num" }, "duration"))),
