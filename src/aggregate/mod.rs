@@ -131,6 +131,10 @@ struct State {
     retired: Vec<Vec<ValueId>>,
     /// Per run of the analysis being recorded: (Prometheus step, dims, bucket step, dims).
     run_keys: Vec<(StepId, DimKey, StepId, DimKey)>,
+    /// Within one `record`: the ids already given to (dimension, located span), so that
+    /// a value shared by many step runs (the run's service, route, ...) is looked up and
+    /// counted by the top-K sketch once per trajectory, not once per step run.
+    memo: Vec<(u8, u32, ValueId, ValueId)>,
 }
 
 thread_local! {
@@ -156,6 +160,7 @@ impl Aggregator {
             stats: AggregateStats::default(),
             retired: vec![Vec::new(); config.dimensions.len() + 1],
             run_keys: Vec::new(),
+            memo: Vec::new(),
         };
         Aggregator {
             config,
@@ -343,8 +348,16 @@ impl State {
         let mut prom_key = ALL_OTHER;
         let mut store_key = ALL_OTHER;
         for (d, cohort) in self.cohorts.iter_mut().enumerate() {
-            let value = scratch.value(&analysis.trajectory, &config.dimensions, d, spans[d]);
-            let (p, s) = cohort.observe(value.as_deref());
+            let span = spans[d];
+            let (p, s) = match self.memo.iter().find(|m| m.0 as usize == d && m.1 == span) {
+                Some(&(_, _, p, s)) => (p, s),
+                None => {
+                    let value = scratch.value(&analysis.trajectory, &config.dimensions, d, span);
+                    let (p, s) = cohort.observe(value.as_deref());
+                    self.memo.push((d as u8, span, p, s));
+                    (p, s)
+                }
+            };
             prom_key[d] = p;
             store_key[d] = s;
         }
@@ -366,6 +379,7 @@ impl State {
         let advanced = self.ring.newest().is_none_or(|n| minute > n);
         self.ring.advance(minute);
         let mut kept = true;
+        self.memo.clear();
 
         // The run as a whole.
         let (prom_key, store_key) = self.dim_keys(config, analysis, scratch, &scratch.run_dims);

@@ -48,6 +48,24 @@ pub async fn feed(running: &faultline::server::Running, n: usize, seed: u64) -> 
     labels
 }
 
+/// Waits until `n` trajectories are counted (each trace's counts are taken when its
+/// late grace, 1 s in the tests, has ended).
+pub async fn wait_counted(running: &faultline::server::Running, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, b) = get_json(running, "/api/v1/breakdown?window=24h").await;
+        if b["totals"]["trajectories"].as_u64().unwrap_or(0) >= n as u64 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} trajectories counted",
+            b["totals"]["trajectories"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until every label's trajectory is listed.
 pub async fn wait_all(running: &faultline::server::Running, labels: &[Label]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -271,6 +289,7 @@ async fn reasons_are_clustered_and_ranked() {
     let running = start_server("300ms").await;
     let labels = feed(&running, 200, 21).await;
     wait_all(&running, &labels).await;
+    wait_counted(&running, labels.len()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let body = loop {
         let (status, body) = get_json(&running, "/api/v1/reasons?window=24h&limit=50").await;
