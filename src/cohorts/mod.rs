@@ -57,6 +57,9 @@ pub struct CohortConfig {
     pub mine_every_records: u64,
     /// ...or after this long with at least one new row.
     pub mine_every: Duration,
+    /// Never mine more often than this: at high ingest rates `mine_every_records` is
+    /// reached many times a second, and one run at a full window costs ~100 ms.
+    pub min_interval: Duration,
     /// Consecutive runs a cohort must be significant in before it is reported.
     pub confirm_runs: u32,
     pub mine: MineConfig,
@@ -72,6 +75,7 @@ impl Default for CohortConfig {
             max_values: 50,
             mine_every_records: 1_000,
             mine_every: Duration::from_secs(60),
+            min_interval: Duration::from_secs(10),
             confirm_runs: 2,
             mine: MineConfig::default(),
             dimensions: crate::aggregate::config::default_dimensions(),
@@ -293,8 +297,10 @@ impl CohortIndex {
                             .wake
                             .wait_timeout(since, Duration::from_secs(1))
                             .unwrap_or_else(|e| e.into_inner());
-                        *since >= index.config.mine_every_records
-                            || (*since > 0 && last_run.elapsed() >= every)
+                        let elapsed = last_run.elapsed();
+                        (*since >= index.config.mine_every_records
+                            && elapsed >= index.config.min_interval)
+                            || (*since > 0 && elapsed >= every)
                     };
                     if due {
                         *lock(&index.since) = 0;
