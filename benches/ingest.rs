@@ -404,13 +404,22 @@ fn main() {
             reasons.record(a);
         }
         let reasons_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let cohorts =
+            faultline::cohorts::CohortIndex::new(faultline::cohorts::CohortConfig::default());
+        let shared: Vec<Arc<faultline::model::Analysis>> =
+            analyses.iter().cloned().map(Arc::new).collect();
+        let t = Instant::now();
+        for a in &shared {
+            faultline::pipeline::Sink::finalize(&cohorts, a.clone());
+        }
+        let cohorts_us = t.elapsed().as_secs_f64() * 1e6 / n;
         let spans_per_traj = analyses
             .iter()
             .map(|a| a.trajectory.spans.len())
             .sum::<usize>() as f64
             / n;
         println!(
-            "per trajectory ({spans_per_traj:.1} spans), one thread: build + analyze {analyze_us:.1} us, aggregate {aggregate_us:.1} us, reasons {reasons_us:.1} us"
+            "per trajectory ({spans_per_traj:.1} spans), one thread: build + analyze {analyze_us:.1} us, aggregate {aggregate_us:.1} us, reasons {reasons_us:.1} us, cohort window {cohorts_us:.1} us"
         );
     }
 
