@@ -9,8 +9,9 @@
 //!    and prost + faultline's conversion into compact records, one thread;
 //! 2. end to end over OTLP/gRPC on loopback (server with 2 shards, 4 concurrent
 //!    streams of pre-encoded requests): spans/s accepted, and spans/s fully assembled +
-//!    analysed (classified, detected, attributed), with and without the aggregation
-//!    sinks (per-step metrics, breakdowns, reason clusters);
+//!    analysed (classified, detected, attributed), with every sink, without the
+//!    aggregation sink (per-step metrics, breakdowns) and without the discovery sinks
+//!    (reason clusters, failure cohorts), and the cost each adds;
 //! 3. peak RSS, and RSS per buffered span (measured first) (spans held open with a long idle timeout),
 //!    next to the wire size per span.
 //!
@@ -142,7 +143,7 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn settings(idle: &str, aggregation: bool, data_dir: &std::path::Path) -> Settings {
+fn settings(idle: &str, sinks: (bool, bool), data_dir: &std::path::Path) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
         None,
@@ -159,7 +160,7 @@ fn settings(idle: &str, aggregation: bool, data_dir: &std::path::Path) -> Settin
         },
     )
     .expect("bench settings");
-    s.aggregation = aggregation;
+    (s.aggregation, s.discovery) = sinks;
     s.max_queued_spans = 400_000;
     s
 }
@@ -241,7 +242,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, aggregation: bool) -> (f64, f64) {
+fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, sinks: (bool, bool)) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -251,7 +252,7 @@ fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, aggregation: bool) -> (f64
     let running = server_rt
         .block_on(faultline::server::start(&settings(
             "200ms",
-            aggregation,
+            sinks,
             dir.path(),
         )))
         .expect("server starts");
@@ -309,7 +310,7 @@ fn main() {
     let running = server_rt
         .block_on(faultline::server::start(&settings(
             "10m",
-            true,
+            (true, true),
             mem_dir.path(),
         )))
         .expect("server starts");
@@ -423,24 +424,36 @@ fn main() {
         );
     }
 
-    // 4. End to end, median of 3 runs each, with and without aggregation.
+    // 4. End to end, median of 3 runs each: every sink; without the aggregation sink
+    //    (per-step metrics and breakdowns); without the discovery sinks (reason clusters,
+    //    failure cohorts). The in-memory view and the store run in all three.
     let rounds = (target / spans_per_round).max(1) as u32;
-    for aggregation in [true, false] {
+    let mut results = Vec::new();
+    for (label, sinks) in [
+        ("all sinks", (true, true)),
+        ("without aggregation", (false, true)),
+        ("without discovery", (true, false)),
+    ] {
         let mut accepted = Vec::new();
         let mut analysed = Vec::new();
         for _ in 0..3 {
-            let (a, d) = end_to_end(&batches, rounds, aggregation);
+            let (a, d) = end_to_end(&batches, rounds, sinks);
             accepted.push(a);
             analysed.push(d);
         }
+        let (a, d) = (median(accepted), median(analysed));
         println!(
-            "end to end, gRPC, {} spans/run, aggregation {:<3}: accepted {:>9.0} spans/s, assembled + analysed {:>9.0} spans/s (median of 3)",
+            "end to end, gRPC, {} spans/run, {label:<20}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of 3)",
             rounds as usize * spans_per_round,
-            if aggregation { "on" } else { "off" },
-            median(accepted),
-            median(analysed)
         );
+        results.push(d);
     }
+    // Cost as CPU time per span: 1/throughput, relative to the run without that sink.
+    println!(
+        "cost added to end-to-end ingest: aggregation {:+.1}%, discovery (reasons + cohorts) {:+.1}%",
+        100.0 * (results[1] / results[0] - 1.0),
+        100.0 * (results[2] / results[0] - 1.0),
+    );
     println!(
         "peak RSS of the whole benchmark process: {} MiB",
         rss_kib("VmHWM:") / 1024

@@ -116,9 +116,12 @@ pub struct Settings {
     pub recent_trajectories: usize,
     pub analyze: crate::analyze::AnalyzeConfig,
     pub aggregate: crate::aggregate::config::AggregateConfig,
-    /// Whether the per-step aggregation sinks (metrics, breakdowns, reason clusters) run.
-    /// Always true in `serve`; the ingest benchmark turns it off to measure their cost.
+    /// Whether the per-step aggregation sink (metrics, breakdowns) runs. Always true in
+    /// `serve`; the ingest benchmark turns it off to measure its cost.
     pub aggregation: bool,
+    /// Whether the discovery sinks (reason clusters, failure cohorts) run. Always true in
+    /// `serve`; the ingest benchmark turns them off to measure their cost.
+    pub discovery: bool,
     pub store: crate::store::StoreConfig,
     pub alerts: crate::alerts::AlertsConfig,
 }
@@ -329,6 +332,7 @@ impl Settings {
             analyze,
             aggregate,
             aggregation: true,
+            discovery: true,
             store,
             alerts,
         })

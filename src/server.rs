@@ -173,6 +173,8 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let mut sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
     if settings.aggregation {
         sinks.push(aggregator.clone());
+    }
+    if settings.discovery {
         sinks.push(reasons);
         sinks.push(cohorts.clone());
     }
