@@ -221,6 +221,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
+    let _heavy = crate::support::heavy().await;
     let binary = program("prometheus-alertmanager", "prometheus-alertmanager");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("alertmanager.yml");
@@ -291,7 +292,7 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
     send_until(&running, &mut sim, spike.0 + 3 * MIN).await;
     let firing = wait_for(
         "a firing alert in Alertmanager",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || async {
             am_alerts(port)
                 .await
@@ -358,7 +359,7 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
     let labels_for_match = labels.clone();
     wait_for(
         "the alert resolved in Alertmanager",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || {
             let labels = labels_for_match.clone();
             async move {

@@ -50,6 +50,7 @@ fn hostile_trace() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_shows_the_api_numbers_and_keeps_payloads_inert() {
+    let _heavy = crate::support::heavy().await;
     let running = start_server("300ms").await;
     let labels = feed(&running, 150, 41).await;
     let resp = reqwest::Client::new()

@@ -218,6 +218,7 @@ async fn an_unreachable_server_is_exit_1_naming_the_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_populates_the_page_within_30_seconds_and_stops_on_ctrl_c() {
+    let _heavy = crate::support::heavy().await;
     let started = tokio::time::Instant::now();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([

@@ -73,10 +73,12 @@ async fn run_agents(script: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn langgraph_with_openinference_blames_the_planted_step() {
+    let _heavy = crate::support::heavy().await;
     run_agents("tests/python/agents/langgraph_agent.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pydantic_ai_instrumentation_blames_the_planted_step() {
+    let _heavy = crate::support::heavy().await;
     run_agents("tests/python/agents/pydantic_ai_agent.py").await;
 }

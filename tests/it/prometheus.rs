@@ -83,6 +83,7 @@ fn total_trajectories(metrics: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_root_cause_ratio_matches_the_breakdown_api() {
+    let _heavy = crate::support::heavy().await;
     let running = start_server("300ms").await;
     let prom = start_prometheus(running.api_address);
     let labels = feed(&running, 300, 31).await;

@@ -485,6 +485,7 @@ impl Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_kill_9_with_trajectories_and_counts_intact() {
+    let _heavy = crate::support::heavy().await;
     let data_dir = fresh_data_dir();
     let from = now_nanos() - 3 * 3600 * 1_000_000_000;
     let to = now_nanos() + 3600 * 1_000_000_000;

@@ -119,3 +119,12 @@ pub fn python() -> PathBuf {
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// Tests that load the machine for many seconds (the demo's backfill, real Alertmanager,
+/// Prometheus and Chromium, the crash test, the Python agents) run one at a time: on a
+/// two-core machine their timing assertions must not depend on which others run beside.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
