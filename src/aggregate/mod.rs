@@ -271,6 +271,28 @@ struct PromNames<'a> {
     custom_kinds: &'a [Arc<str>],
 }
 
+impl State {
+    /// The Prometheus families, and the names of the ids their keys hold (a split
+    /// borrow of the state).
+    fn prom_with_names(&mut self) -> (&mut PromMetrics, PromNames<'_>) {
+        let State {
+            cohorts,
+            steps,
+            custom_kinds,
+            prom,
+            ..
+        } = self;
+        (
+            prom,
+            PromNames {
+                cohorts,
+                steps,
+                custom_kinds,
+            },
+        )
+    }
+}
+
 impl Namer for PromNames<'_> {
     fn dim(&self, d: usize, id: ValueId) -> Arc<str> {
         match self.cohorts.get(d) {
@@ -385,18 +407,7 @@ impl State {
         let (prom_key, store_key) = self.dim_keys(config, analysis, scratch, &scratch.run_dims);
         let outcome = outcome_index(analysis.outcome);
         {
-            let State {
-                cohorts,
-                steps,
-                custom_kinds,
-                prom,
-                ..
-            } = self;
-            let names = PromNames {
-                cohorts,
-                steps,
-                custom_kinds,
-            };
+            let (prom, names) = self.prom_with_names();
             prom.trajectory(outcome as u16, prom_key, &names);
         }
         match self.ring.slot(minute) {
@@ -423,18 +434,7 @@ impl State {
                 .map(|s| s.duration_nanos())
                 .unwrap_or(0);
             {
-                let State {
-                    cohorts,
-                    steps,
-                    custom_kinds,
-                    prom,
-                    ..
-                } = self;
-                let names = PromNames {
-                    cohorts,
-                    steps,
-                    custom_kinds,
-                };
+                let (prom, names) = self.prom_with_names();
                 prom.step_run(prom_step, prom_dims, nanos as f64 / 1e9, &names);
             }
             if kept {
@@ -500,18 +500,7 @@ impl State {
         cap: usize,
     ) {
         {
-            let State {
-                cohorts,
-                steps,
-                custom_kinds,
-                prom,
-                ..
-            } = self;
-            let names = PromNames {
-                cohorts,
-                steps,
-                custom_kinds,
-            };
+            let (prom, names) = self.prom_with_names();
             if root_cause {
                 prom.root_cause(prom_step, kind, prom_dims, &names);
             } else {

@@ -101,6 +101,13 @@ impl<T> Default for Decoded<T> {
 }
 
 impl<T> Decoded<T> {
+    fn with_capacity(items: usize) -> Decoded<T> {
+        Decoded {
+            items: Vec::with_capacity(items),
+            ..Decoded::default()
+        }
+    }
+
     fn reject(&mut self, reason: RejectReason, message: impl FnOnce() -> String) {
         self.rejected += 1;
         if self.first_error.is_none() {
@@ -140,15 +147,8 @@ pub fn decode_traces(req: ExportTraceServiceRequest, interner: &Interner) -> Dec
         .flat_map(|rs| rs.scope_spans.iter())
         .map(|ss| ss.spans.len())
         .sum();
-    let mut out = Decoded {
-        items: Vec::with_capacity(total),
-        ..Decoded::default()
-    };
-    let mut ctx = Ctx {
-        interner,
-        truncated: 0,
-        dropped: 0,
-    };
+    let mut out = Decoded::with_capacity(total);
+    let mut ctx = Ctx::new(interner);
     for rs in req.resource_spans {
         if rs.scope_spans.iter().all(|ss| ss.spans.is_empty()) {
             continue;
@@ -168,9 +168,7 @@ pub fn decode_traces(req: ExportTraceServiceRequest, interner: &Interner) -> Dec
             }
         }
     }
-    out.truncated_values = ctx.truncated;
-    out.dropped_items = ctx.dropped;
-    out
+    ctx.finish(out)
 }
 
 pub fn decode_logs(req: ExportLogsServiceRequest, interner: &Interner) -> Decoded<LogEvent> {
@@ -180,15 +178,8 @@ pub fn decode_logs(req: ExportLogsServiceRequest, interner: &Interner) -> Decode
         .flat_map(|rl| rl.scope_logs.iter())
         .map(|sl| sl.log_records.len())
         .sum();
-    let mut out = Decoded {
-        items: Vec::with_capacity(total),
-        ..Decoded::default()
-    };
-    let mut ctx = Ctx {
-        interner,
-        truncated: 0,
-        dropped: 0,
-    };
+    let mut out = Decoded::with_capacity(total);
+    let mut ctx = Ctx::new(interner);
     for rl in req.resource_logs {
         if rl.scope_logs.iter().all(|sl| sl.log_records.is_empty()) {
             continue;
@@ -203,9 +194,7 @@ pub fn decode_logs(req: ExportLogsServiceRequest, interner: &Interner) -> Decode
             }
         }
     }
-    out.truncated_values = ctx.truncated;
-    out.dropped_items = ctx.dropped;
-    out
+    ctx.finish(out)
 }
 
 /// Why one item was refused: the counter reason and the client-facing message.
@@ -225,6 +214,23 @@ struct Ctx<'a> {
     interner: &'a Interner,
     truncated: u64,
     dropped: u64,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(interner: &'a Interner) -> Ctx<'a> {
+        Ctx {
+            interner,
+            truncated: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Hands the counts of truncated values and dropped items over to the result.
+    fn finish<T>(self, mut out: Decoded<T>) -> Decoded<T> {
+        out.truncated_values = self.truncated;
+        out.dropped_items = self.dropped;
+        out
+    }
 }
 
 impl Ctx<'_> {
