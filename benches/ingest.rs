@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
+//! FAULTLINE_BENCH_MEMORY_ONLY=1 cargo bench --bench ingest   # the memory figures alone
 //! ```
 //!
 //! Prints, for realistic batches from `faultline simulate` (~350 spans per request):
@@ -330,6 +331,9 @@ fn main() {
         per_span / wire_per_span
     );
     server_rt.block_on(running.shutdown());
+    if std::env::var_os("FAULTLINE_BENCH_MEMORY_ONLY").is_some() {
+        return;
+    }
 
     // 2. Decode-only ceilings, one thread, median of 5 passes.
     let mut prost_rates = Vec::new();

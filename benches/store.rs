@@ -66,8 +66,8 @@ fn span(
         status: SpanStatus::Unset,
         status_message: None,
         attributes: Attributes::new(),
-        events: Vec::new(),
-        links: Vec::new(),
+        events: Default::default(),
+        links: Default::default(),
         resource: Arc::new(Resource {
             service_name: Some("bench-agent".into()),
             attributes: Attributes::new(),

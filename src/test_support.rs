@@ -83,8 +83,8 @@ pub fn span(trace: u64, id: u64, parent: u64) -> SpanBuilder {
             status: SpanStatus::Unset,
             status_message: None,
             attributes: Attributes::new(),
-            events: Vec::new(),
-            links: Vec::new(),
+            events: Default::default(),
+            links: Default::default(),
             resource: Arc::new(Resource {
                 service_name: Some("test-agent".into()),
                 attributes: Attributes::new(),

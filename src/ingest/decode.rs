@@ -36,6 +36,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource as WireResource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use thin_vec::ThinVec;
 
 use crate::ingest::json;
 use crate::ingest::RejectReason;
@@ -317,7 +318,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn events(&mut self, events: Vec<Event>) -> Vec<SpanEvent> {
+    fn events(&mut self, events: Vec<Event>) -> ThinVec<SpanEvent> {
         if events.len() > MAX_EVENTS {
             self.dropped += (events.len() - MAX_EVENTS) as u64;
         }
@@ -332,11 +333,11 @@ impl Ctx<'_> {
             .collect()
     }
 
-    fn links(&mut self, links: Vec<Link>) -> Vec<SpanLink> {
+    fn links(&mut self, links: Vec<Link>) -> ThinVec<SpanLink> {
         if links.len() > MAX_LINKS {
             self.dropped += (links.len() - MAX_LINKS) as u64;
         }
-        let mut out = Vec::with_capacity(links.len().min(MAX_LINKS));
+        let mut out = ThinVec::with_capacity(links.len().min(MAX_LINKS));
         for link in links.into_iter().take(MAX_LINKS) {
             match (
                 TraceId::from_bytes(&link.trace_id),
@@ -420,7 +421,7 @@ impl Ctx<'_> {
                 .map(|(i, kv)| last.get(kv.key.as_str()) == Some(&i))
                 .collect()
         });
-        let mut out = Attributes::with_capacity(kvs.len().min(MAX_ATTRIBUTES));
+        let mut out: Vec<(Str, Value)> = Vec::with_capacity(kvs.len().min(MAX_ATTRIBUTES));
         for (i, kv) in kvs.into_iter().enumerate() {
             if let Some(keep) = &keep {
                 if !keep[i] {
@@ -435,14 +436,17 @@ impl Ctx<'_> {
                 continue;
             };
             let key = self.interner.intern_owned(kv.key);
-            if keep.is_some() {
-                out.push_unchecked(key, value);
-            } else {
-                out.insert(key, value);
+            // Past SCAN_MAX the repeats are already gone.
+            let repeat = match keep {
+                None => out.iter_mut().find(|(k, _)| *k == key),
+                Some(_) => None,
+            };
+            match repeat {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
             }
         }
-        out.shrink_to_fit();
-        out
+        Attributes::from_unique(out)
     }
 
     fn value(&mut self, value: AnyValue, depth: usize) -> Option<Value> {
@@ -458,7 +462,7 @@ impl Ctx<'_> {
                     self.truncated += 1;
                     text.push_str(TRUNCATION_MARK);
                 }
-                Value::Str(Arc::from(text))
+                Value::Str(Str::from(text))
             }
             WireValue::ArrayValue(a) => {
                 if depth >= MAX_VALUE_DEPTH {
@@ -485,7 +489,7 @@ impl Ctx<'_> {
                     truncate_at_boundary(&mut text, MAX_VALUE_BYTES);
                     text.push_str(TRUNCATION_MARK);
                 }
-                Value::Str(Arc::from(text))
+                Value::Str(Str::from(text))
             }
         })
     }

@@ -1,14 +1,16 @@
 //! Trace and span ids as fixed-size arrays.
 
 use std::fmt;
+use std::num::NonZeroU64;
 
 /// A 16-byte trace id. Never all zero: construction refuses the invalid id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId([u8; 16]);
 
-/// An 8-byte span id. Never all zero.
+/// An 8-byte span id. Never all zero, which lets `Option<SpanId>` stay 8 bytes. Held
+/// as the big-endian integer of its bytes, so that ids order as their bytes do.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SpanId([u8; 8]);
+pub struct SpanId(NonZeroU64);
 
 /// Why bytes are not a valid id; the message is what a client sees in `partial_success`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,10 +81,9 @@ impl SpanId {
             len: bytes.len(),
             expected: 8,
         })?;
-        if arr == [0; 8] {
-            return Err(IdError::AllZero { what: "span_id" });
-        }
-        Ok(SpanId(arr))
+        NonZeroU64::new(u64::from_be_bytes(arr))
+            .map(SpanId)
+            .ok_or(IdError::AllZero { what: "span_id" })
     }
 
     pub fn from_hex(s: &str) -> Result<SpanId, IdError> {
@@ -98,12 +99,12 @@ impl SpanId {
         SpanId::from_bytes(&arr)
     }
 
-    pub fn as_bytes(&self) -> &[u8; 8] {
-        &self.0
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.get().to_be_bytes()
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.to_bytes())
     }
 }
 
@@ -124,7 +125,7 @@ impl fmt::Debug for TraceId {
 
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
+        for b in self.to_bytes() {
             write!(f, "{b:02x}")?;
         }
         Ok(())
@@ -154,5 +155,10 @@ mod tests {
         let t = TraceId::from_hex("0102030405060708090A0B0C0D0E0F10").unwrap();
         assert_eq!(t.to_hex(), "0102030405060708090a0b0c0d0e0f10");
         assert!(TraceId::from_hex("zz02030405060708090a0b0c0d0e0f10").is_err());
+        let a = SpanId::from_hex("00000000000000ff").unwrap();
+        let b = SpanId::from_hex("0100000000000000").unwrap();
+        assert!(a < b, "span ids order as their bytes");
+        assert_eq!(b.to_hex(), "0100000000000000");
+        assert_eq!(std::mem::size_of::<Option<SpanId>>(), 8);
     }
 }

@@ -6,18 +6,18 @@
 //! holds `capacity` strings, new strings are allocated on their own and not remembered,
 //! so a flood of distinct values costs what the values cost and no more.
 
-use std::sync::Arc;
-
 use dashmap::DashSet;
 
-/// A shared immutable string. Cloning is a reference-count increment.
-pub type Str = Arc<str>;
+/// A shared immutable string: one pointer wide (the length sits in the heap header), so
+/// that an attribute key or string value costs 8 bytes in a buffered span. Cloning is a
+/// reference-count increment.
+pub type Str = arcstr::ArcStr;
 
 /// A concurrent, bounded string interner.
 pub struct Interner {
     /// aHash: fast, and keyed at random per process, so hostile strings cannot be
     /// chosen to collide.
-    set: DashSet<Arc<str>, ahash::RandomState>,
+    set: DashSet<Str, ahash::RandomState>,
     capacity: usize,
     max_len: usize,
 }
@@ -35,12 +35,12 @@ impl Interner {
 
     pub fn intern(&self, s: &str) -> Str {
         if s.len() > self.max_len {
-            return Arc::from(s);
+            return Str::from(s);
         }
         if let Some(existing) = self.set.get(s) {
             return existing.key().clone();
         }
-        let new: Arc<str> = Arc::from(s);
+        let new = Str::from(s);
         if self.set.len() < self.capacity {
             self.set.insert(new.clone());
         }
@@ -50,7 +50,7 @@ impl Interner {
     /// Interns an owned string without copying it when it is not already known.
     pub fn intern_owned(&self, s: String) -> Str {
         if s.len() > self.max_len {
-            return Arc::from(s);
+            return Str::from(s);
         }
         self.intern(&s)
     }
@@ -79,7 +79,7 @@ mod tests {
         let i = Interner::new(2, 8);
         let a = i.intern("model");
         let b = i.intern("model");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Str::ptr_eq(&a, &b));
         i.intern("x");
         i.intern("y");
         assert_eq!(i.len(), 2);

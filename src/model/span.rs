@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use thin_vec::ThinVec;
+
 use super::ids::{SpanId, TraceId};
 use super::intern::Str;
 
@@ -13,7 +15,8 @@ pub enum Value {
     Int(i64),
     Double(f64),
     Bool(bool),
-    Array(Arc<[Value]>),
+    /// Behind one thin pointer, so that a `Value` is 16 bytes (arrays are rare).
+    Array(Arc<Vec<Value>>),
 }
 
 impl Value {
@@ -68,31 +71,33 @@ impl Value {
 }
 
 /// Attributes in arrival order. Lookups are linear: spans carry a handful to a few dozen
-/// attributes, where a scan beats hashing.
+/// attributes, where a scan beats hashing. Held as an exact-size boxed slice (16 bytes
+/// inline, no spare capacity): a buffered span's attributes are built once and then
+/// only read.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Attributes(Vec<(Str, Value)>);
+pub struct Attributes(Box<[(Str, Value)]>);
 
 impl Attributes {
     pub fn new() -> Attributes {
-        Attributes(Vec::new())
+        Attributes::default()
     }
 
-    pub fn with_capacity(n: usize) -> Attributes {
-        Attributes(Vec::with_capacity(n))
+    /// Attributes from pairs whose keys are known to be unique (the decoder checks them
+    /// once per span).
+    pub fn from_unique(pairs: Vec<(Str, Value)>) -> Attributes {
+        Attributes(pairs.into_boxed_slice())
     }
 
     /// Adds `key`. OTLP requires unique keys; when a sender repeats one, the last wins.
+    /// Reallocates: for building a few attributes by hand, not for bulk decoding.
     pub fn insert(&mut self, key: Str, value: Value) {
         if let Some(slot) = self.0.iter_mut().find(|(k, _)| **k == *key) {
             slot.1 = value;
         } else {
-            self.0.push((key, value));
+            let mut pairs = std::mem::take(&mut self.0).into_vec();
+            pairs.push((key, value));
+            self.0 = pairs.into_boxed_slice();
         }
-    }
-
-    /// Adds `key` without checking for an earlier copy (the decoder checks once per span).
-    pub fn push_unchecked(&mut self, key: Str, value: Value) {
-        self.0.push((key, value));
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -133,10 +138,6 @@ impl Attributes {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
     }
 }
 
@@ -203,8 +204,9 @@ pub struct SpanRecord {
     pub status: SpanStatus,
     pub status_message: Option<Str>,
     pub attributes: Attributes,
-    pub events: Vec<SpanEvent>,
-    pub links: Vec<SpanLink>,
+    /// Thin (8 bytes, no allocation when empty): most spans have neither.
+    pub events: ThinVec<SpanEvent>,
+    pub links: ThinVec<SpanLink>,
     pub resource: Arc<Resource>,
     pub scope_name: Option<Str>,
 }
@@ -243,4 +245,23 @@ pub struct LogEvent {
     pub body: Option<Value>,
     pub attributes: Attributes,
     pub resource: Arc<Resource>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes the memory budget of a buffered span rests on (see ARCHITECTURE.md).
+    #[test]
+    fn buffered_span_layout_stays_compact() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Str>(), 8);
+        assert_eq!(size_of::<Value>(), 16);
+        assert_eq!(size_of::<(Str, Value)>(), 24);
+        assert!(
+            size_of::<SpanRecord>() <= 128,
+            "{}",
+            size_of::<SpanRecord>()
+        );
+    }
 }
