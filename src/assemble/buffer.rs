@@ -31,13 +31,22 @@ pub(super) enum Added {
     Conflict,
 }
 
-/// Where the copies of one span id are held.
+/// Where the copies of one span id are held. 8 bytes, so that an index entry with its
+/// span id is 16.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// The canonical first copy: the one the trajectory keeps.
     first: u32,
-    /// One copy with different content, if any arrived.
-    witness: Option<u32>,
+    /// One copy with different content, if any arrived; [`NO_WITNESS`] if none.
+    witness: u32,
+}
+
+const NO_WITNESS: u32 = u32::MAX;
+
+impl Slot {
+    fn witness(self) -> Option<u32> {
+        (self.witness != NO_WITNESS).then_some(self.witness)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -68,13 +77,24 @@ impl Buffer {
         self.roots > 0
     }
 
+    /// Makes room for `n` more spans about to arrive together. The first batch of a trace
+    /// gets exactly its size (a trace often arrives whole, e.g. from a collector that
+    /// groups by trace); later growth is by half the held count, not double, so that a
+    /// root span arriving on its own does not double a large buffer.
+    pub(super) fn reserve_spans(&mut self, n: usize) {
+        let len = self.spans.len();
+        if self.spans.capacity() - len < n {
+            self.spans.reserve_exact(n.max(len / 2));
+        }
+    }
+
     pub(super) fn add_span(&mut self, span: SpanRecord) -> Added {
         let next = index_u32(self.spans.len());
         match self.slots.entry(span.span_id) {
             Entry::Vacant(v) => {
                 v.insert(Slot {
                     first: next,
-                    witness: None,
+                    witness: NO_WITNESS,
                 });
                 if span.is_root() {
                     self.roots += 1;
@@ -89,7 +109,7 @@ impl Buffer {
                 if order == Ordering::Equal {
                     return Added::Duplicate;
                 }
-                if let Some(w) = slot.witness {
+                if let Some(w) = slot.witness() {
                     if span_content_cmp(&span, &self.spans[w as usize]) == Ordering::Equal {
                         return Added::Duplicate;
                     }
@@ -101,19 +121,19 @@ impl Buffer {
                     let is_root = span.is_root();
                     let old = std::mem::replace(&mut self.spans[first], span);
                     self.roots = self.roots + u32::from(is_root) - u32::from(was_root);
-                    match slot.witness {
+                    match slot.witness() {
                         Some(w) => {
                             self.spans[w as usize] = old;
                             Added::Replaced
                         }
                         None => {
-                            slot.witness = Some(next);
+                            slot.witness = next;
                             self.spans.push(old);
                             Added::New
                         }
                     }
-                } else if slot.witness.is_none() {
-                    slot.witness = Some(next);
+                } else if slot.witness().is_none() {
+                    slot.witness = next;
                     self.spans.push(span);
                     Added::New
                 } else {

@@ -256,8 +256,20 @@ impl Assembler {
     /// trace hitting a bound) are pushed to `out`. Timers only fire in [`Self::tick`].
     pub fn push_spans(&mut self, spans: Vec<SpanRecord>, now: Instant, out: &mut Vec<Trajectory>) {
         let now = self.advance(now);
+        // Consecutive spans of one trace (a run) are reserved for at once, so that a
+        // buffer grows once per run, to its size.
+        let runs = run_lengths(&spans);
+        let mut runs = runs.iter();
+        let mut run_left = 0;
         for span in spans {
-            self.add(span.trace_id, Record::Span(span), now, out);
+            let reserve = if run_left == 0 {
+                run_left = runs.next().copied().unwrap_or(1);
+                run_left
+            } else {
+                0
+            };
+            run_left -= 1;
+            self.add(span.trace_id, Record::Span(span), reserve, now, out);
         }
         self.compact();
     }
@@ -267,7 +279,7 @@ impl Assembler {
         let now = self.advance(now);
         for log in logs {
             match log.trace_id {
-                Some(trace) => self.add(trace, Record::Log(log), now, out),
+                Some(trace) => self.add(trace, Record::Log(log), 0, now, out),
                 None => {
                     tracing::debug!("Log event without a trace id dropped.");
                     self.stats.unmatched_dropped += 1;
@@ -287,7 +299,7 @@ impl Assembler {
     ) {
         let now = self.advance(now);
         for span in spans {
-            self.add(target, Record::Linked(span), now, out);
+            self.add(target, Record::Linked(span), 0, now, out);
         }
         self.compact();
     }
@@ -392,7 +404,15 @@ impl Assembler {
     }
 
     /// Adds one record of `trace`, then enforces the bounds.
-    fn add(&mut self, trace: TraceId, record: Record, now: Instant, out: &mut Vec<Trajectory>) {
+    /// Adds one record; `reserve` > 0 makes room for that many spans of this trace first.
+    fn add(
+        &mut self,
+        trace: TraceId,
+        record: Record,
+        reserve: usize,
+        now: Instant,
+        out: &mut Vec<Trajectory>,
+    ) {
         let cap = self.max_spans_per_trace();
         let state = match self.traces.entry(trace) {
             Entry::Occupied(o) => o.into_mut(),
@@ -419,6 +439,9 @@ impl Assembler {
         let mut queue_idle = false;
         let (added, too_large) = match &mut state.phase {
             Phase::Open(open) => {
+                if reserve > 0 {
+                    open.buf.reserve_spans(reserve);
+                }
                 let added = add_record(&mut open.buf, record);
                 if changed(added) {
                     open.last_seen = now;
@@ -771,6 +794,22 @@ impl Assembler {
             });
         }
     }
+}
+
+/// The lengths of the runs of consecutive spans with the same trace id, in order.
+fn run_lengths(spans: &[SpanRecord]) -> Vec<usize> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < spans.len() {
+        let trace = spans[i].trace_id;
+        let len = spans[i..]
+            .iter()
+            .take_while(|s| s.trace_id == trace)
+            .count();
+        runs.push(len);
+        i += len;
+    }
+    runs
 }
 
 fn add_record(buf: &mut Buffer, record: Record) -> Added {
