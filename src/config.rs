@@ -5,7 +5,9 @@
 //! file, then the built-in default. Every `serve` option is all three: the flag
 //! `--idle-timeout`, the variable `FAULTLINE_IDLE_TIMEOUT` and the top-level key
 //! `idle_timeout`. Lists (classification rules, detection rules) live in the file's
-//! `[classify]` and `[detect]` tables.
+//! `[classify]` and `[detect]` tables. The OTLP metrics push is the exception to the
+//! top-level rule: `--metrics-push-endpoint` / `FAULTLINE_METRICS_PUSH_ENDPOINT` set the
+//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,9 @@ pub struct FileConfig {
     /// Built-in alerting (`[alerts]`): Alertmanager and webhook URLs, detection
     /// thresholds, bounds.
     pub alerts: Option<crate::alerts::RawAlertsConfig>,
+    /// OTLP metrics push (`[metrics_push]`): the series of `/metrics` sent to a
+    /// collector; `endpoint`, `interval`, `protocol`, `timeout`, `headers`.
+    pub metrics_push: Option<crate::push::RawPushConfig>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -96,6 +101,8 @@ pub struct Overrides {
     pub max_spans_per_trace: Option<usize>,
     pub max_request_bytes: Option<usize>,
     pub shards: Option<usize>,
+    /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
+    pub metrics_push: crate::push::PushOverrides,
 }
 
 /// Validated settings of `faultline serve`.
@@ -124,6 +131,8 @@ pub struct Settings {
     pub discovery: bool,
     pub store: crate::store::StoreConfig,
     pub alerts: crate::alerts::AlertsConfig,
+    /// The OTLP metrics push; `None` when no endpoint is set.
+    pub metrics_push: Option<crate::push::PushConfig>,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -255,6 +264,17 @@ impl Settings {
             }
             None => crate::alerts::AlertsConfig::default(),
         };
+        let metrics_push =
+            crate::push::PushConfig::resolve(file.metrics_push.as_ref(), &over.metrics_push)
+                .map_err(|e| ConfigError::Invalid {
+                    origin: if e.from_file {
+                        file_origin.clone()
+                    } else {
+                        "flag or environment".to_owned()
+                    },
+                    key: format!("metrics_push.{}", e.key),
+                    message: e.message,
+                })?;
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -335,6 +355,7 @@ impl Settings {
             discovery: true,
             store,
             alerts,
+            metrics_push,
         })
     }
 }

@@ -25,6 +25,7 @@
 //!   the JSON shapes.
 //! - [`ui`]: the web page, embedded static assets.
 //! - [`metrics`]: self-metrics, all names in one place.
+//! - [`push`]: the optional OTLP metrics push of the `/metrics` series to a collector.
 //! - [`config`]: the config file, environment and flags, validated into settings.
 //! - [`server`]: starts and stops everything in order.
 //! - [`cli`]: the command line.
@@ -46,6 +47,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod push;
 pub mod reasons;
 pub mod server;
 pub mod simulate;

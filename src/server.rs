@@ -3,7 +3,8 @@
 //!
 //! Shutdown order: readiness goes false; the receivers stop taking requests (in-flight
 //! ones finish); the shards release every open trace (flagged incomplete) to analysis;
-//! then the process exits.
+//! the store writes what is queued; the OTLP metrics push (if configured) sends the final
+//! values; then the API stops and the process exits.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,6 +90,7 @@ pub struct Running {
     api_stop: watch::Sender<bool>,
     api_task: JoinHandle<()>,
     workers: Workers,
+    metrics_push: Option<crate::push::Pusher>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -226,6 +228,17 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     );
     tasks.extend(alert_tasks.tasks);
     let alerts = alert_tasks.engine;
+    // Registered last: every other metric is in the registry the push reads.
+    let push_metrics = settings
+        .metrics_push
+        .as_ref()
+        .map(|_| crate::push::PushMetrics::register(&mut registry));
+    let registry = Arc::new(registry);
+    let metrics_push = settings
+        .metrics_push
+        .clone()
+        .zip(push_metrics)
+        .map(|(config, m)| crate::push::Pusher::start(config, registry.clone(), m));
 
     {
         let ingest = ingest.clone();
@@ -262,7 +275,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             horizon: reasons_horizon,
         }),
         alerts: alerts.clone(),
-        registry: Arc::new(registry),
+        registry,
         ready: ready.clone(),
         store_healthy: {
             let m = store_metrics.clone();
@@ -303,12 +316,14 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         api_stop,
         api_task,
         workers,
+        metrics_push,
     })
 }
 
 impl Running {
     /// Stops in order and waits: receivers, then the pipeline (open traces are
-    /// released to analysis), then the API.
+    /// released to analysis), the store writer, the metrics push (one final push), then
+    /// the API.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
@@ -330,6 +345,10 @@ impl Running {
             .is_err()
         {
             tracing::error!("The store writer did not shut down cleanly.");
+        }
+        // Every trace is counted now: the final push carries the final values.
+        if let Some(push) = self.metrics_push {
+            push.shutdown().await;
         }
         let _ = self.api_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.api_task).await;

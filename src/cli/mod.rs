@@ -138,6 +138,29 @@ pub struct ServeArgs {
     /// Shard threads assembling and analysing traces [default: number of cores].
     #[arg(long, env = "FAULTLINE_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
+    /// Push the /metrics series over OTLP to this collector endpoint, such as
+    /// http://collector:4317 (gRPC) or http://collector:4318 (HTTP, /v1/metrics is
+    /// appended). Plain http only. File: [metrics_push] endpoint [default: no push].
+    #[arg(long, env = "FAULTLINE_METRICS_PUSH_ENDPOINT", value_name = "URL")]
+    pub metrics_push_endpoint: Option<String>,
+    /// Time between OTLP metrics pushes; one more is made at shutdown [default: 60s].
+    #[arg(long, env = "FAULTLINE_METRICS_PUSH_INTERVAL", value_name = "DURATION")]
+    pub metrics_push_interval: Option<String>,
+    /// OTLP metrics push protocol: grpc or http/protobuf [default: grpc].
+    #[arg(long, env = "FAULTLINE_METRICS_PUSH_PROTOCOL", value_name = "PROTOCOL")]
+    pub metrics_push_protocol: Option<String>,
+    /// Longest wait for one OTLP metrics push, connecting included [default: 10s].
+    #[arg(long, env = "FAULTLINE_METRICS_PUSH_TIMEOUT", value_name = "DURATION")]
+    pub metrics_push_timeout: Option<String>,
+    /// Headers (gRPC metadata) of every OTLP metrics push, as name=value,name=value;
+    /// replaces [metrics_push] headers.
+    #[arg(
+        long,
+        env = "FAULTLINE_METRICS_PUSH_HEADERS",
+        value_name = "LIST",
+        hide_env_values = true
+    )]
+    pub metrics_push_headers: Option<String>,
 }
 
 impl ServeArgs {
@@ -162,6 +185,13 @@ impl ServeArgs {
                 max_spans_per_trace: self.max_spans_per_trace,
                 max_request_bytes: self.max_request_bytes,
                 shards: self.shards,
+                metrics_push: crate::push::PushOverrides {
+                    endpoint: self.metrics_push_endpoint.clone(),
+                    interval: self.metrics_push_interval.clone(),
+                    protocol: self.metrics_push_protocol.clone(),
+                    timeout: self.metrics_push_timeout.clone(),
+                    headers: self.metrics_push_headers.clone(),
+                },
             },
         )
     }

@@ -23,6 +23,11 @@ fn help_explains_every_serve_option() {
         "--data-dir",
         "--idle-timeout",
         "FAULTLINE_IDLE_TIMEOUT",
+        "--metrics-push-endpoint",
+        "FAULTLINE_METRICS_PUSH_ENDPOINT",
+        "--metrics-push-interval",
+        "--metrics-push-protocol",
+        "--metrics-push-headers",
     ] {
         assert!(help.contains(flag), "`serve --help` lacks {flag}:\n{help}");
     }
@@ -53,6 +58,39 @@ fn invalid_config_names_file_key_and_problem_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("idle_timout"), "{err}");
+}
+
+#[test]
+fn invalid_metrics_push_config_names_file_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("push.toml");
+    std::fs::write(
+        &path,
+        "[metrics_push]\nendpoint = \"https://collector:4317\"\n",
+    )
+    .expect("write");
+    let out = faultline()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("push.toml") && err.contains("metrics_push.endpoint") && err.contains("https"),
+        "{err}"
+    );
+
+    let out = faultline()
+        .env("FAULTLINE_METRICS_PUSH_INTERVAL", "sometimes")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("metrics_push.interval") && err.contains("sometimes"),
+        "{err}"
+    );
 }
 
 #[test]
