@@ -5,12 +5,21 @@
 //! memory per buffered span below its size on the wire. The table is bounded: once it
 //! holds `capacity` strings, new strings are allocated on their own and not remembered,
 //! so a flood of distinct values costs what the values cost and no more.
+//!
+//! What the table remembers is never freed, not even with the table (at most `capacity`
+//! strings of at most `max_len` bytes; a process keeps one table), and is therefore made
+//! static: cloning and dropping it costs no atomic operation, so threads sharing hot
+//! keys do not contend on one reference count.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashSet;
 
 /// A shared immutable string: one pointer wide (the length sits in the heap header), so
 /// that an attribute key or string value costs 8 bytes in a buffered span. Cloning is a
-/// reference-count increment.
+/// reference-count increment, or nothing for a string the [`Interner`] remembers.
 pub type Str = arcstr::ArcStr;
 
 /// A concurrent, bounded string interner.
@@ -20,7 +29,29 @@ pub struct Interner {
     set: DashSet<Str, ahash::RandomState>,
     capacity: usize,
     max_len: usize,
+    /// Tells the thread-local caches which table they mirror.
+    id: u64,
 }
+
+/// Each thread's cache of remembered strings, in front of the shared table: a hit costs
+/// a hash and a compare, without the shard lock's atomic operations.
+struct LocalCache {
+    /// The [`Interner::id`] the entries came from.
+    owner: u64,
+    map: HashMap<&'static str, Str, ahash::RandomState>,
+}
+
+/// Entries per thread; the cache starts over when full.
+const LOCAL_CAPACITY: usize = 4096;
+
+thread_local! {
+    static LOCAL: RefCell<LocalCache> = RefCell::new(LocalCache {
+        owner: 0,
+        map: HashMap::with_hasher(ahash::RandomState::new()),
+    });
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Interner {
     /// `capacity`: how many distinct strings to remember; `max_len`: longer strings are
@@ -30,6 +61,7 @@ impl Interner {
             set: DashSet::with_hasher(ahash::RandomState::new()),
             capacity,
             max_len,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -37,17 +69,45 @@ impl Interner {
         if s.len() > self.max_len {
             return Str::from(s);
         }
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            if local.owner != self.id {
+                local.owner = self.id;
+                local.map.clear();
+            }
+            if let Some(hit) = local.map.get(s) {
+                return hit.clone();
+            }
+            let shared = self.intern_shared(s);
+            if let Some(key) = Str::as_static(&shared) {
+                if local.map.len() >= LOCAL_CAPACITY {
+                    local.map.clear();
+                }
+                local.map.insert(key, shared.clone());
+            }
+            shared
+        })
+    }
+
+    fn intern_shared(&self, s: &str) -> Str {
         if let Some(existing) = self.set.get(s) {
             return existing.key().clone();
         }
         let new = Str::from(s);
         if self.set.len() < self.capacity {
-            self.set.insert(new.clone());
+            // Remembered for good: made static (see the module docs).
+            new.leak();
+            if !self.set.insert(new.clone()) {
+                // Another thread remembered it first: share its copy.
+                if let Some(existing) = self.set.get(s) {
+                    return existing.key().clone();
+                }
+            }
         }
         new
     }
 
-    /// Interns an owned string without copying it when it is not already known.
+    /// Interns an owned string (a long one is copied once into its shared form).
     pub fn intern_owned(&self, s: String) -> Str {
         if s.len() > self.max_len {
             return Str::from(s);
