@@ -83,6 +83,27 @@ fn risk_ratio_interval_by_the_log_method() {
 }
 
 #[test]
+fn interaction_is_the_ratio_of_risk_ratios() {
+    // Multiplicative effects (×2 and ×2, ×4 together): no interaction.
+    let (ir, p) = interaction_greater([(20, 100), (10, 100), (10, 100), (5, 100)]);
+    assert!(close(ir, 1.0, 1e-12));
+    assert!(close(p, 0.5, 1e-6), "{p}");
+    // ×4 only together: ln 4 / sqrt(1/40 − 1/100 + 3 (1/10 − 1/100)) = 2.5966.
+    let (ir, p) = interaction_greater([(40, 100), (10, 100), (10, 100), (10, 100)]);
+    assert!(close(ir, 4.0, 1e-12));
+    assert!(close(p, normal_upper(2.596_6), 1e-3), "{p}");
+    // Below the product: not significant; empty cells: no claim.
+    assert!(interaction_greater([(5, 100), (10, 100), (10, 100), (10, 100)]).1 > 0.5);
+    assert_eq!(
+        interaction_greater([(5, 100), (0, 0), (10, 100), (10, 100)]).1,
+        1.0
+    );
+    // A zero count gets Haldane's correction: finite.
+    let (ir, p) = interaction_greater([(30, 100), (0, 100), (10, 100), (10, 100)]);
+    assert!(ir.is_finite() && p < 0.01, "{ir} {p}");
+}
+
+#[test]
 fn thresholds_round_to_two_significant_digits() {
     assert_eq!(round_threshold(4321.0), 4300.0);
     assert_eq!(round_threshold(1860.0), 1900.0);
