@@ -23,11 +23,21 @@
 //!    `min_excess_share` of all failures per item, and it holds at most
 //!    `max_support_share` of its population.
 //! 5. **Redundancy.** A cohort of two or three items is kept only when it beats each
-//!    parent (one item fewer): its rate at least `min_risk_ratio` times the parent's
-//!    other rows' and significantly above them (one-sided test, `p < child_p`, and the
-//!    largest such p over its parents passes Benjamini–Yekutieli at `fdr` over all
-//!    such claims of the run), and a risk ratio at least `child_risk_ratio_gain` times
-//!    the parent's. One entry per predicate (the outcome with the largest excess). Then,
+//!    parent P (one item fewer, the dropped item x) twice, within its outcome:
+//!    - on its own rows against P's other rows: its rate at least `min_risk_ratio`
+//!      times theirs and significantly above (one-sided test), and a risk ratio at
+//!      least `child_risk_ratio_gain` times P's;
+//!    - against the product of the two parts' effects: with the cells P ∧ x, P ∧ ¬x,
+//!      ¬P ∧ x, ¬P ∧ ¬x of the outcome's population, the ratio of risk ratios
+//!      `r(P∧x) · r(¬P∧¬x) / (r(P∧¬x) · r(¬P∧x))` at least `child_risk_ratio_gain` and
+//!      significantly above 1 (Wald test of its log). Two conditions that each
+//!      multiply the rate, even each too weakly or too broadly to be a cohort, raise
+//!      their conjunction by the product: it beats both parents on their other rows,
+//!      yet it is a refinement that adds a clause without explaining more failures.
+//!
+//!    The largest p over both tests and all parents must be below `child_p` and pass
+//!    Benjamini–Yekutieli at `fdr` over all such claims of the run (they are nested and
+//!    dependent). One entry per predicate (the outcome with the largest excess). Then,
 //!    between two overlapping cohorts A and B, A is *explained* by B when the rows of A
 //!    outside B are not significantly above the rest; an explained cohort is dropped
 //!    (a confounded attribute correlated with the causal one, a parent whose excess is
@@ -42,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::TraceId;
 
-use super::stats::{bh_q_values, by_q_values, greater_p, risk_ratio_ci};
+use super::stats::{bh_q_values, by_q_values, greater_p, interaction_greater, risk_ratio_ci};
 use super::window::{Window, NO_CODE, NUMERIC, OTHER, UNSET};
 
 /// Settings of a mining run.
@@ -74,7 +84,8 @@ pub struct MineConfig {
     pub max_candidates: usize,
     /// A child must beat each parent at this p...
     pub child_p: f64,
-    /// ...with a risk ratio this many times the parent's.
+    /// ...with a risk ratio this many times the parent's, and a rate this many times
+    /// the product of the parent's and the added item's effects.
     pub child_risk_ratio_gain: f64,
     /// Rows of a cohort outside another are "elevated" below this p.
     pub explain_p: f64,
@@ -660,8 +671,9 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     // A cohort of two or three items claims an interaction: it must beat each parent
     // (one item fewer) on its own rows against the parent's other rows, by
     // `min_risk_ratio`, by `child_risk_ratio_gain` times the parent's risk ratio, and
-    // significantly: the largest p over its parents, Benjamini–Hochberg over every
-    // such claim of the run.
+    // significantly; and it must beat the product of the parent's and the dropped
+    // item's effects by `child_risk_ratio_gain`, significantly. The largest p over its
+    // parents and both tests, Benjamini–Yekutieli over every such claim of the run.
     let min_excess = cfg.min_excess_share * report.failures as f64;
     let mut kept: Vec<(Tested, f64)> = Vec::new();
     let mut claims: Vec<(Tested, f64, f64)> = Vec::new();
@@ -714,7 +726,34 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 nr as u64,
                 cfg.fisher_below,
             );
-            worst_p = worst_p.max(p_child);
+            // Two conditions that each raise the rate on their own (or each a little,
+            // below the thresholds) raise their conjunction by the product: that beats
+            // both parents without any interaction. The conjunction must beat that
+            // product too (the parent and the dropped item as the two conditions).
+            let item = [t.key[drop], PAD, PAD];
+            let Some(&(nx, fx)) = counts.get(&(t.outcome, item)) else {
+                ok = false;
+                break;
+            };
+            let (n_pop, f_pop) = (pop_n[t.outcome] as u64, totals[t.outcome] as u64);
+            let (n, f, np, fp, nx, fx) = (
+                t.n as u64, t.f as u64, np as u64, fp as u64, nx as u64, fx as u64,
+            );
+            let cells = [
+                (f, n),
+                (fr as u64, nr as u64),
+                (fx.saturating_sub(f), nx.saturating_sub(n)),
+                (
+                    (f_pop + f).saturating_sub(fp + fx),
+                    (n_pop + n).saturating_sub(np + nx),
+                ),
+            ];
+            let (ir, p_interaction) = interaction_greater(cells);
+            if ir.is_nan() || ir < cfg.child_risk_ratio_gain {
+                ok = false;
+                break;
+            }
+            worst_p = worst_p.max(p_child).max(p_interaction);
         }
         if ok {
             claims.push((*t, qv, worst_p));

@@ -1,6 +1,7 @@
 //! The statistics of cohort discovery and comparison: Fisher's exact test (one-sided),
 //! the two-proportion z-test, Benjamini–Hochberg q-values, the risk ratio with its
-//! log-method confidence interval, and the Wald interval of a difference of rates.
+//! log-method confidence interval, the interaction of two conditions on the risk-ratio
+//! scale, and the Wald interval of a difference of rates.
 //!
 //! All functions are pure, allocation-free (except [`bh_q_values`]) and total: counts
 //! that make no sense (zero trials, more successes than trials) give a p-value of 1
@@ -147,6 +148,41 @@ pub fn greater_p(f_s: u64, n_s: u64, f_c: u64, n_c: u64, fisher_below: u64) -> f
     } else {
         z_test_greater(f_s, n_s, f_c, n_c)
     }
+}
+
+/// The interaction of two conditions on the risk-ratio scale, from the four cells
+/// `[(failures, rows); 4]` in the order `A ∧ B`, `A ∧ ¬B`, `¬A ∧ B`, `¬A ∧ ¬B`:
+/// `IR = r₁₁ · r₀₀ / (r₁₀ · r₀₁)`, which is 1 when the rates follow
+/// `r = r₀₀ · RR_A · RR_B` (each condition multiplies the rate on its own, whatever the
+/// other). Returns `IR` and the one-sided p-value that `IR > 1`: the Wald test of
+/// `ln IR` with variance `Σ 1/f − 1/n` (the log method of [`risk_ratio_ci`]; Haldane's
+/// 0.5 added to every cell when a count is zero or full). Empty or impossible cells
+/// give `(NaN, 1)`.
+pub fn interaction_greater(cells: [(u64, u64); 4]) -> (f64, f64) {
+    if cells.iter().any(|&(f, n)| n == 0 || f > n) {
+        return (f64::NAN, 1.0);
+    }
+    let haldane = cells.iter().any(|&(f, n)| f == 0 || f == n);
+    let (mut ln_ir, mut var) = (0.0, 0.0);
+    for (i, &(f, n)) in cells.iter().enumerate() {
+        let (mut f, mut n) = (f as f64, n as f64);
+        if haldane {
+            f += 0.5;
+            n += 1.0;
+        }
+        let sign = if i == 0 || i == 3 { 1.0 } else { -1.0 };
+        ln_ir += sign * (f / n).ln();
+        var += 1.0 / f - 1.0 / n;
+    }
+    let se = var.max(0.0).sqrt();
+    let p = if se > 0.0 {
+        normal_upper(ln_ir / se)
+    } else if ln_ir > 0.0 {
+        0.0
+    } else {
+        1.0
+    };
+    (ln_ir.exp(), p)
 }
 
 /// Benjamini–Hochberg adjusted p-values (q-values), in the order of `p`. A hypothesis
