@@ -375,7 +375,7 @@ impl PendingFinal {
 
 impl Shard {
     fn run(mut self) {
-        let mut out: Vec<Trajectory> = Vec::new();
+        let mut out: Vec<Arc<Trajectory>> = Vec::new();
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let now = Instant::now();
@@ -420,7 +420,7 @@ impl Shard {
         }
     }
 
-    fn release(&mut self, out: &mut Vec<Trajectory>) {
+    fn release(&mut self, out: &mut Vec<Arc<Trajectory>>) {
         let now = Instant::now();
         let mut due = Vec::new();
         for trajectory in out.drain(..) {
@@ -430,7 +430,7 @@ impl Shard {
                 self.metrics.annotation_traces.inc();
                 continue;
             }
-            let analysis = Arc::new(analyze(Arc::new(trajectory), &self.analyze));
+            let analysis = Arc::new(analyze(trajectory, &self.analyze));
             self.metrics.trajectories_analysed.inc();
             for sink in self.sinks.iter() {
                 sink.publish(analysis.clone());

@@ -183,19 +183,41 @@ impl Buffer {
         }
     }
 
-    /// The trajectory of what is held, keeping the records (for a later revision).
-    pub(super) fn build(&self, trace_id: TraceId) -> Trajectory {
-        Trajectory::build(
-            trace_id,
-            self.spans.clone(),
-            self.logs.clone(),
-            self.linked.clone(),
-        )
-    }
-
     /// The trajectory of what is held, giving the records away.
     pub(super) fn into_trajectory(self, trace_id: TraceId) -> Trajectory {
         Trajectory::build(trace_id, self.spans, self.logs, self.linked)
+    }
+
+    /// The trajectory of what is held, plus copies of the conflict witnesses: with the
+    /// trajectory, they are all [`Buffer::restore`] needs to hold the same records again
+    /// (the trajectory keeps every other record). Witnesses are rare, so this costs no
+    /// copy of the trace.
+    pub(super) fn into_parts(self, trace_id: TraceId) -> (Trajectory, Vec<SpanRecord>) {
+        let witnesses = self
+            .slots
+            .values()
+            .filter_map(|slot| slot.witness())
+            .map(|w| self.spans[w as usize].clone())
+            .collect();
+        (self.into_trajectory(trace_id), witnesses)
+    }
+
+    /// A buffer holding what the buffer behind `released` held: its spans, log events
+    /// and linked spans plus the conflict `witnesses`, so that records merged later give
+    /// the trajectory the first buffer would have given.
+    pub(super) fn restore(released: &Trajectory, witnesses: &[SpanRecord]) -> Buffer {
+        let mut buf = Buffer::default();
+        buf.reserve_spans(released.spans.len() + witnesses.len());
+        for span in released.spans.iter().chain(witnesses) {
+            buf.add_span(span.clone());
+        }
+        for log in &released.logs {
+            buf.add_log(log.clone());
+        }
+        for span in &released.linked {
+            buf.add_linked(span.clone());
+        }
+        buf
     }
 }
 

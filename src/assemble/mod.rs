@@ -30,7 +30,9 @@
 //!      `evicted_too_large`), or memory runs short (incomplete `MemoryPressure`, below);
 //!    - [`Assembler::drain`] is called (incomplete `Shutdown` unless its root arrived).
 //! 3. **Grace.** A trace released complete or at `max_trace_age` keeps its records for
-//!    `late_grace` after its first release. Late records merged in that time
+//!    `late_grace` after its first release: by sharing the released trajectory with the
+//!    pipeline (no copy), plus the rare conflict witnesses; the buffer is restored from
+//!    them when the first late record arrives. Late records merged in that time
 //!    (`late_merged`, and the trajectory's cumulative `late_spans`) make a revision,
 //!    released once no new record arrived for `idle_timeout`, or at the end of the
 //!    grace, whichever comes first: one revision per burst of late data, not one per
@@ -83,6 +85,7 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::model::{IncompleteReason, LogEvent, SpanRecord, TraceId, Trajectory};
@@ -175,8 +178,17 @@ struct OpenTrace {
     idle_queued: bool,
 }
 
+/// A released trace in its grace. Until late data arrives, it holds no records of its
+/// own: the released trajectory (shared with the pipeline) and the conflict witnesses
+/// are enough to restore the buffer, which happens on the first late record.
 struct GraceTrace {
-    buf: Buffer,
+    released: Arc<Trajectory>,
+    witnesses: Vec<SpanRecord>,
+    /// The restored buffer with the late records, once some arrived.
+    late: Option<Buffer>,
+    /// Records counted in `buffered` for this trace (the restored buffer's length once
+    /// there is one).
+    records: usize,
     revision: u32,
     late_spans: u32,
     /// Late data merged since the last release.
@@ -254,7 +266,12 @@ impl Assembler {
 
     /// Adds spans of traces this assembler owns. Trajectories released right away (a
     /// trace hitting a bound) are pushed to `out`. Timers only fire in [`Self::tick`].
-    pub fn push_spans(&mut self, spans: Vec<SpanRecord>, now: Instant, out: &mut Vec<Trajectory>) {
+    pub fn push_spans(
+        &mut self,
+        spans: Vec<SpanRecord>,
+        now: Instant,
+        out: &mut Vec<Arc<Trajectory>>,
+    ) {
         let now = self.advance(now);
         // Consecutive spans of one trace (a run) are reserved for at once, so that a
         // buffer grows once per run, to its size.
@@ -275,7 +292,7 @@ impl Assembler {
     }
 
     /// Adds log events that carry a trace id of this assembler.
-    pub fn push_logs(&mut self, logs: Vec<LogEvent>, now: Instant, out: &mut Vec<Trajectory>) {
+    pub fn push_logs(&mut self, logs: Vec<LogEvent>, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let now = self.advance(now);
         for log in logs {
             match log.trace_id {
@@ -295,7 +312,7 @@ impl Assembler {
         target: TraceId,
         spans: Vec<SpanRecord>,
         now: Instant,
-        out: &mut Vec<Trajectory>,
+        out: &mut Vec<Arc<Trajectory>>,
     ) {
         let now = self.advance(now);
         for span in spans {
@@ -306,7 +323,7 @@ impl Assembler {
 
     /// Releases what is due at `now`: idle complete traces, traces past `max_trace_age`,
     /// revisions of released trajectories that took late data; forgets expired graces.
-    pub fn tick(&mut self, now: Instant, out: &mut Vec<Trajectory>) {
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let now = self.advance(now);
         self.release_idle(now, out);
         while let Some(e) = front_valid(&mut self.open_queue, &self.traces) {
@@ -349,7 +366,7 @@ impl Assembler {
 
     /// Releases every open trace (flagged incomplete `shutdown` unless complete) and
     /// every pending revision. Used at shutdown.
-    pub fn drain(&mut self, out: &mut Vec<Trajectory>) {
+    pub fn drain(&mut self, out: &mut Vec<Arc<Trajectory>>) {
         let now = match self.clock {
             Some(c) => c,
             None => return,
@@ -411,7 +428,7 @@ impl Assembler {
         record: Record,
         reserve: usize,
         now: Instant,
-        out: &mut Vec<Trajectory>,
+        out: &mut Vec<Arc<Trajectory>>,
     ) {
         let cap = self.max_spans_per_trace();
         let state = match self.traces.entry(trace) {
@@ -437,6 +454,7 @@ impl Assembler {
         };
         let epoch = state.epoch;
         let mut queue_idle = false;
+        let mut restored = 0;
         let (added, too_large) = match &mut state.phase {
             Phase::Open(open) => {
                 if reserve > 0 {
@@ -453,7 +471,19 @@ impl Assembler {
                 (added, open.buf.len() >= cap)
             }
             Phase::Grace(grace) => {
-                let added = add_record(&mut grace.buf, record);
+                let buf = match &mut grace.late {
+                    Some(buf) => buf,
+                    None => {
+                        let buf = Buffer::restore(&grace.released, &grace.witnesses);
+                        // The same records, though exact copies the first buffer held
+                        // twice (a log hash collision) are now held once.
+                        restored = grace.records.saturating_sub(buf.len());
+                        grace.records = buf.len();
+                        grace.late.insert(buf)
+                    }
+                };
+                let added = add_record(buf, record);
+                grace.records = buf.len();
                 if changed(added) {
                     self.stats.late_merged += 1;
                     grace.late_spans = grace.late_spans.saturating_add(1);
@@ -464,7 +494,7 @@ impl Assembler {
                         queue_idle = true;
                     }
                 }
-                (added, grace.buf.len() >= cap)
+                (added, grace.records >= cap)
             }
             Phase::Closed { last_touch } => {
                 *last_touch = now;
@@ -472,6 +502,7 @@ impl Assembler {
                 return;
             }
         };
+        self.buffered -= restored;
         match added {
             Added::New => self.buffered += 1,
             Added::Replaced => {}
@@ -489,7 +520,7 @@ impl Assembler {
     }
 
     /// Releases `trace` (open or in grace) flagged `TooManySpans` and closes it.
-    fn release_too_large(&mut self, trace: TraceId, now: Instant, out: &mut Vec<Trajectory>) {
+    fn release_too_large(&mut self, trace: TraceId, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let is_open = matches!(
             self.traces.get(&trace).map(|s| &s.phase),
             Some(Phase::Open(_))
@@ -523,7 +554,7 @@ impl Assembler {
 
     /// Frees records until the total is within `max_buffered_spans`: oldest grace
     /// entries first, then the oldest open traces.
-    fn enforce_budget(&mut self, now: Instant, out: &mut Vec<Trajectory>) {
+    fn enforce_budget(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         while self.buffered > self.config.max_buffered_spans {
             if let Some(e) = front_valid(&mut self.grace_queue, &self.traces) {
                 self.grace_queue.pop_front();
@@ -542,7 +573,7 @@ impl Assembler {
     }
 
     /// Pops the idle deadlines that are due and acts on those still current.
-    fn release_idle(&mut self, now: Instant, out: &mut Vec<Trajectory>) {
+    fn release_idle(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let idle = self.config.idle_timeout;
         while let Some(&Reverse((at, epoch, trace))) = self.idle.peek() {
             if !due(at, idle, now) {
@@ -572,9 +603,14 @@ impl Assembler {
                         grace.idle_queued = false;
                         grace.pending = false;
                         grace.revision = grace.revision.saturating_add(1);
-                        let mut t = grace.buf.build(trace);
-                        set_revision_fields(&mut t, grace, None);
-                        out.push(t);
+                        if let Some(buf) = grace.late.take() {
+                            let (mut t, witnesses) = buf.into_parts(trace);
+                            set_revision_fields(&mut t, grace, None);
+                            let t = Arc::new(t);
+                            grace.released = Arc::clone(&t);
+                            grace.witnesses = witnesses;
+                            out.push(t);
+                        }
                         IdleAction::Nothing
                     } else {
                         IdleAction::Requeue(grace.last_late)
@@ -600,7 +636,7 @@ impl Assembler {
         trace: TraceId,
         why: Release,
         now: Instant,
-        out: &mut Vec<Trajectory>,
+        out: &mut Vec<Arc<Trajectory>>,
     ) {
         let Some(state) = self.traces.remove(&trace) else {
             return;
@@ -652,15 +688,21 @@ impl Assembler {
         }
         let keep_for_grace =
             matches!(why, Release::Idle | Release::MaxAge) && !self.config.late_grace.is_zero();
-        let mut t = if keep_for_grace {
-            let t = open.buf.build(trace);
+        if keep_for_grace {
+            let (mut t, witnesses) = open.buf.into_parts(trace);
+            t.complete = reason.is_none();
+            t.incomplete_reason = reason;
+            let t = Arc::new(t);
             let epoch = self.new_epoch();
             self.traces.insert(
                 trace,
                 TraceState {
                     epoch,
                     phase: Phase::Grace(GraceTrace {
-                        buf: open.buf,
+                        released: Arc::clone(&t),
+                        witnesses,
+                        late: None,
+                        records,
                         revision: 0,
                         late_spans: 0,
                         pending: false,
@@ -675,20 +717,19 @@ impl Assembler {
                 epoch,
             });
             self.grace_count += 1;
-            t
+            out.push(t);
         } else {
             self.buffered -= records;
-            let t = open.buf.into_trajectory(trace);
+            let mut t = open.buf.into_trajectory(trace);
             self.close(trace, now);
-            t
-        };
-        t.complete = reason.is_none();
-        t.incomplete_reason = reason;
-        out.push(t);
+            t.complete = reason.is_none();
+            t.incomplete_reason = reason;
+            out.push(Arc::new(t));
+        }
     }
 
     /// Ends the grace of `trace`: releases its pending revision, then closes it.
-    fn close_grace(&mut self, trace: TraceId, now: Instant, out: &mut Vec<Trajectory>) {
+    fn close_grace(&mut self, trace: TraceId, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let Some(state) = self.traces.remove(&trace) else {
             return;
         };
@@ -712,7 +753,7 @@ impl Assembler {
             if grace.idle_queued {
                 self.idle_count -= 1;
             }
-            self.buffered -= grace.buf.len();
+            self.buffered -= grace.records;
         }
         self.close(trace, now);
     }
@@ -724,17 +765,21 @@ impl Assembler {
         trace: TraceId,
         mut grace: GraceTrace,
         reason: Option<IncompleteReason>,
-        out: &mut Vec<Trajectory>,
+        out: &mut Vec<Arc<Trajectory>>,
     ) {
         if grace.idle_queued {
             self.idle_count -= 1;
         }
-        self.buffered -= grace.buf.len();
+        self.buffered -= grace.records;
         grace.revision = grace.revision.saturating_add(1);
-        let buf = std::mem::take(&mut grace.buf);
-        let mut t = buf.into_trajectory(trace);
+        let mut t = match grace.late.take() {
+            Some(buf) => buf.into_trajectory(trace),
+            // Nothing merged since the last release (a trace made too large by late
+            // data always has its buffer): the released trajectory again.
+            None => Trajectory::clone(&grace.released),
+        };
         set_revision_fields(&mut t, &grace, reason);
-        out.push(t);
+        out.push(Arc::new(t));
     }
 
     /// Leaves a tombstone for `trace`.

@@ -41,13 +41,17 @@ impl Clock {
 fn push(a: &mut Assembler, spans: Vec<SpanRecord>, now: Instant) -> Vec<Trajectory> {
     let mut out = Vec::new();
     a.push_spans(spans, now, &mut out);
-    out
+    owned(out)
 }
 
 fn tick(a: &mut Assembler, now: Instant) -> Vec<Trajectory> {
     let mut out = Vec::new();
     a.tick(now, &mut out);
-    out
+    owned(out)
+}
+
+fn owned(out: Vec<Arc<Trajectory>>) -> Vec<Trajectory> {
+    out.into_iter().map(Arc::unwrap_or_clone).collect()
 }
 
 /// A small agent run of trace `t`: root 1, children 2 and 3, grandchild 4 under 3.
@@ -1032,7 +1036,7 @@ fn push_batches(
     splits: &[bool],
     c: &Clock,
     start: u64,
-    out: &mut Vec<Trajectory>,
+    out: &mut Vec<Arc<Trajectory>>,
 ) -> u64 {
     let mut secs = start;
     let mut spans = Vec::new();
@@ -1078,7 +1082,7 @@ proptest! {
             expected.complete = false;
             expected.incomplete_reason = Some(IncompleteReason::MaxAge);
         }
-        prop_assert_eq!(&out[0], &expected);
+        prop_assert_eq!(&*out[0], &expected);
         assert_walks_terminate(&out[0]);
     }
 

@@ -200,7 +200,7 @@ struct Offline<'a> {
     assembler: Assembler,
     now: Instant,
     config: &'a AnalyzeConfig,
-    out: Vec<Trajectory>,
+    out: Vec<Arc<Trajectory>>,
     analyses: Vec<Analysis>,
     annotation_traces: u64,
 }
@@ -258,8 +258,7 @@ impl<'a> Offline<'a> {
                 self.annotation_traces += 1;
                 continue;
             }
-            self.analyses
-                .push(analyze(Arc::new(trajectory), self.config));
+            self.analyses.push(analyze(trajectory, self.config));
         }
     }
 
