@@ -60,6 +60,9 @@ pub struct FileConfig {
     pub max_buffered_spans: Option<usize>,
     /// Spans kept per trace; a trace reaching it is released flagged incomplete. Default 10 000.
     pub max_spans_per_trace: Option<usize>,
+    /// Deepest parent chain kept in a trajectory; deeper spans are re-hung under their
+    /// ancestor at this depth and the trajectory is flagged. Default 1 000.
+    pub max_trace_depth: Option<usize>,
     /// Largest request accepted, in bytes after decompression. Default 64 MiB.
     pub max_request_bytes: Option<usize>,
     /// Spans waiting for analysis before ingest refuses with a retryable status.
@@ -99,6 +102,7 @@ pub struct Overrides {
     pub late_grace: Option<String>,
     pub max_buffered_spans: Option<usize>,
     pub max_spans_per_trace: Option<usize>,
+    pub max_trace_depth: Option<usize>,
     pub max_request_bytes: Option<usize>,
     pub shards: Option<usize>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
@@ -117,6 +121,7 @@ pub struct Settings {
     pub late_grace: Duration,
     pub max_buffered_spans: usize,
     pub max_spans_per_trace: usize,
+    pub max_trace_depth: usize,
     pub max_request_bytes: usize,
     pub max_queued_spans: usize,
     pub shards: usize,
@@ -334,6 +339,12 @@ impl Settings {
                 over.max_spans_per_trace,
                 file.max_spans_per_trace,
                 10_000,
+            )?,
+            max_trace_depth: count(
+                "max_trace_depth",
+                over.max_trace_depth,
+                file.max_trace_depth,
+                crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH,
             )?,
             max_request_bytes: count(
                 "max_request_bytes",

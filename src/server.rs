@@ -194,6 +194,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
                 late_grace: settings.late_grace,
                 max_buffered_spans: settings.max_buffered_spans,
                 max_spans_per_trace: settings.max_spans_per_trace,
+                max_trace_depth: settings.max_trace_depth,
             },
             analyze: Arc::new(settings.analyze.clone()),
             max_pending_final: settings.max_buffered_spans / 4,

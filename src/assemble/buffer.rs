@@ -184,18 +184,19 @@ impl Buffer {
     }
 
     /// The trajectory of what is held, keeping the records (for a later revision).
-    pub(super) fn build(&self, trace_id: TraceId) -> Trajectory {
-        Trajectory::build(
+    pub(super) fn build(&self, trace_id: TraceId, max_depth: usize) -> Trajectory {
+        Trajectory::build_with_depth_cap(
             trace_id,
             self.spans.clone(),
             self.logs.clone(),
             self.linked.clone(),
+            max_depth,
         )
     }
 
     /// The trajectory of what is held, giving the records away.
-    pub(super) fn into_trajectory(self, trace_id: TraceId) -> Trajectory {
-        Trajectory::build(trace_id, self.spans, self.logs, self.linked)
+    pub(super) fn into_trajectory(self, trace_id: TraceId, max_depth: usize) -> Trajectory {
+        Trajectory::build_with_depth_cap(trace_id, self.spans, self.logs, self.linked, max_depth)
     }
 }
 

@@ -12,6 +12,9 @@
 //! - Arrival order and batching do not change the trajectory (canonical order, dedup).
 //! - Memory is bounded by `max_buffered_spans` and `max_spans_per_trace`; what happens
 //!   at the bound is a policy (below) and is counted in [`AssembleStats`].
+//! - No trajectory is deeper than `max_trace_depth` (re-hung and flagged by
+//!   [`Trajectory::build_with_depth_cap`]), so the later stages' ancestor walks are
+//!   bounded by it.
 //! - A given (trace, revision) is released exactly once.
 //!
 //! # Life of a trace
@@ -105,6 +108,10 @@ pub struct AssembleConfig {
     /// A trace that reaches this many records is released flagged incomplete
     /// (`trace_too_large`); its further records are counted as late and dropped.
     pub max_spans_per_trace: usize,
+    /// The depth cap of every trajectory built: deeper spans are re-hung under their
+    /// ancestor at the cap and the trajectory is flagged `DepthTruncated` (see
+    /// [`crate::model::trajectory`]).
+    pub max_trace_depth: usize,
 }
 
 /// Counters for self-metrics. Monotonic except `buffered_spans` and `open_traces`.
@@ -544,6 +551,7 @@ impl Assembler {
     /// Pops the idle deadlines that are due and acts on those still current.
     fn release_idle(&mut self, now: Instant, out: &mut Vec<Trajectory>) {
         let idle = self.config.idle_timeout;
+        let max_depth = self.config.max_trace_depth;
         while let Some(&Reverse((at, epoch, trace))) = self.idle.peek() {
             if !due(at, idle, now) {
                 break;
@@ -572,7 +580,7 @@ impl Assembler {
                         grace.idle_queued = false;
                         grace.pending = false;
                         grace.revision = grace.revision.saturating_add(1);
-                        let mut t = grace.buf.build(trace);
+                        let mut t = grace.buf.build(trace, max_depth);
                         set_revision_fields(&mut t, grace, None);
                         out.push(t);
                         IdleAction::Nothing
@@ -653,7 +661,7 @@ impl Assembler {
         let keep_for_grace =
             matches!(why, Release::Idle | Release::MaxAge) && !self.config.late_grace.is_zero();
         let mut t = if keep_for_grace {
-            let t = open.buf.build(trace);
+            let t = open.buf.build(trace, self.config.max_trace_depth);
             let epoch = self.new_epoch();
             self.traces.insert(
                 trace,
@@ -678,7 +686,7 @@ impl Assembler {
             t
         } else {
             self.buffered -= records;
-            let t = open.buf.into_trajectory(trace);
+            let t = open.buf.into_trajectory(trace, self.config.max_trace_depth);
             self.close(trace, now);
             t
         };
@@ -732,7 +740,7 @@ impl Assembler {
         self.buffered -= grace.buf.len();
         grace.revision = grace.revision.saturating_add(1);
         let buf = std::mem::take(&mut grace.buf);
-        let mut t = buf.into_trajectory(trace);
+        let mut t = buf.into_trajectory(trace, self.config.max_trace_depth);
         set_revision_fields(&mut t, &grace, reason);
         out.push(t);
     }

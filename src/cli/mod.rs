@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Receive OTLP traces and logs, analyse them, serve the API (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate realistic agent traffic with planted faults and known root causes: send it
     /// to an OTLP endpoint, or write OTLP files and a labels file.
     Simulate(crate::simulate::SimulateArgs),
@@ -132,6 +132,11 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, env = "FAULTLINE_MAX_SPANS_PER_TRACE", value_name = "N")]
     pub max_spans_per_trace: Option<usize>,
+    /// Deepest parent chain kept in a trajectory; deeper spans are re-hung under their
+    /// ancestor at this depth and the trajectory is flagged (anomaly DepthTruncated)
+    /// [default: 1000].
+    #[arg(long, env = "FAULTLINE_MAX_TRACE_DEPTH", value_name = "N")]
+    pub max_trace_depth: Option<usize>,
     /// Largest accepted request in bytes, after decompression [default: 67108864].
     #[arg(long, env = "FAULTLINE_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -183,6 +188,7 @@ impl ServeArgs {
                 late_grace: self.late_grace.clone(),
                 max_buffered_spans: self.max_buffered_spans,
                 max_spans_per_trace: self.max_spans_per_trace,
+                max_trace_depth: self.max_trace_depth,
                 max_request_bytes: self.max_request_bytes,
                 shards: self.shards,
                 metrics_push: crate::push::PushOverrides {

@@ -289,3 +289,28 @@ fn cohorts_render_generically() {
         "no failure cohorts found\n"
     );
 }
+
+#[test]
+fn the_depth_cap_is_a_flag_a_file_key_and_defaults_to_1000() {
+    use crate::config::{FileConfig, Overrides, Settings};
+    use clap::Parser;
+    let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
+    assert_eq!(default.max_trace_depth, 1000);
+
+    let cli =
+        super::Cli::try_parse_from(["faultline", "serve", "--max-trace-depth", "50"]).unwrap();
+    let args = match cli.command {
+        Some(super::Command::Serve(args)) => args,
+        other => panic!("not serve: {other:?}"),
+    };
+    assert_eq!(args.settings().unwrap().max_trace_depth, 50);
+
+    let path = std::path::Path::new("faultline.toml");
+    let file = FileConfig::parse("max_trace_depth = 7\n", path).unwrap();
+    let s = Settings::resolve(file, Some(path), Overrides::default()).unwrap();
+    assert_eq!(s.max_trace_depth, 7);
+
+    let zero = FileConfig::parse("max_trace_depth = 0\n", path).unwrap();
+    let err = Settings::resolve(zero, Some(path), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("max_trace_depth"), "{err}");
+}
