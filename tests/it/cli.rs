@@ -23,6 +23,8 @@ fn help_explains_every_serve_option() {
         "--data-dir",
         "--idle-timeout",
         "FAULTLINE_IDLE_TIMEOUT",
+        "--max-trace-depth",
+        "FAULTLINE_MAX_TRACE_DEPTH",
         "--metrics-push-endpoint",
         "FAULTLINE_METRICS_PUSH_ENDPOINT",
         "--metrics-push-interval",
