@@ -314,3 +314,24 @@ fn the_depth_cap_is_a_flag_a_file_key_and_defaults_to_1000() {
     let err = Settings::resolve(zero, Some(path), Overrides::default()).unwrap_err();
     assert!(err.to_string().contains("max_trace_depth"), "{err}");
 }
+
+#[test]
+fn show_draws_a_deep_chain_with_short_prefixes() {
+    let n = 20_000;
+    let steps: Vec<serde_json::Value> = (1..=n)
+        .map(|i| {
+            let id = format!("{i:016x}");
+            let parent = (i > 1).then(|| format!("{:016x}", i - 1));
+            span(&id, parent.as_deref(), &format!("hop{i}"), "tool")
+        })
+        .collect();
+    let text = show::render_tree(&steps, None, &json!([]));
+    assert_eq!(
+        text.lines().count(),
+        n + 1,
+        "a header and one line per span"
+    );
+    let longest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(longest < 200, "a line of {longest} characters");
+    assert!(text.contains("┄ hop"), "deep levels are marked");
+}
