@@ -140,6 +140,15 @@ pub struct ServeArgs {
     /// Largest accepted request in bytes, after decompression [default: 67108864].
     #[arg(long, env = "FAULTLINE_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Connections open at once on each listener (OTLP/gRPC, OTLP/HTTP, API); at the cap
+    /// a listener stops accepting until one closes [default: 4096].
+    #[arg(long, env = "FAULTLINE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// An HTTP connection with no request in flight for this long (sending nothing, a
+    /// request head too slowly, or idle) is closed; gRPC connections must send their
+    /// HTTP/2 preface within it [default: 10s].
+    #[arg(long, env = "FAULTLINE_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
     /// Shard threads assembling and analysing traces [default: number of cores].
     #[arg(long, env = "FAULTLINE_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
@@ -190,6 +199,8 @@ impl ServeArgs {
                 max_spans_per_trace: self.max_spans_per_trace,
                 max_trace_depth: self.max_trace_depth,
                 max_request_bytes: self.max_request_bytes,
+                max_connections: self.max_connections,
+                header_read_timeout: self.header_read_timeout.clone(),
                 shards: self.shards,
                 metrics_push: crate::push::PushOverrides {
                     endpoint: self.metrics_push_endpoint.clone(),

@@ -335,3 +335,55 @@ fn show_draws_a_deep_chain_with_short_prefixes() {
     assert!(longest < 200, "a line of {longest} characters");
     assert!(text.contains("┄ hop"), "deep levels are marked");
 }
+
+#[test]
+fn connection_limits_are_flags_and_file_keys_with_defaults() {
+    use crate::config::{FileConfig, Overrides, Settings};
+    use clap::Parser;
+    use std::time::Duration;
+    let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
+    assert_eq!(default.conn_limits, crate::net::ConnLimits::default());
+    assert_eq!(default.conn_limits.max_connections, 4096);
+    assert_eq!(
+        default.conn_limits.header_read_timeout,
+        Duration::from_secs(10)
+    );
+
+    let cli = super::Cli::try_parse_from([
+        "faultline",
+        "serve",
+        "--max-connections",
+        "64",
+        "--header-read-timeout",
+        "3s",
+    ])
+    .unwrap();
+    let args = match cli.command {
+        Some(super::Command::Serve(args)) => args,
+        other => panic!("not serve: {other:?}"),
+    };
+    let s = args.settings().unwrap();
+    assert_eq!(s.conn_limits.max_connections, 64);
+    assert_eq!(s.conn_limits.header_read_timeout, Duration::from_secs(3));
+
+    let path = std::path::Path::new("faultline.toml");
+    let file = FileConfig::parse(
+        "max_connections = 8\nheader_read_timeout = \"500ms\"\n",
+        path,
+    )
+    .unwrap();
+    let s = Settings::resolve(file, Some(path), Overrides::default()).unwrap();
+    assert_eq!(s.conn_limits.max_connections, 8);
+    assert_eq!(
+        s.conn_limits.header_read_timeout,
+        Duration::from_millis(500)
+    );
+
+    for bad in ["max_connections = 0\n", "header_read_timeout = \"0s\"\n"] {
+        let file = FileConfig::parse(bad, path).unwrap();
+        assert!(
+            Settings::resolve(file, Some(path), Overrides::default()).is_err(),
+            "{bad}"
+        );
+    }
+}
