@@ -60,8 +60,18 @@ pub struct FileConfig {
     pub max_buffered_spans: Option<usize>,
     /// Spans kept per trace; a trace reaching it is released flagged incomplete. Default 10 000.
     pub max_spans_per_trace: Option<usize>,
+    /// Deepest parent chain kept in a trajectory; deeper spans are re-hung under their
+    /// ancestor at this depth and the trajectory is flagged. Default 1 000.
+    pub max_trace_depth: Option<usize>,
     /// Largest request accepted, in bytes after decompression. Default 64 MiB.
     pub max_request_bytes: Option<usize>,
+    /// Connections open at once on each listener (OTLP/gRPC, OTLP/HTTP, API); at the
+    /// cap a listener stops accepting until one closes. Default 4096.
+    pub max_connections: Option<usize>,
+    /// An HTTP connection without a request in flight for this long (one that sends
+    /// nothing, or its request head too slowly, or idles) is closed; a gRPC connection
+    /// must send its HTTP/2 preface within it. Default `10s`.
+    pub header_read_timeout: Option<String>,
     /// Spans waiting for analysis before ingest refuses with a retryable status.
     /// Default 200 000.
     pub max_queued_spans: Option<usize>,
@@ -99,7 +109,10 @@ pub struct Overrides {
     pub late_grace: Option<String>,
     pub max_buffered_spans: Option<usize>,
     pub max_spans_per_trace: Option<usize>,
+    pub max_trace_depth: Option<usize>,
     pub max_request_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<String>,
     pub shards: Option<usize>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
     pub metrics_push: crate::push::PushOverrides,
@@ -117,7 +130,10 @@ pub struct Settings {
     pub late_grace: Duration,
     pub max_buffered_spans: usize,
     pub max_spans_per_trace: usize,
+    pub max_trace_depth: usize,
     pub max_request_bytes: usize,
+    /// Connection cap and read deadline of every listener.
+    pub conn_limits: crate::net::ConnLimits,
     pub max_queued_spans: usize,
     pub shards: usize,
     pub recent_trajectories: usize,
@@ -335,12 +351,32 @@ impl Settings {
                 file.max_spans_per_trace,
                 10_000,
             )?,
+            max_trace_depth: count(
+                "max_trace_depth",
+                over.max_trace_depth,
+                file.max_trace_depth,
+                crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH,
+            )?,
             max_request_bytes: count(
                 "max_request_bytes",
                 over.max_request_bytes,
                 file.max_request_bytes,
                 64 * 1024 * 1024,
             )?,
+            conn_limits: crate::net::ConnLimits {
+                max_connections: count(
+                    "max_connections",
+                    over.max_connections,
+                    file.max_connections,
+                    crate::net::DEFAULT_MAX_CONNECTIONS,
+                )?,
+                header_read_timeout: duration(
+                    "header_read_timeout",
+                    over.header_read_timeout,
+                    file.header_read_timeout,
+                    crate::net::DEFAULT_HEADER_READ_TIMEOUT,
+                )?,
+            },
             max_queued_spans: count("max_queued_spans", None, file.max_queued_spans, 200_000)?,
             shards: count("shards", over.shards, file.shards, cores)?,
             recent_trajectories: count(

@@ -27,6 +27,7 @@
 //! - [`metrics`]: self-metrics, all names in one place.
 //! - [`push`]: the optional OTLP metrics push of the `/metrics` series to a collector.
 //! - [`config`]: the config file, environment and flags, validated into settings.
+//! - [`net`]: the listeners' connection cap and read deadlines (slow and idle clients).
 //! - [`server`]: starts and stops everything in order.
 //! - [`cli`]: the command line.
 //!
@@ -46,6 +47,7 @@ pub mod detect;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod pipeline;
 pub mod push;
 pub mod reasons;

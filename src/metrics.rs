@@ -20,6 +20,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: &'static str,
 }
@@ -36,6 +41,9 @@ pub struct SelfMetrics {
     pub open_traces: Gauge,
     pub trajectories_analysed: Counter,
     pub annotation_traces: Counter,
+    pub connections: Family<ListenerLabels, Gauge>,
+    pub connections_timed_out: Family<ListenerLabels, Counter>,
+    pub connections_at_cap: Family<ListenerLabels, Counter>,
     pub build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -53,6 +61,9 @@ impl SelfMetrics {
             open_traces: Gauge::default(),
             trajectories_analysed: Counter::default(),
             annotation_traces: Counter::default(),
+            connections: Family::default(),
+            connections_timed_out: Family::default(),
+            connections_at_cap: Family::default(),
             build_info: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
@@ -107,6 +118,22 @@ impl SelfMetrics {
             m.annotation_traces.clone(),
         );
         registry.register(
+            "faultline_connections",
+            "Open connections, by listener (otlp_grpc, otlp_http, api)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "faultline_connections_timed_out",
+            "Connections closed for sending no request (or no HTTP/2 preface) within the \
+             header read timeout, by listener",
+            m.connections_timed_out.clone(),
+        );
+        registry.register(
+            "faultline_connections_at_cap",
+            "Times a listener stopped accepting because it held max_connections, by listener",
+            m.connections_at_cap.clone(),
+        );
+        registry.register(
             "faultline_build_info",
             "Build information; the value is always 1",
             m.build_info.clone(),
@@ -130,6 +157,16 @@ impl SelfMetrics {
         }
         for r in ["memory", "max_age", "trace_too_large"] {
             self.evicted(r, 0);
+        }
+    }
+
+    /// The connection metrics of one listener (their series exist from this call on).
+    pub fn listener(&self, listener: &'static str) -> crate::net::ConnMetrics {
+        let labels = ListenerLabels { listener };
+        crate::net::ConnMetrics {
+            open: self.connections.get_or_create(&labels).clone(),
+            timed_out: self.connections_timed_out.get_or_create(&labels).clone(),
+            at_cap: self.connections_at_cap.get_or_create(&labels).clone(),
         }
     }
 

@@ -194,6 +194,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
                 late_grace: settings.late_grace,
                 max_buffered_spans: settings.max_buffered_spans,
                 max_spans_per_trace: settings.max_spans_per_trace,
+                max_trace_depth: settings.max_trace_depth,
             },
             analyze: Arc::new(settings.analyze.clone()),
             max_pending_final: settings.max_buffered_spans / 4,
@@ -240,11 +241,18 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         .zip(push_metrics)
         .map(|(config, m)| crate::push::Pusher::start(config, registry.clone(), m));
 
+    let conn_limits = settings.conn_limits;
+    let grpc_conns = metrics.listener("otlp_grpc");
+    let http_conns = metrics.listener("otlp_http");
+    let api_conns = metrics.listener("api");
     {
         let ingest = ingest.clone();
         let shutdown = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = ingest::grpc::serve_grpc(ingest, grpc_listener, shutdown).await {
+            if let Err(error) =
+                ingest::grpc::serve_grpc(ingest, grpc_listener, conn_limits, grpc_conns, shutdown)
+                    .await
+            {
                 tracing::error!(%error, "The OTLP/gRPC server stopped.");
             }
         }));
@@ -252,14 +260,13 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     {
         let router = ingest::http::http_router(ingest.clone());
         let shutdown = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "The OTLP/HTTP server stopped.");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::net::serve_http(
+            http_listener,
+            router,
+            conn_limits,
+            http_conns,
+            shutdown,
+        )));
     }
     let api = crate::api::app(Arc::new(crate::api::ApiState {
         recent: recent.clone(),
@@ -284,14 +291,13 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     }));
     // The API stops last, after the pipeline has released its traces.
     let (api_stop, api_stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(api_listener, api)
-            .with_graceful_shutdown(stopped(api_stop_rx))
-            .await
-        {
-            tracing::error!(%error, "The API server stopped.");
-        }
-    });
+    let api_task = tokio::spawn(crate::net::serve_http(
+        api_listener,
+        api,
+        conn_limits,
+        api_conns,
+        stopped(api_stop_rx),
+    ));
     ready.store(true, Ordering::Release);
     tracing::info!(
         otlp_grpc = %otlp_grpc_address,

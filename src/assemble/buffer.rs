@@ -184,22 +184,26 @@ impl Buffer {
     }
 
     /// The trajectory of what is held, giving the records away.
-    pub(super) fn into_trajectory(self, trace_id: TraceId) -> Trajectory {
-        Trajectory::build(trace_id, self.spans, self.logs, self.linked)
+    pub(super) fn into_trajectory(self, trace_id: TraceId, max_depth: usize) -> Trajectory {
+        Trajectory::build_with_depth_cap(trace_id, self.spans, self.logs, self.linked, max_depth)
     }
 
     /// The trajectory of what is held, plus copies of the conflict witnesses: with the
     /// trajectory, they are all [`Buffer::restore`] needs to hold the same records again
     /// (the trajectory keeps every other record). Witnesses are rare, so this costs no
     /// copy of the trace.
-    pub(super) fn into_parts(self, trace_id: TraceId) -> (Trajectory, Vec<SpanRecord>) {
+    pub(super) fn into_parts(
+        self,
+        trace_id: TraceId,
+        max_depth: usize,
+    ) -> (Trajectory, Vec<SpanRecord>) {
         let witnesses = self
             .slots
             .values()
             .filter_map(|slot| slot.witness())
             .map(|w| self.spans[w as usize].clone())
             .collect();
-        (self.into_trajectory(trace_id), witnesses)
+        (self.into_trajectory(trace_id, max_depth), witnesses)
     }
 
     /// A buffer holding what the buffer behind `released` held: its spans, log events

@@ -12,6 +12,9 @@
 //! - Arrival order and batching do not change the trajectory (canonical order, dedup).
 //! - Memory is bounded by `max_buffered_spans` and `max_spans_per_trace`; what happens
 //!   at the bound is a policy (below) and is counted in [`AssembleStats`].
+//! - No trajectory is deeper than `max_trace_depth` (re-hung and flagged by
+//!   [`Trajectory::build_with_depth_cap`]), so the later stages' ancestor walks are
+//!   bounded by it.
 //! - A given (trace, revision) is released exactly once.
 //!
 //! # Life of a trace
@@ -108,6 +111,10 @@ pub struct AssembleConfig {
     /// A trace that reaches this many records is released flagged incomplete
     /// (`trace_too_large`); its further records are counted as late and dropped.
     pub max_spans_per_trace: usize,
+    /// The depth cap of every trajectory built: deeper spans are re-hung under their
+    /// ancestor at the cap and the trajectory is flagged `DepthTruncated` (see
+    /// [`crate::model::trajectory`]).
+    pub max_trace_depth: usize,
 }
 
 /// Counters for self-metrics. Monotonic except `buffered_spans` and `open_traces`.
@@ -575,6 +582,7 @@ impl Assembler {
     /// Pops the idle deadlines that are due and acts on those still current.
     fn release_idle(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
         let idle = self.config.idle_timeout;
+        let max_depth = self.config.max_trace_depth;
         while let Some(&Reverse((at, epoch, trace))) = self.idle.peek() {
             if !due(at, idle, now) {
                 break;
@@ -604,7 +612,7 @@ impl Assembler {
                         grace.pending = false;
                         grace.revision = grace.revision.saturating_add(1);
                         if let Some(buf) = grace.late.take() {
-                            let (mut t, witnesses) = buf.into_parts(trace);
+                            let (mut t, witnesses) = buf.into_parts(trace, max_depth);
                             set_revision_fields(&mut t, grace, None);
                             let t = Arc::new(t);
                             grace.released = Arc::clone(&t);
@@ -689,7 +697,7 @@ impl Assembler {
         let keep_for_grace =
             matches!(why, Release::Idle | Release::MaxAge) && !self.config.late_grace.is_zero();
         if keep_for_grace {
-            let (mut t, witnesses) = open.buf.into_parts(trace);
+            let (mut t, witnesses) = open.buf.into_parts(trace, self.config.max_trace_depth);
             t.complete = reason.is_none();
             t.incomplete_reason = reason;
             let t = Arc::new(t);
@@ -720,7 +728,7 @@ impl Assembler {
             out.push(t);
         } else {
             self.buffered -= records;
-            let mut t = open.buf.into_trajectory(trace);
+            let mut t = open.buf.into_trajectory(trace, self.config.max_trace_depth);
             self.close(trace, now);
             t.complete = reason.is_none();
             t.incomplete_reason = reason;
@@ -773,7 +781,7 @@ impl Assembler {
         self.buffered -= grace.records;
         grace.revision = grace.revision.saturating_add(1);
         let mut t = match grace.late.take() {
-            Some(buf) => buf.into_trajectory(trace),
+            Some(buf) => buf.into_trajectory(trace, self.config.max_trace_depth),
             // Nothing merged since the last release (a trace made too large by late
             // data always has its buffer): the released trajectory again.
             None => Trajectory::clone(&grace.released),

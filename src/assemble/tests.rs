@@ -20,6 +20,7 @@ fn config() -> AssembleConfig {
         late_grace: GRACE,
         max_buffered_spans: 1_000,
         max_spans_per_trace: 100,
+        max_trace_depth: crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH,
     }
 }
 
@@ -777,11 +778,56 @@ fn build_breaks_a_long_cycle_hanging_off_a_real_tree() {
     assert_eq!(last, 0);
 }
 
+/// The number of `parent` links from span `i` to the top of its tree.
+fn depth_of(t: &Trajectory, i: u32) -> usize {
+    let mut d = 0;
+    let mut cur = i;
+    while let Some(p) = t.parent[cur as usize] {
+        d += 1;
+        cur = p;
+        assert!(d <= t.spans.len(), "a parent walk must end");
+    }
+    d
+}
+
 #[test]
-fn build_handles_a_chain_100k_deep() {
+fn build_caps_a_chain_100k_deep_at_the_default_depth() {
     let n = 100_000u64;
+    let cap = crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH;
     let spans: Vec<SpanRecord> = (1..=n).rev().map(|i| span(1, i, i - 1).build()).collect();
     let t = build(1, spans);
+    assert_eq!(t.spans.len(), n as usize);
+    assert_eq!(t.root, Some(0));
+    // Span k (index k - 1) is at depth k - 1. Spans 1..=cap+1 keep their parent; every
+    // deeper one is re-hung under span `cap` (depth cap - 1), so it sits at the cap.
+    assert_eq!(
+        t.anomalies,
+        vec![Anomaly::DepthTruncated {
+            span_id: span_id(cap as u64 + 2),
+            max_depth: cap,
+        }]
+    );
+    for (i, p) in t.parent.iter().enumerate() {
+        let expected = match i {
+            0 => None,
+            i if i <= cap => Some(i as u32 - 1),
+            _ => Some(cap as u32 - 1),
+        };
+        assert_eq!(*p, expected, "parent of index {i}");
+    }
+    assert_eq!(depth_of(&t, n as u32 - 1), cap);
+    assert_eq!(depth_of(&t, cap as u32), cap);
+    let children = t.child_index();
+    assert_eq!(children[cap - 1].len(), n as usize - cap);
+    assert_walks_terminate(&t);
+}
+
+#[test]
+fn build_without_a_cap_keeps_a_chain_100k_deep() {
+    let n = 100_000u64;
+    let spans: Vec<SpanRecord> = (1..=n).rev().map(|i| span(1, i, i - 1).build()).collect();
+    let t =
+        Trajectory::build_with_depth_cap(trace_id(1), spans, Vec::new(), Vec::new(), usize::MAX);
     assert_eq!(t.spans.len(), n as usize);
     assert!(t.anomalies.is_empty());
     assert_eq!(t.root, Some(0));
@@ -796,6 +842,117 @@ fn build_handles_a_chain_100k_deep() {
         cur = t.tree_parent(c);
     }
     assert_eq!(depth, n);
+}
+
+/// A chain of spans 1..=len under `top` (0: span 1 is the root).
+fn chain(len: u64, top: u64) -> Vec<SpanRecord> {
+    (1..=len)
+        .map(|i| span(1, i, if i == 1 { top } else { i - 1 }).build())
+        .collect()
+}
+
+#[test]
+fn a_tree_as_deep_as_the_cap_is_not_flagged() {
+    // Spans at depths 0..=10 with a cap of 10, in both arrival orders.
+    for reverse in [false, true] {
+        let mut spans = chain(11, 0);
+        if reverse {
+            spans.reverse();
+        }
+        let t = Trajectory::build_with_depth_cap(trace_id(1), spans, Vec::new(), Vec::new(), 10);
+        assert!(t.anomalies.is_empty(), "{:?}", t.anomalies);
+        assert_eq!(depth_of(&t, 10), 10);
+    }
+}
+
+#[test]
+fn one_span_past_the_cap_is_rehung_and_flagged() {
+    let t = Trajectory::build_with_depth_cap(trace_id(1), chain(12, 0), Vec::new(), Vec::new(), 10);
+    assert_eq!(
+        t.anomalies,
+        vec![Anomaly::DepthTruncated {
+            span_id: span_id(12),
+            max_depth: 10,
+        }]
+    );
+    // Span 12 now hangs beside span 11, under span 10.
+    assert_eq!(t.parent[11], Some(9));
+    assert_eq!(t.parent[10], Some(9));
+}
+
+#[test]
+fn the_cap_applies_below_orphans_and_broken_cycles_and_is_reported_once() {
+    // Root 1; an orphan chain 100..=120 (its top's parent 99 never arrives); a cycle
+    // 200 → 201 → … → 230 → 200, broken at 200, with a tail 300 → 230.
+    let mut spans = vec![span(1, 1, 0).build()];
+    spans.extend((100..=120).map(|i| span(1, i, if i == 100 { 99 } else { i - 1 }).build()));
+    spans.extend((200..=230).map(|i| span(1, i, if i == 230 { 200 } else { i + 1 }).build()));
+    spans.push(span(1, 300, 230).build());
+    let cap = 5;
+    let t = Trajectory::build_with_depth_cap(trace_id(1), spans, Vec::new(), Vec::new(), cap);
+    let cuts: Vec<_> = t
+        .anomalies
+        .iter()
+        .filter(|a| matches!(a, Anomaly::DepthTruncated { .. }))
+        .collect();
+    // Span 106 is the first span past the cap in canonical (start time) order.
+    assert_eq!(
+        cuts,
+        vec![&Anomaly::DepthTruncated {
+            span_id: span_id(106),
+            max_depth: cap,
+        }]
+    );
+    for i in 0..t.spans.len() as u32 {
+        assert!(depth_of(&t, i) <= cap, "span {i} deeper than the cap");
+    }
+    // Deep spans keep an ancestor of their own tree: the anchor at depth cap - 1.
+    let anchor = t.find(span_id(104));
+    assert_eq!(t.parent[t.find(span_id(120)).unwrap() as usize], anchor);
+    // The broken cycle 200 (top) ← 230 ← 229 … : 227 is at depth 4 (the anchor).
+    let anchor = t.find(span_id(227));
+    assert_eq!(t.parent[t.find(span_id(201)).unwrap() as usize], anchor);
+    assert_eq!(
+        t.parent[t.find(span_id(300)).unwrap() as usize],
+        t.find(span_id(230))
+    );
+    assert_walks_terminate(&t);
+}
+
+#[test]
+fn a_cap_of_zero_is_taken_as_one() {
+    let t = Trajectory::build_with_depth_cap(trace_id(1), chain(3, 0), Vec::new(), Vec::new(), 0);
+    assert_eq!(t.parent, vec![None, Some(0), Some(0)]);
+    assert_eq!(
+        t.anomalies,
+        vec![Anomaly::DepthTruncated {
+            span_id: span_id(3),
+            max_depth: 1,
+        }]
+    );
+}
+
+#[test]
+fn the_assembler_applies_its_depth_cap() {
+    let c = Clock::new();
+    let mut a = Assembler::new(AssembleConfig {
+        max_trace_depth: 3,
+        ..config()
+    });
+    push(&mut a, chain(6, 0), c.at(0));
+    let out = tick(&mut a, c.at(20));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].anomalies,
+        vec![Anomaly::DepthTruncated {
+            span_id: span_id(5),
+            max_depth: 3,
+        }]
+    );
+    assert_eq!(
+        out[0].parent,
+        vec![None, Some(0), Some(1), Some(2), Some(2), Some(2)]
+    );
 }
 
 #[test]
@@ -1004,8 +1161,11 @@ fn expected_trajectory(items: &[Item]) -> Trajectory {
             Item::Linked(s) => linked.push(s.clone()),
         }
     }
-    Trajectory::build(trace_id(1), spans, logs, linked)
+    Trajectory::build_with_depth_cap(trace_id(1), spans, logs, linked, PROP_DEPTH)
 }
+
+/// The depth cap of the property tests: low, so that random trees often pass it.
+const PROP_DEPTH: usize = 3;
 
 type Scenario = (Vec<Item>, Vec<Item>, Vec<bool>, usize);
 
@@ -1070,6 +1230,7 @@ proptest! {
         let c = Clock::new();
         let mut a = Assembler::new(AssembleConfig {
             max_trace_age: Duration::from_secs(3600),
+            max_trace_depth: PROP_DEPTH,
             ..config()
         });
         let mut out = Vec::new();
@@ -1093,6 +1254,7 @@ proptest! {
         let c = Clock::new();
         let mut a = Assembler::new(AssembleConfig {
             late_grace: Duration::from_secs(3600),
+            max_trace_depth: PROP_DEPTH,
             ..config()
         });
         let mut out = Vec::new();
@@ -1119,6 +1281,62 @@ proptest! {
         }
         prop_assert_eq!(fin.revision as usize, out.len() - 1);
         prop_assert_eq!(a.stats().buffered_spans, 0);
+    }
+}
+
+/// The depth cap done the slow way: on the uncapped tree, every span deeper than `cap`
+/// hangs under its ancestor at depth `cap - 1`; the first of them (in span order) is
+/// reported after the other anomalies.
+fn capped_by_hand(uncapped: &Trajectory, cap: usize) -> Trajectory {
+    let mut t = uncapped.clone();
+    let mut first_cut = None;
+    for i in 0..t.spans.len() {
+        // i, its parent, …, the top.
+        let mut path = vec![i];
+        while let Some(p) = uncapped.parent[*path.last().unwrap()] {
+            path.push(p as usize);
+        }
+        if path.len() - 1 > cap {
+            t.parent[i] = Some(path[path.len() - cap] as u32);
+            first_cut.get_or_insert(i);
+        }
+    }
+    if let Some(i) = first_cut {
+        t.anomalies.push(Anomaly::DepthTruncated {
+            span_id: t.spans[i].span_id,
+            max_depth: cap,
+        });
+    }
+    t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn the_depth_cap_matches_the_slow_way(
+        (all, arrivals, _splits, _cut) in scenario(),
+        cap in 1usize..8,
+    ) {
+        let spans = |items: &[Item]| -> Vec<SpanRecord> {
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Span(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let uncapped = Trajectory::build_with_depth_cap(
+            trace_id(1), spans(&all), Vec::new(), Vec::new(), usize::MAX,
+        );
+        let capped = Trajectory::build_with_depth_cap(
+            trace_id(1), spans(&arrivals), Vec::new(), Vec::new(), cap,
+        );
+        prop_assert_eq!(&capped, &capped_by_hand(&uncapped, cap));
+        for i in 0..capped.spans.len() as u32 {
+            prop_assert!(depth_of(&capped, i) <= cap);
+        }
     }
 }
 

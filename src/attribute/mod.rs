@@ -5,7 +5,8 @@
 //! are updated in place: `propagated` is set on errors explained by a failing descendant.
 //!
 //! The decision has four passes, each linear in spans and findings (no recursion, so
-//! deep trees are fine):
+//! deep trees are fine; the blame walks up the tree from the trigger a few times per run,
+//! each walk bounded by the trajectory's depth cap):
 //! 1. *recovery*: a step failure is recovered when a later run of the same action (same
 //!    step and tool or span name) came out clean (never a loop or a slow step);
 //! 2. *propagation*: an error-class finding whose span has a descendant with an

@@ -598,7 +598,15 @@ fn deep_trees_are_handled_without_recursion() {
         b = b.error("boom");
         spans.push(b.build());
     }
-    let t = trajectory(spans);
+    // Above the default depth cap, so that the chain is kept whole.
+    let t = crate::model::Trajectory::build_with_depth_cap(
+        crate::test_support::trace_id(1),
+        spans,
+        Vec::new(),
+        Vec::new(),
+        depth as usize,
+    );
+    assert!(t.anomalies.is_empty());
     let v = analyse(&t, &[]);
     let rc = v.root_cause.as_ref().unwrap();
     assert_eq!(rc.span, idx(&t, depth));

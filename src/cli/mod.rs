@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Receive OTLP traces and logs, analyse them, serve the API (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate realistic agent traffic with planted faults and known root causes: send it
     /// to an OTLP endpoint, or write OTLP files and a labels file.
     Simulate(crate::simulate::SimulateArgs),
@@ -132,9 +132,23 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, env = "FAULTLINE_MAX_SPANS_PER_TRACE", value_name = "N")]
     pub max_spans_per_trace: Option<usize>,
+    /// Deepest parent chain kept in a trajectory; deeper spans are re-hung under their
+    /// ancestor at this depth and the trajectory is flagged (anomaly DepthTruncated)
+    /// [default: 1000].
+    #[arg(long, env = "FAULTLINE_MAX_TRACE_DEPTH", value_name = "N")]
+    pub max_trace_depth: Option<usize>,
     /// Largest accepted request in bytes, after decompression [default: 67108864].
     #[arg(long, env = "FAULTLINE_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Connections open at once on each listener (OTLP/gRPC, OTLP/HTTP, API); at the cap
+    /// a listener stops accepting until one closes [default: 4096].
+    #[arg(long, env = "FAULTLINE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// An HTTP connection with no request in flight for this long (sending nothing, a
+    /// request head too slowly, or idle) is closed; gRPC connections must send their
+    /// HTTP/2 preface within it [default: 10s].
+    #[arg(long, env = "FAULTLINE_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
     /// Shard threads assembling and analysing traces [default: number of cores].
     #[arg(long, env = "FAULTLINE_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
@@ -183,7 +197,10 @@ impl ServeArgs {
                 late_grace: self.late_grace.clone(),
                 max_buffered_spans: self.max_buffered_spans,
                 max_spans_per_trace: self.max_spans_per_trace,
+                max_trace_depth: self.max_trace_depth,
                 max_request_bytes: self.max_request_bytes,
+                max_connections: self.max_connections,
+                header_read_timeout: self.header_read_timeout.clone(),
                 shards: self.shards,
                 metrics_push: crate::push::PushOverrides {
                     endpoint: self.metrics_push_endpoint.clone(),

@@ -200,7 +200,7 @@ pub fn render_trajectory(t: &Value) -> String {
 /// The spans as a tree by `parent_span_id`, one line each: name, step, duration,
 /// status; the blamed span marked with [`BLAMED_MARK`] and spans with original findings
 /// with `! kind`. Spans whose parent is absent are roots; spans on a parent cycle are
-/// listed at the end as detached.
+/// listed at the end as detached. Levels below `MAX_INDENT` are drawn flat behind `┄`.
 pub fn render_tree(steps: &[Value], blamed: Option<&str>, findings: &Value) -> String {
     let n = steps.len();
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
@@ -292,6 +292,12 @@ pub fn render_tree(steps: &[Value], blamed: Option<&str>, findings: &Value) -> S
     table.render()
 }
 
+/// Tree levels drawn with their own indentation; deeper spans are drawn at this level
+/// behind [`DEEPER_MARK`], so a line's prefix stays short however deep the trace is (and
+/// the name still fits the clipped column).
+const MAX_INDENT: usize = 12;
+const DEEPER_MARK: &str = "┄ ";
+
 /// Appends the subtree of `start` to `lines` as (line prefix, span), depth first,
 /// iteratively (deep traces must not overflow the stack); marks what it visits.
 fn walk(
@@ -301,9 +307,9 @@ fn walk(
     visited: &mut [bool],
     lines: &mut Vec<(String, usize)>,
 ) {
-    // (span, prefix of its line, prefix of its children's lines)
-    let mut stack = vec![(start, lead.to_owned(), lead.to_owned())];
-    while let Some((i, prefix, child_prefix)) = stack.pop() {
+    // (span, prefix of its line, prefix of its children's lines, depth below `start`)
+    let mut stack = vec![(start, lead.to_owned(), lead.to_owned(), 0usize)];
+    while let Some((i, prefix, child_prefix, depth)) = stack.pop() {
         if visited[i] {
             continue;
         }
@@ -311,6 +317,15 @@ fn walk(
         lines.push((prefix, i));
         let kids = &children[i];
         for (k, &c) in kids.iter().enumerate().rev() {
+            if depth >= MAX_INDENT {
+                stack.push((
+                    c,
+                    format!("{child_prefix}{DEEPER_MARK}"),
+                    child_prefix.clone(),
+                    depth + 1,
+                ));
+                continue;
+            }
             let (branch, cont) = if k + 1 == kids.len() {
                 ("└─ ", "   ")
             } else {
@@ -320,6 +335,7 @@ fn walk(
                 c,
                 format!("{child_prefix}{branch}"),
                 format!("{child_prefix}{cont}"),
+                depth + 1,
             ));
         }
     }

@@ -289,3 +289,101 @@ fn cohorts_render_generically() {
         "no failure cohorts found\n"
     );
 }
+
+#[test]
+fn the_depth_cap_is_a_flag_a_file_key_and_defaults_to_1000() {
+    use crate::config::{FileConfig, Overrides, Settings};
+    use clap::Parser;
+    let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
+    assert_eq!(default.max_trace_depth, 1000);
+
+    let cli =
+        super::Cli::try_parse_from(["faultline", "serve", "--max-trace-depth", "50"]).unwrap();
+    let args = match cli.command {
+        Some(super::Command::Serve(args)) => args,
+        other => panic!("not serve: {other:?}"),
+    };
+    assert_eq!(args.settings().unwrap().max_trace_depth, 50);
+
+    let path = std::path::Path::new("faultline.toml");
+    let file = FileConfig::parse("max_trace_depth = 7\n", path).unwrap();
+    let s = Settings::resolve(file, Some(path), Overrides::default()).unwrap();
+    assert_eq!(s.max_trace_depth, 7);
+
+    let zero = FileConfig::parse("max_trace_depth = 0\n", path).unwrap();
+    let err = Settings::resolve(zero, Some(path), Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("max_trace_depth"), "{err}");
+}
+
+#[test]
+fn show_draws_a_deep_chain_with_short_prefixes() {
+    let n = 20_000;
+    let steps: Vec<serde_json::Value> = (1..=n)
+        .map(|i| {
+            let id = format!("{i:016x}");
+            let parent = (i > 1).then(|| format!("{:016x}", i - 1));
+            span(&id, parent.as_deref(), &format!("hop{i}"), "tool")
+        })
+        .collect();
+    let text = show::render_tree(&steps, None, &json!([]));
+    assert_eq!(
+        text.lines().count(),
+        n + 1,
+        "a header and one line per span"
+    );
+    let longest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(longest < 200, "a line of {longest} characters");
+    assert!(text.contains("┄ hop"), "deep levels are marked");
+}
+
+#[test]
+fn connection_limits_are_flags_and_file_keys_with_defaults() {
+    use crate::config::{FileConfig, Overrides, Settings};
+    use clap::Parser;
+    use std::time::Duration;
+    let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
+    assert_eq!(default.conn_limits, crate::net::ConnLimits::default());
+    assert_eq!(default.conn_limits.max_connections, 4096);
+    assert_eq!(
+        default.conn_limits.header_read_timeout,
+        Duration::from_secs(10)
+    );
+
+    let cli = super::Cli::try_parse_from([
+        "faultline",
+        "serve",
+        "--max-connections",
+        "64",
+        "--header-read-timeout",
+        "3s",
+    ])
+    .unwrap();
+    let args = match cli.command {
+        Some(super::Command::Serve(args)) => args,
+        other => panic!("not serve: {other:?}"),
+    };
+    let s = args.settings().unwrap();
+    assert_eq!(s.conn_limits.max_connections, 64);
+    assert_eq!(s.conn_limits.header_read_timeout, Duration::from_secs(3));
+
+    let path = std::path::Path::new("faultline.toml");
+    let file = FileConfig::parse(
+        "max_connections = 8\nheader_read_timeout = \"500ms\"\n",
+        path,
+    )
+    .unwrap();
+    let s = Settings::resolve(file, Some(path), Overrides::default()).unwrap();
+    assert_eq!(s.conn_limits.max_connections, 8);
+    assert_eq!(
+        s.conn_limits.header_read_timeout,
+        Duration::from_millis(500)
+    );
+
+    for bad in ["max_connections = 0\n", "header_read_timeout = \"0s\"\n"] {
+        let file = FileConfig::parse(bad, path).unwrap();
+        assert!(
+            Settings::resolve(file, Some(path), Overrides::default()).is_err(),
+            "{bad}"
+        );
+    }
+}

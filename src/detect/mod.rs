@@ -12,6 +12,11 @@
 //! lists) are parsed only through `signals::parse_json`; rules inspect the parsed value.
 //! This is the one place of the core that reads JSON text: the data itself is JSON,
 //! not a wire format.
+//!
+//! Cost: a rule is a pass over the spans. The one walk up the tree, `Ctx::run_of`, may
+//! be called per span; a trajectory is never deeper than its depth cap
+//! (`max_trace_depth`, see [`crate::model::trajectory`]), so a rule does O(n · cap) work
+//! at most.
 
 pub mod config;
 pub(crate) mod rules;
@@ -116,7 +121,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The span that starts the step run containing span `i`: the nearest ancestor-or-self
-    /// marked `run_start` with the same step, else `i`.
+    /// marked `run_start` with the same step, else `i`. At most the depth cap of steps.
     pub(crate) fn run_of(&self, i: u32) -> u32 {
         let step = self.step_ref(i);
         let mut cur = i;

@@ -12,7 +12,9 @@
 //! - A full pipeline is UNAVAILABLE with `google.rpc.RetryInfo`.
 //! - HTTP/2 hardening from `IngestLimits`: bounded concurrent streams, per-connection
 //!   concurrency, keepalive with timeout, maximum connection age, pending-reset and
-//!   header-list caps, request timeout.
+//!   header-list caps, request timeout. Connections come through
+//!   [`crate::net::capped_incoming`]: at most `max_connections` at once, each closed if
+//!   its HTTP/2 preface does not arrive within the header read timeout.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,7 +33,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
@@ -41,12 +42,15 @@ use crate::ingest::{
     decode_logs, decode_traces, Handoff, Ingest, IngestError, IngestObserver, RejectReason,
     Transport,
 };
+use crate::net::{capped_incoming, ConnLimits, ConnMetrics};
 
 /// Serves OTLP/gRPC traces and logs on `listener` until `shutdown` completes, then
 /// waits for in-flight requests.
 pub async fn serve_grpc<H, O>(
     ingest: Arc<Ingest<H, O>>,
     listener: tokio::net::TcpListener,
+    conn_limits: ConnLimits,
+    conn_metrics: ConnMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError>
 where
@@ -66,7 +70,7 @@ where
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limits.max_request_bytes);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = capped_incoming(listener, conn_limits, conn_metrics);
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.concurrency_limit_per_connection)

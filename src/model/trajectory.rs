@@ -2,9 +2,21 @@
 //!
 //! [`Trajectory::build`] is the one place that turns a bag of spans into a tree. It
 //! never fails and never recurses: malformed input (missing parents, extra roots,
-//! conflicting copies of a span id, parent cycles) is reported as [`Anomaly`] data. The
-//! canonical orders defined here are total, so the same records always give the same
-//! trajectory whatever order and batching they arrived in.
+//! conflicting copies of a span id, parent cycles, trees deeper than the depth cap) is
+//! reported as [`Anomaly`] data. The canonical orders defined here are total, so the
+//! same records always give the same trajectory whatever order and batching they
+//! arrived in.
+//!
+//! # Depth
+//!
+//! The depth of a span is the number of `parent` links from it to the top of its tree
+//! (the root, an orphan, an extra root or the span that breaks a cycle, each at depth 0).
+//! No span of a built trajectory is deeper than the cap (`max_trace_depth`, default
+//! [`DEFAULT_MAX_TRACE_DEPTH`]): a span that would be is re-hung under its ancestor at
+//! depth `cap - 1`, so it sits at depth `cap`, and the trajectory says so once with
+//! [`Anomaly::DepthTruncated`]. Following `parent` from any span therefore takes at most
+//! `cap` steps, and `tree_parent` (which hangs orphans under the root) at most `cap + 1`:
+//! a stage that walks the ancestors of every span does O(n · cap) work at most.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
@@ -40,6 +52,11 @@ impl IncompleteReason {
     }
 }
 
+/// The default depth cap of a trajectory (see the module docs): deep enough for any
+/// real agent run (nested agents, chains and tools rarely pass a few dozen levels),
+/// shallow enough that walking the ancestors of every span stays cheap.
+pub const DEFAULT_MAX_TRACE_DEPTH: usize = 1000;
+
 /// Malformed telemetry found while assembling: reported as data, never as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Anomaly {
@@ -60,6 +77,11 @@ pub enum Anomaly {
     /// cycle in canonical order: its `parent` is `None` and it hangs under the root
     /// like an orphan, so every tree walk terminates.
     Cycle { span_id: SpanId },
+    /// The tree is deeper than the depth cap `max_depth`. Every span deeper than the cap
+    /// is re-hung under its ancestor at depth `max_depth - 1` (so it sits at
+    /// `max_depth`); `span_id` is the first of them in canonical order. Reported once
+    /// per trajectory.
+    DepthTruncated { span_id: SpanId, max_depth: usize },
 }
 
 /// The spans of one trace, assembled into a tree. Immutable once built.
@@ -72,7 +94,8 @@ pub struct Trajectory {
     pub spans: Vec<SpanRecord>,
     /// `parent[i]` is the index in `spans` of span i's parent; `None` for the root, for
     /// spans whose parent is missing and for the span that breaks a parent cycle (those
-    /// are listed in `anomalies`). Following `parent` always terminates.
+    /// are listed in `anomalies`). Following `parent` always terminates, within the
+    /// depth cap; a span re-hung by the cap has an ancestor here, not its parent.
     pub parent: Vec<Option<u32>>,
     /// Index of the root span: the earliest span without a parent.
     pub root: Option<u32>,
@@ -92,19 +115,33 @@ pub struct Trajectory {
 }
 
 impl Trajectory {
-    /// Builds the tree from spans in any order.
+    /// Builds the tree from spans in any order, with the default depth cap
+    /// ([`DEFAULT_MAX_TRACE_DEPTH`]); see [`Trajectory::build_with_depth_cap`].
+    pub fn build(
+        trace_id: TraceId,
+        spans: Vec<SpanRecord>,
+        logs: Vec<LogEvent>,
+        linked: Vec<SpanRecord>,
+    ) -> Trajectory {
+        Trajectory::build_with_depth_cap(trace_id, spans, logs, linked, DEFAULT_MAX_TRACE_DEPTH)
+    }
+
+    /// Builds the tree from spans in any order; no span ends up deeper than `max_depth`
+    /// (taken as at least 1).
     ///
     /// Linear after sorting and free of recursion: a chain 100 000 deep or a span with
     /// 100 000 children builds like any other trace. Copies of one span id keep the
     /// canonical first copy (exact copies silently, differing ones with
     /// [`Anomaly::ConflictingDuplicate`]); parent cycles are broken
-    /// ([`Anomaly::Cycle`]). Logs are deduplicated by content, linked spans by
+    /// ([`Anomaly::Cycle`]); spans deeper than the cap are re-hung
+    /// ([`Anomaly::DepthTruncated`]). Logs are deduplicated by content, linked spans by
     /// (trace id, span id) keeping their canonical first copy.
-    pub fn build(
+    pub fn build_with_depth_cap(
         trace_id: TraceId,
         mut spans: Vec<SpanRecord>,
         mut logs: Vec<LogEvent>,
         mut linked: Vec<SpanRecord>,
+        max_depth: usize,
     ) -> Trajectory {
         let mut anomalies = Vec::new();
         spans.sort_unstable_by(span_order);
@@ -175,6 +212,7 @@ impl Trajectory {
             }
         }
         break_cycles(&spans, &mut parent, &mut anomalies);
+        cap_depth(&spans, &mut parent, max_depth, &mut anomalies);
 
         logs.sort_unstable_by(log_order);
         logs.dedup_by(|a, b| log_order(a, b) == Ordering::Equal);
@@ -327,6 +365,82 @@ fn break_cycles(spans: &[SpanRecord], parent: &mut [Option<u32>], anomalies: &mu
         for &x in &path {
             state[x] = DONE;
         }
+    }
+}
+
+/// Re-hangs every span deeper than `max_depth` under its ancestor at depth
+/// `max_depth - 1` and reports the first one cut. Runs after `break_cycles`, on a forest.
+///
+/// Linear and iterative: each span's depth is found once, by walking up to the nearest
+/// span of known depth (or a top) and then assigning depths down that path; the path
+/// carries the ancestor at depth `max_depth - 1` (the anchor) for the spans below it.
+fn cap_depth(
+    spans: &[SpanRecord],
+    parent: &mut [Option<u32>],
+    max_depth: usize,
+    anomalies: &mut Vec<Anomaly>,
+) {
+    let n = spans.len();
+    let max_depth = max_depth.max(1);
+    // A span's depth is below the number of spans.
+    if n <= max_depth {
+        return;
+    }
+    const UNKNOWN: usize = usize::MAX;
+    let mut depth = vec![UNKNOWN; n];
+    let mut path: Vec<usize> = Vec::new();
+    let mut first_cut: Option<usize> = None;
+    for start in 0..n {
+        if depth[start] != UNKNOWN {
+            continue;
+        }
+        // Up to a span of known depth, or a top. The bound only guards against a parent
+        // graph that is not a forest, which `break_cycles` rules out.
+        path.clear();
+        let mut cur = start;
+        let mut above: Option<usize> = None;
+        while depth[cur] == UNKNOWN && path.len() <= n {
+            path.push(cur);
+            match parent[cur] {
+                Some(p) => cur = p as usize,
+                None => break,
+            }
+        }
+        if depth[cur] != UNKNOWN {
+            above = Some(cur);
+        }
+        // The depth and anchor just above the path's top.
+        let (mut d, mut anchor) = match above {
+            None => (None, None),
+            Some(a) if depth[a] + 1 == max_depth => (Some(depth[a]), Some(a)),
+            // `a` sits at the cap: its parent is the anchor (it was re-hung there, or
+            // was there already).
+            Some(a) if depth[a] == max_depth => (Some(depth[a]), parent[a].map(|p| p as usize)),
+            Some(a) => (Some(depth[a]), None),
+        };
+        for &s in path.iter().rev() {
+            let here = d.map_or(0, |d| d + 1);
+            if here > max_depth {
+                // Below a span at the cap: re-hang under the anchor, at the cap.
+                parent[s] = anchor.map(index_u32);
+                depth[s] = max_depth;
+                if first_cut.is_none_or(|f| s < f) {
+                    first_cut = Some(s);
+                }
+            } else {
+                depth[s] = here;
+                if here + 1 == max_depth {
+                    anchor = Some(s);
+                }
+            }
+            d = Some(depth[s]);
+        }
+    }
+    if let Some(s) = first_cut {
+        anomalies.push(Anomaly::DepthTruncated {
+            span_id: spans[s].span_id,
+            max_depth,
+        });
     }
 }
 

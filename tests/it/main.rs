@@ -8,6 +8,7 @@ mod cli;
 mod cli_client;
 mod cohorts;
 mod instrumentations;
+mod limits;
 mod metrics_push;
 mod otel_python;
 mod otel_rust;

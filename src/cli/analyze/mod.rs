@@ -10,8 +10,8 @@
 //! - Every record is pushed to one assembler at one fixed instant, so no idle, age or
 //!   grace timer ever fires; [`Assembler::drain`] then releases every trace at once,
 //!   with all its spans, logs and late evaluator spans merged, which is the final
-//!   revision the live pipeline counts. The per-trace bound (`max_spans_per_trace`)
-//!   applies as in `serve`; there is no memory bound: all spans of the input are held
+//!   revision the live pipeline counts. The per-trace bounds (`max_spans_per_trace`,
+//!   `max_trace_depth`) apply as in `serve`; there is no memory bound: all spans of the input are held
 //!   until the end (about 1 KiB per span).
 //! - Evaluator spans that link to another trace are also routed to that trace (as the
 //!   pipeline's shards do), and traces that are only such annotations are not counted
@@ -64,7 +64,7 @@ pub struct AnalyzeArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// TOML config file, as for `serve` (classify rules, detect settings, aggregate
-    /// dimensions, max_spans_per_trace, max_request_bytes).
+    /// dimensions, max_spans_per_trace, max_trace_depth, max_request_bytes).
     #[arg(long, env = "FAULTLINE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print a JSON report instead of text.
@@ -174,6 +174,7 @@ pub struct AnalyzeSettings {
     pub analyze: AnalyzeConfig,
     pub aggregate: crate::aggregate::AggregateConfig,
     pub max_spans_per_trace: usize,
+    pub max_trace_depth: usize,
     pub max_request_bytes: usize,
     /// Cohort dimensions of the breakdown, by name.
     pub by: Vec<String>,
@@ -188,6 +189,7 @@ impl AnalyzeSettings {
             analyze: settings.analyze.clone(),
             aggregate: settings.aggregate.clone(),
             max_spans_per_trace: settings.max_spans_per_trace,
+            max_trace_depth: settings.max_trace_depth,
             max_request_bytes: settings.max_request_bytes,
             by,
             progress: false,
@@ -206,7 +208,11 @@ struct Offline<'a> {
 }
 
 impl<'a> Offline<'a> {
-    fn new(config: &'a AnalyzeConfig, max_spans_per_trace: usize) -> Offline<'a> {
+    fn new(
+        config: &'a AnalyzeConfig,
+        max_spans_per_trace: usize,
+        max_trace_depth: usize,
+    ) -> Offline<'a> {
         // Timers never fire (no tick), so only the bounds matter.
         let forever = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
         Offline {
@@ -216,6 +222,7 @@ impl<'a> Offline<'a> {
                 late_grace: forever,
                 max_buffered_spans: usize::MAX / 2,
                 max_spans_per_trace,
+                max_trace_depth,
             }),
             now: Instant::now(),
             config,
@@ -309,7 +316,11 @@ pub fn analyze_files(
 ) -> Result<Report, AnalyzeError> {
     let by = resolve_by(&settings.aggregate, &settings.by)?;
     let interner = Interner::default();
-    let mut offline = Offline::new(&settings.analyze, settings.max_spans_per_trace);
+    let mut offline = Offline::new(
+        &settings.analyze,
+        settings.max_spans_per_trace,
+        settings.max_trace_depth,
+    );
     let bar = progress_bar(files, settings.progress);
     let mut summaries = Vec::with_capacity(files.len());
     for path in files {

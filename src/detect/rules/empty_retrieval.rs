@@ -12,6 +12,8 @@
 //! step is judged only on evidence (it may be a wrapper around the real retrieval).
 //! A retriever with status ERROR is left to the errors rule.
 
+use std::collections::HashSet;
+
 use serde_json::Value as Json;
 
 use crate::detect::signals::{is_retrieval_by_convention, parse_json};
@@ -26,7 +28,7 @@ const COUNT_KEYS: [&str; 3] = [
 ];
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-    let mut reported_runs: Vec<u32> = Vec::new();
+    let mut reported_runs: HashSet<u32> = HashSet::new();
     for (i, span) in ctx.spans() {
         let by_convention = is_retrieval_by_convention(span);
         if !(by_convention || *ctx.step_ref(i) == StepKind::Retriever) {
@@ -44,10 +46,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         let run = ctx.run_of(i);
-        if reported_runs.contains(&run) {
+        if !reported_runs.insert(run) {
             continue;
         }
-        reported_runs.push(run);
         let query = ["gen_ai.retrieval.query.text", "input.value"]
             .iter()
             .find_map(|k| span.attributes.get_str(k));

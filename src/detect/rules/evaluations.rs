@@ -21,6 +21,7 @@
 //! two transports is reported once.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use crate::detect::config::normalize_label;
 use crate::detect::signals::{clip, is_evaluator_span};
@@ -85,7 +86,7 @@ struct EvalResult<'a> {
 }
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-    let mut seen: Vec<(u32, String, Option<u64>, Option<String>)> = Vec::new();
+    let mut seen: HashSet<(u32, String, Option<u64>, Option<String>)> = HashSet::new();
     let mut results = Vec::new();
     for (i, span) in ctx.spans() {
         // `gen_ai.evaluation.result` recorded as a span event (older GenAI
@@ -192,7 +193,7 @@ fn emit(
     target: Option<u32>,
     via: Option<&'static str>,
     results: &[EvalResult<'_>],
-    seen: &mut Vec<(u32, String, Option<u64>, Option<String>)>,
+    seen: &mut HashSet<(u32, String, Option<u64>, Option<String>)>,
     out: &mut Vec<Finding>,
 ) {
     for r in results {
@@ -209,10 +210,9 @@ fn emit(
             r.score.map(f64::to_bits),
             label.clone(),
         );
-        if seen.contains(&key) {
+        if !seen.insert(key) {
             continue;
         }
-        seen.push(key);
         let Some(why) = judge(
             ctx,
             &normalized,

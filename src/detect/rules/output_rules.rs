@@ -2,6 +2,8 @@
 //! (`output.value`, the completion, `traceloop.entity.output`, GenAI output messages).
 //! One finding per step run and rule, on the first span of the run whose output matches.
 
+use std::collections::HashSet;
+
 use crate::detect::signals::{clip, output_text};
 use crate::detect::Ctx;
 use crate::model::Finding;
@@ -11,7 +13,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     if rules.is_empty() {
         return;
     }
-    let mut reported: Vec<(usize, u32)> = Vec::new();
+    let mut reported: HashSet<(usize, u32)> = HashSet::new();
     for (i, span) in ctx.spans() {
         let step = ctx.step_ref(i);
         if !rules.iter().any(|r| r.step == *step) {
@@ -25,10 +27,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
             let run = ctx.run_of(i);
-            if reported.contains(&(rule_index, run)) {
+            if !reported.insert((rule_index, run)) {
                 continue;
             }
-            reported.push((rule_index, run));
             let reason = format!(
                 "{} output matched /{}/: {}",
                 step.as_str(),

@@ -143,7 +143,13 @@ pub async fn start_http(limits: IngestLimits) -> Harness {
         observer: Arc::clone(&ingest.observer),
     };
     let router = http_router(ingest);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(crate::net::serve_http(
+        listener,
+        router,
+        crate::net::ConnLimits::default(),
+        crate::net::ConnMetrics::default(),
+        std::future::pending(),
+    ));
     harness
 }
 
@@ -156,6 +162,12 @@ pub async fn start_grpc(limits: IngestLimits) -> Harness {
         handoff: Arc::clone(&ingest.handoff),
         observer: Arc::clone(&ingest.observer),
     };
-    tokio::spawn(serve_grpc(ingest, listener, std::future::pending()));
+    tokio::spawn(serve_grpc(
+        ingest,
+        listener,
+        crate::net::ConnLimits::default(),
+        crate::net::ConnMetrics::default(),
+        std::future::pending(),
+    ));
     harness
 }
