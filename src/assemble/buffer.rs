@@ -55,6 +55,13 @@ pub(super) struct Buffer {
     slots: HashMap<SpanId, Slot>,
     /// Span ids whose kept copy has no parent.
     roots: u32,
+    /// Log events and linked spans: most traces have neither, so they sit behind one
+    /// pointer, allocated with the first.
+    others: Option<Box<Others>>,
+}
+
+#[derive(Debug, Default)]
+struct Others {
     logs: Vec<LogEvent>,
     /// Content hash of a log → its index; a hash collision between two different logs
     /// only means the second one is not indexed.
@@ -66,7 +73,11 @@ pub(super) struct Buffer {
 impl Buffer {
     /// Records held (spans including conflict witnesses, logs, linked spans).
     pub(super) fn len(&self) -> usize {
-        self.spans.len() + self.logs.len() + self.linked.len()
+        self.spans.len()
+            + self
+                .others
+                .as_ref()
+                .map_or(0, |o| o.logs.len() + o.linked.len())
     }
 
     pub(super) fn has_spans(&self) -> bool {
@@ -145,10 +156,11 @@ impl Buffer {
 
     pub(super) fn add_log(&mut self, log: LogEvent) -> Added {
         let hash = hash_log(&log);
-        let next = index_u32(self.logs.len());
-        match self.log_hashes.entry(hash) {
+        let others = self.others.get_or_insert_default();
+        let next = index_u32(others.logs.len());
+        match others.log_hashes.entry(hash) {
             Entry::Occupied(o) => {
-                if log_order(&log, &self.logs[*o.get() as usize]) == Ordering::Equal {
+                if log_order(&log, &others.logs[*o.get() as usize]) == Ordering::Equal {
                     return Added::Duplicate;
                 }
             }
@@ -156,20 +168,21 @@ impl Buffer {
                 v.insert(next);
             }
         }
-        self.logs.push(log);
+        others.logs.push(log);
         Added::New
     }
 
     pub(super) fn add_linked(&mut self, span: SpanRecord) -> Added {
-        let next = index_u32(self.linked.len());
-        match self.linked_index.entry((span.trace_id, span.span_id)) {
+        let others = self.others.get_or_insert_default();
+        let next = index_u32(others.linked.len());
+        match others.linked_index.entry((span.trace_id, span.span_id)) {
             Entry::Vacant(v) => {
                 v.insert(next);
-                self.linked.push(span);
+                others.linked.push(span);
                 Added::New
             }
             Entry::Occupied(o) => {
-                let held = &mut self.linked[*o.get() as usize];
+                let held = &mut others.linked[*o.get() as usize];
                 match span_content_cmp(&span, held) {
                     Ordering::Equal => Added::Duplicate,
                     // The trajectory keeps the canonical first copy of a linked span.
@@ -185,7 +198,8 @@ impl Buffer {
 
     /// The trajectory of what is held, giving the records away.
     pub(super) fn into_trajectory(self, trace_id: TraceId, max_depth: usize) -> Trajectory {
-        Trajectory::build_with_depth_cap(trace_id, self.spans, self.logs, self.linked, max_depth)
+        let Others { logs, linked, .. } = self.others.map(|o| *o).unwrap_or_default();
+        Trajectory::build_with_depth_cap(trace_id, self.spans, logs, linked, max_depth)
     }
 
     /// The trajectory of what is held, plus copies of the conflict witnesses: with the

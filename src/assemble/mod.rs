@@ -191,8 +191,9 @@ struct OpenTrace {
 struct GraceTrace {
     released: Arc<Trajectory>,
     witnesses: Vec<SpanRecord>,
-    /// The restored buffer with the late records, once some arrived.
-    late: Option<Buffer>,
+    /// The restored buffer with the late records, once some arrived. Boxed, so that
+    /// a trace's state is no larger in grace than open.
+    late: Option<Box<Buffer>>,
     /// Records counted in `buffered` for this trace (the restored buffer's length once
     /// there is one).
     records: usize,
@@ -481,7 +482,7 @@ impl Assembler {
                 let buf = match &mut grace.late {
                     Some(buf) => buf,
                     None => {
-                        let buf = Buffer::restore(&grace.released, &grace.witnesses);
+                        let buf = Box::new(Buffer::restore(&grace.released, &grace.witnesses));
                         // The same records, though exact copies the first buffer held
                         // twice (a log hash collision) are now held once.
                         restored = grace.records.saturating_sub(buf.len());
