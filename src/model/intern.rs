@@ -35,19 +35,29 @@ pub struct Interner {
 
 /// Each thread's cache of remembered strings, in front of the shared table: a hit costs
 /// a hash and a compare, without the shard lock's atomic operations.
+///
+/// It also decides what the shared table admits: a string is remembered the second
+/// time a thread sees it (within its last [`SEEN_SLOTS`] first sightings). Ids, URLs
+/// and other one-off values then never fill the table or pin memory, and cost one hash
+/// and one copy.
 struct LocalCache {
     /// The [`Interner::id`] the entries came from.
     owner: u64,
     map: HashMap<&'static str, Str, ahash::RandomState>,
+    /// Hashes of strings seen once, direct-mapped by hash.
+    seen: Box<[u64]>,
 }
 
 /// Entries per thread; the cache starts over when full.
 const LOCAL_CAPACITY: usize = 4096;
+/// First sightings remembered per thread (a power of two; 64 KiB).
+const SEEN_SLOTS: usize = 8192;
 
 thread_local! {
     static LOCAL: RefCell<LocalCache> = RefCell::new(LocalCache {
         owner: 0,
         map: HashMap::with_hasher(ahash::RandomState::new()),
+        seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
     });
 }
 
@@ -74,9 +84,17 @@ impl Interner {
             if local.owner != self.id {
                 local.owner = self.id;
                 local.map.clear();
+                local.seen.fill(0);
             }
             if let Some(hit) = local.map.get(s) {
                 return hit.clone();
+            }
+            // 0 marks an empty slot, so a hash of 0 counts as 1.
+            let hash = local.map.hasher().hash_one(s).max(1);
+            let slot = &mut local.seen[hash as usize & (SEEN_SLOTS - 1)];
+            if *slot != hash {
+                *slot = hash;
+                return Str::from(s);
             }
             let shared = self.intern_shared(s);
             if let Some(key) = Str::as_static(&shared) {
@@ -135,16 +153,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interned_strings_are_shared_and_bounded() {
+    fn strings_seen_twice_are_shared_and_the_table_is_bounded() {
         let i = Interner::new(2, 8);
+        let first = i.intern("model");
+        assert_eq!(i.len(), 0, "a first sighting is not remembered");
         let a = i.intern("model");
         let b = i.intern("model");
+        assert_eq!(first, a);
         assert!(Str::ptr_eq(&a, &b));
-        i.intern("x");
-        i.intern("y");
-        assert_eq!(i.len(), 2);
+        assert!(Str::is_static(&a));
+        assert_eq!(i.len(), 1);
+        for s in ["x", "x", "y", "y"] {
+            i.intern(s);
+        }
+        assert_eq!(i.len(), 2, "capacity holds");
+        let y = i.intern("y");
+        assert!(
+            !Str::is_static(&y),
+            "past capacity, strings are not remembered"
+        );
         let long = i.intern("a string longer than eight");
         assert_eq!(&*long, "a string longer than eight");
         assert_eq!(i.len(), 2);
+    }
+
+    #[test]
+    fn one_off_values_do_not_fill_the_table() {
+        let i = Interner::new(1000, 96);
+        for n in 0..5000 {
+            i.intern(&format!("chatcmpl-{n:08x}"));
+        }
+        assert_eq!(i.len(), 0);
+    }
+
+    #[test]
+    fn each_table_has_its_own_thread_cache() {
+        let a = Interner::default();
+        let b = Interner::default();
+        a.intern("k");
+        let ka = a.intern("k");
+        b.intern("k");
+        let kb = b.intern("k");
+        assert!(!Str::ptr_eq(&ka, &kb));
+        // Switching tables starts the thread's cache over; the shared copy is found
+        // again from the second sighting.
+        a.intern("k");
+        assert!(Str::ptr_eq(&ka, &a.intern("k")));
     }
 }
