@@ -431,24 +431,34 @@ fn main() {
     // 4. End to end, median of 3 runs each: every sink; without the aggregation sink
     //    (per-step metrics and breakdowns); without the discovery sinks (reason clusters,
     //    failure cohorts). The in-memory view and the store run in all three.
+    //    The variants take turns (all, without aggregation, without discovery, all, ...)
+    //    so that drift of the machine's load hits them alike.
     let rounds = (target / spans_per_round).max(1) as u32;
-    let mut results = Vec::new();
-    for (label, sinks) in [
+    let variants = [
         ("all sinks", (true, true)),
         ("without aggregation", (false, true)),
         ("without discovery", (true, false)),
-    ] {
-        let mut accepted = Vec::new();
-        let mut analysed = Vec::new();
-        for _ in 0..3 {
-            let (a, d) = end_to_end(&batches, rounds, sinks);
-            accepted.push(a);
-            analysed.push(d);
+    ];
+    let mut accepted = vec![Vec::new(); variants.len()];
+    let mut analysed = vec![Vec::new(); variants.len()];
+    for _ in 0..3 {
+        for (i, (_, sinks)) in variants.iter().enumerate() {
+            let (a, d) = end_to_end(&batches, rounds, *sinks);
+            accepted[i].push(a);
+            analysed[i].push(d);
         }
-        let (a, d) = (median(accepted), median(analysed));
+    }
+    let mut results = Vec::new();
+    for (i, (label, _)) in variants.iter().enumerate() {
+        let runs: Vec<String> = analysed[i]
+            .iter()
+            .map(|d| format!("{:.0}k", d / 1000.0))
+            .collect();
+        let (a, d) = (median(accepted[i].clone()), median(analysed[i].clone()));
         println!(
-            "end to end, gRPC, {} spans/run, {label:<20}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of 3)",
+            "end to end, gRPC, {} spans/run, {label:<20}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of 3: {})",
             rounds as usize * spans_per_round,
+            runs.join(", "),
         );
         results.push(d);
     }
