@@ -1,8 +1,9 @@
 //! What the store keeps of one analysis: the indexed columns of a summary, the filter
 //! tags, the text searched by `q`, the run's cohort values, and the full trajectory
-//! document (the API's `TrajectoryDto` with attributes, as deflated JSON), from which
+//! document (the API's `TrajectoryDto` with attributes, as compressed JSON), from which
 //! the API answers exactly as it does from memory.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -206,14 +207,26 @@ pub fn record(a: &Analysis, dims: &[Dimension], body_json: &[u8]) -> std::io::Re
         tags,
         reasons,
         cohort,
-        body: deflate(body_json)?,
+        body: compress(body_json)?,
     })
 }
 
 /// Compresses a stored body: zstd at its fastest level (several times faster than
-/// deflate, on the store thread's hot path, and smaller).
-pub fn deflate(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(bytes, 1)
+/// deflate, on the store thread's hot path, and smaller), with one compression context
+/// per thread.
+pub fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    CONTEXT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let context = match &mut *cell {
+            Some(context) => context,
+            None => cell.insert(zstd::bulk::Compressor::new(1)?),
+        };
+        context.compress(bytes)
+    })
 }
 
 /// The first bytes of every zstd frame. A raw deflate stream can never start with them
@@ -223,7 +236,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Inflates a stored body (zstd, or raw deflate from earlier versions), refusing more
 /// than `limit` bytes.
-pub fn inflate(bytes: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
+pub fn decompress(bytes: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if bytes.starts_with(&ZSTD_MAGIC) {
         zstd::stream::read::Decoder::new(bytes)?
@@ -273,22 +286,22 @@ mod tests {
     #[test]
     fn bodies_round_trip_and_old_deflate_bodies_still_read() {
         let doc = br#"{"trace_id":"0102","steps":[{"name":"plan"},{"name":"plan"}]}"#.repeat(50);
-        let body = deflate(&doc).unwrap();
+        let body = compress(&doc).unwrap();
         assert!(body.starts_with(&ZSTD_MAGIC));
         assert!(body.len() < doc.len() / 4);
-        assert_eq!(inflate(&body, 1 << 20).unwrap(), doc);
+        assert_eq!(decompress(&body, 1 << 20).unwrap(), doc);
 
         // A body as earlier versions wrote it: raw deflate.
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(&doc).unwrap();
         let old = e.finish().unwrap();
-        assert_eq!(inflate(&old, 1 << 20).unwrap(), doc);
+        assert_eq!(decompress(&old, 1 << 20).unwrap(), doc);
     }
 
     #[test]
-    fn inflate_stops_at_the_limit() {
+    fn decompress_stops_at_the_limit() {
         let doc = vec![b'x'; 1 << 20];
-        let body = deflate(&doc).unwrap();
-        assert_eq!(inflate(&body, 1000).unwrap().len(), 1000);
+        let body = compress(&doc).unwrap();
+        assert_eq!(decompress(&body, 1000).unwrap().len(), 1000);
     }
 }

@@ -6,7 +6,7 @@
 //! leaves the previous version intact):
 //! - `trajectories`: one row per trace id (a revision replaces the row); the summary
 //!   columns, the run's cohort values (JSON), the lowercased reasons searched by `q`, and
-//!   the trajectory document (deflated JSON).
+//!   the trajectory document (compressed JSON).
 //! - `tags`: `(tag, end_ns, trace_id)`, one row per filter value of a trajectory
 //!   (outcome, each step, each finding kind, root-cause step, service, session, each
 //!   cohort value). Ordered by end time within a tag, so a filtered list newest-first is
@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use crate::aggregate::MinuteCounts;
 use crate::model::TraceId;
 use crate::store::config::StoreConfig;
-use crate::store::record::{inflate, Summary};
+use crate::store::record::{decompress, Summary};
 use crate::store::{
     outcome_from_str, Cursor, ListQuery, Order, Page, Retained, SortKey, Store, StoreError, Stored,
     Write,
@@ -75,7 +75,7 @@ pub const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Largest trajectory document inflated (a stored body is never bigger than what the
+/// Largest trajectory document decompressed (a stored body is never bigger than what the
 /// pipeline bounds produce; this guards against a corrupted row).
 const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 /// Stores at most this big are checked page by page (`quick_check`) at startup.
@@ -522,7 +522,7 @@ impl Store for SqliteStore {
             };
             let cohort: Vec<(String, Option<String>)> =
                 serde_json::from_str(&cohort).map_err(|e| StoreError::Data(e.to_string()))?;
-            let document = inflate(&body, MAX_DOCUMENT_BYTES)
+            let document = decompress(&body, MAX_DOCUMENT_BYTES)
                 .map_err(|e| StoreError::Data(format!("trajectory document: {e}")))?;
             Ok(Some(Stored {
                 summary,
