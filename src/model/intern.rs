@@ -4,7 +4,9 @@
 //! same values (model names, span kinds, service names). Interning them keeps the
 //! memory per buffered span below its size on the wire. The table is bounded: once it
 //! holds `capacity` strings, new strings are allocated on their own and not remembered,
-//! so a flood of distinct values costs what the values cost and no more.
+//! so a flood of distinct values costs what the values cost and no more. A string is
+//! admitted on its second sighting by a thread (see `LocalCache`), so one-off values do
+//! not fill the table at all.
 //!
 //! What the table remembers is never freed, not even with the table (at most `capacity`
 //! strings of at most `max_len` bytes; a process keeps one table), and is therefore made
@@ -12,7 +14,7 @@
 //! keys do not contend on one reference count.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashSet;
@@ -33,31 +35,29 @@ pub struct Interner {
     id: u64,
 }
 
-/// Each thread's cache of remembered strings, in front of the shared table: a hit costs
-/// a hash and a compare, without the shard lock's atomic operations.
+/// Each thread's cache in front of the shared table: a hit costs a hash and a compare,
+/// without the shard lock's atomic operations.
 ///
-/// It also decides what the shared table admits: a string is remembered the second
-/// time a thread sees it (within its last [`SEEN_SLOTS`] first sightings). Ids, URLs
-/// and other one-off values then never fill the table or pin memory, and cost one hash
-/// and one copy.
+/// It also decides what the shared table admits. A string first seen on a thread is
+/// copied on its own and kept here as a candidate; seen again while still here, it is
+/// remembered in the shared table (and the candidate replaced by the shared copy).
+/// Ids, URLs and other one-off values then never fill the table or take its lock, while
+/// a value repeated within a thread's recent strings is still shared from its second
+/// sighting on.
 struct LocalCache {
     /// The [`Interner::id`] the entries came from.
     owner: u64,
-    map: HashMap<&'static str, Str, ahash::RandomState>,
-    /// Hashes of strings seen once, direct-mapped by hash.
-    seen: Box<[u64]>,
+    /// Remembered (static) strings and candidates (seen once, not static).
+    strings: HashSet<Str, ahash::RandomState>,
 }
 
 /// Entries per thread; the cache starts over when full.
-const LOCAL_CAPACITY: usize = 4096;
-/// First sightings remembered per thread (a power of two; 64 KiB).
-const SEEN_SLOTS: usize = 8192;
+const LOCAL_CAPACITY: usize = 8192;
 
 thread_local! {
     static LOCAL: RefCell<LocalCache> = RefCell::new(LocalCache {
         owner: 0,
-        map: HashMap::with_hasher(ahash::RandomState::new()),
-        seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
+        strings: HashSet::with_hasher(ahash::RandomState::new()),
     });
 }
 
@@ -83,27 +83,33 @@ impl Interner {
             let mut local = local.borrow_mut();
             if local.owner != self.id {
                 local.owner = self.id;
-                local.map.clear();
-                local.seen.fill(0);
+                local.strings.clear();
             }
-            if let Some(hit) = local.map.get(s) {
-                return hit.clone();
-            }
-            // 0 marks an empty slot, so a hash of 0 counts as 1.
-            let hash = local.map.hasher().hash_one(s).max(1);
-            let slot = &mut local.seen[hash as usize & (SEEN_SLOTS - 1)];
-            if *slot != hash {
-                *slot = hash;
-                return Str::from(s);
-            }
-            let shared = self.intern_shared(s);
-            if let Some(key) = Str::as_static(&shared) {
-                if local.map.len() >= LOCAL_CAPACITY {
-                    local.map.clear();
+            let candidate = match local.strings.get(s) {
+                Some(hit) if Str::is_static(hit) => return hit.clone(),
+                Some(hit) => Some(hit.clone()),
+                None => None,
+            };
+            match candidate {
+                // The second sighting: remember it, unless the table is full (then the
+                // candidate goes on being shared within this thread).
+                Some(candidate) => {
+                    let shared = self.intern_shared(s);
+                    if !Str::is_static(&shared) {
+                        return candidate;
+                    }
+                    local.strings.replace(shared.clone());
+                    shared
                 }
-                local.map.insert(key, shared.clone());
+                None => {
+                    if local.strings.len() >= LOCAL_CAPACITY {
+                        local.strings.clear();
+                    }
+                    let new = Str::from(s);
+                    local.strings.insert(new.clone());
+                    new
+                }
             }
-            shared
         })
     }
 
