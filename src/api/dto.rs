@@ -1,12 +1,15 @@
 //! JSON shapes of the API. The only place that knows them; field names are a contract.
 
-use serde::Serialize;
-use serde_json::{Map, Value as Json};
+use std::cmp::Ordering;
+use std::fmt;
 
-use crate::model::{Analysis, Finding, Value};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+
+use crate::model::{Analysis, Finding, SpanRecord, Value};
 
 #[derive(Serialize)]
-pub struct TrajectoryDto {
+pub struct TrajectoryDto<'a> {
     pub trace_id: String,
     pub session_id: Option<String>,
     pub service: Option<String>,
@@ -19,7 +22,7 @@ pub struct TrajectoryDto {
     pub outcome: &'static str,
     pub root_cause: Option<RootCauseDto>,
     pub findings: Vec<FindingDto>,
-    pub steps: Vec<StepDto>,
+    pub steps: Vec<StepDto<'a>>,
     pub anomalies: Vec<String>,
 }
 
@@ -41,7 +44,7 @@ pub struct TrajectorySummaryDto {
 }
 
 #[derive(Serialize)]
-pub struct StepDto {
+pub struct StepDto<'a> {
     pub span_id: String,
     pub parent_span_id: Option<String>,
     pub name: String,
@@ -53,7 +56,99 @@ pub struct StepDto {
     pub status: &'static str,
     pub status_message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Map<String, Json>>,
+    pub attributes: Option<AttributesJson<'a>>,
+}
+
+/// A span's attributes as one JSON object: the resource's as `resource.<key>`, then the
+/// span's own, keys in byte order, a span attribute winning over a resource one of the
+/// same name. Serialized straight from the span, without copying keys or values (the
+/// store encodes one of these per span of every kept trajectory).
+pub struct AttributesJson<'a> {
+    span: &'a SpanRecord,
+}
+
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Resource(&'a str),
+    Span(&'a str),
+}
+
+impl Key<'_> {
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        let (prefix, key): (&[u8], &str) = match self {
+            Key::Resource(k) => (b"resource.", k),
+            Key::Span(k) => (b"", k),
+        };
+        prefix.iter().chain(key.as_bytes()).copied()
+    }
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Resource(k) => write!(f, "resource.{k}"),
+            Key::Span(k) => f.write_str(k),
+        }
+    }
+}
+
+impl Serialize for Key<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Key::Span(k) => ser.serialize_str(k),
+            Key::Resource(_) => ser.collect_str(self),
+        }
+    }
+}
+
+impl Serialize for AttributesJson<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let span = self.span;
+        let mut entries: Vec<(Key<'_>, &Value)> =
+            Vec::with_capacity(span.resource.attributes.len() + span.attributes.len());
+        entries.extend(
+            span.resource
+                .attributes
+                .iter()
+                .map(|(k, v)| (Key::Resource(k), v)),
+        );
+        entries.extend(span.attributes.iter().map(|(k, v)| (Key::Span(k), v)));
+        // Stable: of two equal keys the span's (pushed later) stays last, and is kept.
+        entries.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
+        let mut map = ser.serialize_map(None)?;
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let shadowed = entries
+                .get(i + 1)
+                .is_some_and(|next| next.0.bytes().cmp(key.bytes()) == Ordering::Equal);
+            if !shadowed {
+                map.serialize_entry(key, &ValueJson(value))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// An attribute value as JSON: numbers as numbers (a non-finite double as its text),
+/// arrays as arrays.
+struct ValueJson<'a>(&'a Value);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Str(s) => ser.serialize_str(s),
+            Value::Int(i) => ser.serialize_i64(*i),
+            Value::Double(d) if d.is_finite() => ser.serialize_f64(*d),
+            Value::Double(d) => ser.collect_str(d),
+            Value::Bool(b) => ser.serialize_bool(*b),
+            Value::Array(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for item in items.iter() {
+                    seq.serialize_element(&ValueJson(item))?;
+                }
+                seq.end()
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -86,18 +181,6 @@ pub struct RootCauseDto {
     pub evidence: Vec<EvidenceDto>,
 }
 
-fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Str(s) => Json::String(s.to_string()),
-        Value::Int(i) => Json::from(*i),
-        Value::Double(d) => serde_json::Number::from_f64(*d)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::String(d.to_string())),
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Array(items) => Json::Array(items.iter().map(value_json).collect()),
-    }
-}
-
 fn span_id_of(a: &Analysis, span: u32) -> String {
     a.trajectory
         .spans
@@ -118,8 +201,8 @@ fn finding_dto(a: &Analysis, f: &Finding) -> FindingDto {
     }
 }
 
-impl TrajectoryDto {
-    pub fn from_analysis(a: &Analysis, with_attributes: bool) -> TrajectoryDto {
+impl<'a> TrajectoryDto<'a> {
+    pub fn from_analysis(a: &'a Analysis, with_attributes: bool) -> TrajectoryDto<'a> {
         let t = &a.trajectory;
         let steps = t
             .spans
@@ -136,16 +219,7 @@ impl TrajectoryDto {
                 end_unix_nano: s.end_unix_nano,
                 status: s.status.as_str(),
                 status_message: s.status_message.as_ref().map(|m| m.to_string()),
-                attributes: with_attributes.then(|| {
-                    let mut m = Map::new();
-                    for (k, v) in s.resource.attributes.iter() {
-                        m.insert(format!("resource.{k}"), value_json(v));
-                    }
-                    for (k, v) in s.attributes.iter() {
-                        m.insert(k.to_owned(), value_json(v));
-                    }
-                    m
-                }),
+                attributes: with_attributes.then_some(AttributesJson { span: s }),
             })
             .collect();
         let root_cause = a.root_cause.as_ref().map(|rc| RootCauseDto {
@@ -204,5 +278,35 @@ impl TrajectorySummaryDto {
             span_count: t.spans.len(),
             finding_count: a.findings.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_support::span;
+
+    #[test]
+    fn attributes_serialize_sorted_with_the_resource_prefixed_and_shadowed_by_the_span() {
+        let mut s = span(1, 1, 0)
+            .resource_attr("service.name", "svc")
+            .resource_attr("host", "h1")
+            .attr("resource.host", "from-span")
+            .attr("b", 2i64)
+            .attr("a", "x\"y")
+            .build();
+        s.attributes.insert("nan".into(), Value::Double(f64::NAN));
+        s.attributes.insert("d".into(), Value::Double(0.5));
+        s.attributes.insert(
+            "arr".into(),
+            Value::Array(Arc::new(vec![Value::Bool(true), Value::Int(-3)])),
+        );
+        let json = serde_json::to_string(&AttributesJson { span: &s }).unwrap();
+        assert_eq!(
+            json,
+            r#"{"a":"x\"y","arr":[true,-3],"b":2,"d":0.5,"nan":"NaN","resource.host":"from-span","resource.service.name":"svc"}"#
+        );
     }
 }
