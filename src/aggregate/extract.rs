@@ -9,13 +9,17 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::aggregate::buckets::FxMap;
 use crate::aggregate::config::{Dimension, Scope, MAX_DIMENSIONS};
-use crate::model::{Analysis, Attributes, Resource, SpanRecord, Trajectory, Value};
+use crate::model::{Analysis, Attributes, Resource, SpanRecord, Str, Trajectory, Value};
 
 /// No span / no run.
 pub(crate) const NONE: u32 = u32::MAX;
 const UNRESOLVED: u32 = u32::MAX - 1;
 const NO_KEY: u8 = u8::MAX;
+const NOT_A_DIMENSION_KEY: u16 = u16::MAX;
+/// Interned key addresses remembered per thread; the map starts over when full.
+const MAX_ADDRESSES: usize = 16_384;
 /// Distinct values compared when looking for a run's most frequent value.
 const MAX_CANDIDATES: usize = 16;
 
@@ -44,9 +48,14 @@ pub(crate) struct Scratch {
     path: Vec<u32>,
     owner: Vec<u32>,
     candidates: Vec<(u32, u32)>,
-    /// Attribute key → the (dimension, key index) pairs that name it, for the
-    /// dimensions at `index_of` (built once per thread and configuration).
-    index: HashMap<Arc<str>, Vec<(u8, u8)>, ahash::RandomState>,
+    /// Attribute key → index in `slot_lists` of the (dimension, key index) pairs that
+    /// name it, for the dimensions at `index_of` (built once per thread and
+    /// configuration).
+    index: HashMap<Arc<str>, u16, ahash::RandomState>,
+    slot_lists: Vec<Vec<(u8, u8)>>,
+    /// The same lookup by the address of an interned (static, never freed) key: a hash of
+    /// one word instead of the string. [`NOT_A_DIMENSION_KEY`] for keys of no dimension.
+    by_address: FxMap<usize, u16>,
     index_of: usize,
     /// Per distinct resource of the current trajectory: which keys it answers.
     resources: Vec<(*const Resource, [u64; MAX_DIMENSIONS])>,
@@ -59,24 +68,55 @@ impl Scratch {
             return;
         }
         self.index.clear();
+        self.slot_lists.clear();
+        self.by_address.clear();
         for (d, dim) in dims.iter().take(MAX_DIMENSIONS).enumerate() {
             for (k, key) in dim.keys.iter().enumerate().take(64) {
-                self.index
-                    .entry(key.clone())
-                    .or_default()
-                    .push((d as u8, k as u8));
+                let next = self.slot_lists.len() as u16;
+                let list = *self.index.entry(key.clone()).or_insert(next);
+                if list == next {
+                    self.slot_lists.push(Vec::new());
+                }
+                self.slot_lists[list as usize].push((d as u8, k as u8));
             }
         }
         self.index_of = id;
     }
 
+    /// Index in `slot_lists` of the dimension keys named `key`, or
+    /// [`NOT_A_DIMENSION_KEY`].
+    fn slots_of(&mut self, key: &Str) -> u16 {
+        let Some(interned) = Str::as_static(key) else {
+            return self
+                .index
+                .get(&**key)
+                .copied()
+                .unwrap_or(NOT_A_DIMENSION_KEY);
+        };
+        let address = interned.as_ptr() as usize;
+        if let Some(&list) = self.by_address.get(&address) {
+            return list;
+        }
+        let list = self
+            .index
+            .get(interned)
+            .copied()
+            .unwrap_or(NOT_A_DIMENSION_KEY);
+        if self.by_address.len() >= MAX_ADDRESSES {
+            self.by_address.clear();
+        }
+        self.by_address.insert(address, list);
+        list
+    }
+
     /// Per dimension, the keys among `attrs` with a usable value (`valid`) and the keys
     /// present at all (`present`), as bit masks by key index.
-    fn masks(&self, attrs: &Attributes) -> ([u64; MAX_DIMENSIONS], [u64; MAX_DIMENSIONS]) {
+    fn masks(&mut self, attrs: &Attributes) -> ([u64; MAX_DIMENSIONS], [u64; MAX_DIMENSIONS]) {
         let mut valid = [0u64; MAX_DIMENSIONS];
         let mut present = [0u64; MAX_DIMENSIONS];
-        for (key, value) in attrs.iter() {
-            let Some(slots) = self.index.get(key) else {
+        for (key, value) in attrs.entries() {
+            let list = self.slots_of(key);
+            let Some(slots) = self.slot_lists.get(list as usize) else {
                 continue;
             };
             let usable = usable(value);

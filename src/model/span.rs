@@ -120,6 +120,11 @@ impl Attributes {
         self.get(key).is_some()
     }
 
+    /// The pairs as held, keys as shared strings (e.g. to use an interned key's address).
+    pub fn entries(&self) -> &[(Str, Value)] {
+        &self.0
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.0.iter().map(|(k, v)| (&**k, v))
     }
