@@ -25,6 +25,11 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: &'static str,
 }
@@ -41,6 +46,7 @@ pub struct SelfMetrics {
     pub open_traces: Gauge,
     pub trajectories_analysed: Counter,
     pub annotation_traces: Counter,
+    pub trajectory_anomalies: Family<KindLabels, Counter>,
     pub connections: Family<ListenerLabels, Gauge>,
     pub connections_timed_out: Family<ListenerLabels, Counter>,
     pub connections_at_cap: Family<ListenerLabels, Counter>,
@@ -61,6 +67,7 @@ impl SelfMetrics {
             open_traces: Gauge::default(),
             trajectories_analysed: Counter::default(),
             annotation_traces: Counter::default(),
+            trajectory_anomalies: Family::default(),
             connections: Family::default(),
             connections_timed_out: Family::default(),
             connections_at_cap: Family::default(),
@@ -116,6 +123,12 @@ impl SelfMetrics {
             "faultline_annotation_traces",
             "Traces that only carry post-hoc evaluations of another trace, merged there",
             m.annotation_traces.clone(),
+        );
+        registry.register(
+            "faultline_trajectory_anomalies",
+            "Malformed telemetry in finalized trajectories (orphans, extra roots, conflicting \
+             duplicates, negative durations, cycles, depth truncations), by kind",
+            m.trajectory_anomalies.clone(),
         );
         registry.register(
             "faultline_connections",

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::assemble::{AssembleConfig, AssembleStats, Assembler};
-use crate::metrics::SelfMetrics;
+use crate::metrics::{KindLabels, SelfMetrics};
 use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
 
 /// Where analyses go. Called on shard threads: implementations must be quick and must
@@ -444,6 +444,14 @@ impl Shard {
 
     fn finalize(&self, due: Vec<Arc<Analysis>>) {
         for analysis in due {
+            for anomaly in &analysis.trajectory.anomalies {
+                self.metrics
+                    .trajectory_anomalies
+                    .get_or_create(&KindLabels {
+                        kind: anomaly.kind(),
+                    })
+                    .inc();
+            }
             for sink in self.sinks.iter() {
                 sink.finalize(analysis.clone());
             }

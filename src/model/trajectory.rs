@@ -84,6 +84,20 @@ pub enum Anomaly {
     DepthTruncated { span_id: SpanId, max_depth: usize },
 }
 
+impl Anomaly {
+    /// The kind, as a metric label: a closed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Anomaly::MissingParent { .. } => "missing_parent",
+            Anomaly::ExtraRoot { .. } => "extra_root",
+            Anomaly::ConflictingDuplicate { .. } => "conflicting_duplicate",
+            Anomaly::NegativeDuration { .. } => "negative_duration",
+            Anomaly::Cycle { .. } => "cycle",
+            Anomaly::DepthTruncated { .. } => "depth_truncated",
+        }
+    }
+}
+
 /// The spans of one trace, assembled into a tree. Immutable once built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trajectory {

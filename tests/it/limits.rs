@@ -15,7 +15,7 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{heavy, start_server_with, wait_trajectory};
+use crate::support::{api_url, heavy, start_server_with, wait_trajectory};
 
 /// One OTLP request holding spans `ids` of a chain of `len` in trace `trace`: span k's
 /// parent is k - 1 (span 1 is the root), each span inside its parent in time, the root
@@ -119,6 +119,30 @@ async fn a_chain_100k_deep_is_assembled_and_flagged_at_the_depth_cap() {
     };
     let doc: serde_json::Value = serde_json::from_slice(&stored.document).expect("JSON document");
     assert_eq!(doc["anomalies"], t["anomalies"]);
+
+    // And /metrics counts it once the trace is final (after the 1 s grace).
+    let line = "faultline_trajectory_anomalies_total{kind=\"depth_truncated\"} 1";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(api_url(&running, "/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.lines().any(|l| l == line) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/metrics lacks {line}:\n{}",
+            text.lines()
+                .filter(|l| l.contains("anomalies"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     running.shutdown().await;
 }
 
