@@ -3,7 +3,10 @@
 //! and flagged in the API and the store; clients that send request heads (or the HTTP/2
 //! preface) a byte a second, or nothing, are disconnected after the header read timeout
 //! while normal clients are served; 2 000 idle connections per listener do not stop a
-//! normal request; the connection cap holds.
+//! normal request; the connection cap holds. HTTP/2 abuse on the gRPC and h2c
+//! listeners (rapid reset, floods of empty DATA or CONTINUATION frames, a 1 MiB header,
+//! streams past `max_concurrent_streams`) is refused with GOAWAY or `REFUSED_STREAM`
+//! while other connections are served.
 
 use std::time::Duration;
 
