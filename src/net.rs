@@ -15,6 +15,14 @@
 //! is bounded by the handler (the OTLP/HTTP receiver's request timeout, 30 s; the API
 //! reads no bodies).
 //!
+//! On h2c connections of the HTTP listeners the HTTP/2 bounds are set here rather than
+//! left to hyper's defaults, and match the gRPC listener's: 128 concurrent streams
+//! (further ones are refused with `REFUSED_STREAM`), 20 streams reset by the client
+//! before being accepted (rapid reset, then GOAWAY `ENHANCE_YOUR_CALM`), and a 16 KiB
+//! header list. h2 itself (≥ 0.4.16) closes a connection with GOAWAY
+//! `ENHANCE_YOUR_CALM` that sends more than 100 empty DATA frames or too many
+//! CONTINUATION frames; these bounds are not configurable.
+//!
 //! The gRPC listener ([`capped_incoming`]) closes a connection whose HTTP/2 preface has
 //! not arrived within the same deadline. After the preface, tonic's own bounds apply:
 //! keepalive pings drop dead peers, concurrent streams and request time are capped, and
@@ -48,6 +56,20 @@ use tower::ServiceExt;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default of [`ConnLimits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 streams open at once on one h2c connection of an HTTP listener (as on the
+/// gRPC listener; hyper's own default is 200).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Streams an h2c client may open and reset before the server has accepted them; past
+/// this the connection is closed with GOAWAY `ENHANCE_YOUR_CALM` (the rapid-reset guard,
+/// CVE-2023-44487). h2's default, set here so that it does not change unseen.
+pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for a protocol error on one h2c connection before it
+/// closes the connection with GOAWAY. h2's default.
+pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+/// Largest HTTP/2 header list (decoded, with 32 octets per field) on an h2c
+/// connection; a larger one is refused with 431 or a stream reset.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 
 /// How long a connection told to close (idle, or at shutdown) may take to do so before
 /// it is dropped.
@@ -277,6 +299,12 @@ impl Connection {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout);
+        builder
+            .http2()
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+            .max_header_list_size(H2_MAX_HEADER_LIST_SIZE);
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),
             TowerToHyperService::new(service),

@@ -3,7 +3,10 @@
 //! and flagged in the API and the store; clients that send request heads (or the HTTP/2
 //! preface) a byte a second, or nothing, are disconnected after the header read timeout
 //! while normal clients are served; 2 000 idle connections per listener do not stop a
-//! normal request; the connection cap holds.
+//! normal request; the connection cap holds. HTTP/2 abuse on the gRPC and h2c
+//! listeners (rapid reset, floods of empty DATA or CONTINUATION frames, a 1 MiB header,
+//! streams past `max_concurrent_streams`) is refused with GOAWAY or `REFUSED_STREAM`
+//! while other connections are served.
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{api_url, heavy, start_server_with, wait_trajectory};
+use crate::support::{api_url, heavy, start_server, start_server_with, wait_trajectory};
 
 /// One OTLP request holding spans `ids` of a chain of `len` in trace `trace`: span k's
 /// parent is k - 1 (span 1 is the root), each span inside its parent in time, the root
@@ -402,4 +405,480 @@ async fn normal_requests_api_only(running: &faultline::server::Running) {
         .await
         .expect("the API answers while OTLP/HTTP is at its cap");
     assert_eq!(resp.status(), 200);
+}
+
+// ---- HTTP/2 abuse --------------------------------------------------------------------
+
+/// The two OTLP listeners that speak HTTP/2: gRPC, and OTLP/HTTP over h2c.
+#[derive(Debug, Clone, Copy)]
+enum H2Listener {
+    Grpc,
+    Http,
+}
+
+const H2_LISTENERS: [H2Listener; 2] = [H2Listener::Grpc, H2Listener::Http];
+
+impl H2Listener {
+    fn addr(self, running: &faultline::server::Running) -> std::net::SocketAddr {
+        match self {
+            H2Listener::Grpc => running.otlp_grpc_address,
+            H2Listener::Http => running.otlp_http_address,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            H2Listener::Grpc => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            H2Listener::Http => "/v1/traces",
+        }
+    }
+
+    /// The head of a trace export, its body to follow.
+    fn request(self, addr: std::net::SocketAddr) -> http::Request<()> {
+        let builder = http::Request::post(format!("http://{addr}{}", self.path()));
+        let builder = match self {
+            H2Listener::Grpc => builder
+                .header("content-type", "application/grpc")
+                .header("te", "trailers"),
+            H2Listener::Http => builder.header("content-type", "application/x-protobuf"),
+        };
+        builder.body(()).expect("request")
+    }
+
+    /// The body of an empty export (a gRPC message is framed by 5 bytes).
+    fn body(self) -> bytes::Bytes {
+        match self {
+            H2Listener::Grpc => bytes::Bytes::from_static(&[0; 5]),
+            H2Listener::Http => bytes::Bytes::new(),
+        }
+    }
+}
+
+type H2Conn = tokio::task::JoinHandle<Result<(), h2::Error>>;
+
+/// A raw HTTP/2 client connection to `addr`, its connection driven by a task whose
+/// result says how the server ended it.
+async fn h2_connect(addr: std::net::SocketAddr) -> (h2::client::SendRequest<bytes::Bytes>, H2Conn) {
+    let tcp = TcpStream::connect(addr).await.expect("connects");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    (send, tokio::spawn(conn))
+}
+
+/// One empty export on `send`, answered with success.
+async fn h2_export(
+    send: h2::client::SendRequest<bytes::Bytes>,
+    listener: H2Listener,
+    addr: std::net::SocketAddr,
+) -> Result<(), String> {
+    let mut send = send.ready().await.map_err(|e| e.to_string())?;
+    let (response, mut stream) = send
+        .send_request(listener.request(addr), false)
+        .map_err(|e| e.to_string())?;
+    stream
+        .send_data(listener.body(), true)
+        .map_err(|e| e.to_string())?;
+    let response = response.await.map_err(|e| e.to_string())?;
+    if response.status() != 200 {
+        return Err(format!("status {}", response.status()));
+    }
+    let trailers_only = response.headers().get("grpc-status").cloned();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    if let H2Listener::Grpc = listener {
+        let trailers = body.trailers().await.map_err(|e| e.to_string())?;
+        let status = trailers_only.or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()));
+        if status.as_ref().map(|s| s.as_bytes()) != Some(b"0") {
+            return Err(format!("grpc-status {status:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Normal clients of every listener are answered within 2 s, each on a new connection:
+/// OTLP/HTTP over HTTP/1.1, the API, and an export over HTTP/2 to gRPC and to h2c.
+async fn all_listeners_serve_normal_clients(running: &faultline::server::Running) {
+    normal_requests_are_served(running).await;
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(running);
+        let start = tokio::time::Instant::now();
+        let served = tokio::time::timeout(Duration::from_secs(2), async {
+            let (send, conn) = h2_connect(addr).await;
+            let served = h2_export(send, listener, addr).await;
+            conn.abort();
+            served
+        })
+        .await;
+        match served {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{listener:?}: a normal HTTP/2 export failed: {e}"),
+            Err(_) => panic!(
+                "{listener:?}: a normal HTTP/2 export took over {:?}",
+                start.elapsed()
+            ),
+        }
+    }
+}
+
+/// How the server ended a connection: the connection task's error, within `limit`.
+async fn h2_ended(conn: H2Conn, limit: Duration) -> Result<(), h2::Error> {
+    tokio::time::timeout(limit, conn)
+        .await
+        .expect("the server ended the connection in time")
+        .expect("connection task")
+}
+
+/// Asserts that the server ended a connection for abuse: with GOAWAY
+/// `ENHANCE_YOUR_CALM`, or by closing it while the client was still writing (which the
+/// client may notice before it reads the GOAWAY).
+fn ended_by_server(listener: H2Listener, ended: Result<(), h2::Error>) {
+    let error = ended.expect_err("the connection ends in error");
+    if error.is_io() {
+        return;
+    }
+    assert!(
+        error.is_go_away() && error.is_remote(),
+        "{listener:?}: ended by {error:?}, not by the server"
+    );
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{listener:?}"
+    );
+}
+
+/// The process's resident memory, in bytes (the server runs in this process).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_streams_end_the_connection_with_goaway() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    let before = resident_bytes();
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(&running);
+        let (mut send, conn) = h2_connect(addr).await;
+        // Open streams and cancel each at once, as fast as the client goes.
+        let attempts = 10_000;
+        let mut opened = 0;
+        let stopped = loop {
+            if opened == attempts {
+                break None;
+            }
+            send = match tokio::time::timeout(Duration::from_secs(5), send.ready()).await {
+                Ok(Ok(send)) => send,
+                Ok(Err(e)) => break Some(e),
+                Err(_) => panic!("{listener:?}: no stream slot after {opened} resets"),
+            };
+            match send.send_request(listener.request(addr), false) {
+                Ok((_response, mut stream)) => {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    opened += 1;
+                }
+                Err(e) => break Some(e),
+            }
+        };
+        let ended = h2_ended(conn, Duration::from_secs(10)).await;
+        eprintln!("{listener:?}: {opened} streams opened and reset; client stopped by {stopped:?}; connection ended with {ended:?}");
+        assert!(
+            opened < attempts,
+            "{listener:?}: all {attempts} streams were opened and reset on one connection"
+        );
+        ended_by_server(listener, ended);
+        all_listeners_serve_normal_clients(&running).await;
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_empty_data_frames_ends_the_connection_with_goaway() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    let before = resident_bytes();
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(&running);
+        let (send, conn) = h2_connect(addr).await;
+        let mut send = send.ready().await.expect("ready");
+        let (response, mut stream) = send
+            .send_request(listener.request(addr), false)
+            .expect("stream opens");
+        // 100 000 empty DATA frames, then the body; the writes stop once the
+        // connection is gone.
+        let flood = 100_000;
+        let mut sent = 0;
+        while sent < flood && stream.send_data(bytes::Bytes::new(), false).is_ok() {
+            sent += 1;
+            if sent % 1_000 == 0 {
+                // Let the connection task write them.
+                tokio::task::yield_now().await;
+            }
+        }
+        let _ = stream.send_data(listener.body(), true);
+        // Normal clients are served while the flooded connection is open or closing.
+        all_listeners_serve_normal_clients(&running).await;
+        let answer = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("the flooded stream is answered or ended in time");
+        let ended = h2_ended(conn, Duration::from_secs(10)).await;
+        eprintln!(
+            "{listener:?}: {sent} empty DATA frames queued; answer {:?}; connection ended with {ended:?}",
+            answer.as_ref().map(|r| r.status())
+        );
+        assert!(
+            answer.is_err(),
+            "{listener:?}: the flooded stream was answered"
+        );
+        ended_by_server(listener, ended);
+        all_listeners_serve_normal_clients(&running).await;
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_capped_and_a_full_connection_does_not_stop_others() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(&running);
+        let (send, conn) = h2_connect(addr).await;
+        // After one exchange the server's SETTINGS are in.
+        h2_export(send.clone(), listener, addr)
+            .await
+            .expect("a first export");
+        let max = send.current_max_send_streams();
+        assert_eq!(
+            max, 128,
+            "{listener:?}: the server's max_concurrent_streams"
+        );
+        // Fill the connection with streams whose body never ends: the gRPC ones
+        // announce a 100-byte message and send none of it.
+        let mut slow = Vec::new();
+        let mut send = send;
+        for _ in 0..max {
+            send = tokio::time::timeout(Duration::from_secs(5), send.ready())
+                .await
+                .expect("a stream slot")
+                .expect("ready");
+            let (response, mut stream) = send
+                .send_request(listener.request(addr), false)
+                .expect("stream opens");
+            if let H2Listener::Grpc = listener {
+                stream
+                    .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100]), false)
+                    .expect("partial body");
+            }
+            slow.push((response, stream));
+        }
+        // (The h2 client holds any further stream back itself; the raw test below
+        // goes past the limit.)
+        // Other connections are served.
+        all_listeners_serve_normal_clients(&running).await;
+        drop(slow);
+        conn.abort();
+    }
+    running.shutdown().await;
+}
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("frame length");
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// Sends a request head on a raw connection and never ends it: HEADERS without
+/// END_HEADERS, then `count` empty CONTINUATION frames. Returns the error code of the
+/// server's GOAWAY, or `None` if the server closed the connection without one; panics
+/// if the connection is still open after `limit`.
+async fn continuation_flood(
+    addr: std::net::SocketAddr,
+    path: &str,
+    count: usize,
+    limit: Duration,
+) -> Option<u32> {
+    const HEADERS: u8 = 0x1;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const CONTINUATION: u8 = 0x9;
+    let mut tcp = TcpStream::connect(addr).await.expect("connects");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    // HPACK: :method POST, :scheme http (static table), :path as a literal.
+    let mut block = vec![
+        0x83,
+        0x86,
+        0x04,
+        u8::try_from(path.len()).expect("short path"),
+    ];
+    block.extend(path.as_bytes());
+    out.extend(h2_frame(HEADERS, 0, 1, &block));
+    for _ in 0..count {
+        out.extend(h2_frame(CONTINUATION, 0, 1, &[]));
+    }
+    // The server may close before reading all of it.
+    let _ = tcp.write_all(&out).await;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await {
+            Err(_) => panic!("the connection is still open after {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            if buf[3] == GOAWAY && len >= 8 {
+                return Some(u32::from_be_bytes(buf[13..17].try_into().expect("4 bytes")));
+            }
+            buf.drain(..9 + len);
+        }
+    }
+}
+
+/// Opens `count` streams on a raw connection, ignoring the server's
+/// `max_concurrent_streams`: request heads whose bodies never come. Returns how many
+/// the server refused (RST_STREAM `REFUSED_STREAM`) within `limit`.
+async fn streams_past_the_limit(
+    listener: H2Listener,
+    addr: std::net::SocketAddr,
+    count: u32,
+    limit: Duration,
+) -> u32 {
+    const HEADERS: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const REFUSED_STREAM: u32 = 0x7;
+    let (path, content_type) = match listener {
+        H2Listener::Grpc => (listener.path(), "application/grpc"),
+        H2Listener::Http => (listener.path(), "application/x-protobuf"),
+    };
+    // HPACK: :method POST, :scheme http, :path and content-type as literals.
+    let mut block = vec![0x83, 0x86, 0x04, u8::try_from(path.len()).expect("short")];
+    block.extend(path.as_bytes());
+    block.extend([0x0f, 0x10, u8::try_from(content_type.len()).expect("short")]);
+    block.extend(content_type.as_bytes());
+    let mut tcp = TcpStream::connect(addr).await.expect("connects");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    for k in 0..count {
+        out.extend(h2_frame(HEADERS, END_HEADERS, 2 * k + 1, &block));
+    }
+    tcp.write_all(&out).await.expect("request heads sent");
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut refused = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return refused,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            if buf[3] == RST_STREAM
+                && len == 4
+                && u32::from_be_bytes(buf[9..13].try_into().expect("4 bytes")) == REFUSED_STREAM
+            {
+                refused += 1;
+            }
+            buf.drain(..9 + len);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_max_concurrent_streams_are_refused() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(&running);
+        let refused = streams_past_the_limit(listener, addr, 200, Duration::from_secs(2)).await;
+        assert_eq!(refused, 200 - 128, "{listener:?}: streams refused past 128");
+        all_listeners_serve_normal_clients(&running).await;
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_flood_ends_the_connection_with_goaway() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    for listener in H2_LISTENERS {
+        let code = continuation_flood(
+            listener.addr(&running),
+            listener.path(),
+            10_000,
+            Duration::from_secs(5),
+        )
+        .await;
+        eprintln!("{listener:?}: CONTINUATION flood ended with GOAWAY code {code:?}");
+        assert_eq!(
+            code,
+            Some(u32::from(h2::Reason::ENHANCE_YOUR_CALM)),
+            "{listener:?}"
+        );
+        all_listeners_serve_normal_clients(&running).await;
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_mebibyte_header_is_refused() {
+    let _heavy = heavy().await;
+    let running = start_server("1s").await;
+    let big = http::HeaderValue::from_str(&"a".repeat(1 << 20)).expect("header value");
+    for listener in H2_LISTENERS {
+        let addr = listener.addr(&running);
+        let (send, conn) = h2_connect(addr).await;
+        let mut send = send.ready().await.expect("ready");
+        let mut request = listener.request(addr);
+        request.headers_mut().insert("x-big", big.clone());
+        let answer = match send.send_request(request, false) {
+            Ok((response, mut stream)) => {
+                let _ = stream.send_data(listener.body(), true);
+                tokio::time::timeout(Duration::from_secs(5), response)
+                    .await
+                    .expect("answered or ended in time")
+                    .map(|r| r.status())
+            }
+            Err(e) => Err(e),
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        eprintln!("{listener:?}: 1 MiB header answered with {answer:?}; connection {ended:?}");
+        match answer {
+            Ok(status) => assert_eq!(status, 431, "{listener:?}"),
+            // The server may close the connection while the client still writes.
+            Err(e) => assert!(
+                e.is_io() || (e.is_remote() && (e.is_go_away() || e.is_reset())),
+                "{listener:?}: {e:?} does not come from the server"
+            ),
+        }
+        all_listeners_serve_normal_clients(&running).await;
+    }
+    running.shutdown().await;
 }
