@@ -1,6 +1,8 @@
 //! What both servers do once a body has decoded: hand records off, count them, and
 //! decide what the client is told.
 
+use std::future::Future;
+
 use crate::ingest::{
     Decoded, Handoff, Ingest, IngestObserver, Overloaded, RejectReason, Transport,
 };
@@ -134,20 +136,10 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         transport: Transport,
         decoded: Decoded<SpanRecord>,
     ) -> Result<Accepted, Refusal> {
-        self.count_rejected(&decoded.rejected_by);
-        log_decoded("spans", &decoded);
-        let n = decoded.items.len() as u64;
-        if n > 0 {
-            if let Err(overloaded) = self.handoff.spans(decoded.items).await {
-                self.observer.rejected(RejectReason::Overloaded, n);
-                return Err(Refusal::Overloaded(overloaded));
-            }
-            self.observer.received(transport, n);
-        }
-        Ok(Accepted {
-            rejected: decoded.rejected,
-            first_error: decoded.first_error,
+        self.accept(transport, "spans", decoded, |items| {
+            self.handoff.spans(items)
         })
+        .await
     }
 
     /// Hands decoded log events over and counts them.
@@ -156,11 +148,30 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         transport: Transport,
         decoded: Decoded<LogEvent>,
     ) -> Result<Accepted, Refusal> {
+        self.accept(transport, "log records", decoded, |items| {
+            self.handoff.logs(items)
+        })
+        .await
+    }
+
+    /// Counts what decoding refused, hands the rest over with `hand_over`, and counts it
+    /// as received, or every item as refused when the pipeline has no room.
+    async fn accept<T, F, Fut>(
+        &self,
+        transport: Transport,
+        what: &'static str,
+        decoded: Decoded<T>,
+        hand_over: F,
+    ) -> Result<Accepted, Refusal>
+    where
+        F: FnOnce(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<(), Overloaded>>,
+    {
         self.count_rejected(&decoded.rejected_by);
-        log_decoded("log records", &decoded);
+        log_decoded(what, &decoded);
         let n = decoded.items.len() as u64;
         if n > 0 {
-            if let Err(overloaded) = self.handoff.logs(decoded.items).await {
+            if let Err(overloaded) = hand_over(decoded.items).await {
                 self.observer.rejected(RejectReason::Overloaded, n);
                 return Err(Refusal::Overloaded(overloaded));
             }
