@@ -18,8 +18,41 @@ pub(crate) const NONE: u32 = u32::MAX;
 const UNRESOLVED: u32 = u32::MAX - 1;
 const NO_KEY: u8 = u8::MAX;
 const NOT_A_DIMENSION_KEY: u16 = u16::MAX;
-/// Interned key addresses remembered per thread; the map starts over when full.
-const MAX_ADDRESSES: usize = 16_384;
+
+/// Answers about attribute keys, remembered by the address of the key's interned copy:
+/// interned strings are static and never freed, so an address names one string for
+/// good, and a lookup hashes one word instead of the string. A key that is not interned
+/// is answered afresh each time. At most [`KeyMemo::CAPACITY`] answers; the memo starts
+/// over when full.
+#[derive(Debug, Default)]
+pub(crate) struct KeyMemo<V> {
+    by_address: FxMap<usize, V>,
+}
+
+impl<V: Copy> KeyMemo<V> {
+    const CAPACITY: usize = 16_384;
+
+    /// The answer for `key`, computed by `answer` the first time.
+    pub(crate) fn get(&mut self, key: &Str, answer: impl FnOnce(&str) -> V) -> V {
+        let Some(interned) = Str::as_static(key) else {
+            return answer(key);
+        };
+        let address = interned.as_ptr() as usize;
+        if let Some(&known) = self.by_address.get(&address) {
+            return known;
+        }
+        let value = answer(interned);
+        if self.by_address.len() >= Self::CAPACITY {
+            self.by_address.clear();
+        }
+        self.by_address.insert(address, value);
+        value
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_address.clear();
+    }
+}
 /// Distinct values compared when looking for a run's most frequent value.
 const MAX_CANDIDATES: usize = 16;
 
@@ -53,9 +86,9 @@ pub(crate) struct Scratch {
     /// configuration).
     index: HashMap<Arc<str>, u16, ahash::RandomState>,
     slot_lists: Vec<Vec<(u8, u8)>>,
-    /// The same lookup by the address of an interned (static, never freed) key: a hash of
-    /// one word instead of the string. [`NOT_A_DIMENSION_KEY`] for keys of no dimension.
-    by_address: FxMap<usize, u16>,
+    /// The same lookup memoized by interned key ([`NOT_A_DIMENSION_KEY`] for keys of no
+    /// dimension).
+    by_key: KeyMemo<u16>,
     index_of: usize,
     /// Per distinct resource of the current trajectory: which keys it answers.
     resources: Vec<(*const Resource, [u64; MAX_DIMENSIONS])>,
@@ -69,7 +102,7 @@ impl Scratch {
         }
         self.index.clear();
         self.slot_lists.clear();
-        self.by_address.clear();
+        self.by_key.clear();
         for (d, dim) in dims.iter().take(MAX_DIMENSIONS).enumerate() {
             for (k, key) in dim.keys.iter().enumerate().take(64) {
                 let next = self.slot_lists.len() as u16;
@@ -86,27 +119,10 @@ impl Scratch {
     /// Index in `slot_lists` of the dimension keys named `key`, or
     /// [`NOT_A_DIMENSION_KEY`].
     fn slots_of(&mut self, key: &Str) -> u16 {
-        let Some(interned) = Str::as_static(key) else {
-            return self
-                .index
-                .get(&**key)
-                .copied()
-                .unwrap_or(NOT_A_DIMENSION_KEY);
-        };
-        let address = interned.as_ptr() as usize;
-        if let Some(&list) = self.by_address.get(&address) {
-            return list;
-        }
-        let list = self
-            .index
-            .get(interned)
-            .copied()
-            .unwrap_or(NOT_A_DIMENSION_KEY);
-        if self.by_address.len() >= MAX_ADDRESSES {
-            self.by_address.clear();
-        }
-        self.by_address.insert(address, list);
-        list
+        let index = &self.index;
+        self.by_key.get(key, |k| {
+            index.get(k).copied().unwrap_or(NOT_A_DIMENSION_KEY)
+        })
     }
 
     /// Per dimension, the keys among `attrs` with a usable value (`valid`) and the keys

@@ -36,7 +36,7 @@
 //! analysis (the part that reads spans) runs outside the lock with per-thread scratch
 //! buffers; the lock is held only to map values to ids and bump counters.
 
-pub(crate) mod buckets;
+mod buckets;
 mod cohort;
 pub mod config;
 pub(crate) mod extract;

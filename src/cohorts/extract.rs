@@ -11,8 +11,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::aggregate::buckets::FxMap;
-use crate::aggregate::extract::{extract, value_of, Scratch};
+use crate::aggregate::extract::{extract, value_of, KeyMemo, Scratch};
 use crate::aggregate::Dimension;
 use crate::model::{Analysis, Outcome, StepKind, Str, Value};
 
@@ -61,42 +60,30 @@ thread_local! {
         RefCell::new((Scratch::default(), Vec::new(), Vec::new()));
 }
 
-/// Decisions of [`extra_key_allowed`] remembered per thread by the address of an
-/// interned (static, never freed) key, for the dimensions at the given address: the
-/// substring tests were a third of this sink's cost.
+/// Decisions of [`extra_key_allowed`] per interned key, for the dimensions at `dims`
+/// (an address): the substring tests were a third of this sink's cost.
+#[derive(Default)]
 struct AllowedCache {
     dims: usize,
-    by_address: FxMap<usize, bool>,
+    allowed: KeyMemo<bool>,
 }
 
-/// Keys remembered per thread; the cache starts over when full.
-const MAX_CACHED_KEYS: usize = 16_384;
-
 thread_local! {
-    static ALLOWED: RefCell<AllowedCache> = RefCell::new(AllowedCache {
-        dims: 0,
-        by_address: FxMap::default(),
-    });
+    static ALLOWED: RefCell<AllowedCache> = RefCell::new(AllowedCache::default());
 }
 
 /// [`extra_key_allowed`], remembered for interned keys.
 fn extra_key_allowed_cached(key: &Str, dims: &[Dimension]) -> bool {
-    let Some(interned) = Str::as_static(key) else {
-        return extra_key_allowed(key, dims);
-    };
     ALLOWED.with(|cell| {
         let Ok(mut cache) = cell.try_borrow_mut() else {
-            return extra_key_allowed(interned, dims);
+            return extra_key_allowed(key, dims);
         };
         let id = dims.as_ptr() as usize ^ dims.len();
-        if cache.dims != id || cache.by_address.len() >= MAX_CACHED_KEYS {
+        if cache.dims != id {
             cache.dims = id;
-            cache.by_address.clear();
+            cache.allowed.clear();
         }
-        *cache
-            .by_address
-            .entry(interned.as_ptr() as usize)
-            .or_insert_with(|| extra_key_allowed(interned, dims))
+        cache.allowed.get(key, |k| extra_key_allowed(k, dims))
     })
 }
 
