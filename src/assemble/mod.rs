@@ -283,12 +283,12 @@ impl Assembler {
         let now = self.advance(now);
         // Consecutive spans of one trace (a run) are reserved for at once, so that a
         // buffer grows once per run, to its size.
-        let runs = run_lengths(&spans);
-        let mut runs = runs.iter();
+        let mut spans = spans.into_iter();
         let mut run_left = 0;
-        for span in spans {
+        while let Some(span) = spans.next() {
             let reserve = if run_left == 0 {
-                run_left = runs.next().copied().unwrap_or(1);
+                let same = |s: &&SpanRecord| s.trace_id == span.trace_id;
+                run_left = 1 + spans.as_slice().iter().take_while(same).count();
                 run_left
             } else {
                 0
@@ -848,22 +848,6 @@ impl Assembler {
             });
         }
     }
-}
-
-/// The lengths of the runs of consecutive spans with the same trace id, in order.
-fn run_lengths(spans: &[SpanRecord]) -> Vec<usize> {
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < spans.len() {
-        let trace = spans[i].trace_id;
-        let len = spans[i..]
-            .iter()
-            .take_while(|s| s.trace_id == trace)
-            .count();
-        runs.push(len);
-        i += len;
-    }
-    runs
 }
 
 fn add_record(buf: &mut Buffer, record: Record) -> Added {
