@@ -165,6 +165,7 @@ fn build(run: &Run) -> Analysis {
                 confidence: 0.9,
                 evidence: vec![0],
                 rule: "test",
+                agent: None,
             });
         }
     }
@@ -834,6 +835,7 @@ fn malformed_analyses_do_not_panic() {
             confidence: 0.5,
             evidence: vec![],
             rule: "test",
+            agent: None,
         }),
     };
     agg.record(&analysis, NOW);

@@ -178,6 +178,9 @@ pub struct RootCauseDto {
     pub reason: String,
     pub confidence: f64,
     pub rule: &'static str,
+    /// The agent whose subtree holds the blamed span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     pub evidence: Vec<EvidenceDto>,
 }
 
@@ -229,6 +232,7 @@ impl<'a> TrajectoryDto<'a> {
             reason: rc.reason.clone(),
             confidence: rc.confidence,
             rule: rc.rule,
+            agent: rc.agent.as_ref().map(|a| a.to_string()),
             evidence: rc
                 .evidence
                 .iter()

@@ -30,7 +30,7 @@ mod tests;
 use std::collections::HashMap;
 
 use crate::model::{
-    Finding, FindingKind, Outcome, RootCause, StepAssignment, StepKind, Trajectory,
+    Finding, FindingKind, Outcome, RootCause, StepAssignment, StepKind, Str, Trajectory,
 };
 
 use rules::{Blame, Rule, RULES};
@@ -276,6 +276,7 @@ impl<'a> Ctx<'a> {
             confidence: MIN_CONFIDENCE,
             evidence: fatal.to_vec(),
             rule: "unexplained",
+            agent: self.agent_name(finding.span),
         }
     }
 
@@ -405,6 +406,7 @@ impl<'a> Ctx<'a> {
             confidence,
             evidence,
             rule: rule.name,
+            agent: self.agent_name(span),
         }
     }
 
@@ -506,6 +508,24 @@ impl<'a> Ctx<'a> {
             }
         }
         cur
+    }
+
+    /// The name of the agent whose subtree holds span `i`: the nearest agent run at or
+    /// above it, by the name the trace gives it.
+    fn agent_name(&self, i: u32) -> Option<Str> {
+        let mut cur = Some(i);
+        let mut hops = 0;
+        while let Some(s) = cur {
+            if hops > self.traj.spans.len() {
+                break;
+            }
+            hops += 1;
+            if *self.step(s) == StepKind::Agent {
+                return crate::classify::agent_name(&self.traj.spans[s as usize]);
+            }
+            cur = self.parent.get(s as usize).copied().flatten();
+        }
+        None
     }
 
     /// The nearest agent ancestor of span `i`, else the root, else `i`.

@@ -435,6 +435,28 @@ fn is_orchestration(kind: &StepKind) -> bool {
     matches!(kind, StepKind::Agent | StepKind::Chain)
 }
 
+/// The name of the agent an agent span runs: an agent-name attribute
+/// ([`table::AGENT_NAME_KEYS`]), else the span name less an operation prefix
+/// ([`table::AGENT_SPAN_NAME_PREFIXES`]).
+pub fn agent_name(span: &SpanRecord) -> Option<crate::model::Str> {
+    if let Some(name) = table::AGENT_NAME_KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))
+        .filter(|n| !n.trim().is_empty())
+    {
+        return Some(name.trim().into());
+    }
+    let mut name: &str = &span.name;
+    for prefix in table::AGENT_SPAN_NAME_PREFIXES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+            break;
+        }
+    }
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.into())
+}
+
 /// The `agent.trajectory.step` attribute of the span itself (never the resource's).
 fn explicit_step(span: &SpanRecord) -> Option<StepKind> {
     let Some(Value::Str(name)) = span.attributes.get(table::EXPLICIT_STEP_KEY) else {

@@ -146,6 +146,12 @@ pub static KIND_KEYS: &[KindKey] = &[
     },
 ];
 
+/// Attributes that name the agent an agent span runs, in the order they are trusted.
+pub static AGENT_NAME_KEYS: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_name"];
+
+/// Operation prefixes of agent span names (`invoke_agent triage` is the agent `triage`).
+pub static AGENT_SPAN_NAME_PREFIXES: &[&str] = &["invoke_agent ", "create_agent ", "agent run: "];
+
 /// The explicit step attribute (rule 1).
 pub const EXPLICIT_STEP_KEY: &str = "agent.trajectory.step";
 

@@ -178,6 +178,9 @@ pub struct RootCause {
     pub evidence: Vec<usize>,
     /// The attribution rule that decided (its name in the rule table).
     pub rule: &'static str,
+    /// The agent whose subtree holds the blamed span (the nearest agent run above it or
+    /// the span itself), by the name the trace gives it.
+    pub agent: Option<Str>,
 }
 
 /// A trajectory with everything the pipeline concluded about it.

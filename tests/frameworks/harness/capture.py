@@ -56,6 +56,19 @@ def decode_request(body, content_type):
     return doc
 
 
+def read_chunked(rfile):
+    """The body of a request sent with Transfer-Encoding: chunked (the OTLP JS exporter)."""
+    body = b""
+    while True:
+        size = int(rfile.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return body
+        body += rfile.read(size)
+        rfile.readline()  # the CRLF after each chunk
+
+
 class Receiver:
     def __init__(self):
         self.lock = threading.Lock()
@@ -69,8 +82,11 @@ class Receiver:
                 pass
 
             def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    body = read_chunked(self.rfile)
+                else:
+                    n = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(n)
                 enc = (self.headers.get("Content-Encoding") or "").lower()
                 if enc == "gzip":
                     body = gzip.decompress(body)
