@@ -32,6 +32,7 @@
 //! cycle are reached too. Nothing here fails: every span gets a step.
 
 pub mod table;
+mod turns;
 
 #[cfg(test)]
 mod tests;
@@ -228,8 +229,10 @@ pub fn classify(trajectory: &Trajectory, config: &ClassifyConfig) -> Vec<StepAss
         }
     }
 
+    let facts = Facts::new(trajectory, &children);
     let mut walk = Walk {
         config,
+        facts: &facts,
         assignments: vec![PLACEHOLDER; n],
         contexts: vec![Ctx::default(); n],
         visited: vec![false; n],
@@ -257,7 +260,150 @@ pub fn classify(trajectory: &Trajectory, config: &ClassifyConfig) -> Vec<StepAss
             }
         }
     }
-    walk.assignments
+    let mut assignments = walk.assignments;
+    turns::assign_roles(
+        trajectory,
+        &children,
+        &facts.order,
+        &facts.class,
+        &mut assignments,
+    );
+    assignments
+}
+
+/// What the top-down walk needs to know about a span's subtree, computed bottom-up
+/// before it.
+struct Facts {
+    /// The convention class of each span.
+    class: Vec<Option<(&'static str, &'static Class)>>,
+    /// An LLM-typed span that made no model call (no messages, usage, response or
+    /// model, no error): framework plumbing such as a request builder.
+    plumbing: Vec<bool>,
+    /// A real model call below this span: an LLM-typed span over model calls is the
+    /// loop around them (a container), not a call.
+    llm_below: Vec<bool>,
+    /// A wrapper around agents: an agent (or the root) whose model calls and tool
+    /// executions all happen inside agent spans below it ("Agent workflow", a pipeline
+    /// run, an HTTP handler around the agent). It is `chain`, so that the agent under
+    /// it speaks for the run.
+    wrapper: Vec<bool>,
+    /// Spans parents-first (breadth-first from the tops of the trees).
+    order: Vec<u32>,
+}
+
+impl Facts {
+    fn new(trajectory: &Trajectory, children: &[Vec<u32>]) -> Facts {
+        let n = trajectory.spans.len();
+        let class: Vec<_> = trajectory
+            .spans
+            .iter()
+            .map(|s| table::convention_class(s.attributes.iter()))
+            .collect();
+        let plumbing: Vec<bool> = trajectory
+            .spans
+            .iter()
+            .zip(&class)
+            .map(|(s, c)| matches!(c, Some((_, Class::Llm))) && !made_model_call(s))
+            .collect();
+        let mut order: Vec<u32> = (0..n as u32)
+            .filter(|&i| trajectory.tree_parent(i).is_none())
+            .collect();
+        let mut seen = vec![false; n];
+        for &i in &order {
+            seen[i as usize] = true;
+        }
+        let mut head = 0;
+        while head < order.len() {
+            let i = order[head] as usize;
+            head += 1;
+            for &c in &children[i] {
+                if !std::mem::replace(&mut seen[c as usize], true) {
+                    order.push(c);
+                }
+            }
+        }
+        let is_llm = |i: usize| matches!(class[i], Some((_, Class::Llm))) && !plumbing[i];
+        let is_agent = |i: usize| matches!(class[i], Some((_, Class::Step(StepKind::Agent))));
+        let is_work = |i: usize| {
+            is_llm(i)
+                || matches!(
+                    class[i],
+                    Some((_, Class::Step(StepKind::Tool | StepKind::Retriever)))
+                )
+        };
+        let mut llm_below = vec![false; n];
+        let mut agent_below = vec![false; n];
+        // Work in the subtree, not counting what happens inside agents below.
+        let mut loose_work = vec![false; n];
+        for &i in order.iter().rev() {
+            let i = i as usize;
+            loose_work[i] |= is_work(i);
+            for &c in &children[i] {
+                let c = c as usize;
+                if !seen[c] {
+                    continue;
+                }
+                llm_below[i] |= llm_below[c] || is_llm(c);
+                agent_below[i] |= agent_below[c] || is_agent(c);
+                if !is_agent(c) {
+                    loose_work[i] |= loose_work[c];
+                }
+            }
+        }
+        let wrapper = (0..n)
+            .map(|i| {
+                let top = trajectory.tree_parent(i as u32).is_none();
+                let agentish = is_agent(i)
+                    || (top && !matches!(class[i], Some((_, Class::Llm | Class::Step(_)))));
+                agentish && agent_below[i] && !loose_work[i]
+            })
+            .collect();
+        Facts {
+            class,
+            plumbing,
+            llm_below,
+            wrapper,
+            order,
+        }
+    }
+}
+
+/// Whether an LLM-typed span shows a model call: messages, usage, a response, a model
+/// name, or a failure.
+fn made_model_call(span: &SpanRecord) -> bool {
+    if span.status == crate::model::SpanStatus::Error || !span.events.is_empty() {
+        return true;
+    }
+    span.attributes.iter().any(|(key, _)| {
+        table::MODEL_CALL_EVIDENCE_PREFIXES
+            .iter()
+            .any(|p| key.starts_with(p))
+    })
+}
+
+/// Whether a tool span is a retrieval by its name or description.
+fn retrieval_like(span: &SpanRecord) -> bool {
+    let name = table::TOOL_NAME_KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))
+        .unwrap_or(&span.name);
+    let description = table::TOOL_DESCRIPTION_KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))
+        .unwrap_or("");
+    let has = |text: &str| {
+        let lower = text.to_ascii_lowercase();
+        table::RETRIEVAL_TOOL_WORDS.iter().any(|w| lower.contains(w))
+    };
+    has(name) || description.split(['.', '\n']).next().is_some_and(has)
+}
+
+/// Whether an agent span is a judge of other work, by its name.
+fn critic_agent(span: &SpanRecord) -> bool {
+    agent_name(span).is_some_and(|name| {
+        let lower = name.to_ascii_lowercase();
+        table::CRITIC_AGENT_WORDS.iter().any(|w| lower.contains(w))
+    })
 }
 
 /// Filler before a span is visited; every span is overwritten by the walk.
@@ -285,6 +431,7 @@ struct NodeCtx<'t> {
 
 struct Walk<'c, 't> {
     config: &'c ClassifyConfig,
+    facts: &'c Facts,
     assignments: Vec<StepAssignment>,
     contexts: Vec<Ctx<'t>>,
     visited: Vec<bool>,
@@ -298,7 +445,7 @@ impl<'t> Walk<'_, 't> {
                 self.contexts[p as usize],
             )
         });
-        let (kind, source, ctx) = decide(span, parent_state, self.config);
+        let (kind, source, ctx) = decide(span, i as usize, parent_state, self.config, self.facts);
         let run_start = match (&source, parent) {
             (StepSource::Inherited, _) => false,
             (_, None) => true,
@@ -317,8 +464,10 @@ impl<'t> Walk<'_, 't> {
 /// The step of one span given its parent's step and context (`None` at the root).
 fn decide<'t>(
     span: &'t SpanRecord,
+    i: usize,
     parent: Option<(&StepKind, Ctx<'t>)>,
     config: &ClassifyConfig,
+    facts: &Facts,
 ) -> (StepKind, StepSource, Ctx<'t>) {
     // 1. The explicit attribute; it also ends any subtree rule and node above.
     if let Some(kind) = explicit_step(span) {
@@ -347,18 +496,37 @@ fn decide<'t>(
         return (rule.step.clone(), StepSource::Rule(index), ctx);
     }
 
-    // 3. Conventions.
-    let convention = table::convention_class(span.attributes.iter());
+    // 3. Conventions. An agent that only wraps other agents is a chain; an agent
+    //    named as a judge is a critic; a tool named or described as a search is a
+    //    retriever; an LLM-typed span over model calls is their loop (a container),
+    //    and one that made no call is plumbing.
+    let mut convention = facts.class[i];
     match convention {
+        Some((key, Class::Step(StepKind::Agent))) if facts.wrapper[i] => {
+            return (StepKind::Chain, StepSource::Convention(key), Ctx::default());
+        }
+        Some((key, Class::Step(StepKind::Agent))) if critic_agent(span) => {
+            return (StepKind::Critic, StepSource::Convention(key), Ctx::default());
+        }
+        Some((key, Class::Step(StepKind::Tool))) if retrieval_like(span) => {
+            return (StepKind::Retriever, StepSource::Convention(key), Ctx::default());
+        }
         Some((key, Class::Step(kind))) => {
             return (kind.clone(), StepSource::Convention(key), Ctx::default());
         }
+        Some((key, Class::Llm)) if facts.llm_below[i] => {
+            convention = Some((key, &Class::Container));
+        }
+        Some((_, Class::Llm)) if facts.plumbing[i] => convention = None,
         Some((key, Class::Llm)) => return decide_llm(span, key, parent),
         _ => {}
     }
 
     // 5. The root, unless marked more specifically above.
     let Some((parent_kind, parent_ctx)) = parent else {
+        if facts.wrapper[i] {
+            return (StepKind::Chain, StepSource::Root, Ctx::default());
+        }
         return (StepKind::Agent, StepSource::Root, Ctx::default());
     };
 
@@ -453,6 +621,12 @@ pub fn agent_name(span: &SpanRecord) -> Option<crate::model::Str> {
             break;
         }
     }
+    for suffix in table::AGENT_SPAN_NAME_SUFFIXES {
+        if let Some(rest) = name.strip_suffix(suffix) {
+            name = rest;
+            break;
+        }
+    }
     let name = name.trim();
     (!name.is_empty()).then(|| name.into())
 }
@@ -524,7 +698,7 @@ fn decides_action(span: &SpanRecord) -> bool {
 }
 
 /// Whether an LLM span shows it emitted tool calls. One pass over its attributes.
-fn emits_tool_calls(span: &SpanRecord) -> bool {
+pub(crate) fn emits_tool_calls(span: &SpanRecord) -> bool {
     span.attributes.iter().any(|(key, value)| {
         let flattened_call = table::TOOL_CALL_KEY_PATTERNS.iter().any(|(prefix, infix)| {
             key.strip_prefix(prefix)

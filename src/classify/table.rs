@@ -108,6 +108,26 @@ pub static KIND_KEYS: &[KindKey] = &[
             ("unknown", Infra),
         ],
     },
+    // The Vercel AI SDK's own telemetry: `ai.generateText` runs an agent loop, its
+    // `.doGenerate` children are the model calls, `ai.toolCall` the tool executions.
+    KindKey {
+        key: "ai.operationId",
+        values: &[
+            ("ai.generateText", Step(Agent)),
+            ("ai.streamText", Step(Agent)),
+            ("ai.generateObject", Step(Agent)),
+            ("ai.streamObject", Step(Agent)),
+            ("ai.generateText.doGenerate", Llm),
+            ("ai.streamText.doStream", Llm),
+            ("ai.generateObject.doGenerate", Llm),
+            ("ai.streamObject.doStream", Llm),
+            ("ai.toolCall", Step(Tool)),
+            ("ai.embed", Step(Embedding)),
+            ("ai.embedMany", Step(Embedding)),
+            ("ai.embed.doEmbed", Infra),
+            ("ai.embedMany.doEmbed", Infra),
+        ],
+    },
     KindKey {
         key: "llm.request.type",
         values: &[
@@ -138,6 +158,13 @@ pub static KIND_KEYS: &[KindKey] = &[
             ("delete_memory", Step(Memory)),
             ("create_memory_store", Step(Memory)),
             ("delete_memory_store", Step(Memory)),
+            // Mastra's own operation names: a model step is one call, a chunk is a
+            // piece of its stream.
+            ("agent.run", Step(Agent)),
+            ("model.step", Llm),
+            ("model.chunk", Infra),
+            ("tool.execute", Step(Tool)),
+            ("workflow.run", Container),
             // OpenLLMetry's own operation names.
             ("llm_request", Llm),
             ("execute_task", Container),
@@ -147,10 +174,67 @@ pub static KIND_KEYS: &[KindKey] = &[
 ];
 
 /// Attributes that name the agent an agent span runs, in the order they are trusted.
-pub static AGENT_NAME_KEYS: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_name"];
+pub static AGENT_NAME_KEYS: &[&str] = &[
+    "gen_ai.agent.name",
+    "agent.name",
+    "agent_name",
+    "ai.telemetry.functionId",
+    "gen_ai.agent.id",
+    "agent.id",
+];
 
 /// Operation prefixes of agent span names (`invoke_agent triage` is the agent `triage`).
-pub static AGENT_SPAN_NAME_PREFIXES: &[&str] = &["invoke_agent ", "create_agent ", "agent run: "];
+pub static AGENT_SPAN_NAME_PREFIXES: &[&str] = &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
+
+/// Agent-span name suffixes of instrumentations (smolagents' `<name>.run`, OpenLLMetry's
+/// `<name>.agent`).
+pub static AGENT_SPAN_NAME_SUFFIXES: &[&str] = &[".run", ".agent"];
+
+/// Words in an agent's name that make it a judge of other agents' work: such an agent
+/// is a `critic` step.
+pub static CRITIC_AGENT_WORDS: &[&str] = &[
+    "review", "critic", "critique", "judge", "verifier", "verify", "grader", "evaluator",
+];
+
+/// Words in a tool's name or description that make it a retrieval: such a tool is a
+/// `retriever` step, and an empty result is an empty retrieval.
+pub static RETRIEVAL_TOOL_WORDS: &[&str] = &["search", "retriev", "lookup", "look_up", "look up"];
+
+/// Attributes that hold a tool's description.
+pub static TOOL_DESCRIPTION_KEYS: &[&str] = &["tool.description", "gen_ai.tool.description"];
+
+/// Attributes that name the tool a span executes.
+pub static TOOL_NAME_KEYS: &[&str] = &[
+    "tool.name",
+    "gen_ai.tool.name",
+    "tool_call.function.name",
+    "ai.toolCall.name",
+];
+
+/// Tools whose call is the answer itself (smolagents' `final_answer`, pydantic-ai's
+/// `final_result`): a model call that only calls them writes the answer.
+pub static FINAL_ANSWER_TOOLS: &[&str] = &["final_answer", "final_result", "finalanswer"];
+
+/// Attribute keys (or prefixes) that only a span that really called a model carries:
+/// its messages, usage, response or model. An LLM-typed span with none of them, and no
+/// error, is framework plumbing (a request builder), not a model call.
+pub static MODEL_CALL_EVIDENCE_PREFIXES: &[&str] = &[
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.token_count.",
+    "llm.finish_reason",
+    "llm.prompts",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.usage.",
+    "gen_ai.response.",
+    "gen_ai.request.model",
+    "ai.response.",
+    "ai.usage.",
+    "ai.prompt",
+];
 
 /// The explicit step attribute (rule 1).
 pub const EXPLICIT_STEP_KEY: &str = "agent.trajectory.step";
@@ -252,18 +336,31 @@ pub static TOOL_CALL_KEY_PATTERNS: &[(&str, &str)] = &[
 ];
 
 /// Attributes holding finish reasons, as a string or an array of strings.
-pub static FINISH_REASON_KEYS: &[&str] = &["llm.finish_reason", "gen_ai.response.finish_reasons"];
+pub static FINISH_REASON_KEYS: &[&str] = &[
+    "llm.finish_reason",
+    "gen_ai.response.finish_reasons",
+    "ai.response.finishReason",
+];
 
 /// Flattened finish-reason keys: `(prefix, suffix)` matches `<prefix><i><suffix>`.
 pub static FINISH_REASON_KEY_PATTERNS: &[(&str, &str)] =
     &[("gen_ai.completion.", ".finish_reason")];
 
 /// Finish reasons that mean the model stopped to call tools.
-pub static TOOL_CALL_FINISH_REASONS: &[&str] = &["tool_calls", "tool_use", "function_call"];
+pub static TOOL_CALL_FINISH_REASONS: &[&str] =
+    &["tool_calls", "tool_use", "function_call", "tool-calls"];
 
 /// JSON-text attributes with message parts; a part `{"type": "tool_call", ...}` is a
 /// tool call (OTel GenAI output messages).
 pub static OUTPUT_MESSAGE_KEYS: &[&str] = &["gen_ai.output.messages"];
+
+/// JSON-text attributes holding a list of tool calls, each with its tool's name under
+/// one of [`TOOL_CALL_NAME_FIELDS`] (the Vercel AI SDK's `ai.response.toolCalls`,
+/// Mastra's step `output`).
+pub static TOOL_CALL_LIST_KEYS: &[&str] = &["ai.response.toolCalls", "output"];
+
+/// The name field of a tool call in JSON text.
+pub static TOOL_CALL_NAME_FIELDS: &[&str] = &["toolName", "name"];
 
 /// The part type of a tool call in [`OUTPUT_MESSAGE_KEYS`].
 pub const TOOL_CALL_PART_TYPE: &str = "tool_call";
@@ -273,6 +370,7 @@ pub const TOOL_CALL_PART_TYPE: &str = "tool_call";
 /// `llm.tools.<i>.tool.json_schema`, OpenLLMetry `llm.request.functions.<i>.*`.
 pub static TOOL_DEFINITION_KEY_PREFIXES: &[&str] = &[
     "gen_ai.tool.definitions",
+    "ai.prompt.tools",
     "llm.tools.",
     "llm.request.functions.",
 ];
@@ -291,6 +389,7 @@ pub static RESPONSE_KEY_PREFIXES: &[&str] = &[
     "llm.token_count.completion",
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
+    "ai.response.",
 ];
 
 /// The convention kind of a span: the most specific class among its kind keys (ties

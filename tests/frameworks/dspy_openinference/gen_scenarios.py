@@ -11,7 +11,9 @@ import json
 import os
 import sys
 
-AGENT = "support_agent"
+# DSPy names no agent: the ReAct module's span is `ReAct.forward` (the attribute name
+# `support_agent` of critic_rejects' module appears nowhere in the trace).
+AGENT = "ReAct.forward"
 
 
 def fields(**kv):
@@ -59,9 +61,9 @@ scenarios = [
      script([ORDER, RETRY, FINISH], [answer("The second lookup worked.", "Order A-1001 has shipped and will arrive on Friday.")]), "recovered", None),
     ("empty_retrieval", "search_docs returns []; the agent finishes; the extractor answers fluently anyway.",
      script([SEARCH, FINISH], [REFUND]), "failed", "retriever"),
-    ("model_500_first_call", "the first model call answers HTTP 500 (and so does the ChatAdapter's JSONAdapter fallback retry); the program raises.",
+    ("model_500_first_call", "the first model call answers HTTP 500 (DSPy's native engine: LMServerError, no retry); the program raises.",
      script([ERR500], [REFUND]), "failed", "planner"),
-    ("model_429_after_tool", "search_docs works; the model call after the tool result answers HTTP 429 (and so does the JSONAdapter fallback retry); the program raises.",
+    ("model_429_after_tool", "search_docs works; the model call after the tool result answers HTTP 429 (LMRateLimitError, no retry); the program raises.",
      script([SEARCH, ERR429], [REFUND]), "failed", "generator"),
     ("bad_tool_args_gives_up", "the model calls get_order_status with {\"order\": 12} twice; dspy.Tool rejects the arguments (ValueError, fed back as an execution error observation); the agent finishes; the extractor gives up.",
      script([act("I should look up the order.", "get_order_status", {"order": 12}),
@@ -70,7 +72,7 @@ scenarios = [
             [answer("The order lookup failed.", "Sorry, I could not look up the order.")]), "failed", "planner"),
     ("turn_limit_loop", "the model calls search_docs with the same arguments every turn until ReAct's max_iters=4 ends the loop (no error: ReAct then runs its extractor, which answers).",
      script([SEARCH], [REFUND]), "failed", "planner"),
-    ("critic_rejects", "a module runs the ReAct agent (search_docs, then an answer the documents do not support) and then a `reviewer` dspy.Predict judge that answers REJECT.",
+    ("critic_rejects", "a SupportWithReview module runs the ReAct agent (search_docs, then an answer the documents do not support) and then a `reviewer` dspy.Predict judge that answers REJECT.",
      script([SEARCH, FINISH], [answer("The documents mention refunds.", "Refunds are accepted within 90 days, no receipt needed.")],
             reviewer=[fields(verdict="REJECT: the answer is not supported by the documents")]), "failed", "generator"),
 ]
