@@ -82,6 +82,10 @@ struct Ctx<'a> {
     post: Vec<u32>,
     /// Finding indices per span.
     by_span: Vec<Vec<usize>>,
+    /// The agent each span serves: its nearest strict agent ancestor (`u32::MAX` for
+    /// none). Recovery, "the planner that issued the call" and the run's speakers are
+    /// looked up within an agent: another agent's later success is no recovery.
+    owner: Vec<u32>,
 }
 
 impl<'a> Ctx<'a> {
@@ -103,6 +107,13 @@ impl<'a> Ctx<'a> {
             order.extend_from_slice(&children[i]);
         }
         let post = post_order(&parent, &children);
+        let mut owner = vec![u32::MAX; n];
+        for &i in &order {
+            let agent = steps.get(i as usize).is_some_and(|s| s.kind == StepKind::Agent);
+            for &c in &children[i as usize] {
+                owner[c as usize] = if agent { i } else { owner[i as usize] };
+            }
+        }
         let mut by_span = vec![Vec::new(); n];
         for (f, finding) in findings.iter().enumerate() {
             if let Some(list) = by_span.get_mut(finding.span as usize) {
@@ -116,7 +127,17 @@ impl<'a> Ctx<'a> {
             order,
             post,
             by_span,
+            owner,
         }
+    }
+
+    /// A span that speaks for the run: the root, a top span of a root-less trace, or an
+    /// outermost agent invocation (frameworks wrap the agent in a root that ends OK).
+    fn is_speaker(&self, i: u32) -> bool {
+        self.is_root(i)
+            || self.parent.get(i as usize).is_some_and(Option::is_none)
+            || (*self.step(i) == StepKind::Agent
+                && self.owner.get(i as usize) == Some(&u32::MAX))
     }
 
     /// The data-flow rank of span `i` (see `post`).
@@ -143,14 +164,10 @@ impl<'a> Ctx<'a> {
         self.traj.root == Some(i)
     }
 
-    /// What a retry of span `i` looks like: its step and its tool or span name.
-    fn action_key(&self, i: u32) -> (&StepKind, &str) {
-        let span = &self.traj.spans[i as usize];
-        let name = ["tool.name", "gen_ai.tool.name"]
-            .iter()
-            .find_map(|k| span.attributes.get_str(k))
-            .unwrap_or(&span.name);
-        (self.step(i), name)
+    /// What redoes span `i`: a later run of the same step in the same agent (the same
+    /// tool again, or a fallback doing its job).
+    fn action_key(&self, i: u32) -> (u32, &StepKind) {
+        (self.owner[i as usize], self.step(i))
     }
 
     /// `recovered[f]`: a later run of the same action came out clean. Findings on the
@@ -180,13 +197,13 @@ impl<'a> Ctx<'a> {
             }
         }
         // The last clean span of each action.
-        let mut last_clean: HashMap<(&StepKind, &str), u32> = HashMap::new();
+        let mut last_clean: HashMap<(u32, &StepKind), u32> = HashMap::new();
         for i in 0..n as u32 {
             if !dirty[i as usize] && !error_below[i as usize] {
                 last_clean.insert(self.action_key(i), i);
             }
         }
-        findings
+        let mut recovered: Vec<bool> = findings
             .iter()
             .map(|f| {
                 // Time lost is not won back by a faster later call.
@@ -197,11 +214,49 @@ impl<'a> Ctx<'a> {
                     return false;
                 }
                 (f.span as usize) < n
-                    && last_clean
-                        .get(&self.action_key(f.span))
-                        .is_some_and(|&j| j > f.span)
+                    && last_clean.get(&self.action_key(f.span)).is_some_and(|&j| {
+                        self.traj.spans[j as usize].start_unix_nano
+                            >= self.traj.spans[f.span as usize].end_unix_nano
+                            || j > f.span
+                    })
             })
-            .collect()
+            .collect();
+        // An error that only carries recovered errors from below is recovered with them
+        // (a step that reported its tool's failed first attempt).
+        let mut open_below = vec![false; n];
+        let mut closed_below = vec![false; n];
+        let mut open_own = vec![false; n];
+        let mut closed_own = vec![false; n];
+        for (f, finding) in findings.iter().enumerate() {
+            if finding.kind.is_error_class() && (finding.span as usize) < n {
+                if recovered[f] {
+                    closed_own[finding.span as usize] = true;
+                } else {
+                    open_own[finding.span as usize] = true;
+                }
+            }
+        }
+        for &i in self.order.iter().rev() {
+            if let Some(p) = self.parent[i as usize] {
+                let (i, p) = (i as usize, p as usize);
+                open_below[p] |= open_below[i] || open_own[i];
+                closed_below[p] |= closed_below[i] || closed_own[i];
+            }
+        }
+        for (f, finding) in findings.iter().enumerate() {
+            let s = finding.span as usize;
+            if !recovered[f]
+                && finding.kind.is_error_class()
+                && finding.kind != FindingKind::Loop
+                && s < n
+                && !self.is_root(finding.span)
+                && closed_below[s]
+                && !open_below[s]
+            {
+                recovered[f] = true;
+            }
+        }
+        recovered
     }
 
     /// Sets `propagated` on error-class findings with an unrecovered error-class finding
@@ -233,6 +288,9 @@ impl<'a> Ctx<'a> {
 
     /// Whether a finding fails the run by itself.
     fn is_fatal(&self, f: &Finding, recovered: bool) -> bool {
+        if self.is_speaker(f.span) && f.kind.is_error_class() && !recovered {
+            return true;
+        }
         if self.is_root(f.span) && f.kind.is_error_class() {
             return true;
         }
@@ -241,6 +299,11 @@ impl<'a> Ctx<'a> {
         }
         if recovered {
             return false;
+        }
+        // A loop or a turn limit, a step failure nothing redid, an answer given after
+        // only empty retrievals: the run did not get what it needed.
+        if f.kind.is_error_class() || f.kind == FindingKind::EmptyRetrieval {
+            return true;
         }
         match (&f.kind, &f.step) {
             // An evaluation of the answer itself, or a content rule matching it.
@@ -472,7 +535,33 @@ impl<'a> Ctx<'a> {
             }
             cur = self.parent[s as usize];
         }
-        self.last_before(i, &StepKind::Planner)
+        self.last_before_in(i, &StepKind::Planner, self.owner_of_work(i))
+            .or_else(|| self.last_before(i, &StepKind::Planner))
+    }
+
+    /// The agent whose work span `i` is: the span itself when it is an agent (a loop
+    /// or limit reported on the agent), else the agent it serves.
+    fn owner_of_work(&self, i: u32) -> u32 {
+        if *self.step(i) == StepKind::Agent {
+            i
+        } else {
+            self.owner[i as usize]
+        }
+    }
+
+    /// [`Self::last_before`] among the spans that serve `agent` (or any span under it
+    /// when `agent` is a span).
+    fn last_before_in(&self, i: u32, step: &StepKind, agent: u32) -> Option<u32> {
+        if agent == u32::MAX {
+            return None;
+        }
+        let limit = self.post_of(i);
+        (0..self.traj.spans.len() as u32)
+            .filter(|&j| {
+                self.step(j) == step && self.post_of(j) < limit && self.owner[j as usize] == agent
+            })
+            .max_by_key(|&j| self.post_of(j))
+            .map(|j| self.run_of(j))
     }
 
     /// The generator whose answer span `i` judged: span `i` itself when it is a

@@ -369,9 +369,16 @@ impl Facts {
 }
 
 /// Whether an LLM-typed span shows a model call: messages, usage, a response, a model
-/// name, or a failure.
+/// name, or a failure. A span that records a payload (`input.value`, `output.value`)
+/// and none of these only prepared one.
 fn made_model_call(span: &SpanRecord) -> bool {
     if span.status == crate::model::SpanStatus::Error || !span.events.is_empty() {
+        return true;
+    }
+    let payload = ["input.value", "output.value"]
+        .iter()
+        .any(|k| span.attributes.contains(k));
+    if !payload {
         return true;
     }
     span.attributes.iter().any(|(key, _)| {

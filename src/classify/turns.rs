@@ -45,7 +45,8 @@ pub(super) fn assign_roles(
         let is_action = a.run_start
             && match a.kind {
                 StepKind::Tool | StepKind::Retriever | StepKind::Memory => true,
-                StepKind::Agent | StepKind::Critic => owner[i as usize] != u32::MAX,
+                // A sub-agent the call delegated to (a judge is not delegated to).
+                StepKind::Agent => owner[i as usize] != u32::MAX,
                 _ => false,
             };
         if is_action {
