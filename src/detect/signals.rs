@@ -140,6 +140,78 @@ pub(crate) fn output_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
+/// The text a model call or a step answered, normalised across conventions: message
+/// content keys (OpenInference, traceAI's flattened GenAI messages, OpenLLMetry, the
+/// Vercel AI SDK), the GenAI `gen_ai.output.messages` parts, completion events
+/// (`gen_ai.choice`, `gen_ai.content.completion`,
+/// `gen_ai.client.inference.operation.details`), then [`output_text`] (a payload
+/// `{"text": ...}` gives its text).
+pub(crate) fn answer_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
+    const KEYS: [&str; 6] = [
+        "llm.output_messages.0.message.content",
+        "llm.output_messages.0.message.contents.0.message_content.text",
+        "gen_ai.output.messages.0.message.content",
+        "gen_ai.completion.0.content",
+        "ai.response.text",
+        "gen_ai.response.text",
+    ];
+    if let Some(text) = KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Some(Cow::Borrowed(text));
+    }
+    if let Some(text) = span
+        .attributes
+        .get_str("gen_ai.output.messages")
+        .and_then(parse_json)
+        .and_then(|json| message_text(&json))
+    {
+        return Some(Cow::Owned(text));
+    }
+    const EVENT_KEYS: [&str; 5] = [
+        "gen_ai.completion",
+        "gen_ai.output.messages",
+        "message",
+        "content",
+        "body",
+    ];
+    for event in span.events.iter().rev() {
+        if !matches!(
+            &*event.name,
+            "gen_ai.choice" | "gen_ai.content.completion" | "gen_ai.client.inference.operation.details"
+        ) {
+            continue;
+        }
+        for key in EVENT_KEYS {
+            let Some(text) = event.attributes.get_str(key) else {
+                continue;
+            };
+            let text = match parse_json(text) {
+                Some(json) => message_text(&json)
+                    .or_else(|| json.get("content").and_then(Json::as_str).map(str::to_string)),
+                None => Some(text.to_string()),
+            };
+            if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+                return Some(Cow::Owned(text));
+            }
+        }
+    }
+    let text = output_text(span).or_else(|| {
+        span.attributes.get_str("output").map(Cow::Borrowed)
+    })?;
+    if let Some(Json::Object(map)) = parse_json(&text) {
+        if let Some(inner) = ["text", "answer", "output", "content"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(Json::as_str))
+        {
+            return Some(Cow::Owned(inner.to_string()));
+        }
+    }
+    Some(text)
+}
+
 /// The text of a message list: `[{"parts": [{"type": "text", "content": ...}]}]`
 /// (GenAI), `[{"role": ..., "content": "..."}]`, or either under a `messages` key.
 /// `None` when the JSON is not a list of messages (each with a `role` or `parts`) or

@@ -128,13 +128,9 @@ fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
             continue;
         };
         return match parse_json(output) {
-            Some(Json::Array(items)) => Some((items.len(), key)),
-            Some(Json::Object(map)) => match map.get("documents") {
-                Some(Json::Array(items)) => Some((items.len(), key)),
-                _ => None,
-            },
-            _ if output.trim().is_empty() => Some((0, key)),
-            _ => None,
+            Some(json) => result_count(&json, 0).map(|n| (n, key)),
+            None if output.trim().is_empty() || nothing_found(output) => Some((0, key)),
+            None => None,
         };
     }
     None
@@ -143,8 +139,63 @@ fn document_count(span: &SpanRecord) -> Option<(usize, &'static str)> {
 /// OpenLLMetry's per-result event of a vector-DB query (Qdrant, Chroma, Pinecone, ...).
 const RESULT_EVENT: &str = "db.query.result";
 
-const OUTPUT_KEYS: [&str; 3] = [
+const OUTPUT_KEYS: [&str; 6] = [
     "output.value",
     "gen_ai.tool.call.result",
     "traceloop.entity.output",
+    "ai.toolCall.result",
+    "gen_ai.tool.output",
+    "output",
 ];
+
+/// Fields that hold a tool's result inside the envelope a framework wraps it in
+/// (`{"result": [...]}`, a LangChain ToolMessage's `content`, LlamaIndex's
+/// `raw_output`, ...).
+const RESULT_FIELDS: [&str; 9] = [
+    "documents",
+    "result",
+    "results",
+    "raw_output",
+    "content",
+    "output",
+    "kwargs",
+    "data",
+    "items",
+];
+
+/// Texts a search tool answers with when it found nothing.
+const NOTHING_FOUND: [&str; 6] = [
+    "no results",
+    "no documents",
+    "nothing found",
+    "no matching",
+    "not find any",
+    "found nothing",
+];
+
+/// The number of results in a tool's output: a JSON list, a list under one of the
+/// envelope's result fields, or a "no results" text (0).
+fn result_count(json: &Json, depth: usize) -> Option<usize> {
+    match json {
+        Json::Array(items) => Some(items.len()),
+        Json::Object(map) if depth < 4 => RESULT_FIELDS
+            .iter()
+            .find_map(|k| map.get(*k).and_then(|v| result_count(v, depth + 1))),
+        Json::String(text) if depth > 0 => {
+            let t = text.trim();
+            match parse_json(t) {
+                Some(inner) => result_count(&inner, depth + 1),
+                None if t.is_empty() => Some(0),
+                None => nothing_found(t).then_some(0),
+            }
+        }
+        _ => None,
+    }
+}
+
+fn nothing_found(text: &str) -> bool {
+    text.len() < 200 && {
+        let lower = text.to_ascii_lowercase();
+        NOTHING_FOUND.iter().any(|n| lower.contains(n))
+    }
+}

@@ -3,6 +3,7 @@
 //! Adding a rule touches two places: its file and the list below. The order of the list
 //! is the order of findings on the same span.
 
+mod critic_verdict;
 mod empty_retrieval;
 mod errors;
 mod evaluations;
@@ -55,6 +56,10 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "output_rules",
         run: output_rules::run,
+    },
+    Rule {
+        name: "critic_verdict",
+        run: critic_verdict::run,
     },
     Rule {
         name: "slow_step",
