@@ -199,7 +199,12 @@ impl<'a> Ctx<'a> {
         // The last clean span of each action.
         let mut last_clean: HashMap<(u32, &StepKind), u32> = HashMap::new();
         for i in 0..n as u32 {
-            if !dirty[i as usize] && !error_below[i as usize] {
+            // A redo is a step run of its own (not a span inside the failed one).
+            let own_step = self
+                .steps
+                .get(i as usize)
+                .is_some_and(|s| s.source != crate::model::StepSource::Inherited);
+            if !dirty[i as usize] && !error_below[i as usize] && own_step {
                 last_clean.insert(self.action_key(i), i);
             }
         }
@@ -215,9 +220,9 @@ impl<'a> Ctx<'a> {
                 }
                 (f.span as usize) < n
                     && last_clean.get(&self.action_key(f.span)).is_some_and(|&j| {
-                        self.traj.spans[j as usize].start_unix_nano
-                            >= self.traj.spans[f.span as usize].end_unix_nano
-                            || j > f.span
+                        j > f.span
+                            && self.traj.spans[j as usize].start_unix_nano
+                                >= self.traj.spans[f.span as usize].end_unix_nano
                     })
             })
             .collect();

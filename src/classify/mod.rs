@@ -388,7 +388,7 @@ fn made_model_call(span: &SpanRecord) -> bool {
     })
 }
 
-/// Whether a tool span is a retrieval by its name or description.
+/// Whether a tool span is a search over documents, by its name or description.
 fn retrieval_like(span: &SpanRecord) -> bool {
     let name = table::TOOL_NAME_KEYS
         .iter()
@@ -398,11 +398,10 @@ fn retrieval_like(span: &SpanRecord) -> bool {
         .iter()
         .find_map(|k| span.attributes.get_str(k))
         .unwrap_or("");
-    let has = |text: &str| {
-        let lower = text.to_ascii_lowercase();
-        table::RETRIEVAL_TOOL_WORDS.iter().any(|w| lower.contains(w))
-    };
-    has(name) || description.split(['.', '\n']).next().is_some_and(has)
+    let summary = description.split(['.', '\n']).next().unwrap_or("");
+    let text = format!("{name} {summary}").to_ascii_lowercase();
+    table::RETRIEVAL_TOOL_WORDS.iter().any(|w| text.contains(w))
+        && table::DOCUMENT_WORDS.iter().any(|w| text.contains(w))
 }
 
 /// Whether an agent span is a judge of other work, by its name.
@@ -685,7 +684,7 @@ fn attribute_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
 /// offered tools and failed before the model answered (a planner call refused by a rate
 /// limit records its request, tools included, and no response). A call that was offered
 /// tools and answered in text is a generator.
-fn decides_action(span: &SpanRecord) -> bool {
+pub(crate) fn decides_action(span: &SpanRecord) -> bool {
     if emits_tool_calls(span) {
         return true;
     }

@@ -196,9 +196,16 @@ pub static CRITIC_AGENT_WORDS: &[&str] = &[
     "review", "critic", "critique", "judge", "verifier", "verify", "grader", "evaluator",
 ];
 
-/// Words in a tool's name or description that make it a retrieval: such a tool is a
-/// `retriever` step, and an empty result is an empty retrieval.
+/// Words in a tool's name or description that make it a search. A search over
+/// documents (a word of [`DOCUMENT_WORDS`] beside it) is a `retriever` step; a search
+/// through another service (flights, orders) stays a `tool`.
 pub static RETRIEVAL_TOOL_WORDS: &[&str] = &["search", "retriev", "lookup", "look_up", "look up"];
+
+/// Words that say a search returns documents.
+pub static DOCUMENT_WORDS: &[&str] = &[
+    "doc", "knowledge", "kb", "corpus", "article", "passage", "wiki", "faq", "manual",
+    "context", "note", "vector", "index", "polic",
+];
 
 /// Attributes that hold a tool's description.
 pub static TOOL_DESCRIPTION_KEYS: &[&str] = &["tool.description", "gen_ai.tool.description"];

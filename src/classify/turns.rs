@@ -44,7 +44,7 @@ pub(super) fn assign_roles(
         let span = &traj.spans[i as usize];
         let is_action = a.run_start
             && match a.kind {
-                StepKind::Tool | StepKind::Retriever | StepKind::Memory => true,
+                StepKind::Tool | StepKind::Retriever => true,
                 // A sub-agent the call delegated to (a judge is not delegated to).
                 StepKind::Agent => owner[i as usize] != u32::MAX,
                 _ => false,
@@ -120,11 +120,13 @@ fn role(span: &SpanRecord, actions: &[(u64, u64)], next_call: u64) -> StepKind {
         return StepKind::Planner;
     }
     if failed(span) {
+        // Before any tool result, the call was planning when the agent acts at all
+        // (tools offered to it, or executed by the agent); after one, answering.
         let after_result = actions.iter().any(|&(_, end)| end <= span.start_unix_nano);
-        return if after_result {
-            StepKind::Generator
-        } else {
+        return if !after_result && (!actions.is_empty() || super::decides_action(span)) {
             StepKind::Planner
+        } else {
+            StepKind::Generator
         };
     }
     let followed_by_action = actions

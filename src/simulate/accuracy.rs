@@ -178,6 +178,14 @@ fn root_cause_and_outcome_accuracy_on_simulated_traffic() {
         if a.outcome == label.outcome {
             outcome_ok += 1;
         } else {
+            if dump {
+                println!(
+                    "=== outcome {} as {}\n{}",
+                    label.outcome.as_str(),
+                    a.outcome.as_str(),
+                    crate::analyze::tests::render(a)
+                );
+            }
             *misses
                 .entry(format!(
                     "outcome {} as {} ({:?})",
