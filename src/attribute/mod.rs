@@ -109,7 +109,9 @@ impl<'a> Ctx<'a> {
         let post = post_order(&parent, &children);
         let mut owner = vec![u32::MAX; n];
         for &i in &order {
-            let agent = steps.get(i as usize).is_some_and(|s| s.kind == StepKind::Agent);
+            let agent = steps
+                .get(i as usize)
+                .is_some_and(|s| s.kind == StepKind::Agent);
             for &c in &children[i as usize] {
                 owner[c as usize] = if agent { i } else { owner[i as usize] };
             }
@@ -136,8 +138,7 @@ impl<'a> Ctx<'a> {
     fn is_speaker(&self, i: u32) -> bool {
         self.is_root(i)
             || self.parent.get(i as usize).is_some_and(Option::is_none)
-            || (*self.step(i) == StepKind::Agent
-                && self.owner.get(i as usize) == Some(&u32::MAX))
+            || (*self.step(i) == StepKind::Agent && self.owner.get(i as usize) == Some(&u32::MAX))
     }
 
     /// The data-flow rank of span `i` (see `post`).

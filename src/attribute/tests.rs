@@ -248,8 +248,8 @@ fn retry_that_failed_again_is_not_recovered() {
     // Upstream before downstream: the first unrecovered failure of the tool.
     assert_eq!(rc.span, idx(&t, 2));
     assert_eq!(rc.rule, "tool_own_failure");
-    // The second attempt competes (it is not in the chain), lowering confidence.
-    assert_eq!(rc.confidence, 0.7);
+    // The second attempt failed the run too: it is in the evidence, not a competitor.
+    assert_eq!(rc.confidence, 0.8);
 }
 
 #[test]
@@ -552,7 +552,9 @@ fn rejection_followed_by_an_accepted_answer_is_recovered() {
 }
 
 #[test]
-fn tool_error_as_data_in_a_successful_run_is_recovered() {
+fn tool_error_that_nothing_redid_fails_the_run_even_when_the_root_ends_ok() {
+    // Recovery needs a later successful redo; an agent that carried on without the
+    // tool's result did not recover.
     let t = trajectory(vec![
         root().ok().build(),
         span(1, 2, 1)
@@ -561,6 +563,26 @@ fn tool_error_as_data_in_a_successful_run_is_recovered() {
             .build(),
     ]);
     let v = analyse(&t, &[(2, "tool")]);
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert_eq!(v.root_cause.as_ref().unwrap().step, StepKind::Tool);
+}
+
+#[test]
+fn tool_error_as_data_redone_by_a_later_call_is_recovered() {
+    let t = trajectory(vec![
+        root().ok().build(),
+        span(1, 2, 1)
+            .attr("tool.name", "lookup")
+            .attr("output.value", r#"{"error": "no such order"}"#)
+            .times(0, 10)
+            .build(),
+        span(1, 3, 1)
+            .attr("tool.name", "lookup")
+            .attr("output.value", r#"{"status": "shipped"}"#)
+            .times(20, 30)
+            .build(),
+    ]);
+    let v = analyse(&t, &[(2, "tool"), (3, "tool")]);
     assert_eq!(v.outcome, Outcome::Recovered);
     assert!(v.root_cause.is_none());
 }

@@ -279,8 +279,8 @@ struct Facts {
     /// An LLM-typed span that made no model call (no messages, usage, response or
     /// model, no error): framework plumbing such as a request builder.
     plumbing: Vec<bool>,
-    /// A real model call below this span: an LLM-typed span over model calls is the
-    /// loop around them (a container), not a call.
+    /// Model calls below this span (two, or one beside tool executions): an LLM-typed
+    /// span over them is the loop around them (a container), not a call.
     llm_below: Vec<bool>,
     /// A wrapper around agents: an agent (or the root) whose model calls and tool
     /// executions all happen inside agent spans below it ("Agent workflow", a pipeline
@@ -331,7 +331,9 @@ impl Facts {
                     Some((_, Class::Step(StepKind::Tool | StepKind::Retriever)))
                 )
         };
-        let mut llm_below = vec![false; n];
+        // Model calls below (counted up to 2) and tool executions below.
+        let mut llm_count = vec![0u8; n];
+        let mut tool_below = vec![false; n];
         let mut agent_below = vec![false; n];
         // Work in the subtree, not counting what happens inside agents below.
         let mut loose_work = vec![false; n];
@@ -343,13 +345,26 @@ impl Facts {
                 if !seen[c] {
                     continue;
                 }
-                llm_below[i] |= llm_below[c] || is_llm(c);
+                llm_count[i] = llm_count[i]
+                    .saturating_add(llm_count[c])
+                    .saturating_add(u8::from(is_llm(c)))
+                    .min(2);
+                tool_below[i] |= tool_below[c]
+                    || matches!(
+                        class[c],
+                        Some((_, Class::Step(StepKind::Tool | StepKind::Retriever)))
+                    );
                 agent_below[i] |= agent_below[c] || is_agent(c);
                 if !is_agent(c) {
                     loose_work[i] |= loose_work[c];
                 }
             }
         }
+        // Two instrumentations may wrap one call (LangChain over the OpenAI SDK): one
+        // call below and no tool is the same call, not a loop.
+        let llm_below = (0..n)
+            .map(|i| llm_count[i] >= 2 || (llm_count[i] == 1 && tool_below[i]))
+            .collect();
         let wrapper = (0..n)
             .map(|i| {
                 let top = trajectory.tree_parent(i as u32).is_none();
@@ -512,10 +527,18 @@ fn decide<'t>(
             return (StepKind::Chain, StepSource::Convention(key), Ctx::default());
         }
         Some((key, Class::Step(StepKind::Agent))) if critic_agent(span) => {
-            return (StepKind::Critic, StepSource::Convention(key), Ctx::default());
+            return (
+                StepKind::Critic,
+                StepSource::Convention(key),
+                Ctx::default(),
+            );
         }
         Some((key, Class::Step(StepKind::Tool))) if retrieval_like(span) => {
-            return (StepKind::Retriever, StepSource::Convention(key), Ctx::default());
+            return (
+                StepKind::Retriever,
+                StepSource::Convention(key),
+                Ctx::default(),
+            );
         }
         Some((key, Class::Step(kind))) => {
             return (kind.clone(), StepSource::Convention(key), Ctx::default());

@@ -184,7 +184,8 @@ pub static AGENT_NAME_KEYS: &[&str] = &[
 ];
 
 /// Operation prefixes of agent span names (`invoke_agent triage` is the agent `triage`).
-pub static AGENT_SPAN_NAME_PREFIXES: &[&str] = &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
+pub static AGENT_SPAN_NAME_PREFIXES: &[&str] =
+    &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
 
 /// Agent-span name suffixes of instrumentations (smolagents' `<name>.run`, OpenLLMetry's
 /// `<name>.agent`).
@@ -193,7 +194,14 @@ pub static AGENT_SPAN_NAME_SUFFIXES: &[&str] = &[".run", ".agent"];
 /// Words in an agent's name that make it a judge of other agents' work: such an agent
 /// is a `critic` step.
 pub static CRITIC_AGENT_WORDS: &[&str] = &[
-    "review", "critic", "critique", "judge", "verifier", "verify", "grader", "evaluator",
+    "review",
+    "critic",
+    "critique",
+    "judge",
+    "verifier",
+    "verify",
+    "grader",
+    "evaluator",
 ];
 
 /// Words in a tool's name or description that make it a search. A search over
@@ -203,8 +211,20 @@ pub static RETRIEVAL_TOOL_WORDS: &[&str] = &["search", "retriev", "lookup", "loo
 
 /// Words that say a search returns documents.
 pub static DOCUMENT_WORDS: &[&str] = &[
-    "doc", "knowledge", "kb", "corpus", "article", "passage", "wiki", "faq", "manual",
-    "context", "note", "vector", "index", "polic",
+    "doc",
+    "knowledge",
+    "kb",
+    "corpus",
+    "article",
+    "passage",
+    "wiki",
+    "faq",
+    "manual",
+    "context",
+    "note",
+    "vector",
+    "index",
+    "polic",
 ];
 
 /// Attributes that hold a tool's description.

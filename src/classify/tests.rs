@@ -500,8 +500,8 @@ fn each_convention_key_maps_its_kinds() {
             ],
             &no_rules(),
         );
-        // Under the root agent, a sub-agent continues the same step.
-        let run_start = *kind != StepKind::Agent;
+        // A plain root around one agent is a wrapper (chain): every kind starts a run.
+        let run_start = true;
         assert_step(
             &steps,
             "s",

@@ -107,9 +107,11 @@ pub(super) fn assign_roles(
 fn role(span: &SpanRecord, actions: &[(u64, u64)], next_call: u64) -> StepKind {
     let names = tool_call_names(span);
     if !names.is_empty() {
-        let all_final = names
-            .iter()
-            .all(|n| table::FINAL_ANSWER_TOOLS.iter().any(|f| f.eq_ignore_ascii_case(n)));
+        let all_final = names.iter().all(|n| {
+            table::FINAL_ANSWER_TOOLS
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(n))
+        });
         return if all_final {
             StepKind::Generator
         } else {
@@ -147,9 +149,13 @@ fn failed(span: &SpanRecord) -> bool {
 pub(super) fn tool_call_names(span: &SpanRecord) -> Vec<String> {
     let mut names = Vec::new();
     for (key, value) in span.attributes.iter() {
-        let flattened = ["llm.output_messages.", "gen_ai.completion.", "gen_ai.output.messages."]
-            .iter()
-            .any(|p| key.starts_with(p))
+        let flattened = [
+            "llm.output_messages.",
+            "gen_ai.completion.",
+            "gen_ai.output.messages.",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
             && key.contains(".tool_calls.")
             && key.ends_with(".name");
         if flattened {

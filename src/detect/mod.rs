@@ -29,7 +29,9 @@ use std::collections::HashMap;
 
 pub use config::{DetectConfig, DetectConfigError, RawDetectConfig, RawEvaluator, RawOutputRule};
 
-use crate::model::{Finding, SpanId, SpanRecord, StepAssignment, StepKind, Trajectory};
+use crate::model::{
+    Finding, FindingKind, SpanId, SpanRecord, StepAssignment, StepKind, Trajectory,
+};
 
 /// All failure signals of `trajectory`.
 pub fn detect(
@@ -55,7 +57,21 @@ pub fn detect(
     // By span (canonical start order), then rule order; the sort is stable, so detection
     // order breaks the remaining ties.
     tagged.sort_by_key(|(rule_index, f)| (f.span, *rule_index));
-    tagged.into_iter().map(|(_, f)| f).collect()
+    // A critic's verdict read with no configuration gives way to a configured rule or
+    // an evaluation that already judged the same critic run.
+    let judged: std::collections::HashSet<u32> = tagged
+        .iter()
+        .filter(|(_, f)| {
+            f.source != rules::CRITIC_VERDICT_SOURCE
+                && matches!(f.kind, FindingKind::EvalFailed | FindingKind::Custom(_))
+        })
+        .map(|(_, f)| ctx.run_of(f.span))
+        .collect();
+    tagged
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.source != rules::CRITIC_VERDICT_SOURCE || !judged.contains(&f.span))
+        .collect()
 }
 
 /// What every rule reads: the trajectory, the steps, the config and an index by span id.

@@ -180,7 +180,9 @@ pub(crate) fn answer_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
     for event in span.events.iter().rev() {
         if !matches!(
             &*event.name,
-            "gen_ai.choice" | "gen_ai.content.completion" | "gen_ai.client.inference.operation.details"
+            "gen_ai.choice"
+                | "gen_ai.content.completion"
+                | "gen_ai.client.inference.operation.details"
         ) {
             continue;
         }
@@ -189,8 +191,11 @@ pub(crate) fn answer_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
                 continue;
             };
             let text = match parse_json(text) {
-                Some(json) => message_text(&json)
-                    .or_else(|| json.get("content").and_then(Json::as_str).map(str::to_string)),
+                Some(json) => message_text(&json).or_else(|| {
+                    json.get("content")
+                        .and_then(Json::as_str)
+                        .map(str::to_string)
+                }),
                 None => Some(text.to_string()),
             };
             if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
@@ -198,9 +203,8 @@ pub(crate) fn answer_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
             }
         }
     }
-    let text = output_text(span).or_else(|| {
-        span.attributes.get_str("output").map(Cow::Borrowed)
-    })?;
+    let text =
+        output_text(span).or_else(|| span.attributes.get_str("output").map(Cow::Borrowed))?;
     if let Some(Json::Object(map)) = parse_json(&text) {
         if let Some(inner) = ["text", "answer", "output", "content"]
             .iter()

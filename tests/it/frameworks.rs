@@ -27,9 +27,12 @@ use crate::support::{get_json, python, repo_path, start_server_with};
 /// Floors under which the matrix fails: the figures reached when the matrix was last
 /// extended, so that a change of rules that loses ground on real frameworks fails. The
 /// targets are 97% (outcome), 95% (root cause on failed runs) and 97% (span steps).
-const FLOOR_OUTCOME: f64 = 0.0;
-const FLOOR_ROOT_CAUSE: f64 = 0.0;
-const FLOOR_SPAN_STEPS: f64 = 0.0;
+const FLOOR_OUTCOME: f64 = 0.83;
+const FLOOR_ROOT_CAUSE: f64 = 0.45;
+const FLOOR_SPAN_STEPS: f64 = 0.83;
+/// Live runs whose outcome and root cause match the scenario's expectation. Lower than
+/// the goldens' figure: a live run is the same agent, but not the same bytes.
+const FLOOR_LIVE: f64 = 0.5;
 
 #[derive(Default, Clone, Copy)]
 struct Score {
@@ -81,7 +84,13 @@ fn read_spans(path: &Path) -> Vec<SpanRecord> {
         let request = parse_traces_json(line.as_bytes())
             .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
         let decoded = decode_traces(request, &interner);
-        assert_eq!(decoded.rejected, 0, "{}: {:?}", path.display(), decoded.first_error);
+        assert_eq!(
+            decoded.rejected,
+            0,
+            "{}: {:?}",
+            path.display(),
+            decoded.first_error
+        );
         spans.extend(decoded.items);
     }
     spans
@@ -96,7 +105,12 @@ fn analyse(spans: Vec<SpanRecord>) -> Vec<Analysis> {
     let config = AnalyzeConfig::default();
     by_trace
         .into_iter()
-        .map(|(id, spans)| analyze(Arc::new(Trajectory::build(id, spans, vec![], vec![])), &config))
+        .map(|(id, spans)| {
+            analyze(
+                Arc::new(Trajectory::build(id, spans, vec![], vec![])),
+                &config,
+            )
+        })
         .collect()
 }
 
@@ -127,7 +141,10 @@ fn expected_root(label: &Value) -> Option<(String, Option<String>)> {
 }
 
 /// Whether the blamed step (and agent, when the label names one) is the expected one.
-fn root_matches(actual: &Option<(String, Option<String>)>, expected: &(String, Option<String>)) -> bool {
+fn root_matches(
+    actual: &Option<(String, Option<String>)>,
+    expected: &(String, Option<String>),
+) -> bool {
     let Some((step, agent)) = actual else {
         return false;
     };
@@ -141,7 +158,11 @@ fn root_matches(actual: &Option<(String, Option<String>)>, expected: &(String, O
 fn golden_dirs() -> Vec<PathBuf> {
     let root = repo_path("tests/data/frameworks");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs
@@ -185,7 +206,8 @@ fn framework_goldens_are_scored() {
             }
             if want_outcome == "failed" {
                 score.failed += 1;
-                let want = expected_root(&label).expect("a failed run's label names its root cause");
+                let want =
+                    expected_root(&label).expect("a failed run's label names its root cause");
                 if root_matches(&root, &want) {
                     score.root_ok += 1;
                 } else {
@@ -283,7 +305,9 @@ impl FakeModel {
             .expect("fake model server starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("port line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("port line");
         let doc: Value = serde_json::from_str(&line).expect("port JSON");
         let port = doc["port"].as_u64().expect("port") as u16;
         FakeModel { child, port }
@@ -296,7 +320,11 @@ impl FakeModel {
             .send()
             .await
             .expect("fake model answers");
-        assert!(resp.status().is_success(), "script refused: {}", resp.text().await.unwrap_or_default());
+        assert!(
+            resp.status().is_success(),
+            "script refused: {}",
+            resp.text().await.unwrap_or_default()
+        );
     }
 }
 
@@ -335,9 +363,11 @@ fn agent_command(framework: &str) -> Command {
 async fn framework_agents_live() {
     let _heavy = crate::support::heavy().await;
     let model = FakeModel::start();
-    let mut file = FileConfig::default();
     // Root-less traces (an instrumentation that never ends its root) complete on age.
-    file.max_trace_age = Some("20s".into());
+    let file = FileConfig {
+        max_trace_age: Some("20s".into()),
+        ..FileConfig::default()
+    };
     let running = start_server_with(file, "500ms").await;
     let endpoint = format!("http://{}", running.otlp_http_address);
     let mut failures = Vec::new();
@@ -401,7 +431,9 @@ async fn framework_agents_live() {
             let expect = &scenario["expect"];
             let want = expect["outcome"].as_str().unwrap_or("?");
             if outcome != want {
-                failures.push(format!("{framework}/{name}: outcome {outcome}, expected {want}"));
+                failures.push(format!(
+                    "{framework}/{name}: outcome {outcome}, expected {want}"
+                ));
                 continue;
             }
             if want == "failed" {
@@ -427,7 +459,7 @@ async fn framework_agents_live() {
     }
     let ok = runs - failures.len();
     assert!(
-        ratio(ok, runs) >= FLOOR_OUTCOME.min(FLOOR_ROOT_CAUSE),
+        ratio(ok, runs) >= FLOOR_LIVE,
         "live framework runs below the floor: {ok}/{runs}\n{}",
         failures.join("\n")
     );

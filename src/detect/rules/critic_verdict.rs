@@ -12,8 +12,18 @@ use crate::detect::signals::{answer_text, clip};
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, StepKind};
 
+/// The `source` of the findings of this rule.
+pub(crate) const SOURCE: &str = "critic_verdict";
+
 /// Leading words of a rejection, compared case-insensitively after field markers.
-const REJECT: [&str; 6] = ["reject", "fail", "not approved", "disapprove", "deny", "denied"];
+const REJECT: [&str; 6] = [
+    "reject",
+    "fail",
+    "not approved",
+    "disapprove",
+    "deny",
+    "denied",
+];
 /// Leading words of an approval.
 const APPROVE: [&str; 5] = ["approve", "pass", "accept", "lgtm", "ok"];
 
@@ -47,9 +57,15 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             clip(text.trim(), 300)
         );
         out.push(
-            Finding::new(run, StepKind::Critic, FindingKind::EvalFailed, reason, "critic_verdict")
-                .with_score(0.0)
-                .with_subject(&name),
+            Finding::new(
+                run,
+                StepKind::Critic,
+                FindingKind::EvalFailed,
+                reason,
+                SOURCE,
+            )
+            .with_score(0.0)
+            .with_subject(&name),
         );
     }
 }
@@ -61,7 +77,12 @@ pub(crate) fn verdict(text: &str) -> Option<bool> {
     if let Some(v) = json_verdict(&lower) {
         return Some(v);
     }
-    for line in lower.lines().map(str::trim).filter(|l| !l.is_empty()).take(6) {
+    for line in lower
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(6)
+    {
         // Field markers: DSPy's `[[ ## verdict ## ]]`, `verdict:`, markdown emphasis.
         if line.starts_with("[[") {
             continue;
@@ -84,8 +105,11 @@ pub(crate) fn verdict(text: &str) -> Option<bool> {
 }
 
 fn starts_with_word(text: &str, word: &str) -> bool {
-    text.strip_prefix(word)
-        .is_some_and(|rest| rest.chars().next().is_none_or(|c| !c.is_ascii_alphabetic() || word.len() > 3))
+    text.strip_prefix(word).is_some_and(|rest| {
+        rest.chars()
+            .next()
+            .is_none_or(|c| !c.is_ascii_alphabetic() || word.len() > 3)
+    })
 }
 
 /// A verdict in a small JSON object: `"verdict": "reject"`, `"approved": false`.

@@ -15,7 +15,9 @@ mod tool_output;
 mod truncation;
 
 use crate::detect::Ctx;
+
 use crate::model::Finding;
+pub(crate) use critic_verdict::SOURCE as CRITIC_VERDICT_SOURCE;
 
 /// A detection rule: a name (for logs and docs) and the function that appends findings.
 pub(crate) struct Rule {

@@ -4,12 +4,15 @@ One scenario per process (see ../README.md):
     agent.py --scenario NAME --model-url http://127.0.0.1:PORT/v1 --otlp-endpoint http://127.0.0.1:PORT
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 # No telemetry, no CrewAI+ tracing service, no first-run prompt, nothing from the home dir.
 _STATE = tempfile.mkdtemp(prefix="crewai-state-")
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 os.environ.update(
     {
         "CREWAI_DISABLE_TELEMETRY": "true",
