@@ -128,6 +128,21 @@ def agent_command(framework):
     return [python, os.path.join(d, "agent.py")]
 
 
+def scrub(text):
+    """The machine's paths out of captured text (stack traces name files): the
+    repository, the venvs and the Python installation become placeholders."""
+    cache = os.environ.get("FAULTLINE_TEST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "faultline-test")
+    for path, name in (
+        (os.path.join(cache, "venvs"), "<venvs>"),
+        (ROOT, "<repo>"),
+        (sys.base_prefix, "<python>"),
+        (os.path.expanduser("~"), "<home>"),
+    ):
+        if path and len(path) > 1:
+            text = text.replace(path, name)
+    return text
+
+
 def spans_of(requests):
     out = []
     for req in requests:
@@ -206,7 +221,7 @@ def main():
         stem = os.path.join(out_dir, scenario["name"])
         with open(stem + ".otlp.json", "w") as f:
             for req in requests:
-                f.write(json.dumps(req, sort_keys=True) + "\n")
+                f.write(scrub(json.dumps(req, sort_keys=True)) + "\n")
         expect = scenario["expect"]
         labels = label_mod.label(spans, scenario["name"])
         missing = [s["spanId"] for s in spans if s["spanId"] not in labels]
