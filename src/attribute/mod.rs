@@ -165,10 +165,37 @@ impl<'a> Ctx<'a> {
         self.traj.root == Some(i)
     }
 
-    /// What redoes span `i`: a later run of the same step in the same agent (the same
-    /// tool again, or a fallback doing its job).
-    fn action_key(&self, i: u32) -> (u32, &StepKind) {
-        (self.owner[i as usize], self.step(i))
+    /// The nearest span at or above `i` whose step is its own (not inherited).
+    fn own_step_span(&self, i: u32) -> u32 {
+        let mut cur = i;
+        for _ in 0..self.traj.spans.len() {
+            let inherited = self
+                .steps
+                .get(cur as usize)
+                .is_some_and(|s| s.source == crate::model::StepSource::Inherited);
+            match self.parent.get(cur as usize).copied().flatten() {
+                Some(p) if inherited => cur = p,
+                _ => return cur,
+            }
+        }
+        cur
+    }
+
+    /// What redoes span `i`: a later run of the same step in the same agent — the same
+    /// tool again, or for a model call, a later call of the same step.
+    fn action_key(&self, i: u32) -> (u32, &StepKind, &str) {
+        let step = self.step(i);
+        let name = match step {
+            StepKind::Tool | StepKind::Retriever | StepKind::Memory => {
+                let span = &self.traj.spans[i as usize];
+                crate::classify::table::TOOL_NAME_KEYS
+                    .iter()
+                    .find_map(|k| span.attributes.get_str(k))
+                    .unwrap_or(&span.name)
+            }
+            _ => "",
+        };
+        (self.owner[i as usize], step, name)
     }
 
     /// `recovered[f]`: a later run of the same action came out clean. Findings on the
@@ -198,7 +225,7 @@ impl<'a> Ctx<'a> {
             }
         }
         // The last clean span of each action.
-        let mut last_clean: HashMap<(u32, &StepKind), u32> = HashMap::new();
+        let mut last_clean: HashMap<(u32, &StepKind, &str), u32> = HashMap::new();
         for i in 0..n as u32 {
             // A redo is a step run of its own (not a span inside the failed one).
             let own_step = self
@@ -219,12 +246,17 @@ impl<'a> Ctx<'a> {
                 {
                     return false;
                 }
-                (f.span as usize) < n
-                    && last_clean.get(&self.action_key(f.span)).is_some_and(|&j| {
-                        j > f.span
-                            && self.traj.spans[j as usize].start_unix_nano
-                                >= self.traj.spans[f.span as usize].end_unix_nano
-                    })
+                if (f.span as usize) >= n {
+                    return false;
+                }
+                // An error on infrastructure (an HTTP call) is judged by the step span
+                // above it: a redo is a later run of that step.
+                let own = self.own_step_span(f.span);
+                last_clean.get(&self.action_key(own)).is_some_and(|&j| {
+                    j > own
+                        && self.traj.spans[j as usize].start_unix_nano
+                            >= self.traj.spans[own as usize].end_unix_nano
+                })
             })
             .collect();
         // An error that only carries recovered errors from below is recovered with them

@@ -643,7 +643,19 @@ pub fn agent_name(span: &SpanRecord) -> Option<crate::model::Str> {
     {
         return Some(name.trim().into());
     }
+    if let Some(name) = table::AGENT_NAME_PAYLOAD_FIELDS
+        .iter()
+        .find_map(|(key, field)| payload_field(span.attributes.get_str(key)?, field))
+    {
+        return Some(name.into());
+    }
     let mut name: &str = &span.name;
+    // `Owner._private_method`: the owner is the agent.
+    if let Some((owner, method)) = name.rsplit_once('.') {
+        if method.starts_with('_') && !owner.is_empty() {
+            name = owner;
+        }
+    }
     for prefix in table::AGENT_SPAN_NAME_PREFIXES {
         if let Some(rest) = name.strip_prefix(prefix) {
             name = rest;
@@ -658,6 +670,21 @@ pub fn agent_name(span: &SpanRecord) -> Option<crate::model::Str> {
     }
     let name = name.trim();
     (!name.is_empty()).then(|| name.into())
+}
+
+/// The value of `field` in a payload written as JSON (`"field": "value"`) or as a
+/// Python repr (`field='value'`).
+fn payload_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+    if let Some(v) = json_string_field(text, field, |v| !v.is_empty()) {
+        return Some(v);
+    }
+    let at = text.find(field)?;
+    let rest = text.get(at + field.len()..)?.strip_prefix('=')?;
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let rest = &rest[1..];
+    let end = rest.find(quote)?;
+    let value = &rest[..end];
+    (!value.is_empty() && value.len() < 200).then_some(value)
 }
 
 /// The `agent.trajectory.step` attribute of the span itself (never the resource's).

@@ -187,6 +187,14 @@ pub static AGENT_NAME_KEYS: &[&str] = &[
 pub static AGENT_SPAN_NAME_PREFIXES: &[&str] =
     &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
 
+/// Payload fields that name the running agent when its span does not (LlamaIndex's
+/// workflow agents record `current_agent_name` in their run state, as JSON or a Python
+/// repr): `(attribute, field)`.
+pub static AGENT_NAME_PAYLOAD_FIELDS: &[(&str, &str)] = &[
+    ("input.value", "current_agent_name"),
+    ("output.value", "current_agent_name"),
+];
+
 /// Agent-span name suffixes of instrumentations (smolagents' `<name>.run`, OpenLLMetry's
 /// `<name>.agent`).
 pub static AGENT_SPAN_NAME_SUFFIXES: &[&str] = &[".run", ".agent"];

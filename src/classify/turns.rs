@@ -36,8 +36,10 @@ pub(super) fn assign_roles(
             };
         }
     }
-    // Actions per agent: tool executions and sub-agent runs, as (start, end).
+    // Actions per agent: tool executions and sub-agent runs, as (start, end); results
+    // also count memory reads and writes (a call after them answers with them).
     let mut actions: std::collections::HashMap<u32, Vec<(u64, u64)>> = Default::default();
+    let mut results: std::collections::HashMap<u32, Vec<u64>> = Default::default();
     let mut calls: std::collections::HashMap<u32, Vec<u32>> = Default::default();
     for &i in order {
         let a = &assignments[i as usize];
@@ -55,6 +57,12 @@ pub(super) fn assign_roles(
                 .or_default()
                 .push((span.start_unix_nano, span.end_unix_nano));
         }
+        if is_action || (a.run_start && a.kind == StepKind::Memory) {
+            results
+                .entry(owner[i as usize])
+                .or_default()
+                .push(span.end_unix_nano);
+        }
         let own_call = matches!(class[i as usize], Some((_, Class::Llm)))
             && matches!(a.source, StepSource::Convention(_))
             && matches!(a.kind, StepKind::Planner | StepKind::Generator);
@@ -66,13 +74,14 @@ pub(super) fn assign_roles(
     for (agent, mut list) in calls {
         list.sort_by_key(|&i| (traj.spans[i as usize].start_unix_nano, i));
         let acts = actions.get(&agent).map(Vec::as_slice).unwrap_or(&[]);
+        let ends = results.get(&agent).map(Vec::as_slice).unwrap_or(&[]);
         for (k, &i) in list.iter().enumerate() {
             let span = &traj.spans[i as usize];
             let next_call = list
                 .get(k + 1)
                 .map(|&j| traj.spans[j as usize].start_unix_nano)
                 .unwrap_or(u64::MAX);
-            let kind = role(span, acts, next_call);
+            let kind = role(span, acts, ends, next_call);
             if assignments[i as usize].kind != kind {
                 assignments[i as usize].kind = kind;
                 changed = true;
@@ -104,7 +113,7 @@ pub(super) fn assign_roles(
 
 /// The role of one model call of an agent, given the agent's actions and the start of
 /// its next model call.
-fn role(span: &SpanRecord, actions: &[(u64, u64)], next_call: u64) -> StepKind {
+fn role(span: &SpanRecord, actions: &[(u64, u64)], results: &[u64], next_call: u64) -> StepKind {
     let names = tool_call_names(span);
     if !names.is_empty() {
         let all_final = names.iter().all(|n| {
@@ -122,13 +131,15 @@ fn role(span: &SpanRecord, actions: &[(u64, u64)], next_call: u64) -> StepKind {
         return StepKind::Planner;
     }
     if failed(span) {
-        // Before any tool result, the call was planning when the agent acts at all
-        // (tools offered to it, or executed by the agent); after one, answering.
-        let after_result = actions.iter().any(|&(_, end)| end <= span.start_unix_nano);
-        return if !after_result && (!actions.is_empty() || super::decides_action(span)) {
-            StepKind::Planner
-        } else {
+        // Before any result of the agent's steps, the call was planning the turn; after
+        // one (a step's result ended before it, or its request carries a tool result),
+        // it was answering with them.
+        let after_result =
+            results.iter().any(|&end| end <= span.start_unix_nano) || carries_tool_result(span);
+        return if after_result {
             StepKind::Generator
+        } else {
+            StepKind::Planner
         };
     }
     let followed_by_action = actions
@@ -139,6 +150,25 @@ fn role(span: &SpanRecord, actions: &[(u64, u64)], next_call: u64) -> StepKind {
     } else {
         StepKind::Generator
     }
+}
+
+/// Whether a model call's request holds a tool result (a message of role `tool`, a
+/// `tool_call_response` or `tool-result` part).
+fn carries_tool_result(span: &SpanRecord) -> bool {
+    span.attributes.iter().any(|(key, value)| {
+        let Some(text) = value.as_str() else {
+            return false;
+        };
+        (key.starts_with("llm.input_messages.") && key.ends_with(".message.role") && text == "tool")
+            || (key.starts_with("gen_ai.input.messages.")
+                && key.ends_with(".role")
+                && text == "tool")
+            || ((key == "gen_ai.input.messages" || key == "ai.prompt.messages" || key == "input")
+                && (text.contains("\"tool_call_response\"")
+                    || text.contains("\"tool-result\"")
+                    || text.contains("\"role\":\"tool\"")
+                    || text.contains("\"role\": \"tool\"")))
+    })
 }
 
 fn failed(span: &SpanRecord) -> bool {

@@ -52,8 +52,9 @@ pub(crate) fn is_llm_call(span: &SpanRecord) -> bool {
 
 /// The tool name a span declares, if it is a tool execution.
 pub(crate) fn tool_name(span: &SpanRecord) -> Option<&str> {
-    const KEYS: [&str; 3] = ["tool.name", "gen_ai.tool.name", "tool_call.function.name"];
-    KEYS.iter().find_map(|k| span.attributes.get_str(k))
+    crate::classify::table::TOOL_NAME_KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))
 }
 
 /// A tool execution: by step, convention kind, `execute_tool` or a tool name.
@@ -483,8 +484,27 @@ const ERROR_TEXT: &[(ErrorClass, &[&str])] = &[
             "missing required",
             "required positional argument",
             "unexpected keyword argument",
+            "field required",
+            "type validation failed",
+            "mandatory input parameters",
+            "arguments validation failed",
+            "did not match expected schema",
         ],
     ),
+];
+
+/// Tool-call mistakes in words that name the tool call itself: they count on any span
+/// (a framework may report them on its step span, with no tool span at all).
+const TOOL_CALL_ERROR_TEXT: &[&str] = &[
+    "invalid json input for tool",
+    "invalid input for tool",
+    "tool's input schema",
+    "tool's args",
+    "toolcallerror",
+    "arguments validation failed",
+    "tool validation failed",
+    "did not match expected schema",
+    "error invoking tool",
 ];
 
 /// Classifies error texts (already lowercased) of a span.
@@ -492,11 +512,15 @@ pub(crate) fn classify_error_text(lower: &str, on_tool: bool) -> Option<ErrorCla
     if has_number_429(lower) {
         return Some(ErrorClass::RateLimited);
     }
-    ERROR_TEXT
+    let found = ERROR_TEXT
         .iter()
         .filter(|(class, _)| on_tool || *class != ErrorClass::InvalidToolArgs)
         .find(|(_, needles)| needles.iter().any(|n| lower.contains(n)))
-        .map(|(class, _)| *class)
+        .map(|(class, _)| *class);
+    if found.is_none() && TOOL_CALL_ERROR_TEXT.iter().any(|n| lower.contains(n)) {
+        return Some(ErrorClass::InvalidToolArgs);
+    }
+    found
 }
 
 /// `429` as a whole number (an HTTP status), not inside a longer number or id.

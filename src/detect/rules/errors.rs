@@ -41,6 +41,12 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         if signal.http_429 {
             lower.push_str("429");
         }
+        // A tool that reports a bare status ("TOOL_ERROR") says why in its result.
+        if on_tool {
+            if let Some((_, output)) = crate::detect::signals::tool_output(span) {
+                lower.push_str(&clip(&output, 2000).to_ascii_lowercase());
+            }
+        }
         let kind = match classify_error_text(&lower, on_tool) {
             Some(ErrorClass::RateLimited) => FindingKind::RateLimited,
             Some(ErrorClass::Loop) => FindingKind::Loop,
@@ -134,6 +140,17 @@ fn error_signal(span: &SpanRecord) -> Option<ErrorSignal<'_>> {
         error_type: a.get_str("error.type").filter(|t| !t.is_empty()),
         error_message: a.get_str("error.message").filter(|m| !m.is_empty()),
         http_429: status_code == Some(429),
+    };
+    let finish_error = crate::classify::table::FINISH_REASON_KEYS.iter().any(|k| {
+        a.get(k)
+            .is_some_and(|v| v.to_text().trim_matches(['[', ']', '"']) == "error")
+    });
+    let signal = ErrorSignal {
+        status_error: signal.status_error || finish_error,
+        status_message: signal
+            .status_message
+            .or(finish_error.then_some("the model call ended with finish reason `error`")),
+        ..signal
     };
     let any = signal.status_error
         || event.is_some()

@@ -1,5 +1,6 @@
 //! Loops by repetition: the same tool called with the same arguments at least
-//! `loop_threshold` times in one trajectory (the agent is not making progress).
+//! `loop_threshold` times in one trajectory, each call answering (the agent is not
+//! making progress). Calls that raised are retries of a failing tool, not a loop.
 //!
 //! Arguments are compared in canonical form (JSON with sorted keys, else trimmed text).
 //! The finding sits on the call that reached the threshold; its score is the total
@@ -20,6 +21,13 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     for (i, span) in ctx.spans() {
         let step = ctx.step_ref(i);
         if !is_tool_span(span, step) {
+            continue;
+        }
+        // A call that raised is a retry of a failing tool: its error explains the
+        // repetition, not the planner's lack of progress.
+        if span.status == crate::model::SpanStatus::Error
+            || span.events.iter().any(|e| &*e.name == "exception")
+        {
             continue;
         }
         let args = tool_arguments(span);

@@ -8,8 +8,8 @@ Runs three agents, each failing in one planted way, and exports their traces ove
 - `empty_retrieval`: the model calls `search_docs` (a retriever, by the user rule of the
   test's config), which returns no documents; the model then answers without context and an
   evaluator (a `gen_ai.evaluation.result` event) marks the answer as not grounded;
-- `rate_limit`: the model call (of an agent with no tools: it would write the answer, so
-  the generator step) fails with HTTP 429.
+- `rate_limit`: the agent's first model call fails with HTTP 429. A failed call takes
+  the role of the turn it served: before any tool result, the planner.
 Prints one JSON line per run: {"scenario", "trace_id", "expected_step"}.
 """
 
@@ -92,7 +92,7 @@ def main():
     scenarios = [
         ("tool_exception", "tool", lambda: weather.run_sync("Weather in Paris?")),
         ("empty_retrieval", "retriever", lambda: rag.run_sync("What is the refund policy?")),
-        ("rate_limit", "generator", lambda: limited.run_sync("Plan my trip")),
+        ("rate_limit", "planner", lambda: limited.run_sync("Plan my trip")),
     ]
     names = {}
     for name, expected, run in scenarios:
