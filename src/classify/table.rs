@@ -282,8 +282,6 @@ pub static NODE_NAMES: &[(&str, StepKind)] = &[
     ("plan", Planner),
     ("replan", Planner),
     ("replanner", Planner),
-    ("agent", Planner),
-    ("call_model", Planner),
     ("retrieve", Retriever),
     ("retriever", Retriever),
     ("retrieval", Retriever),

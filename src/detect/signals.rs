@@ -384,6 +384,41 @@ pub(crate) fn requested_calls(span: &SpanRecord) -> Vec<RequestedCall> {
         .map(|(_, c)| c)
         .filter(|c| !c.name.is_empty())
         .collect();
+    // JSON lists of calls with `toolName` (the Vercel AI SDK, Mastra's model steps).
+    for key in crate::classify::table::TOOL_CALL_LIST_KEYS {
+        let Some(text) = span.attributes.get_str(key) else {
+            continue;
+        };
+        if !text.contains("\"toolName\"") {
+            continue;
+        }
+        let Some(json) = parse_json(text) else {
+            continue;
+        };
+        let list = match &json {
+            Json::Array(items) => items.as_slice(),
+            Json::Object(map) => map
+                .get("toolCalls")
+                .and_then(Json::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            _ => &[],
+        };
+        for call in list {
+            if let Some(name) = call.get("toolName").and_then(Json::as_str) {
+                out.push(RequestedCall {
+                    name: name.to_string(),
+                    arguments: ["input", "args", "arguments"]
+                        .iter()
+                        .find_map(|k| call.get(*k))
+                        .map(|a| match a {
+                            Json::String(s) => s.clone(),
+                            other => other.to_string(),
+                        }),
+                });
+            }
+        }
+    }
     if let Some(json) = span
         .attributes
         .get_str("gen_ai.output.messages")

@@ -12,6 +12,7 @@ mod repeated_calls;
 mod slow_step;
 mod tool_calls;
 mod tool_output;
+mod tool_schema;
 mod truncation;
 
 use crate::detect::Ctx;
@@ -38,6 +39,10 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "tool_calls",
         run: tool_calls::run,
+    },
+    Rule {
+        name: "tool_schema",
+        run: tool_schema::run,
     },
     Rule {
         name: "empty_retrieval",
