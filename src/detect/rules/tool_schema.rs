@@ -103,7 +103,7 @@ fn declared_schemas(span: &SpanRecord, out: &mut HashMap<String, Json>) {
 fn for_each_json(value: &Value, f: &mut impl FnMut(&Json)) {
     match value {
         Value::Str(s) => match parse_json(s) {
-            Some(Json::Array(items)) => items.iter().for_each(|item| f(item)),
+            Some(Json::Array(items)) => items.iter().for_each(&mut *f),
             Some(json) => f(&json),
             None => {}
         },
