@@ -648,7 +648,7 @@ impl<'a> Ctx<'a> {
             }
             hops += 1;
             if *self.step(s) == StepKind::Agent {
-                return crate::classify::agent_name(&self.traj.spans[s as usize]);
+                return crate::classify::agent_name_in(self.traj, s);
             }
             cur = self.parent.get(s as usize).copied().flatten();
         }

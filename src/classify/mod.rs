@@ -276,6 +276,8 @@ pub fn classify(trajectory: &Trajectory, config: &ClassifyConfig) -> Vec<StepAss
 struct Facts {
     /// The convention class of each span.
     class: Vec<Option<(&'static str, &'static Class)>>,
+    /// A container (not the root) named as an agent run.
+    named_agent: Vec<bool>,
     /// An LLM-typed span that made no model call (no messages, usage, response or
     /// model, no error): framework plumbing such as a request builder.
     plumbing: Vec<bool>,
@@ -323,13 +325,19 @@ impl Facts {
             }
         }
         let is_llm = |i: usize| matches!(class[i], Some((_, Class::Llm))) && !plumbing[i];
-        let is_agent = |i: usize| matches!(class[i], Some((_, Class::Step(StepKind::Agent))));
+        let named_agent: Vec<bool> = (0..n)
+            .map(|i| {
+                matches!(class[i], Some((_, Class::Container)))
+                    && trajectory.tree_parent(i as u32).is_some()
+                    && agent_container_name(&trajectory.spans[i].name)
+            })
+            .collect();
+        let is_agent = |i: usize| {
+            matches!(class[i], Some((_, Class::Step(StepKind::Agent)))) || named_agent[i]
+        };
         let is_work = |i: usize| {
             is_llm(i)
-                || matches!(
-                    class[i],
-                    Some((_, Class::Step(StepKind::Tool | StepKind::Retriever)))
-                )
+                || matches!(class[i], Some((_, Class::Step(k))) if *k != StepKind::Agent && *k != StepKind::Critic)
         };
         // Model calls below (counted up to 2) and tool executions below.
         let mut llm_count = vec![0u8; n];
@@ -375,6 +383,7 @@ impl Facts {
             .collect();
         Facts {
             class,
+            named_agent,
             plumbing,
             llm_below,
             wrapper,
@@ -417,6 +426,69 @@ fn retrieval_like(span: &SpanRecord) -> bool {
     let text = format!("{name} {summary}").to_ascii_lowercase();
     table::RETRIEVAL_TOOL_WORDS.iter().any(|w| text.contains(w))
         && table::DOCUMENT_WORDS.iter().any(|w| text.contains(w))
+}
+
+static CRITIC: StepKind = StepKind::Critic;
+
+/// Whether a container's name names an agent run (see [`table::AGENT_CONTAINER_WORDS`]).
+fn agent_container_name(name: &str) -> bool {
+    let mut base = table::strip_node_suffix(name);
+    if let Some((owner, method)) = base.rsplit_once('.') {
+        // `Agent.setup_agent` is a step of an agent, `FunctionAgent.run` its run.
+        if !(table::GENERIC_METHODS.contains(&method) || method.starts_with('_')) {
+            return false;
+        }
+        base = owner;
+    }
+    // The head noun (the last word) names what the span is: `FunctionAgent`,
+    // `support_agent`, but not `ToolsAgentOutputParser`.
+    !base.eq_ignore_ascii_case("agent")
+        && (words(base).last().is_some_and(|w| {
+            table::AGENT_CONTAINER_WORDS
+                .iter()
+                .any(|a| w.eq_ignore_ascii_case(a))
+        }) || table::AGENT_CONTAINER_NAMES
+            .iter()
+            .any(|n| base.eq_ignore_ascii_case(n)))
+}
+
+/// Whether a span name (`Owner.method`, `Module(Signature)`) names a judge: a word of
+/// [`table::CRITIC_AGENT_WORDS`] in its last segment, or in its owner when the method is
+/// generic.
+fn critic_name(name: &str) -> bool {
+    let mut segment = name;
+    if let Some((owner, method)) = name.rsplit_once('.') {
+        segment = if table::GENERIC_METHODS.contains(&method) {
+            owner
+        } else {
+            method
+        };
+    }
+    words(segment).any(|w| {
+        table::CRITIC_AGENT_WORDS
+            .iter()
+            .any(|c| w.len() >= c.len() && w[..c.len()].eq_ignore_ascii_case(c))
+    })
+}
+
+/// The words of an identifier: split at non-alphanumeric characters and at camelCase
+/// humps.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .flat_map(|part| {
+            let bytes = part.as_bytes();
+            let mut cuts = vec![0];
+            for i in 1..bytes.len() {
+                if bytes[i].is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase() {
+                    cuts.push(i);
+                }
+            }
+            cuts.push(bytes.len());
+            cuts.windows(2)
+                .map(move |w| &part[w[0]..w[1]])
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| !w.is_empty())
 }
 
 /// Whether an agent span is a judge of other work, by its name.
@@ -581,6 +653,30 @@ fn decide<'t>(
         }
     }
 
+    // A container named as an agent run is one (a wrapper of agents is a chain).
+    if facts.named_agent[i] && parent_ctx.node.is_none() {
+        if facts.wrapper[i] {
+            return (StepKind::Chain, StepSource::NodeName, Ctx::default());
+        }
+        if critic_agent(span) {
+            return (StepKind::Critic, StepSource::NodeName, Ctx::default());
+        }
+        return (StepKind::Agent, StepSource::NodeName, Ctx::default());
+    }
+
+    // A container named as a judge (`SupportWithReview.review`, `Predict(ReviewAnswer)`)
+    // is a critic, and so is the work inside it.
+    if matches!(convention, Some((_, Class::Container))) && critic_name(&span.name) {
+        let ctx = Ctx {
+            node: Some(NodeCtx {
+                label: &span.name,
+                kind: &CRITIC,
+            }),
+            subtree: None,
+        };
+        return (StepKind::Critic, StepSource::NodeName, ctx);
+    }
+
     match convention {
         Some((key, Class::Container)) => {
             if let Some(node) = parent_ctx.node {
@@ -685,6 +781,35 @@ fn payload_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
     let end = rest.find(quote)?;
     let value = &rest[..end];
     (!value.is_empty() && value.len() < 200).then_some(value)
+}
+
+/// The name of the agent that agent span `i` runs: [`agent_name`], or when the span
+/// names it only by its class, the agent named in the run state its direct children
+/// record ([`table::AGENT_NAME_PAYLOAD_FIELDS`]).
+pub fn agent_name_in(trajectory: &Trajectory, i: u32) -> Option<crate::model::Str> {
+    let span = trajectory.spans.get(i as usize)?;
+    let named_by_attribute = table::AGENT_NAME_KEYS.iter().any(|k| {
+        span.attributes
+            .get_str(k)
+            .is_some_and(|n| !n.trim().is_empty())
+    });
+    if !named_by_attribute {
+        let from_children = trajectory
+            .parent
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p == Some(i))
+            .find_map(|(c, _)| {
+                let child = &trajectory.spans[c];
+                table::AGENT_NAME_PAYLOAD_FIELDS
+                    .iter()
+                    .find_map(|(key, field)| payload_field(child.attributes.get_str(key)?, field))
+            });
+        if let Some(name) = from_children {
+            return Some(name.into());
+        }
+    }
+    agent_name(span)
 }
 
 /// The `agent.trajectory.step` attribute of the span itself (never the resource's).

@@ -187,6 +187,10 @@ pub static AGENT_NAME_KEYS: &[&str] = &[
 pub static AGENT_SPAN_NAME_PREFIXES: &[&str] =
     &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
 
+/// Attributes that list an agent's sub-agents (`(prefix, suffix)` of flattened keys):
+/// smolagents' `smolagents.managed_agents.<i>.name`. A call to one is a delegation.
+pub static SUB_AGENT_NAME_KEYS: &[(&str, &str)] = &[("smolagents.managed_agents.", ".name")];
+
 /// Payload fields that name the running agent when its span does not (LlamaIndex's
 /// workflow agents record `current_agent_name` in their run state, as JSON or a Python
 /// repr): `(attribute, field)`.
@@ -210,6 +214,21 @@ pub static CRITIC_AGENT_WORDS: &[&str] = &[
     "verify",
     "grader",
     "evaluator",
+];
+
+/// Words in a container's name that make it an agent run when no convention says so
+/// (`FunctionAgent.run`, a graph named `support_agent`, DSPy's `ReAct.forward`). A span
+/// named just `agent` is a graph node of that name, not an agent run.
+pub static AGENT_CONTAINER_WORDS: &[&str] = &["agent", "react"];
+
+/// Agent runners named otherwise (LangChain's `AgentExecutor`).
+pub static AGENT_CONTAINER_NAMES: &[&str] = &["AgentExecutor"];
+
+/// Method names that say nothing of what a `Owner.method` span does: the owner names
+/// it (`Predict(ReviewAnswer).forward` is the `ReviewAnswer` module).
+pub static GENERIC_METHODS: &[&str] = &[
+    "forward", "run", "arun", "call", "__call__", "acall", "invoke", "ainvoke", "execute", "step",
+    "kickoff",
 ];
 
 /// Words in a tool's name or description that make it a search. A search over
@@ -304,6 +323,8 @@ pub static NODE_NAMES: &[(&str, StepKind)] = &[
     ("supervisor", StepKind::Router),
     ("critic", Critic),
     ("critique", Critic),
+    ("review", Critic),
+    ("reviewer", Critic),
     ("reflect", Critic),
     ("reflection", Critic),
     ("grade", Critic),

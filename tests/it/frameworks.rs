@@ -114,6 +114,47 @@ fn analyse(spans: Vec<SpanRecord>) -> Vec<Analysis> {
         .collect()
 }
 
+/// Prints an analysis: every span with its step, the findings and the verdict
+/// (`FRAMEWORKS_DUMP=<framework>/<scenario>`).
+fn dump(a: &Analysis) {
+    let t = &a.trajectory;
+    for (i, (span, step)) in t.spans.iter().zip(&a.steps).enumerate() {
+        let mut depth = 0;
+        let mut cur = t.parent[i];
+        while let Some(p) = cur {
+            depth += 1;
+            cur = t.parent[p as usize];
+        }
+        println!(
+            "{}{} [{} {}]",
+            "  ".repeat(depth),
+            span.name,
+            step.kind.as_str(),
+            step.source.as_str()
+        );
+    }
+    for f in &a.findings {
+        println!(
+            "finding {} {} on `{}`{}: {}",
+            f.step.as_str(),
+            f.kind.as_str(),
+            t.spans[f.span as usize].name,
+            if f.propagated { " (propagated)" } else { "" },
+            f.reason
+        );
+    }
+    println!("outcome {}", a.outcome.as_str());
+    if let Some(rc) = &a.root_cause {
+        println!(
+            "root cause {} {} [{}]: {}",
+            rc.step.as_str(),
+            rc.kind.as_str(),
+            rc.rule,
+            rc.reason
+        );
+    }
+}
+
 /// The run's verdict over its traces (a run is usually one trace): failed when any
 /// trace failed (its root cause is the first failed trace's), else recovered, else
 /// success.
@@ -194,6 +235,13 @@ fn framework_goldens_are_scored() {
             let scenario = label["scenario"].as_str().unwrap_or("?").to_string();
             let golden = label_path.with_file_name(format!("{scenario}.otlp.json"));
             let analyses = analyse(read_spans(&golden));
+            if std::env::var("FRAMEWORKS_DUMP")
+                .is_ok_and(|d| d == format!("{framework}/{scenario}"))
+            {
+                for a in &analyses {
+                    dump(a);
+                }
+            }
             let (outcome, root) = run_verdict(&analyses);
             let want_outcome = label["outcome"].as_str().expect("label outcome");
             score.runs += 1;

@@ -12,14 +12,30 @@ use crate::detect::signals::{
     clip, declared_tools, is_broken_json, is_tool_span, requested_calls, tool_name,
 };
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind, StepKind};
 
 const ARGUMENT_KEYS: [&str; 2] = ["gen_ai.tool.call.arguments", "tool_call.function.arguments"];
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut all_declared = Vec::new();
-    for (_, span) in ctx.spans() {
+    // Agents the run knows are callable too: a delegation to a sub-agent (managed
+    // agents, agents called as tools, handoffs to a named agent) is no unknown tool.
+    let mut agents = Vec::new();
+    for (i, span) in ctx.spans() {
         declared_tools(span, &mut all_declared);
+        if matches!(ctx.step_ref(i), StepKind::Agent | StepKind::Critic) {
+            if let Some(name) = crate::classify::agent_name(span) {
+                agents.push(name.to_string());
+            }
+        }
+        for (key, value) in span.attributes.iter() {
+            let sub_agent = crate::classify::table::SUB_AGENT_NAME_KEYS
+                .iter()
+                .any(|(prefix, suffix)| key.starts_with(prefix) && key.ends_with(suffix));
+            if let (true, Some(name)) = (sub_agent, value.as_str()) {
+                agents.push(name.to_string());
+            }
+        }
     }
     all_declared.sort_unstable();
     all_declared.dedup();
@@ -35,6 +51,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 .iter()
                 .map(|c| c.name.as_str())
                 .filter(|n| !declared.is_empty() && !declared.iter().any(|d| d == n))
+                .filter(|n| !agents.iter().any(|a| a == n))
                 .collect();
             if let Some(first) = unknown.first() {
                 let reason = format!(

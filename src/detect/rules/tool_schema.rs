@@ -127,10 +127,22 @@ pub(crate) fn violation(args: &Json, schema: &Json) -> Option<String> {
     };
     let properties = schema.get("properties").and_then(Json::as_object);
     if let Some(required) = schema.get("required").and_then(Json::as_array) {
+        // A property that may be null (`nullable`, a `null` type) or has a default can
+        // be left out, whatever `required` says.
+        let optional = |name: &str| {
+            properties.and_then(|p| p.get(name)).is_some_and(|prop| {
+                prop.get("nullable") == Some(&Json::Bool(true))
+                    || prop.get("default").is_some()
+                    || prop
+                        .get("type")
+                        .and_then(Json::as_array)
+                        .is_some_and(|t| t.iter().any(|t| t == "null"))
+            })
+        };
         if let Some(missing) = required
             .iter()
             .filter_map(Json::as_str)
-            .find(|r| !args.contains_key(*r))
+            .find(|r| !args.contains_key(*r) && !optional(r))
         {
             return Some(format!("missing required argument `{missing}`"));
         }
