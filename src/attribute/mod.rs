@@ -573,8 +573,30 @@ impl<'a> Ctx<'a> {
             }
             cur = self.parent[s as usize];
         }
-        self.last_before_in(i, &StepKind::Planner, self.owner_of_work(i))
+        let agent = self.owner_of_work(i);
+        self.last_before_in(i, &StepKind::Planner, agent)
+            .or_else(|| self.last_before_same_agent(i, agent))
             .or_else(|| self.last_before(i, &StepKind::Planner))
+    }
+
+    /// The last planner before span `i` served by another run of the same agent (by
+    /// name): an agent handed the turn back and forth fails in its last, empty run; the
+    /// routing that looped was its earlier runs' planning.
+    fn last_before_same_agent(&self, i: u32, agent: u32) -> Option<u32> {
+        if agent == u32::MAX {
+            return None;
+        }
+        let name = crate::classify::agent_name_in(self.traj, agent)?;
+        let limit = self.post_of(i);
+        (0..self.traj.spans.len() as u32)
+            .filter(|&j| *self.step(j) == StepKind::Planner && self.post_of(j) < limit)
+            .filter(|&j| {
+                let owner = self.owner[j as usize];
+                owner != u32::MAX
+                    && crate::classify::agent_name_in(self.traj, owner).as_ref() == Some(&name)
+            })
+            .max_by_key(|&j| self.post_of(j))
+            .map(|j| self.run_of(j))
     }
 
     /// The agent whose work span `i` is: the span itself when it is an agent (a loop

@@ -278,6 +278,8 @@ struct Facts {
     class: Vec<Option<(&'static str, &'static Class)>>,
     /// A container (not the root) named as an agent run.
     named_agent: Vec<bool>,
+    /// The names of the agents that run in the trajectory.
+    agent_names: Vec<String>,
     /// An LLM-typed span that made no model call (no messages, usage, response or
     /// model, no error): framework plumbing such as a request builder.
     plumbing: Vec<bool>,
@@ -381,14 +383,41 @@ impl Facts {
                 agentish && agent_below[i] && !loose_work[i]
             })
             .collect();
+        let mut agent_names: Vec<String> = (0..n)
+            .filter(|&i| is_agent(i))
+            .filter_map(|i| agent_name(&trajectory.spans[i]).map(|a| a.to_string()))
+            .collect();
+        agent_names.sort_unstable();
+        agent_names.dedup();
         Facts {
             class,
+            agent_names,
             named_agent,
             plumbing,
             llm_below,
             wrapper,
             order,
         }
+    }
+}
+
+impl Facts {
+    /// Whether a tool span delegates to an agent: a handoff (`transfer_to_<agent>`,
+    /// `handoff to <agent>`, `<from> → <to>.handoff`) or a tool named after an agent
+    /// of the run (an agent called as a tool).
+    fn delegation(&self, span: &SpanRecord) -> bool {
+        let name = table::TOOL_NAME_KEYS
+            .iter()
+            .find_map(|k| span.attributes.get_str(k))
+            .unwrap_or(&span.name);
+        let lower = name.to_ascii_lowercase();
+        table::HANDOFF_TOOL_PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p) || span.name.to_ascii_lowercase().starts_with(p))
+            || table::HANDOFF_SPAN_SUFFIXES
+                .iter()
+                .any(|s| span.name.ends_with(s))
+            || self.agent_names.iter().any(|a| a == name)
     }
 }
 
@@ -604,6 +633,9 @@ fn decide<'t>(
                 StepSource::Convention(key),
                 Ctx::default(),
             );
+        }
+        Some((key, Class::Step(StepKind::Tool))) if facts.delegation(span) => {
+            return (StepKind::Agent, StepSource::Convention(key), Ctx::default());
         }
         Some((key, Class::Step(StepKind::Tool))) if retrieval_like(span) => {
             return (

@@ -191,6 +191,11 @@ pub static AGENT_SPAN_NAME_PREFIXES: &[&str] =
 /// smolagents' `smolagents.managed_agents.<i>.name`. A call to one is a delegation.
 pub static SUB_AGENT_NAME_KEYS: &[(&str, &str)] = &[("smolagents.managed_agents.", ".name")];
 
+/// Tool names (prefixes) and span-name parts of a handoff to another agent: such a
+/// tool span is a delegation, an `agent` step.
+pub static HANDOFF_TOOL_PREFIXES: &[&str] = &["transfer_to_", "handoff_to_", "handoff to "];
+pub static HANDOFF_SPAN_SUFFIXES: &[&str] = &[".handoff"];
+
 /// Payload fields that name the running agent when its span does not (LlamaIndex's
 /// workflow agents record `current_agent_name` in their run state, as JSON or a Python
 /// repr): `(attribute, field)`.
