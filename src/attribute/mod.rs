@@ -240,9 +240,12 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(|f| {
                 // Time lost is not won back by a faster later call.
+                // A routing that sent the request to the wrong agent is not undone by a
+                // later call either.
                 if self.is_root(f.span)
                     || f.task_level
                     || matches!(f.kind, FindingKind::Loop | FindingKind::SlowStep)
+                    || matches!(&f.kind, FindingKind::Custom(k) if &**k == crate::detect::MISROUTED_KIND)
                 {
                     return false;
                 }
@@ -342,6 +345,9 @@ impl<'a> Ctx<'a> {
         // only empty retrievals: the run did not get what it needed.
         if f.kind.is_error_class() || f.kind == FindingKind::EmptyRetrieval {
             return true;
+        }
+        if matches!(&f.kind, FindingKind::Custom(k) if &**k == crate::detect::MISROUTED_KIND) {
+            return false;
         }
         match (&f.kind, &f.step) {
             // An evaluation of the answer itself, or a content rule matching it.

@@ -141,6 +141,13 @@ pub(crate) const RULES: &[Rule] = &[
         confidence: 0.75,
     },
     Rule {
+        name: "misrouted_before_rejection",
+        trigger: any_site(Kinds::Verdict, ANSWER_STEPS),
+        upstream: Some(any_site(Kinds::Named(&["misrouted"]), Steps::Any)),
+        blame: Blame::Upstream,
+        confidence: 0.7,
+    },
+    Rule {
         name: "truncated_before_failure",
         trigger: any_site(Kinds::Any, Steps::Any),
         upstream: Some(any_site(Kinds::Named(&["truncated"]), Steps::Any)),
@@ -265,7 +272,12 @@ impl Match {
         let kind_ok = match self.kinds {
             Kinds::Any => *kind != FindingKind::SlowStep,
             Kinds::ErrorClass => kind.is_error_class(),
-            Kinds::Verdict => matches!(kind, FindingKind::EvalFailed | FindingKind::Custom(_)),
+            // A misrouting is a finding about the routing, not a verdict on an answer.
+            Kinds::Verdict => match kind {
+                FindingKind::EvalFailed => true,
+                FindingKind::Custom(k) => &**k != crate::detect::MISROUTED_KIND,
+                _ => false,
+            },
             Kinds::Named(names) => names.contains(&kind.as_str()),
         };
         site_ok

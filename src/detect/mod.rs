@@ -28,6 +28,7 @@ pub(crate) mod tests;
 use std::collections::HashMap;
 
 pub use config::{DetectConfig, DetectConfigError, RawDetectConfig, RawEvaluator, RawOutputRule};
+pub use rules::MISROUTED_KIND;
 
 use crate::model::{
     Finding, FindingKind, SpanId, SpanRecord, StepAssignment, StepKind, Trajectory,

@@ -7,6 +7,7 @@ mod critic_verdict;
 mod empty_retrieval;
 mod errors;
 mod evaluations;
+mod misrouting;
 mod output_rules;
 mod repeated_calls;
 mod slow_step;
@@ -19,6 +20,7 @@ use crate::detect::Ctx;
 
 use crate::model::Finding;
 pub(crate) use critic_verdict::SOURCE as CRITIC_VERDICT_SOURCE;
+pub use misrouting::KIND as MISROUTED_KIND;
 
 /// A detection rule: a name (for logs and docs) and the function that appends findings.
 pub(crate) struct Rule {
@@ -63,6 +65,10 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "output_rules",
         run: output_rules::run,
+    },
+    Rule {
+        name: "misrouting",
+        run: misrouting::run,
     },
     Rule {
         name: "critic_verdict",
