@@ -184,8 +184,13 @@ pub static AGENT_NAME_KEYS: &[&str] = &[
 ];
 
 /// Operation prefixes of agent span names (`invoke_agent triage` is the agent `triage`).
-pub static AGENT_SPAN_NAME_PREFIXES: &[&str] =
-    &["invoke_agent ", "create_agent ", "agent run: ", "agent."];
+pub static AGENT_SPAN_NAME_PREFIXES: &[&str] = &[
+    "invoke_agent ",
+    "create_agent ",
+    "execute_task ",
+    "agent run: ",
+    "agent.",
+];
 
 /// Attributes that list an agent's sub-agents (`(prefix, suffix)` of flattened keys):
 /// smolagents' `smolagents.managed_agents.<i>.name`. A call to one is a delegation.
@@ -193,15 +198,26 @@ pub static SUB_AGENT_NAME_KEYS: &[(&str, &str)] = &[("smolagents.managed_agents.
 
 /// Tool names (prefixes) and span-name parts of a handoff to another agent: such a
 /// tool span is a delegation, an `agent` step.
-pub static HANDOFF_TOOL_PREFIXES: &[&str] = &["transfer_to_", "handoff_to_", "handoff to "];
+pub static HANDOFF_TOOL_PREFIXES: &[&str] = &[
+    "transfer_to_",
+    "handoff_to_",
+    "handoff to ",
+    // CrewAI's delegation tools.
+    "delegate work to coworker",
+    "ask question to coworker",
+    "delegate_work_to_coworker",
+    "ask_question_to_coworker",
+];
 pub static HANDOFF_SPAN_SUFFIXES: &[&str] = &[".handoff"];
 
 /// Payload fields that name the running agent when its span does not (LlamaIndex's
 /// workflow agents record `current_agent_name` in their run state, as JSON or a Python
-/// repr): `(attribute, field)`.
+/// repr; CrewAI's delegation names its `coworker`): `(attribute, field)`.
 pub static AGENT_NAME_PAYLOAD_FIELDS: &[(&str, &str)] = &[
     ("input.value", "current_agent_name"),
     ("output.value", "current_agent_name"),
+    // CrewAI's delegation tools name the coworker they hand the task to.
+    ("input.value", "coworker"),
 ];
 
 /// Agent-span name suffixes of instrumentations (smolagents' `<name>.run`, OpenLLMetry's

@@ -194,6 +194,14 @@ fn result_count(json: &Json, depth: usize) -> Option<usize> {
 }
 
 fn nothing_found(text: &str) -> bool {
+    // A LangChain tool message written as a Python repr: `content=[] name='search_docs'`.
+    let t = text.trim_start();
+    if ["content=[]", "content='[]'", "content=''", "content=\"\""]
+        .iter()
+        .any(|p| t.starts_with(p))
+    {
+        return true;
+    }
     text.len() < 200 && {
         let lower = text.to_ascii_lowercase();
         NOTHING_FOUND.iter().any(|n| lower.contains(n))

@@ -8,7 +8,8 @@
 //! A sub-agent's description is read from its own span (`gen_ai.agent.description`) or
 //! from the manager's list of sub-agents (`smolagents.managed_agents.<i>.description`).
 //! The request is the run's first user message. They match when they share a content
-//! word (four letters or more, a plural `s` dropped, common words left out).
+//! word (four letters or more, a plural `s` dropped, common words left out). A sub-agent
+//! that called tools of its own was working in its domain and is not reported.
 
 use std::collections::HashSet;
 
@@ -93,6 +94,15 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         };
         let offered = content_words(&description);
         if offered.is_empty() || !asked.is_disjoint(&offered) {
+            continue;
+        }
+        // A sub-agent that did its own work (called its tools, searched its documents)
+        // was working in its domain; one that answered straight away, outside it, was
+        // misrouted.
+        let worked = ctx.spans().any(|(j, _)| {
+            matches!(ctx.step_ref(j), StepKind::Tool | StepKind::Retriever) && inside(ctx, j, i)
+        });
+        if worked {
             continue;
         }
         // The routing call: the last model call that ended before the sub-agent started,

@@ -33,7 +33,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let args = tool_arguments(span);
         let name = match tool_name(span) {
             Some(n) => n,
-            None if *step == StepKind::Tool && args.is_some() => &span.name,
+            None if matches!(step, StepKind::Tool | StepKind::Retriever) && args.is_some() => {
+                &span.name
+            }
             None => continue,
         };
         let canonical = args
