@@ -284,10 +284,50 @@ pub(crate) fn json_text(v: &Json) -> String {
 /// The canonical form of tool arguments for comparing calls: JSON re-serialized with
 /// sorted keys, else the trimmed text.
 pub(crate) fn canonical_arguments(text: &str) -> String {
-    match parse_json(text) {
+    let canonical = match parse_json(text) {
         Some(json) => json.to_string(),
         None => text.trim().to_string(),
+    };
+    mask_addresses(&canonical)
+}
+
+/// Object addresses (`0x7f3a…`) and UUIDs replaced by a placeholder: arguments that
+/// differ only in them are the same call.
+fn mask_addresses(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        // 0x followed by 6+ hex digits.
+        if bytes[i] == b'0' && bytes.get(i + 1) == Some(&b'x') {
+            let run = bytes[i + 2..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if run >= 6 {
+                out.push_str("0x…");
+                i += 2 + run;
+                continue;
+            }
+        }
+        // A UUID: 8-4-4-4-12 hex digits.
+        if i + 36 <= bytes.len() && (i == 0 || !bytes[i - 1].is_ascii_hexdigit()) {
+            let candidate = &bytes[i..i + 36];
+            let uuid = candidate.iter().enumerate().all(|(k, b)| match k {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            });
+            if uuid {
+                out.push_str("<uuid>");
+                i += 36;
+                continue;
+            }
+        }
+        let ch = text[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
     }
+    out
 }
 
 /// Names of the tools declared to a model on this span (`llm.tools.*`,

@@ -11,6 +11,7 @@ mod misrouting;
 mod output_rules;
 mod repeated_calls;
 mod slow_step;
+mod step_limit;
 mod tool_calls;
 mod tool_output;
 mod tool_schema;
@@ -57,6 +58,10 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "repeated_calls",
         run: repeated_calls::run,
+    },
+    Rule {
+        name: "step_limit",
+        run: step_limit::run,
     },
     Rule {
         name: "evaluations",

@@ -96,12 +96,17 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 );
             }
         }
-        if !is_tool_span(span, &step) {
+        // A delegation to an agent is no tool call to check.
+        if !is_tool_span(span, &step) || matches!(step, StepKind::Agent | StepKind::Critic) {
             continue;
         }
         let name = tool_name(span);
         if let Some(name) = name {
-            if !all_declared.is_empty() && !all_declared.iter().any(|d| d == name) {
+            // Frameworks sanitise tool names for the model (`Delegate work to coworker`
+            // is offered as `delegate_work_to_coworker`).
+            let known = all_declared.iter().any(|d| same_tool_name(d, name))
+                || agents.iter().any(|a| a == name);
+            if !all_declared.is_empty() && !known {
                 let reason = format!(
                     "tool `{name}` is not among the declared tools ({})",
                     quoted(&all_declared)
@@ -135,6 +140,18 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// Tool names compared as frameworks sanitise them: case, spaces, dashes and
+/// underscores aside.
+fn same_tool_name(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<String>()
+    };
+    a == b || norm(a) == norm(b)
 }
 
 fn quoted<S: AsRef<str>>(names: &[S]) -> String {
