@@ -259,7 +259,25 @@ impl<'a> TrajectoryDto<'a> {
             root_cause,
             findings: a.findings.iter().map(|f| finding_dto(a, f)).collect(),
             steps,
-            anomalies: t.anomalies.iter().map(|x| format!("{x:?}")).collect(),
+            anomalies: t
+                .anomalies
+                .iter()
+                .map(|x| format!("{x:?}"))
+                .chain(
+                    crate::classify::uninstrumented_agents(t, &a.steps)
+                        .into_iter()
+                        .map(|i| {
+                            let span = &t.spans[i as usize];
+                            format!(
+                                "Uninstrumented {{ span_id: {}, agent: {:?} }}: no model or tool calls are recorded under this agent, so blame stops at it",
+                                span.span_id.to_hex(),
+                                crate::classify::agent_name(span)
+                                    .map(|n| n.to_string())
+                                    .unwrap_or_default()
+                            )
+                        }),
+                )
+                .collect(),
         }
     }
 }

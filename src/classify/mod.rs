@@ -844,6 +844,51 @@ pub fn agent_name_in(trajectory: &Trajectory, i: u32) -> Option<crate::model::St
     agent_name(span)
 }
 
+/// Agent runs the instrumentation cannot see into: an agent invocation (by convention)
+/// with no model call, tool, retrieval or other agent below it. Blame stops at such an
+/// agent; the API, the page and `show` say why (`Uninstrumented`).
+pub fn uninstrumented_agents(trajectory: &Trajectory, steps: &[StepAssignment]) -> Vec<u32> {
+    let n = trajectory.spans.len().min(steps.len());
+    let mut work_below = vec![false; n];
+    // Children come after their parents in canonical order only by start time, so walk
+    // up from every working span instead (bounded by the depth cap).
+    for (i, step) in steps.iter().enumerate().take(n) {
+        let working = matches!(
+            step.kind,
+            StepKind::Planner
+                | StepKind::Generator
+                | StepKind::Critic
+                | StepKind::Tool
+                | StepKind::Retriever
+                | StepKind::Memory
+                | StepKind::Agent
+        ) && step.source != StepSource::Inherited;
+        if !working {
+            continue;
+        }
+        let mut cur = trajectory.parent[i];
+        while let Some(p) = cur {
+            let p = p as usize;
+            if p >= n || work_below[p] {
+                break;
+            }
+            work_below[p] = true;
+            cur = trajectory.parent[p];
+        }
+    }
+    (0..n)
+        .filter(|&i| {
+            steps[i].kind == StepKind::Agent
+                && !work_below[i]
+                && matches!(
+                    table::convention_class(trajectory.spans[i].attributes.iter()),
+                    Some((_, Class::Step(StepKind::Agent)))
+                )
+        })
+        .map(|i| i as u32)
+        .collect()
+}
+
 /// The `agent.trajectory.step` attribute of the span itself (never the resource's).
 fn explicit_step(span: &SpanRecord) -> Option<StepKind> {
     let Some(Value::Str(name)) = span.attributes.get(table::EXPLICIT_STEP_KEY) else {

@@ -1428,3 +1428,153 @@ fn golden_real_pydantic_ai_empty_retrieval() {
 fn golden_real_pydantic_ai_rate_limit() {
     check_real("pydantic_ai_rate_limit");
 }
+
+#[test]
+fn a_workflow_root_around_an_agent_is_a_chain_and_the_agent_speaks() {
+    let t = trajectory(vec![
+        span(1, 1, 0)
+            .name("Agent workflow")
+            .attr(OI, "AGENT")
+            .build(),
+        span(1, 2, 1)
+            .name("support_agent")
+            .attr(OI, "AGENT")
+            .build(),
+        span(1, 3, 2)
+            .name("plan")
+            .attr(OI, "LLM")
+            .attr(
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+                "search_docs",
+            )
+            .times(1, 10)
+            .build(),
+        span(1, 4, 2)
+            .name("search_docs")
+            .attr(OI, "TOOL")
+            .attr("tool.name", "search_docs")
+            .attr("tool.description", "Search the product documentation.")
+            .times(11, 20)
+            .build(),
+        span(1, 5, 2)
+            .name("answer")
+            .attr(OI, "LLM")
+            .attr(
+                "llm.output_messages.0.message.content",
+                "Refunds within 30 days.",
+            )
+            .times(21, 30)
+            .build(),
+    ]);
+    let steps = classify(&t, &no_rules());
+    let kind = |name: &str| {
+        let i = t.spans.iter().position(|s| &*s.name == name).unwrap();
+        steps[i].kind.as_str().to_string()
+    };
+    assert_eq!(kind("Agent workflow"), "chain");
+    assert_eq!(kind("support_agent"), "agent");
+    assert_eq!(kind("plan"), "planner");
+    assert_eq!(kind("search_docs"), "retriever");
+    assert_eq!(kind("answer"), "generator");
+}
+
+#[test]
+fn a_failed_call_plans_before_any_tool_result_and_answers_after_one() {
+    let t = trajectory(vec![
+        span(1, 1, 0).name("agent").attr(OI, "AGENT").build(),
+        span(1, 2, 1)
+            .name("llm")
+            .attr(OI, "LLM")
+            .attr(
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.name",
+                "get_order_status",
+            )
+            .times(0, 10)
+            .build(),
+        span(1, 3, 1)
+            .name("get_order_status")
+            .attr(OI, "TOOL")
+            .attr("tool.name", "get_order_status")
+            .times(11, 20)
+            .build(),
+        span(1, 4, 1)
+            .name("failed")
+            .attr(OI, "LLM")
+            .error("Error code: 429")
+            .times(21, 30)
+            .build(),
+    ]);
+    let steps = classify(&t, &no_rules());
+    assert_eq!(steps[3].kind, StepKind::Generator);
+    let t = trajectory(vec![
+        span(1, 1, 0).name("agent").attr(OI, "AGENT").build(),
+        span(1, 2, 1)
+            .name("failed")
+            .attr(OI, "LLM")
+            .error("Error code: 500")
+            .build(),
+    ]);
+    assert_eq!(classify(&t, &no_rules())[1].kind, StepKind::Planner);
+}
+
+#[test]
+fn judges_and_agent_runs_are_named_by_their_containers() {
+    let t = trajectory(vec![
+        span(1, 1, 0)
+            .name("SupportWithReview.run")
+            .attr(OI, "CHAIN")
+            .build(),
+        span(1, 2, 1)
+            .name("FunctionAgent.run")
+            .attr(OI, "CHAIN")
+            .build(),
+        span(1, 3, 1)
+            .name("BaseWorkflowAgent.setup_agent")
+            .attr(OI, "CHAIN")
+            .build(),
+        span(1, 4, 1)
+            .name("SupportWithReview.review")
+            .attr(OI, "CHAIN")
+            .build(),
+        span(1, 5, 4)
+            .name("Predict(ReviewAnswer).forward")
+            .attr(OI, "CHAIN")
+            .build(),
+    ]);
+    let steps = classify(&t, &no_rules());
+    let kind = |name: &str| {
+        let i = t.spans.iter().position(|s| &*s.name == name).unwrap();
+        steps[i].kind.as_str().to_string()
+    };
+    // The workflow only wraps an agent and a judge: a chain.
+    assert_eq!(kind("SupportWithReview.run"), "chain");
+    assert_eq!(kind("FunctionAgent.run"), "agent");
+    assert_eq!(kind("BaseWorkflowAgent.setup_agent"), "chain");
+    assert_eq!(kind("SupportWithReview.review"), "critic");
+    assert_eq!(kind("Predict(ReviewAnswer).forward"), "critic");
+}
+
+#[test]
+fn an_agent_with_nothing_recorded_under_it_is_uninstrumented() {
+    let t = trajectory(vec![
+        span(1, 1, 0).name("run").build(),
+        span(1, 2, 1)
+            .name("invoke_agent helper")
+            .attr("gen_ai.operation.name", "invoke_agent")
+            .build(),
+        span(1, 3, 1)
+            .name("invoke_agent worker")
+            .attr("gen_ai.operation.name", "invoke_agent")
+            .build(),
+        span(1, 4, 3)
+            .name("execute_tool x")
+            .attr("gen_ai.operation.name", "execute_tool")
+            .build(),
+    ]);
+    let steps = classify(&t, &no_rules());
+    let names: Vec<&str> = crate::classify::uninstrumented_agents(&t, &steps)
+        .into_iter()
+        .map(|i| &*t.spans[i as usize].name)
+        .collect();
+    assert_eq!(names, ["invoke_agent helper"]);
+}

@@ -114,9 +114,13 @@ pub fn render_trajectory(t: &Value) -> String {
             format::text_of(&rc["rule"]),
         ));
         out.push_str(&format!(
-            "  span {} ({})\n  {}\n",
+            "  span {} ({}){}\n  {}\n",
             format::text_of(&rc["span_id"]),
             name_of(rc["span_id"].as_str().unwrap_or("")),
+            rc["agent"]
+                .as_str()
+                .map(|a| format!(" in agent {a}"))
+                .unwrap_or_default(),
             format::clip(rc["reason"].as_str().unwrap_or(""), 300),
         ));
         if let Some(ev) = rc["evidence"].as_array().filter(|e| !e.is_empty()) {

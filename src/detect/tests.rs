@@ -962,3 +962,43 @@ fn findings_are_sorted_by_span_and_deterministic() {
     assert_eq!(kinds(&first), ["tool_error", "truncated", "error"]);
     assert_eq!(first, run(&t, &[(2, "tool")]));
 }
+
+#[test]
+fn a_critics_verdict_is_read_in_its_common_shapes() {
+    use crate::detect::rules::critic_verdict_of as verdict;
+    assert_eq!(verdict("REJECT: not supported"), Some(false));
+    assert_eq!(
+        verdict("[[ ## verdict ## ]]\nREJECT: the answer is wrong"),
+        Some(false)
+    );
+    assert_eq!(verdict("**Verdict:** FAIL"), Some(false));
+    assert_eq!(
+        verdict(r#"{"verdict": "reject", "reason": "x"}"#),
+        Some(false)
+    );
+    assert_eq!(verdict(r#"{"approved": false}"#), Some(false));
+    assert_eq!(verdict("APPROVE"), Some(true));
+    assert_eq!(verdict("PASS - grounded"), Some(true));
+    assert_eq!(verdict("The refund policy is 30 days."), None);
+    assert_eq!(verdict("Okay, here is the answer"), None);
+}
+
+#[test]
+fn tool_arguments_are_checked_against_the_schema() {
+    use crate::detect::rules::schema_violation as violation;
+    let schema: serde_json::Value = serde_json::from_str(
+        r#"{"type":"object","properties":{"order_id":{"type":"string"},"note":{"type":"string","nullable":true}},"required":["order_id","note"],"additionalProperties":false}"#,
+    )
+    .unwrap();
+    let args = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    assert_eq!(violation(&args(r#"{"order_id":"A-1"}"#), &schema), None);
+    assert!(violation(&args(r#"{"order":12}"#), &schema)
+        .unwrap()
+        .contains("missing required argument `order_id`"));
+    assert!(violation(&args(r#"{"order_id":12}"#), &schema)
+        .unwrap()
+        .contains("is not string"));
+    assert!(violation(&args(r#"{"order_id":"A","x":1}"#), &schema)
+        .unwrap()
+        .contains("unexpected argument `x`"));
+}

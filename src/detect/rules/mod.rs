@@ -20,8 +20,12 @@ mod truncation;
 use crate::detect::Ctx;
 
 use crate::model::Finding;
+#[cfg(test)]
+pub(crate) use critic_verdict::verdict as critic_verdict_of;
 pub(crate) use critic_verdict::SOURCE as CRITIC_VERDICT_SOURCE;
 pub use misrouting::KIND as MISROUTED_KIND;
+#[cfg(test)]
+pub(crate) use tool_schema::violation as schema_violation;
 
 /// A detection rule: a name (for logs and docs) and the function that appends findings.
 pub(crate) struct Rule {

@@ -251,13 +251,16 @@ views.trajectory = async (route) => {
     h("div", { class: "card" }, h("div", { class: "label" }, "session"), h("div", { class: "mono" }, t.session_id || "–")),
     h("div", { class: "card" }, h("div", { class: "label" }, "spans"), h("div", { class: "num" }, steps.length)),
     h("div", { class: "card" }, h("div", { class: "label" }, "duration"), h("div", { class: "num" }, fmtMs(end - start))),
-    t.complete ? null : h("div", { class: "card" }, h("div", { class: "label" }, "incomplete"), h("div", { class: "error" }, t.incomplete_reason || "yes")));
+    t.complete ? null : h("div", { class: "card" }, h("div", { class: "label" }, "incomplete"), h("div", { class: "error" }, t.incomplete_reason || "yes")),
+    (t.anomalies || []).length ? h("div", { class: "card", id: "anomalies" }, h("div", { class: "label" }, "anomalies"),
+      h("div", {}, t.anomalies.join("; "))) : null);
 
   let verdict;
   if (t.root_cause) {
     const rc = t.root_cause;
     verdict = h("div", { class: "panel", id: "root-cause" },
-      h("h2", {}, "Root cause: ", h("span", { class: "badge outcome-failed", id: "blamed-step" }, rc.step), " ", rc.kind),
+      h("h2", {}, "Root cause: ", h("span", { class: "badge outcome-failed", id: "blamed-step" }, rc.step), " ", rc.kind,
+        rc.agent ? h("span", { class: "muted", id: "blamed-agent" }, " in agent ", h("b", {}, rc.agent)) : null),
       h("p", {}, rc.reason),
       h("p", { class: "muted" }, "confidence " + fmtPct(rc.confidence) + " · rule " + rc.rule),
       h("ol", { class: "evidence" }, (rc.evidence || []).map((e) =>
