@@ -226,14 +226,27 @@ impl<'a> Ctx<'a> {
         }
         // The last clean span of each action.
         let mut last_clean: HashMap<(u32, &StepKind, &str), u32> = HashMap::new();
+        let mut last_clean_named: HashMap<(u32, &StepKind, &str), u32> = HashMap::new();
         for i in 0..n as u32 {
             // A redo is a step run of its own (not a span inside the failed one).
             let own_step = self
                 .steps
                 .get(i as usize)
                 .is_some_and(|s| s.source != crate::model::StepSource::Inherited);
-            if !dirty[i as usize] && !error_below[i as usize] && own_step {
-                last_clean.insert(self.action_key(i), i);
+            if !dirty[i as usize] && !error_below[i as usize] {
+                if own_step {
+                    last_clean.insert(self.action_key(i), i);
+                }
+                // Infrastructure retried inside one step run (the same client call
+                // again) is matched by name.
+                last_clean_named.insert(
+                    (
+                        self.owner[i as usize],
+                        self.step(i),
+                        &*self.traj.spans[i as usize].name,
+                    ),
+                    i,
+                );
             }
         }
         let mut recovered: Vec<bool> = findings
@@ -254,12 +267,23 @@ impl<'a> Ctx<'a> {
                 }
                 // An error on infrastructure (an HTTP call) is judged by the step span
                 // above it: a redo is a later run of that step.
-                let own = self.own_step_span(f.span);
-                last_clean.get(&self.action_key(own)).is_some_and(|&j| {
-                    j > own
+                let after = |j: u32, failed: u32| {
+                    j > failed
                         && self.traj.spans[j as usize].start_unix_nano
-                            >= self.traj.spans[own as usize].end_unix_nano
-                })
+                            >= self.traj.spans[failed as usize].end_unix_nano
+                };
+                let own = self.own_step_span(f.span);
+                let redone = last_clean
+                    .get(&self.action_key(own))
+                    .is_some_and(|&j| after(j, own));
+                let retried = last_clean_named
+                    .get(&(
+                        self.owner[f.span as usize],
+                        self.step(f.span),
+                        &*self.traj.spans[f.span as usize].name,
+                    ))
+                    .is_some_and(|&j| after(j, f.span));
+                redone || retried
             })
             .collect();
         // An error that only carries recovered errors from below is recovered with them
