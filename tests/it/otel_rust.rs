@@ -103,10 +103,14 @@ async fn check(exporter: SpanExporter, running: faultline::server::Running) {
     .expect("agent thread");
     let t = wait_trajectory(&running, &trace_id, 5, Duration::from_secs(20)).await;
     assert_eq!(t["steps"].as_array().map(Vec::len), Some(5));
+    // The agent answered after the tool failed, but nothing redid the tool: the run
+    // did not get what it needed, and the tool is to blame.
     assert_eq!(
-        t["outcome"], "recovered",
-        "the run answered after the tool failed"
+        t["outcome"], "failed",
+        "the run answered after a tool failure that nothing redid"
     );
+    assert_eq!(t["root_cause"]["step"], "tool");
+    assert_eq!(t["root_cause"]["agent"], "travel_planner");
     assert_eq!(t["service"], "rust-agent");
     assert_eq!(t["session_id"], "conv-42");
     assert_eq!(
