@@ -1,7 +1,7 @@
 """LangGraph support agent traced by OpenInference's LangChain instrumentor
 (openinference-instrumentation-langchain).
 
-See lg_agent.py (shared with the other langgraph_* directories) and ../README.md.
+See lg_agent.py (shared by the langgraph_* directories, which import it from here) and ../README.md.
 """
 
 import os

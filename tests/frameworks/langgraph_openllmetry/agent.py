@@ -1,13 +1,13 @@
 """LangGraph support agent traced by OpenLLMetry's LangChain instrumentor
 (opentelemetry-instrumentation-langchain, without traceloop-sdk).
 
-See lg_agent.py (shared with the other langgraph_* directories) and ../README.md.
+See ../langgraph_openinference/lg_agent.py (shared by the langgraph_* directories) and ../README.md.
 """
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "langgraph_openinference"))
 import lg_agent  # noqa: E402
 
 lg_agent.quiet_env()

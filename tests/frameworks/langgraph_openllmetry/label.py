@@ -19,6 +19,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "langgraph_openinference"))
 from capture import attrs  # noqa: E402
 import lg_agent  # noqa: E402
 
