@@ -137,6 +137,7 @@ fn build(run: &Run) -> Analysis {
     if run.empty_retrieval {
         findings.push(Finding {
             propagated: false,
+            redone: false,
             ..Finding::new(
                 index_of(&traj, 4),
                 StepKind::Retriever,
@@ -148,6 +149,7 @@ fn build(run: &Run) -> Analysis {
         // An error propagated up to the root: not counted.
         findings.push(Finding {
             propagated: true,
+            redone: false,
             ..Finding::new(
                 index_of(&traj, 1),
                 StepKind::Agent,
@@ -818,6 +820,7 @@ fn malformed_analyses_do_not_panic() {
         }],
         findings: vec![Finding {
             propagated: false,
+            redone: false,
             ..Finding::new(
                 99,
                 StepKind::Tool,

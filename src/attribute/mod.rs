@@ -265,6 +265,11 @@ impl<'a> Ctx<'a> {
                 if (f.span as usize) >= n {
                     return false;
                 }
+                // A failure seen from another span (a tool with no span of its own, read
+                // from the next model call's request) is redone only as the data says.
+                if f.step != *self.step(f.span) {
+                    return f.redone;
+                }
                 // An error on infrastructure (an HTTP call) is judged by the step span
                 // above it: a redo is a later run of that step.
                 let after = |j: u32, failed: u32| {

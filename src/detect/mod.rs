@@ -137,6 +137,19 @@ impl<'a> Ctx<'a> {
         self.by_id.get(&id).copied()
     }
 
+    /// The agent span that span `i` serves: its nearest strict agent ancestor.
+    pub(crate) fn agent_of(&self, i: u32) -> Option<u32> {
+        let mut cur = self.traj.parent.get(i as usize).copied().flatten();
+        for _ in 0..self.traj.spans.len() {
+            let p = cur?;
+            if *self.step_ref(p) == StepKind::Agent {
+                return Some(p);
+            }
+            cur = self.traj.parent.get(p as usize).copied().flatten();
+        }
+        None
+    }
+
     /// The span that starts the step run containing span `i`: the nearest ancestor-or-self
     /// marked `run_start` with the same step, else `i`. At most the depth cap of steps.
     pub(crate) fn run_of(&self, i: u32) -> u32 {

@@ -113,6 +113,10 @@ pub struct Finding {
     pub task_level: bool,
     /// True when a failing descendant explains this finding (it is not an origin).
     pub propagated: bool,
+    /// True when the trace records, as data, that what failed was later redone
+    /// successfully (a tool whose failed result and later good result are only seen in
+    /// the requests of the model calls, with no tool span).
+    pub redone: bool,
 }
 
 impl Finding {
@@ -134,6 +138,7 @@ impl Finding {
             subject: None,
             task_level: false,
             propagated: false,
+            redone: false,
         }
     }
 

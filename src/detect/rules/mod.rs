@@ -10,6 +10,7 @@ mod evaluations;
 mod misrouting;
 mod output_rules;
 mod repeated_calls;
+mod request_tool_results;
 mod slow_step;
 mod step_limit;
 mod tool_calls;
@@ -46,6 +47,10 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         name: "tool_calls",
         run: tool_calls::run,
+    },
+    Rule {
+        name: "request_tool_results",
+        run: request_tool_results::run,
     },
     Rule {
         name: "tool_schema",
