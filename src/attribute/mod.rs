@@ -488,15 +488,29 @@ impl<'a> Ctx<'a> {
                 None => {
                     confidence -= FALLBACK_PENALTY;
                     let a = self.agent_for(t.span);
-                    (
-                        a,
-                        self.step(a).clone(),
-                        t.kind.clone(),
-                        format!(
-                            "no planner step found; the agent chose the call: {}",
-                            t.reason
-                        ),
-                    )
+                    if self.records_no_model_calls(a) {
+                        // The agent's model calls are not instrumented: its planning,
+                        // which the trace cannot show, chose the call.
+                        (
+                            a,
+                            StepKind::Planner,
+                            t.kind.clone(),
+                            format!(
+                                "the agent records no model calls; its planning chose the call: {}",
+                                t.reason
+                            ),
+                        )
+                    } else {
+                        (
+                            a,
+                            self.step(a).clone(),
+                            t.kind.clone(),
+                            format!(
+                                "no planner step found; the agent chose the call: {}",
+                                t.reason
+                            ),
+                        )
+                    }
                 }
             },
             (Blame::Producer, _) => match self.producer_for(t.span) {
@@ -518,7 +532,18 @@ impl<'a> Ctx<'a> {
                 }
             },
             (Blame::Origin | Blame::Upstream, _) => {
-                (t.span, t.step.clone(), t.kind.clone(), t.reason.clone())
+                match self.unrecorded_model_call(t) {
+                    Some(role) => (
+                        t.span,
+                        role,
+                        t.kind.clone(),
+                        format!(
+                            "a model call of the agent failed (the instrumentation records no model calls): {}",
+                            t.reason
+                        ),
+                    ),
+                    None => (t.span, t.step.clone(), t.kind.clone(), t.reason.clone()),
+                }
             }
         };
         let evidence = self.evidence(findings, upstream, trigger, fatal);
@@ -710,6 +735,63 @@ impl<'a> Ctx<'a> {
             cur = self.parent.get(s as usize).copied().flatten();
         }
         None
+    }
+
+    /// Whether agent span `a` records no model call below it (an instrumentation that
+    /// traces agents and tools only).
+    fn records_no_model_calls(&self, a: u32) -> bool {
+        if *self.step(a) != StepKind::Agent {
+            return false;
+        }
+        !(0..self.traj.spans.len() as u32).any(|j| {
+            matches!(
+                self.step(j),
+                StepKind::Planner | StepKind::Generator | StepKind::Critic | StepKind::Router
+            ) && self.is_within(j, a)
+        })
+    }
+
+    /// Whether span `j` is `a` or below it.
+    fn is_within(&self, j: u32, a: u32) -> bool {
+        let mut cur = Some(j);
+        for _ in 0..=self.traj.spans.len() {
+            match cur {
+                Some(c) if c == a => return true,
+                Some(c) => cur = self.parent.get(c as usize).copied().flatten(),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// For a model provider's error reported on an agent span whose model calls are not
+    /// recorded, the role of the failed call by the turn it served: before any tool
+    /// result of the agent, the planner; after one, the generator.
+    fn unrecorded_model_call(&self, t: &Finding) -> Option<StepKind> {
+        if t.step != StepKind::Agent || !self.records_no_model_calls(t.span) {
+            return None;
+        }
+        let lower = t.reason.to_ascii_lowercase();
+        let provider_error = t.kind == FindingKind::RateLimited
+            || crate::detect::MODEL_ERROR_TEXT
+                .iter()
+                .any(|m| lower.contains(m));
+        if !provider_error {
+            return None;
+        }
+        let start = self.traj.spans[t.span as usize].start_unix_nano;
+        let end = self.traj.spans[t.span as usize].end_unix_nano;
+        let tool_result = (0..self.traj.spans.len() as u32).any(|j| {
+            matches!(self.step(j), StepKind::Tool | StepKind::Retriever)
+                && self.is_within(j, t.span)
+                && self.traj.spans[j as usize].end_unix_nano <= end
+                && self.traj.spans[j as usize].start_unix_nano >= start
+        });
+        Some(if tool_result {
+            StepKind::Generator
+        } else {
+            StepKind::Planner
+        })
     }
 
     /// The nearest agent ancestor of span `i`, else the root, else `i`.

@@ -325,7 +325,9 @@ fn unknown_tool_blames_the_planner_that_called_it() {
 }
 
 #[test]
-fn invalid_arguments_with_no_planner_fall_back_to_the_agent() {
+fn invalid_arguments_with_no_recorded_model_calls_blame_the_agents_planning() {
+    // The agent's model calls are not instrumented: the blame lands on the agent span,
+    // as its planning (the step that chose the call), with less confidence.
     let t = trajectory(vec![
         root().error("").build(),
         span(1, 2, 1)
@@ -336,7 +338,7 @@ fn invalid_arguments_with_no_planner_fall_back_to_the_agent() {
     let v = analyse(&t, &[(2, "tool")]);
     let rc = v.root_cause.as_ref().unwrap();
     assert_eq!(rc.span, idx(&t, 1));
-    assert_eq!(rc.step, StepKind::Agent);
+    assert_eq!(rc.step, StepKind::Planner);
     assert_eq!(rc.confidence, 0.6);
 }
 

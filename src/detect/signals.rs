@@ -579,6 +579,20 @@ const ERROR_TEXT: &[(ErrorClass, &[&str])] = &[
     ),
 ];
 
+/// Errors of a model provider's API, as SDKs name them (lowercase).
+pub const MODEL_ERROR_TEXT: &[&str] = &[
+    "internalservererror",
+    "apierror",
+    "apiconnectionerror",
+    "apitimeouterror",
+    "ratelimiterror",
+    "serviceunavailableerror",
+    "modelhttperror",
+    "error code: 5",
+    "error code: 429",
+    "server_error",
+];
+
 /// Tool-call mistakes in words that name the tool call itself: they count on any span
 /// (a framework may report them on its step span, with no tool span at all).
 const TOOL_CALL_ERROR_TEXT: &[&str] = &[
