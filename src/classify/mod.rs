@@ -471,14 +471,18 @@ fn agent_container_name(name: &str) -> bool {
     }
     // The head noun (the last word) names what the span is: `FunctionAgent`,
     // `support_agent`, but not `ToolsAgentOutputParser`.
+    let squashed: String = base
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     !base.eq_ignore_ascii_case("agent")
-        && (words(base).last().is_some_and(|w| {
-            table::AGENT_CONTAINER_WORDS
-                .iter()
-                .any(|a| w.eq_ignore_ascii_case(a))
-        }) || table::AGENT_CONTAINER_NAMES
+        && (table::AGENT_CONTAINER_WORDS
             .iter()
-            .any(|n| base.eq_ignore_ascii_case(n)))
+            .any(|a| squashed.ends_with(a))
+            || table::AGENT_CONTAINER_NAMES
+                .iter()
+                .any(|n| base.eq_ignore_ascii_case(n)))
 }
 
 /// Whether a span name (`Owner.method`, `Module(Signature)`) names a judge: a word of

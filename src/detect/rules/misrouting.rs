@@ -99,8 +99,14 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         // A sub-agent that did its own work (called its tools, searched its documents)
         // was working in its domain; one that answered straight away, outside it, was
         // misrouted.
-        let worked = ctx.spans().any(|(j, _)| {
-            matches!(ctx.step_ref(j), StepKind::Tool | StepKind::Retriever) && inside(ctx, j, i)
+        let worked = ctx.spans().any(|(j, s)| {
+            matches!(ctx.step_ref(j), StepKind::Tool | StepKind::Retriever)
+                && !crate::detect::signals::tool_name(s).is_some_and(|n| {
+                    crate::classify::table::FINAL_ANSWER_TOOLS
+                        .iter()
+                        .any(|f| f.eq_ignore_ascii_case(n))
+                })
+                && inside(ctx, j, i)
         });
         if worked {
             continue;

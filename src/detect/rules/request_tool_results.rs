@@ -59,7 +59,12 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         calls.iter().map(|(i, s)| (*i, new_results(s))).collect();
     for (k, (i, list)) in results.iter().enumerate() {
         for result in list {
-            if traced.contains(&normalized(&result.name)) {
+            // A delegation's result is the sub-agent's outcome, judged on its own spans.
+            let lower = result.name.to_ascii_lowercase();
+            let delegation = crate::classify::table::HANDOFF_TOOL_PREFIXES
+                .iter()
+                .any(|p| lower.starts_with(p));
+            if delegation || traced.contains(&normalized(&result.name)) {
                 continue;
             }
             let retrieval = search_tool(&result.name);
