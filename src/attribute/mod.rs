@@ -188,10 +188,7 @@ impl<'a> Ctx<'a> {
         let name = match step {
             StepKind::Tool | StepKind::Retriever | StepKind::Memory => {
                 let span = &self.traj.spans[i as usize];
-                crate::classify::table::TOOL_NAME_KEYS
-                    .iter()
-                    .find_map(|k| span.attributes.get_str(k))
-                    .unwrap_or(&span.name)
+                crate::classify::tool_name(span).unwrap_or(&span.name)
             }
             _ => "",
         };
@@ -648,12 +645,16 @@ impl<'a> Ctx<'a> {
         }
         let name = crate::classify::agent_name_in(self.traj, agent)?;
         let limit = self.post_of(i);
+        // Each agent run's name is looked up once, however many planners it has.
+        let mut same: HashMap<u32, bool> = HashMap::new();
         (0..self.traj.spans.len() as u32)
             .filter(|&j| *self.step(j) == StepKind::Planner && self.post_of(j) < limit)
             .filter(|&j| {
                 let owner = self.owner[j as usize];
                 owner != u32::MAX
-                    && crate::classify::agent_name_in(self.traj, owner).as_ref() == Some(&name)
+                    && *same.entry(owner).or_insert_with(|| {
+                        crate::classify::agent_name_in(self.traj, owner).as_ref() == Some(&name)
+                    })
             })
             .max_by_key(|&j| self.post_of(j))
             .map(|j| self.run_of(j))

@@ -406,10 +406,7 @@ impl Facts {
     /// `handoff to <agent>`, `<from> → <to>.handoff`) or a tool named after an agent
     /// of the run (an agent called as a tool).
     fn delegation(&self, span: &SpanRecord) -> bool {
-        let name = table::TOOL_NAME_KEYS
-            .iter()
-            .find_map(|k| span.attributes.get_str(k))
-            .unwrap_or(&span.name);
+        let name = tool_name(span).unwrap_or(&span.name);
         let lower = name.to_ascii_lowercase();
         table::HANDOFF_TOOL_PREFIXES
             .iter()
@@ -441,12 +438,26 @@ fn made_model_call(span: &SpanRecord) -> bool {
     })
 }
 
-/// Whether a tool span is a search over documents, by its name or description.
-fn retrieval_like(span: &SpanRecord) -> bool {
-    let name = table::TOOL_NAME_KEYS
+/// The tool a span executes, by the tool-name attributes of the conventions
+/// ([`table::TOOL_NAME_KEYS`]).
+pub fn tool_name(span: &SpanRecord) -> Option<&str> {
+    table::TOOL_NAME_KEYS
         .iter()
         .find_map(|k| span.attributes.get_str(k))
-        .unwrap_or(&span.name);
+}
+
+/// A name squashed for comparison as frameworks sanitise names: ASCII letters and
+/// digits only, lowercase (`Delegate work to coworker` ~ `delegate_work_to_coworker`).
+pub fn squashed(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether a tool span is a search over documents, by its name or description.
+fn retrieval_like(span: &SpanRecord) -> bool {
+    let name = tool_name(span).unwrap_or(&span.name);
     let description = table::TOOL_DESCRIPTION_KEYS
         .iter()
         .find_map(|k| span.attributes.get_str(k))
@@ -471,11 +482,7 @@ fn agent_container_name(name: &str) -> bool {
     }
     // The head noun (the last word) names what the span is: `FunctionAgent`,
     // `support_agent`, but not `ToolsAgentOutputParser`.
-    let squashed: String = base
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let squashed = squashed(base);
     !base.eq_ignore_ascii_case("agent")
         && (table::AGENT_CONTAINER_WORDS
             .iter()

@@ -52,9 +52,7 @@ pub(crate) fn is_llm_call(span: &SpanRecord) -> bool {
 
 /// The tool name a span declares, if it is a tool execution.
 pub(crate) fn tool_name(span: &SpanRecord) -> Option<&str> {
-    crate::classify::table::TOOL_NAME_KEYS
-        .iter()
-        .find_map(|k| span.attributes.get_str(k))
+    crate::classify::tool_name(span)
 }
 
 /// A tool execution: by step, convention kind, `execute_tool` or a tool name.

@@ -50,7 +50,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             )
         })
         .filter_map(|(_, s)| tool_name(s).or(Some(&*s.name)))
-        .map(normalized)
+        .map(crate::classify::squashed)
         .collect();
     // Model calls in start order, with the agent each serves.
     let mut calls: Vec<(u32, &SpanRecord)> = ctx.spans().filter(|(_, s)| is_llm_call(s)).collect();
@@ -64,7 +64,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             let delegation = crate::classify::table::HANDOFF_TOOL_PREFIXES
                 .iter()
                 .any(|p| lower.starts_with(p));
-            if delegation || traced.contains(&normalized(&result.name)) {
+            if delegation || traced.contains(&crate::classify::squashed(&result.name)) {
                 continue;
             }
             let retrieval = search_tool(&result.name);
@@ -106,14 +106,6 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// A tool name without case, spaces, dashes or underscores.
-fn normalized(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
 fn search_tool(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     crate::classify::table::RETRIEVAL_TOOL_WORDS
@@ -152,9 +144,11 @@ fn judge(text: &str, retrieval: bool) -> Verdict {
 
 /// The tool results a request adds after its last assistant turn.
 fn new_results(span: &SpanRecord) -> Vec<ToolResult> {
+    // Requests grow with the conversation: parse one only when it holds a tool result.
     if let Some(messages) = span
         .attributes
         .get_str("gen_ai.input.messages")
+        .filter(|text| text.contains("\"tool_call_response\""))
         .and_then(parse_json)
     {
         if let Some(list) = messages.as_array() {

@@ -8,17 +8,12 @@ use crate::detect::signals::is_llm_call;
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, Value};
 
-/// What frameworks tell the model when they force an answer at the step limit
-/// (lowercase): CrewAI's `max_iter`, smolagents' `max_steps`.
+/// What frameworks tell the model when they force an answer at the step limit, as
+/// they write it (matched as written, so a request is not copied to be lowercased):
+/// CrewAI's `max_iter`, smolagents' `max_steps`.
 const FORCED_ANSWER_PROMPTS: &[(&str, &str)] = &[
-    (
-        "crewai max_iter",
-        "now it's time you must give your absolute best final answer",
-    ),
-    (
-        "smolagents max_steps",
-        "an agent tried to answer a user query but it got stuck and failed to do so",
-    ),
+    ("crewai max_iter", "give your absolute best final answer"),
+    ("smolagents max_steps", "got stuck and failed to do so"),
 ];
 
 /// Request attributes that hold the call's messages.
@@ -40,10 +35,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             let Value::Str(text) = value else {
                 return None;
             };
-            let lower = text.to_ascii_lowercase();
             FORCED_ANSWER_PROMPTS
                 .iter()
-                .find(|(_, prompt)| lower.contains(prompt))
+                .find(|(_, prompt)| text.contains(prompt))
                 .map(|(who, _)| *who)
         });
         let Some(who) = forced else {

@@ -145,13 +145,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
 /// Tool names compared as frameworks sanitise them: case, spaces, dashes and
 /// underscores aside.
 fn same_tool_name(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .map(|c| c.to_ascii_lowercase())
-            .collect::<String>()
-    };
-    a == b || norm(a) == norm(b)
+    a == b || crate::classify::squashed(a) == crate::classify::squashed(b)
 }
 
 fn quoted<S: AsRef<str>>(names: &[S]) -> String {
