@@ -268,7 +268,53 @@ pub fn classify(trajectory: &Trajectory, config: &ClassifyConfig) -> Vec<StepAss
         &facts.class,
         &mut assignments,
     );
+    tool_result_records(trajectory, &children, &facts.class, &mut assignments);
     assignments
+}
+
+/// A span that only records a tool's result (Mastra's `chunk: 'tool-result'`, see
+/// [`table::TOOL_RESULT_RECORD_FIELDS`]) takes the step of the tool execution it
+/// reports, a sibling of the same tool name; with none (the framework refused the
+/// call before running it), it keeps the step it is in.
+fn tool_result_records(
+    trajectory: &Trajectory,
+    children: &[Vec<u32>],
+    class: &[Option<(&'static str, &'static Class)>],
+    assignments: &mut [StepAssignment],
+) {
+    for (i, span) in trajectory.spans.iter().enumerate() {
+        if !matches!(class[i], None | Some((_, Class::Infra))) {
+            continue;
+        }
+        let Some(tool) = table::TOOL_RESULT_RECORD_FIELDS
+            .iter()
+            .find_map(|(key, field)| {
+                let text = span.attributes.get_str(key)?;
+                if !text.contains(table::TOOL_RESULT_FIELD) {
+                    return None;
+                }
+                json_string_field(text, field, |v| !v.is_empty())
+            })
+        else {
+            continue;
+        };
+        let Some(parent) = trajectory.tree_parent(i as u32) else {
+            continue;
+        };
+        let ran = children[parent as usize].iter().find(|&&c| {
+            matches!(class[c as usize], Some((_, Class::Step(_))))
+                && tool_name(&trajectory.spans[c as usize]) == Some(tool)
+        });
+        if let Some(&c) = ran {
+            let kind = assignments[c as usize].kind.clone();
+            let run_start = assignments[parent as usize].kind != kind;
+            assignments[i] = StepAssignment {
+                kind,
+                source: StepSource::Inherited,
+                run_start,
+            };
+        }
+    }
 }
 
 /// What the top-down walk needs to know about a span's subtree, computed bottom-up
@@ -289,8 +335,12 @@ struct Facts {
     /// A wrapper around agents: an agent (or the root) whose model calls and tool
     /// executions all happen inside agent spans below it ("Agent workflow", a pipeline
     /// run, an HTTP handler around the agent). It is `chain`, so that the agent under
-    /// it speaks for the run.
+    /// it speaks for the run. Agents below of the same name are the same agent run
+    /// (an `invoke_agent` span over the agent's own workflow span): not a wrapper.
     wrapper: Vec<bool>,
+    /// Tool executions (tool or retriever spans) below this span: a node named as
+    /// a tool step over them is the node that runs them (a container), not a tool.
+    tool_below: Vec<bool>,
     /// Spans parents-first (breadth-first from the tops of the trees).
     order: Vec<u32>,
 }
@@ -339,12 +389,23 @@ impl Facts {
         };
         let is_work = |i: usize| {
             is_llm(i)
-                || matches!(class[i], Some((_, Class::Step(k))) if *k != StepKind::Agent && *k != StepKind::Critic)
+                || matches!(class[i], Some((_, Class::Step(k)))
+                    if !matches!(k, StepKind::Agent | StepKind::Critic | StepKind::Chain))
         };
         // Model calls below (counted up to 2) and tool executions below.
         let mut llm_count = vec![0u8; n];
         let mut tool_below = vec![false; n];
-        let mut agent_below = vec![false; n];
+        // The agents below: none, all of one name (an agent span's index), or several.
+        let mut agent_below: Vec<AgentsBelow> = vec![AgentsBelow::None; n];
+        let names: Vec<Option<crate::model::Str>> = (0..n)
+            .map(|i| {
+                if is_agent(i) {
+                    agent_name(&trajectory.spans[i])
+                } else {
+                    None
+                }
+            })
+            .collect();
         // Work in the subtree, not counting what happens inside agents below.
         let mut loose_work = vec![false; n];
         for &i in order.iter().rev() {
@@ -364,7 +425,11 @@ impl Facts {
                         class[c],
                         Some((_, Class::Step(StepKind::Tool | StepKind::Retriever)))
                     );
-                agent_below[i] |= agent_below[c] || is_agent(c);
+                let mut below = agent_below[c];
+                if is_agent(c) {
+                    below = below.join(AgentsBelow::One(c), &names);
+                }
+                agent_below[i] = agent_below[i].join(below, &names);
                 if !is_agent(c) {
                     loose_work[i] |= loose_work[c];
                 }
@@ -380,7 +445,12 @@ impl Facts {
                 let top = trajectory.tree_parent(i as u32).is_none();
                 let agentish = is_agent(i)
                     || (top && !matches!(class[i], Some((_, Class::Llm | Class::Step(_)))));
-                agentish && agent_below[i] && !loose_work[i]
+                let other_agent_below = match agent_below[i] {
+                    AgentsBelow::None => false,
+                    AgentsBelow::One(a) => names[a].is_none() || names[a] != names[i],
+                    AgentsBelow::Several => true,
+                };
+                agentish && other_agent_below && !loose_work[i]
             })
             .collect();
         let mut agent_names: Vec<String> = (0..n)
@@ -396,7 +466,31 @@ impl Facts {
             plumbing,
             llm_below,
             wrapper,
+            tool_below,
             order,
+        }
+    }
+}
+
+/// The agent spans below a span, by name.
+#[derive(Debug, Clone, Copy)]
+enum AgentsBelow {
+    None,
+    /// Agents of one name (or one unnamed agent): the index of one of them.
+    One(usize),
+    Several,
+}
+
+impl AgentsBelow {
+    fn join(self, other: AgentsBelow, names: &[Option<crate::model::Str>]) -> AgentsBelow {
+        match (self, other) {
+            (AgentsBelow::None, x) | (x, AgentsBelow::None) => x,
+            (AgentsBelow::One(a), AgentsBelow::One(b))
+                if a == b || (names[a].is_some() && names[a] == names[b]) =>
+            {
+                AgentsBelow::One(a)
+            }
+            _ => AgentsBelow::Several,
         }
     }
 }
@@ -453,6 +547,22 @@ pub fn squashed(name: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// Whether a tool span hands the answer back or ends the loop
+/// ([`table::FINAL_ANSWER_TOOLS`], [`table::STOP_TOOLS`]), by its
+/// tool name, else its span name less a private method (`finish.__call__`).
+fn answer_tool(span: &SpanRecord) -> bool {
+    let name = tool_name(span).unwrap_or_else(|| match span.name.rsplit_once('.') {
+        Some((owner, method)) if method.starts_with('_') && !owner.is_empty() => owner,
+        _ => &span.name,
+    });
+    is_answer_tool(name) || table::STOP_TOOLS.contains(&squashed(name).as_str())
+}
+
+/// Whether a tool name is one of [`table::FINAL_ANSWER_TOOLS`].
+pub fn is_answer_tool(name: &str) -> bool {
+    table::FINAL_ANSWER_TOOLS.contains(&squashed(name).as_str())
 }
 
 /// Whether a tool span is a search over documents, by its name or description.
@@ -645,6 +755,15 @@ fn decide<'t>(
                 Ctx::default(),
             );
         }
+        Some((key, Class::Step(StepKind::Tool))) if answer_tool(span) => {
+            // Handing the answer back is part of the step that produced it.
+            return match parent {
+                Some((kind, ctx)) if !is_orchestration(kind) => {
+                    (kind.clone(), StepSource::Inherited, ctx)
+                }
+                _ => (StepKind::Chain, StepSource::Convention(key), Ctx::default()),
+            };
+        }
         Some((key, Class::Step(StepKind::Tool))) if facts.delegation(span) => {
             return (StepKind::Agent, StepSource::Convention(key), Ctx::default());
         }
@@ -668,7 +787,10 @@ fn decide<'t>(
 
     // 5. The root, unless marked more specifically above.
     let Some((parent_kind, parent_ctx)) = parent else {
-        if facts.wrapper[i] {
+        // A container whose parent never arrived (a root-less trace: the agent span
+        // was not exported) is a piece of the run, not the agent.
+        let orphan = span.parent_span_id.is_some();
+        if facts.wrapper[i] || (orphan && matches!(convention, Some((_, Class::Container)))) {
             return (StepKind::Chain, StepSource::Root, Ctx::default());
         }
         return (StepKind::Agent, StepSource::Root, Ctx::default());
@@ -676,24 +798,22 @@ fn decide<'t>(
 
     // 4. Node names: the span's own name, else a node attribute naming a node other
     //    than the one the span is already in.
-    if let Some(node) = named_node(span) {
+    if let Some(node) = named_node(span).or_else(|| {
+        attribute_node(span).filter(|node| {
+            !parent_ctx
+                .node
+                .is_some_and(|outer| outer.label.eq_ignore_ascii_case(node.label))
+        })
+    }) {
+        // A tool node over the tool executions it runs is their container.
+        if *node.kind == StepKind::Tool && facts.tool_below[i] {
+            return (StepKind::Chain, StepSource::NodeName, Ctx::default());
+        }
         let ctx = Ctx {
             node: Some(node),
             subtree: None,
         };
         return (node.kind.clone(), StepSource::NodeName, ctx);
-    }
-    if let Some(node) = attribute_node(span) {
-        let same_node = parent_ctx
-            .node
-            .is_some_and(|outer| outer.label.eq_ignore_ascii_case(node.label));
-        if !same_node {
-            let ctx = Ctx {
-                node: Some(node),
-                subtree: None,
-            };
-            return (node.kind.clone(), StepSource::NodeName, ctx);
-        }
     }
 
     // A container named as an agent run is one (a wrapper of agents is a chain).

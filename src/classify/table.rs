@@ -47,7 +47,9 @@ pub struct KindKey {
 }
 
 use Class::{Container, Infra, Llm, Step};
-use StepKind::{Agent, Critic, Embedding, Guardrail, Memory, Planner, Reranker, Retriever, Tool};
+use StepKind::{
+    Agent, Chain, Critic, Embedding, Guardrail, Memory, Planner, Reranker, Retriever, Tool,
+};
 
 /// OpenInference span kinds; traceAI uses the same names plus a few of its own.
 const OPENINFERENCE_KINDS: &[(&str, Class)] = &[
@@ -147,7 +149,8 @@ pub static KIND_KEYS: &[KindKey] = &[
             ("embeddings", Step(Embedding)),
             ("retrieval", Step(Retriever)),
             ("plan", Step(Planner)),
-            ("create_agent", Step(Agent)),
+            // Building an agent (its configuration) runs nothing: plumbing.
+            ("create_agent", Step(Chain)),
             ("invoke_agent", Step(Agent)),
             ("execute_tool", Step(Tool)),
             ("invoke_workflow", Container),
@@ -172,6 +175,15 @@ pub static KIND_KEYS: &[KindKey] = &[
         ],
     },
 ];
+
+/// `(attribute, field)`: a span with no kind of its own whose JSON attribute names a
+/// tool in that field, and has a [`TOOL_RESULT_FIELD`], records the tool's result (Mastra's `model.chunk` spans of type
+/// `tool-result`: `output = {"toolName": "search_docs", "result": ...}`). It belongs to
+/// the step of the tool execution it reports.
+pub static TOOL_RESULT_RECORD_FIELDS: &[(&str, &str)] = &[("output", "toolName")];
+
+/// The field a tool-result record has and a tool-call record has not.
+pub const TOOL_RESULT_FIELD: &str = "\"result\"";
 
 /// Attributes that name the agent an agent span runs, in the order they are trusted.
 pub static AGENT_NAME_KEYS: &[&str] = &[
@@ -286,9 +298,21 @@ pub static TOOL_NAME_KEYS: &[&str] = &[
     "ai.toolCall.name",
 ];
 
-/// Tools whose call is the answer itself (smolagents' `final_answer`, pydantic-ai's
-/// `final_result`): a model call that only calls them writes the answer.
-pub static FINAL_ANSWER_TOOLS: &[&str] = &["final_answer", "final_result", "finalanswer"];
+/// Tools whose only work is to hand the answer back to the caller (smolagents'
+/// `final_answer` / `FinalAnswerTool`, pydantic-ai's `final_result`), compared squashed
+/// ([`super::squashed`]). A model call that only calls them writes the answer (a
+/// generator); executing one is part of the step around it (plumbing), not a tool step.
+pub static FINAL_ANSWER_TOOLS: &[&str] = &[
+    "finalanswer",
+    "finalanswertool",
+    "finalresult",
+    "submitfinalanswer",
+];
+
+/// Tools that only mark the end of an agent loop (DSPy ReAct's `finish`): calling one
+/// is still a decision (planning), the answer is written after it; executing one is
+/// plumbing, like [`FINAL_ANSWER_TOOLS`].
+pub static STOP_TOOLS: &[&str] = &["finish"];
 
 /// Attribute keys (or prefixes) that only a span that really called a model carries:
 /// its messages, usage, response or model. An LLM-typed span with none of them, and no

@@ -876,13 +876,14 @@ fn a_node_gives_its_step_to_the_chains_and_llm_calls_inside() {
         StepSource::Node,
         false,
     );
-    assert_step(&steps, "tools", StepKind::Tool, StepSource::NodeName, true);
+    // The tool node runs the tool below it: a container, not a second tool step.
+    assert_step(&steps, "tools", StepKind::Chain, StepSource::NodeName, true);
     assert_step(
         &steps,
         "search",
         StepKind::Tool,
         StepSource::Convention(OI),
-        false,
+        true,
     );
     assert_step(
         &steps,

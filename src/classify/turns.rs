@@ -116,11 +116,7 @@ pub(super) fn assign_roles(
 fn role(span: &SpanRecord, actions: &[(u64, u64)], results: &[u64], next_call: u64) -> StepKind {
     let names = tool_call_names(span);
     if !names.is_empty() {
-        let all_final = names.iter().all(|n| {
-            table::FINAL_ANSWER_TOOLS
-                .iter()
-                .any(|f| f.eq_ignore_ascii_case(n))
-        });
+        let all_final = names.iter().all(|n| super::is_answer_tool(n));
         return if all_final {
             StepKind::Generator
         } else {

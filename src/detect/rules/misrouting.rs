@@ -101,11 +101,8 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         // misrouted.
         let worked = ctx.spans().any(|(j, s)| {
             matches!(ctx.step_ref(j), StepKind::Tool | StepKind::Retriever)
-                && !crate::detect::signals::tool_name(s).is_some_and(|n| {
-                    crate::classify::table::FINAL_ANSWER_TOOLS
-                        .iter()
-                        .any(|f| f.eq_ignore_ascii_case(n))
-                })
+                && !crate::detect::signals::tool_name(s)
+                    .is_some_and(crate::classify::is_answer_tool)
                 && inside(ctx, j, i)
         });
         if worked {
