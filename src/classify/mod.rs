@@ -437,8 +437,18 @@ impl Facts {
         }
         // Two instrumentations may wrap one call (LangChain over the OpenAI SDK): one
         // call below and no tool is the same call, not a loop.
+        let loop_step = |c: &u32| {
+            trajectory.spans[*c as usize]
+                .attributes
+                .get_str("gen_ai.operation.name")
+                .is_some_and(|op| table::MODEL_LOOP_STEP_OPERATIONS.contains(&op))
+        };
         let llm_below = (0..n)
-            .map(|i| llm_count[i] >= 2 || (llm_count[i] == 1 && tool_below[i]))
+            .map(|i| {
+                llm_count[i] >= 2
+                    || (llm_count[i] == 1 && tool_below[i])
+                    || children[i].iter().any(loop_step)
+            })
             .collect();
         let wrapper = (0..n)
             .map(|i| {
@@ -547,6 +557,18 @@ pub fn squashed(name: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// The JSON text of a span that records an error of a stream or of a tool call, per
+/// [`table::ERROR_RECORD_KEYS`]: `{"type": "error", "error": {"name": ..., "message":
+/// ...}}` (Mastra's `chunk: 'error'`), or a result marked `"error": true` (its
+/// `chunk: 'tool-result'` of a call the framework refused).
+pub fn error_record(span: &SpanRecord) -> Option<&str> {
+    table::ERROR_RECORD_KEYS.iter().find_map(|key| {
+        let text = span.attributes.get_str(key)?;
+        let typed = json_string_field(text, "type", |v| !v.is_empty()) == Some("error");
+        (typed || text.contains(table::ERROR_RECORD_FLAG)).then_some(text)
+    })
 }
 
 /// Whether a tool span hands the answer back or ends the loop
@@ -1143,7 +1165,7 @@ fn quoted_in(text: &str, needle: &str) -> bool {
 /// holds. A scan, not a parser: the core does not depend on a JSON library, and these
 /// attributes are only searched for one short unescaped value. Escaped values are
 /// skipped.
-fn json_string_field<'a>(
+pub(crate) fn json_string_field<'a>(
     text: &'a str,
     field: &str,
     accept: impl Fn(&str) -> bool,

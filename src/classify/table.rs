@@ -185,6 +185,19 @@ pub static TOOL_RESULT_RECORD_FIELDS: &[(&str, &str)] = &[("output", "toolName")
 /// The field a tool-result record has and a tool-call record has not.
 pub const TOOL_RESULT_FIELD: &str = "\"result\"";
 
+/// JSON-text attributes of a span that records a stream event: `{"type": "error",
+/// "error": {"name": ..., "message": ...}}` is an error (Mastra's `chunk: 'error'`), and
+/// so is a tool result marked [`ERROR_RECORD_FLAG`].
+pub static ERROR_RECORD_KEYS: &[&str] = &["output"];
+
+/// A result flagged as an error in a record's JSON text.
+pub const ERROR_RECORD_FLAG: &str = "\"error\":true";
+
+/// `gen_ai.operation.name` values of one model call inside a model loop (Mastra's
+/// `model.step` under its `chat` generation span). An LLM-typed span over one of them
+/// is the loop (a container), even when the loop made a single call.
+pub static MODEL_LOOP_STEP_OPERATIONS: &[&str] = &["model.step"];
+
 /// Attributes that name the agent an agent span runs, in the order they are trusted.
 pub static AGENT_NAME_KEYS: &[&str] = &[
     "gen_ai.agent.name",

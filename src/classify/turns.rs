@@ -81,7 +81,11 @@ pub(super) fn assign_roles(
                 .get(k + 1)
                 .map(|&j| traj.spans[j as usize].start_unix_nano)
                 .unwrap_or(u64::MAX);
-            let kind = role(span, acts, ends, next_call);
+            let failed = failed(span)
+                || children[i as usize]
+                    .iter()
+                    .any(|&c| super::error_record(&traj.spans[c as usize]).is_some());
+            let kind = role(span, failed, acts, ends, next_call);
             if assignments[i as usize].kind != kind {
                 assignments[i as usize].kind = kind;
                 changed = true;
@@ -113,7 +117,14 @@ pub(super) fn assign_roles(
 
 /// The role of one model call of an agent, given the agent's actions and the start of
 /// its next model call.
-fn role(span: &SpanRecord, actions: &[(u64, u64)], results: &[u64], next_call: u64) -> StepKind {
+/// `failed`: the call, or a record of its stream, reports an error.
+fn role(
+    span: &SpanRecord,
+    failed: bool,
+    actions: &[(u64, u64)],
+    results: &[u64],
+    next_call: u64,
+) -> StepKind {
     let names = tool_call_names(span);
     if !names.is_empty() {
         let all_final = names.iter().all(|n| super::is_answer_tool(n));
@@ -126,7 +137,7 @@ fn role(span: &SpanRecord, actions: &[(u64, u64)], results: &[u64], next_call: u
     if super::emits_tool_calls(span) {
         return StepKind::Planner;
     }
-    if failed(span) {
+    if failed {
         // Before any result of the agent's steps, the call was planning the turn; after
         // one (a step's result ended before it, or its request carries a tool result),
         // it was answering with them.

@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use crate::detect::signals::{
-    classify_error_text, clip, is_llm_call, is_tool_span, tool_name, ErrorClass,
+    classify_error_text, clip, is_llm_call, is_tool_span, parse_json, tool_name, ErrorClass,
 };
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, StepKind};
@@ -19,7 +19,9 @@ const MAX_MESSAGE: usize = 500;
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     for (i, span) in ctx.spans() {
-        let Some(signal) = error_signal(span) else {
+        let record = record_error(span);
+        let record = record.as_ref().map(|(n, m)| (n.as_str(), m.as_str()));
+        let Some(signal) = error_signal(span, record) else {
             continue;
         };
         let step = ctx.step(i);
@@ -115,7 +117,11 @@ struct ErrorSignal<'a> {
     http_429: bool,
 }
 
-fn error_signal(span: &SpanRecord) -> Option<ErrorSignal<'_>> {
+/// `record`: the error name and message of a record of an error ([`record_error`]).
+fn error_signal<'a>(
+    span: &'a SpanRecord,
+    record: Option<(&'a str, &'a str)>,
+) -> Option<ErrorSignal<'a>> {
     let a = &span.attributes;
     // The last exception event is the one the span ended with.
     let event = span
@@ -141,6 +147,16 @@ fn error_signal(span: &SpanRecord) -> Option<ErrorSignal<'_>> {
         error_message: a.get_str("error.message").filter(|m| !m.is_empty()),
         http_429: status_code == Some(429),
     };
+    // A record of an error (Mastra's `chunk: 'error'`, a refused tool call's result).
+    let signal = ErrorSignal {
+        error_type: signal
+            .error_type
+            .or(record.map(|r| r.0).filter(|t| !t.is_empty())),
+        error_message: signal
+            .error_message
+            .or(record.map(|r| r.1).filter(|m| !m.is_empty())),
+        ..signal
+    };
     let finish_error = crate::classify::table::FINISH_REASON_KEYS.iter().any(|k| {
         a.get(k)
             .is_some_and(|v| v.to_text().trim_matches(['[', ']', '"']) == "error")
@@ -152,11 +168,34 @@ fn error_signal(span: &SpanRecord) -> Option<ErrorSignal<'_>> {
             .or(finish_error.then_some("the model call ended with finish reason `error`")),
         ..signal
     };
-    let any = signal.status_error
+    let any = record.is_some()
+        || signal.status_error
         || event.is_some()
         || signal.exception_type.is_some()
         || signal.error_type.is_some()
         || signal.error_message.is_some()
         || signal.http_429;
     any.then_some(signal)
+}
+
+/// The error name and message of a span that records an error
+/// ([`crate::classify::error_record`]): the `error` object's `name` and `message`, else
+/// the first `message` anywhere in the record.
+fn record_error(span: &SpanRecord) -> Option<(String, String)> {
+    let json = parse_json(crate::classify::error_record(span)?)?;
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let error = json.get("error").filter(|e| e.is_object());
+    let name = text(error.and_then(|e| e.get("name")));
+    let mut message = text(error.and_then(|e| e.get("message")));
+    if message.is_empty() {
+        message = text(json.get("result").and_then(|r| r.get("message")));
+    }
+    if message.is_empty() {
+        message = text(json.get("message"));
+    }
+    Some((name, message))
 }
