@@ -156,7 +156,10 @@ def responses_output(resp):
     return output
 
 
-def response_object(resp, model, status="completed"):
+def response_object(resp, model, request=None, status="completed"):
+    """A Responses API object; like the real API it echoes the request's
+    `instructions` and `tools`."""
+    request = request or {}
     incomplete = resp.get("finish_reason") == "length"
     return {
         "id": f"resp_{uuid.uuid4().hex[:24]}",
@@ -168,7 +171,8 @@ def response_object(resp, model, status="completed"):
         "output": responses_output(resp),
         "parallel_tool_calls": True,
         "tool_choice": "auto",
-        "tools": [],
+        "instructions": request.get("instructions"),
+        "tools": request.get("tools") or [],
         "usage": {
             "input_tokens": 12,
             "input_tokens_details": {"cached_tokens": 0},
@@ -179,8 +183,8 @@ def response_object(resp, model, status="completed"):
     }
 
 
-def response_events(resp, model):
-    done = response_object(resp, model)
+def response_events(resp, model, request=None):
+    done = response_object(resp, model, request)
     start = {**done, "status": "in_progress", "output": [], "usage": None}
     seq = 0
 
@@ -279,10 +283,10 @@ class Handler(BaseHTTPRequestHandler):
         if request.get("stream"):
             if chat:
                 return self._sse(chat_chunks(resp, model), done_marker=True)
-            return self._sse(response_events(resp, model), done_marker=False)
+            return self._sse(response_events(resp, model, request), done_marker=False)
         if chat:
             return self._json(200, chat_completion(resp, model))
-        return self._json(200, response_object(resp, model))
+        return self._json(200, response_object(resp, model, request))
 
 
 def serve(port=0):
