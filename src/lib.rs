@@ -43,6 +43,7 @@ pub mod classify;
 pub mod cli;
 pub mod cohorts;
 pub mod config;
+pub mod content;
 pub mod detect;
 pub mod ingest;
 pub mod metrics;

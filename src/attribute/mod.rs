@@ -692,6 +692,34 @@ impl<'a> Ctx<'a> {
             return Some(self.run_of(i));
         }
         self.last_before(i, &StepKind::Generator)
+            .map(|g| self.author_of(g))
+    }
+
+    /// The generator that wrote the answer generator run `g` gave: a manager that
+    /// relays a sub-agent's answer word for word only passed it on, so the earliest
+    /// generator of another agent that gave the same answer wrote it. Short answers
+    /// ("OK") say nothing of their origin and stay with `g`.
+    fn author_of(&self, g: u32) -> u32 {
+        const MIN_RELAYED_CHARS: usize = 20;
+        let text_of = |j: u32| {
+            self.traj
+                .spans
+                .get(j as usize)
+                .and_then(crate::content::answer_text)
+                .map(|t| t.trim().to_string())
+        };
+        let Some(answer) = text_of(g).filter(|t| t.len() >= MIN_RELAYED_CHARS) else {
+            return g;
+        };
+        let agent = self.agent_name(g);
+        let limit = self.post_of(g);
+        (0..self.traj.spans.len() as u32)
+            .filter(|&j| *self.step(j) == StepKind::Generator && self.post_of(j) < limit)
+            .filter(|&j| self.run_of(j) != g && self.agent_name(j) != agent)
+            .filter(|&j| text_of(j).is_some_and(|t| t == answer))
+            .min_by_key(|&j| self.post_of(j))
+            .map(|j| self.run_of(j))
+            .unwrap_or(g)
     }
 
     /// The run of `step` that ended last before span `i` in data-flow order (for an

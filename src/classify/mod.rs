@@ -886,6 +886,8 @@ fn decide_llm<'t>(
     let own = || {
         let kind = if decides_action(span) {
             StepKind::Planner
+        } else if judge_call(span) {
+            StepKind::Critic
         } else {
             StepKind::Generator
         };
@@ -908,6 +910,22 @@ fn decide_llm<'t>(
     own()
 }
 
+/// Whether a model call judged other work: it was instructed as a judge (a word of
+/// [`table::CRITIC_AGENT_WORDS`] in its system message: "You review answers…") and its
+/// answer states a verdict (`REJECT: …`, `APPROVE`). An inline LLM-as-judge check is a
+/// critic even outside any reviewer agent.
+fn judge_call(span: &SpanRecord) -> bool {
+    let Some(instructions) = crate::content::system_message(span) else {
+        return false;
+    };
+    let instructed = words(&instructions).any(|w| {
+        let w = w.to_ascii_lowercase();
+        table::CRITIC_AGENT_WORDS.iter().any(|c| w.starts_with(c))
+    });
+    instructed
+        && crate::content::answer_text(span).is_some_and(|t| crate::content::verdict(&t).is_some())
+}
+
 /// Steps under which an LLM call or a container is a step of its own.
 fn is_orchestration(kind: &StepKind) -> bool {
     matches!(kind, StepKind::Agent | StepKind::Chain)
@@ -926,6 +944,7 @@ pub fn agent_name(span: &SpanRecord) -> Option<crate::model::Str> {
     }
     if let Some(name) = table::AGENT_NAME_PAYLOAD_FIELDS
         .iter()
+        .chain(table::DELEGATE_PAYLOAD_FIELDS)
         .find_map(|(key, field)| payload_field(span.attributes.get_str(key)?, field))
     {
         return Some(name.into());

@@ -241,9 +241,12 @@ pub static HANDOFF_SPAN_SUFFIXES: &[&str] = &[".handoff"];
 pub static AGENT_NAME_PAYLOAD_FIELDS: &[(&str, &str)] = &[
     ("input.value", "current_agent_name"),
     ("output.value", "current_agent_name"),
-    // CrewAI's delegation tools name the coworker they hand the task to.
-    ("input.value", "coworker"),
 ];
+
+/// `(attribute, field)` of a delegation's own payload that names the agent it hands the
+/// task to (CrewAI's delegation tools name the coworker). Read on the span itself only:
+/// a child's delegation does not name its parent.
+pub static DELEGATE_PAYLOAD_FIELDS: &[(&str, &str)] = &[("input.value", "coworker")];
 
 /// Agent-span name suffixes of instrumentations (smolagents' `<name>.run`, OpenLLMetry's
 /// `<name>.agent`).

@@ -965,7 +965,7 @@ fn findings_are_sorted_by_span_and_deterministic() {
 
 #[test]
 fn a_critics_verdict_is_read_in_its_common_shapes() {
-    use crate::detect::rules::critic_verdict_of as verdict;
+    use crate::content::verdict;
     assert_eq!(verdict("REJECT: not supported"), Some(false));
     assert_eq!(
         verdict("[[ ## verdict ## ]]\nREJECT: the answer is wrong"),

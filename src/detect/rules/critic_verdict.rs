@@ -8,24 +8,13 @@
 
 use std::collections::HashSet;
 
-use crate::detect::signals::{answer_text, clip};
+use crate::content::{answer_text, verdict};
+use crate::detect::signals::clip;
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, StepKind};
 
 /// The `source` of the findings of this rule.
 pub(crate) const SOURCE: &str = "critic_verdict";
-
-/// Leading words of a rejection, compared case-insensitively after field markers.
-const REJECT: [&str; 6] = [
-    "reject",
-    "fail",
-    "not approved",
-    "disapprove",
-    "deny",
-    "denied",
-];
-/// Leading words of an approval.
-const APPROVE: [&str; 5] = ["approve", "pass", "accept", "lgtm", "ok"];
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut judged: HashSet<u32> = HashSet::new();
@@ -68,66 +57,4 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             .with_subject(&name),
         );
     }
-}
-
-/// `Some(true)` for an approval, `Some(false)` for a rejection, `None` when the text
-/// states no verdict in its first lines.
-pub(crate) fn verdict(text: &str) -> Option<bool> {
-    let lower = text.to_ascii_lowercase();
-    if let Some(v) = json_verdict(&lower) {
-        return Some(v);
-    }
-    for line in lower
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(6)
-    {
-        // Field markers: DSPy's `[[ ## verdict ## ]]`, `verdict:`, markdown emphasis.
-        if line.starts_with("[[") {
-            continue;
-        }
-        let mut l = line.trim_start_matches(['*', '#', '>', '-', '"', '\'', '`', ' ']);
-        for label in ["verdict:", "decision:", "result:", "review:"] {
-            if let Some(rest) = l.strip_prefix(label) {
-                l = rest.trim_start_matches(['*', '"', '\'', ' ']);
-            }
-        }
-        if REJECT.iter().any(|w| l.starts_with(w)) {
-            return Some(false);
-        }
-        if APPROVE.iter().any(|w| starts_with_word(l, w)) {
-            return Some(true);
-        }
-        return None;
-    }
-    None
-}
-
-fn starts_with_word(text: &str, word: &str) -> bool {
-    text.strip_prefix(word).is_some_and(|rest| {
-        rest.chars()
-            .next()
-            .is_none_or(|c| !c.is_ascii_alphabetic() || word.len() > 3)
-    })
-}
-
-/// A verdict in a small JSON object: `"verdict": "reject"`, `"approved": false`.
-fn json_verdict(lower: &str) -> Option<bool> {
-    let t = lower.trim_start();
-    if !t.starts_with('{') || t.len() > 2000 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_str(t).ok()?;
-    for key in ["verdict", "decision", "result"] {
-        if let Some(v) = json.get(key).and_then(|v| v.as_str()) {
-            return verdict(v);
-        }
-    }
-    for key in ["approved", "pass", "passed", "accepted"] {
-        if let Some(b) = json.get(key).and_then(|v| v.as_bool()) {
-            return Some(b);
-        }
-    }
-    None
 }

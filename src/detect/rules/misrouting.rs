@@ -5,17 +5,19 @@
 //! fail the run by itself: when a critic or evaluator rejects the answer, the
 //! attribution blames the routing.
 //!
-//! A sub-agent's description is read from its own span (`gen_ai.agent.description`) or
-//! from the manager's list of sub-agents (`smolagents.managed_agents.<i>.description`).
+//! A sub-agent's description is read from its own span (`gen_ai.agent.description`),
+//! from the manager's list of sub-agents (`smolagents.managed_agents.<i>.description`),
+//! else from the instructions (system message) of its first model call.
 //! The request is the run's first user message. They match when they share a content
 //! word (four letters or more, a plural `s` dropped, common words left out). A sub-agent
-//! that called tools of its own was working in its domain and is not reported.
+//! that called tools of its own (a tool span, or a model call of its that chose tools)
+//! was working in its domain and is not reported.
 
 use std::collections::HashSet;
 
 use serde_json::Value as Json;
 
-use crate::detect::signals::{clip, parse_json};
+use crate::detect::signals::{clip, is_llm_call, parse_json, system_message};
 use crate::detect::Ctx;
 use crate::model::{Finding, FindingKind, SpanRecord, StepKind};
 
@@ -59,6 +61,22 @@ const STOP: &[&str] = &[
     "look",
     "give",
     "gives",
+    // Boilerplate of agent instructions, not a domain.
+    "helpful",
+    "tool",
+    "tools",
+    "personal",
+    "goal",
+    "always",
+    "never",
+    "only",
+    "must",
+    "should",
+    "respond",
+    "reply",
+    "concise",
+    "friendly",
+    "knowledge",
 ];
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
@@ -89,6 +107,8 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                     .find(|(n, _)| *n == *name)
                     .map(|(_, d)| d.clone())
             });
+        // Else the instructions of its first model call: what it was told it is for.
+        let description = description.or_else(|| instructions(ctx, i));
         let Some(description) = description else {
             continue;
         };
@@ -100,10 +120,14 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         // was working in its domain; one that answered straight away, outside it, was
         // misrouted.
         let worked = ctx.spans().any(|(j, s)| {
-            matches!(ctx.step_ref(j), StepKind::Tool | StepKind::Retriever)
-                && !crate::detect::signals::tool_name(s)
-                    .is_some_and(crate::classify::is_answer_tool)
-                && inside(ctx, j, i)
+            let acted = match ctx.step_ref(j) {
+                StepKind::Tool | StepKind::Retriever => !crate::detect::signals::tool_name(s)
+                    .is_some_and(crate::classify::is_answer_tool),
+                // A call that chose tools (their spans may not be recorded).
+                StepKind::Planner => true,
+                _ => false,
+            };
+            acted && j != i && inside(ctx, j, i)
         });
         if worked {
             continue;
@@ -132,6 +156,15 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             .with_subject(&name),
         );
     }
+}
+
+/// The system message of the first model call inside agent span `agent`.
+fn instructions(ctx: &Ctx<'_>, agent: u32) -> Option<String> {
+    ctx.spans()
+        .filter(|(j, s)| *j != agent && is_llm_call(s) && inside(ctx, *j, agent))
+        .min_by_key(|(j, s)| (s.start_unix_nano, *j))
+        .and_then(|(_, s)| system_message(s))
+        .map(|t| t.into_owned())
 }
 
 /// The last planner or router call that ended before span `agent` started, outside it.

@@ -21,8 +21,6 @@ mod truncation;
 use crate::detect::Ctx;
 
 use crate::model::Finding;
-#[cfg(test)]
-pub(crate) use critic_verdict::verdict as critic_verdict_of;
 pub(crate) use critic_verdict::SOURCE as CRITIC_VERDICT_SOURCE;
 pub use misrouting::KIND as MISROUTED_KIND;
 #[cfg(test)]
