@@ -18,13 +18,17 @@ use crate::model::{Analysis, Outcome, StepKind, Str, Value};
 use super::window::RecordInput;
 
 /// Keys whose values are per-run identifiers or payloads, never cohorts.
-const DENY_SUBSTRINGS: [&str; 17] = [
-    // The outcome itself, under another name.
+const DENY_SUBSTRINGS: [&str; 20] = [
+    // The outcome itself, under another name, or its consequences (how long the run
+    // took, what an evaluator said of its answer).
     "error",
     "status",
     "exception",
     "finish_reason",
     "outcome",
+    "duration",
+    "latency",
+    "evaluation",
     "session",
     "conversation",
     "user.id",

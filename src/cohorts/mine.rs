@@ -96,7 +96,15 @@ pub struct MineConfig {
     /// Keys preferred between two names of the same rows (the cohort dimensions over
     /// other attributes, e.g. `service` over `service.namespace`).
     pub preferred_keys: Vec<Arc<str>>,
+    /// Also mine the numeric attributes that are consequences of the run rather than
+    /// conditions of it ([`SYMPTOM_NUMERIC`]: output size, step and tool-call counts,
+    /// duration). Off by default: a failed run is slower or shorter because it failed,
+    /// and a team cannot own "runs longer than 8 s".
+    pub symptoms: bool,
 }
+
+/// Columns of [`NUMERIC`] that describe how the run went, not what it was given.
+pub const SYMPTOM_NUMERIC: [&str; 4] = ["output_tokens", "steps", "tool_calls", "duration_ms"];
 
 impl Default for MineConfig {
     fn default() -> MineConfig {
@@ -123,6 +131,7 @@ impl Default for MineConfig {
                 .into_iter()
                 .map(|d| d.name)
                 .collect(),
+            symptoms: false,
         }
     }
 }
@@ -192,6 +201,10 @@ pub struct Discovered {
     pub top_reasons: Vec<(u64, u32)>,
     /// Newest first.
     pub example_trace_ids: Vec<TraceId>,
+    /// Other names of the same rows: `(i, clause)` says that `clause` holds on exactly
+    /// the rows of `predicate[i]` in this window (`prompt_version=v7 ≡
+    /// service.version=1.6.1`). One cohort, several names.
+    pub equivalents: Vec<(usize, Clause)>,
 }
 
 impl Discovered {
@@ -388,6 +401,8 @@ enum ItemKind {
 
 struct Item {
     kind: ItemKind,
+    /// Values of other attributes held by exactly the same rows (merged into this item).
+    aliases: Vec<ItemKind>,
     /// Items of one group (an attribute) never combine.
     group: usize,
     bits: Bits,
@@ -918,6 +933,16 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             top_root_cause_step: None,
             top_reasons: Vec::new(),
             example_trace_ids: Vec::new(),
+            equivalents: t.key[..key_len(&t.key)]
+                .iter()
+                .enumerate()
+                .flat_map(|(x, &i)| {
+                    items[i as usize]
+                        .aliases
+                        .iter()
+                        .map(move |kind| (x, clause(snap, kind)))
+                })
+                .collect(),
         };
         evidence(snap, &rows[i], targets[t.outcome], cfg, &mut d, &positive);
         out.push(d);
@@ -1037,6 +1062,47 @@ fn evidence(
         .collect();
 }
 
+/// Merges categorical items of different attributes that hold exactly the same rows
+/// (a release and the prompt version it ships, a service and its namespace): they are
+/// one condition under several names, tested once. The kept name is a preferred key
+/// (a cohort dimension) if one is among them, else the first attribute seen.
+fn merge_equivalent(items: Vec<Item>, snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
+    let preferred = |it: &Item| match it.kind {
+        ItemKind::Cat { attr, .. } => cfg.preferred_keys.contains(&snap.attrs[attr]),
+        ItemKind::Num { .. } => false,
+    };
+    let mut by_rows: HashMap<&[u64], usize> = HashMap::with_capacity(items.len());
+    let mut target: Vec<usize> = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        let t = *by_rows.entry(it.bits.0.as_slice()).or_insert(i);
+        target.push(t);
+    }
+    // The name each group keeps.
+    let mut keeper: HashMap<usize, usize> = HashMap::new();
+    for (i, &t) in target.iter().enumerate() {
+        let k = keeper.entry(t).or_insert(i);
+        if !preferred(&items[*k]) && preferred(&items[i]) {
+            *k = i;
+        }
+    }
+    let mut aliases: HashMap<usize, Vec<ItemKind>> = HashMap::new();
+    for (i, &t) in target.iter().enumerate() {
+        let k = keeper[&t];
+        if i != k {
+            aliases.entry(k).or_default().push(items[i].kind);
+        }
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keeper[&target[*i]] == *i)
+        .map(|(i, mut it)| {
+            it.aliases = aliases.remove(&i).unwrap_or_default();
+            it
+        })
+        .collect()
+}
+
 fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
     let n = snap.n;
     let na = snap.attrs.len();
@@ -1080,6 +1146,7 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
                         attr: a,
                         code: first,
                     },
+                    aliases: Vec::new(),
                     group: a,
                     bits: Bits::zeros(n),
                 });
@@ -1097,9 +1164,13 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             }
         }
     }
+    let mut items = merge_equivalent(items, snap, cfg);
     // Numeric: thresholds at deciles, rounded.
     let mut values: Vec<f32> = Vec::with_capacity(n);
     for k in 0..NUMERIC.len() {
+        if !cfg.symptoms && SYMPTOM_NUMERIC.contains(&NUMERIC[k]) {
+            continue;
+        }
         values.clear();
         values.extend((0..n).map(|r| snap.num(r, k)).filter(|v| !v.is_nan()));
         if values.len() < 2 * cfg.min_support as usize {
@@ -1136,6 +1207,7 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
                             op,
                             threshold: t,
                         },
+                        aliases: Vec::new(),
                         group: na + k,
                         bits,
                     });

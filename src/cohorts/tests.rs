@@ -3,6 +3,7 @@
 //! rule, compare filters, and extraction from a real analysis.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -359,10 +360,73 @@ fn a_cohort_is_reported_after_two_consecutive_runs() {
     );
     assert_eq!(second.runs, 2);
     assert_eq!(index.results(WindowSpec::Ring), Some(second));
-    // A duration window keeps its own streak.
+    // A duration window keeps its own streak, but its first reading, which nothing
+    // would mine again before the next call, confirms itself.
     let recent = index.mine_now(WindowSpec::Seconds(10_000));
-    assert!(recent.cohorts.is_empty());
+    assert!(
+        recent
+            .cohorts
+            .iter()
+            .any(|c| c.key().starts_with("model=c")),
+        "{recent:?}"
+    );
+    assert_eq!(recent.runs, 1);
     assert!(recent.last.as_ref().is_some_and(|r| r.records <= 10_001));
+}
+
+/// Rows of [`planted`] with model `c` failing three times as often, as inputs.
+fn model_c_inputs(n: usize, seed: u64) -> Vec<RecordInput> {
+    let w = planted(
+        n,
+        seed,
+        |m, _, _, _| if m == "c" { 3.0 } else { 1.0 },
+        false,
+    );
+    let snap = Snapshot::from_window(&w, None);
+    (0..snap.n)
+        .map(|r| {
+            let model = snap
+                .name(0, snap.code(r, 0))
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let mut input = row(&[("model", &model)], 1000.0, snap.failed[r], "generator");
+            input.end_unix_nano = snap.end_unix_nano[r];
+            input
+        })
+        .collect()
+}
+
+#[test]
+fn pending_cohorts_are_confirmed_on_the_timer_without_new_rows() {
+    let index = Arc::new(CohortIndex::new(CohortConfig {
+        window: 20_000,
+        mine_every_records: 20_000,
+        mine_every: Duration::from_secs(3600),
+        min_interval: Duration::from_millis(200),
+        ..CohortConfig::default()
+    }));
+    index.spawn_miner().expect("the miner thread starts");
+    // One burst, then nothing: the burst wakes the miner once.
+    for input in model_c_inputs(20_000, 4) {
+        index.push(&input);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let confirmed = loop {
+        let r = index.results(WindowSpec::Ring);
+        if r.as_ref().is_some_and(|r| !r.cohorts.is_empty()) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let confirmed = confirmed.expect("the ring was mined");
+    assert!(
+        confirmed
+            .cohorts
+            .iter()
+            .any(|c| c.key().starts_with("model=c")),
+        "{confirmed:?}"
+    );
+    assert!(confirmed.runs >= 2, "{confirmed:?}");
 }
 
 #[test]
