@@ -135,7 +135,25 @@ pub trait CountSource: Send + Sync {
     fn newest_minute(&self) -> Option<u64>;
     /// Appends the counts of every series in event minute `minute` to `out`.
     fn minute_counts(&self, minute: u64, out: &mut Vec<SeriesCounts>);
+    /// A summary of event minute `minute`'s counts that changes whenever they do: the
+    /// runs, failures and root causes of every whole-step series.
+    fn minute_fingerprint(&self, minute: u64) -> (u64, u64, u64) {
+        let mut rows = Vec::new();
+        self.minute_counts(minute, &mut rows);
+        rows.iter()
+            .filter(|r| r.cohort.is_none())
+            .fold((0, 0, 0), |acc, r| {
+                (acc.0 + r.runs, acc.1 + r.failures, acc.2 + r.root_causes)
+            })
+    }
 }
+
+/// Ticks a minute may keep changing before it is evaluated anyway (a steady trickle of
+/// stragglers must not hold evaluation back for ever).
+const MAX_UNSETTLED_TICKS: u32 = 12;
+/// Closed minutes behind the newest whose counts may still be changing while the
+/// source runs ahead of real time; older ones are taken as complete.
+const MAX_LOOKAHEAD_MINUTES: u64 = 180;
 
 /// One alert as the API shows it. Times are event times (unix nanoseconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -357,6 +375,11 @@ struct State {
     resync: bool,
     rows: Vec<SeriesCounts>,
     gauge_groups: HashSet<FiringLabels>,
+    /// The source's newest minute at the previous tick.
+    last_newest: Option<u64>,
+    /// Closed minutes not yet evaluated while the source runs ahead of real time: the
+    /// fingerprint seen at the previous tick and the ticks it has kept changing.
+    unsettled: BTreeMap<u64, ((u64, u64, u64), u32)>,
 }
 
 /// The alert engine. Evaluation is synchronous and deterministic given the counts; the
@@ -428,6 +451,8 @@ impl AlertEngine {
                 resync: false,
                 rows: Vec::new(),
                 gauge_groups: HashSet::new(),
+                last_newest: None,
+                unsettled: BTreeMap::new(),
             }),
             config,
         }
@@ -447,17 +472,27 @@ impl AlertEngine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Evaluates every event minute closed since the last call (a minute is closed once
-    /// the source has data `settle_minutes` newer), then tests the open newest minute
-    /// for overwhelming spikes. Returns the closed minutes evaluated.
+    /// Evaluates every event minute closed since the last call, then tests the open
+    /// newest minute for overwhelming spikes. Returns the closed minutes evaluated.
+    ///
+    /// A minute is closed once the source has data `settle_minutes` newer. When event
+    /// time advances by one minute since the previous tick, that is all (live traffic).
+    /// When it jumps further (a replay, a backfill, a collector draining its queue,
+    /// hours of event time in seconds) or stands still, the minutes just behind the
+    /// newest are still being counted (trajectories are counted when finalized, not
+    /// in event order across shards): a closed minute is then evaluated only once its
+    /// counts held still between two ticks, so that every minute is judged complete
+    /// whatever the arrival speed, and a replay alerts as the live traffic did.
     pub fn tick(&self, source: &dyn CountSource) -> u64 {
         let Some(newest) = source.newest_minute() else {
             return 0;
         };
+        let mut state = self.lock();
+        let live = state.last_newest.is_some_and(|p| newest == p + 1);
+        state.last_newest = Some(state.last_newest.map_or(newest, |p| p.max(newest)));
         let Some(closed) = newest.checked_sub(self.config.settle_minutes) else {
             return 0;
         };
-        let mut state = self.lock();
         let cap = self.config.max_catch_up_minutes.max(1);
         let earliest = closed.saturating_sub(cap - 1);
         let start = match state.stats.last_minute {
@@ -475,13 +510,62 @@ impl AlertEngine {
             }
             None => earliest,
         };
-        for m in start..=closed {
+        // Off live speed: every closed minute (up to a bound) is looked at, so that
+        // each one's first sighting is on record for the next tick; the settled ones
+        // are evaluated in order, up to the first that is still changing.
+        let mut until = closed;
+        if !live {
+            let mut first_unsettled = None;
+            // Minutes far behind the newest are complete; the ones that may still be
+            // counting are the most recent.
+            let recent = closed.saturating_sub(MAX_LOOKAHEAD_MINUTES).max(start);
+            for m in recent..=closed {
+                if !self.settled(&mut state, m, source) && first_unsettled.is_none() {
+                    first_unsettled = Some(m);
+                }
+            }
+            if let Some(m) = first_unsettled {
+                if m == start {
+                    if newest > closed {
+                        self.provisional(&mut state, newest, source);
+                    }
+                    return 0;
+                }
+                until = m - 1;
+            }
+        }
+        let mut evaluated = 0;
+        for m in start..=until {
+            state.unsettled.remove(&m);
             self.evaluate_locked(&mut state, m, source);
+            evaluated += 1;
+        }
+        // Forget minutes already evaluated (a late evaluation skipped them).
+        if let Some(last) = state.stats.last_minute {
+            state.unsettled = state.unsettled.split_off(&(last + 1));
         }
         if newest > closed {
             self.provisional(&mut state, newest, source);
         }
-        closed - start + 1
+        evaluated
+    }
+
+    /// Whether closed minute `m` held still since the previous tick (or has kept
+    /// changing for [`MAX_UNSETTLED_TICKS`]); remembers what it saw.
+    fn settled(&self, state: &mut State, m: u64, source: &dyn CountSource) -> bool {
+        let now = source.minute_fingerprint(m);
+        match state.unsettled.get_mut(&m) {
+            Some((seen, _)) if *seen == now => true,
+            Some((seen, changes)) => {
+                *seen = now;
+                *changes += 1;
+                *changes >= MAX_UNSETTLED_TICKS
+            }
+            None => {
+                state.unsettled.insert(m, (now, 0));
+                false
+            }
+        }
     }
 
     /// Evaluates event minute `m` (unix minutes) now, whatever was evaluated before.

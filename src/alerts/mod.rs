@@ -77,6 +77,24 @@ impl CountSource for Aggregator {
             .map(|b| b.from_unix_nano / NANOS_PER_MINUTE)
     }
 
+    fn minute_fingerprint(&self, minute: u64) -> (u64, u64, u64) {
+        let from = minute.saturating_mul(NANOS_PER_MINUTE);
+        let query = BreakdownQuery {
+            window: Window::Range {
+                from,
+                to: from.saturating_add(NANOS_PER_MINUTE),
+            },
+            by: Vec::new(),
+        };
+        self.breakdown(&query, self.now())
+            .map(|b| {
+                b.steps.iter().fold((0, 0, 0), |acc, r| {
+                    (acc.0 + r.runs, acc.1 + r.failures, acc.2 + r.root_causes)
+                })
+            })
+            .unwrap_or((0, 0, 0))
+    }
+
     fn minute_counts(&self, minute: u64, out: &mut Vec<SeriesCounts>) {
         let from = minute.saturating_mul(NANOS_PER_MINUTE);
         let window = Window::Range {
