@@ -145,11 +145,16 @@ fn clause(c: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if op == "=" {
+    let mut text = if op == "=" {
         format!("{key}={value}")
     } else {
         format!("{key} {op} {value}")
+    };
+    for e in c["equivalent"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        text.push_str(" ≡ ");
+        text.push_str(&clause(e));
     }
+    text
 }
 
 /// A number with a few significant digits, or `-`.

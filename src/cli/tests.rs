@@ -288,6 +288,15 @@ fn cohorts_render_generically() {
         reasons::render_cohorts(&json!({"cohorts": []}), 0),
         "no failure cohorts found\n"
     );
+    let text = reasons::render_cohorts(
+        &json!({"cohorts": [{"predicate": [{"key": "prompt_version", "op": "=", "value": "v7",
+            "equivalent": [{"key": "service.version", "op": "=", "value": "1.6.1"}]}]}]}),
+        0,
+    );
+    assert!(
+        text.contains("prompt_version=v7 ≡ service.version=1.6.1"),
+        "{text}"
+    );
     let text = reasons::render_cohorts(&json!({"cohorts": [], "runs": 1, "pending": 6}), 0);
     assert!(
         text.contains("no confirmed failure cohorts yet")

@@ -101,6 +101,9 @@ pub struct MineConfig {
     /// duration). Off by default: a failed run is slower or shorter because it failed,
     /// and a team cannot own "runs longer than 8 s".
     pub symptoms: bool,
+    /// A per-pattern cohort needs at least this share of the pattern's failures outside
+    /// it (see `own_wording`).
+    pub min_outside_share: f64,
 }
 
 /// Columns of [`NUMERIC`] that describe how the run went, not what it was given.
@@ -132,6 +135,7 @@ impl Default for MineConfig {
                 .map(|d| d.name)
                 .collect(),
             symptoms: false,
+            min_outside_share: 0.1,
         }
     }
 }
@@ -700,6 +704,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             || ps - pc < cfg.min_rate_difference
             || excess < min_excess * key_len(&t.key) as f64
             || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
+            || own_wording(targets[t.outcome], t.f, totals[t.outcome], cfg)
         {
             continue;
         }
@@ -972,6 +977,15 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     report
 }
 
+/// A reason pattern found (almost) only inside a cohort is that cohort's own wording of
+/// a failure (each service or instrumentation phrases its errors its own way), not a
+/// higher rate of it: the same failures elsewhere read differently. Such a per-pattern
+/// cohort says nothing the per-step outcome would not, and is not reported.
+fn own_wording(target: Target, f_s: u32, total: u32, cfg: &MineConfig) -> bool {
+    matches!(target, Target::Pattern(_))
+        && f64::from(total - f_s.min(total)) < cfg.min_outside_share * f64::from(total)
+}
+
 /// Rows set in every bitmap of `maps` (all of one length), without allocating.
 fn count_all(maps: &[&Bits]) -> u32 {
     let Some(first) = maps.first() else {
@@ -1181,10 +1195,15 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             .map(|d| round_threshold(values[values.len() * d / QUANTILES] as f64))
             .collect();
         thresholds.dedup();
-        // Only input tokens are known before the run: `<` on the others (fewer steps,
-        // shorter output, shorter duration) mostly says that a failure ended the run
-        // early, a consequence rather than a cohort.
-        let ops: &[Op] = if k == 0 { &[Op::Ge, Op::Lt] } else { &[Op::Ge] };
+        // `<` on a run's sums (fewer input tokens, fewer steps, shorter output or
+        // duration) mostly says that a failure ended the run early, before the calls
+        // that would have added to them: a consequence rather than a cohort. It is
+        // mined only with the symptoms.
+        let ops: &[Op] = if k == 0 && cfg.symptoms {
+            &[Op::Ge, Op::Lt]
+        } else {
+            &[Op::Ge]
+        };
         for t in thresholds {
             for &op in ops {
                 let mut bits = Bits::zeros(n);

@@ -118,7 +118,7 @@ fn row(pairs: &[(&str, &str)], tokens: f64, failed: bool, step: &str) -> RecordI
             .iter()
             .map(|(k, v)| (Arc::from(*k), v.to_string()))
             .collect(),
-        numeric: [Some(tokens), None, Some(5.0), Some(1.0), Some(1000.0)],
+        numeric: [Some(tokens), None, Some(5.0), Some(1.0), Some(1000.0), None],
         failed,
         root_step: failed.then(|| step.to_string()),
         root_pattern: failed.then_some(7),
@@ -636,4 +636,109 @@ fn a_refinement_that_only_multiplies_two_effects_is_pruned() {
             "seed {seed}: {keys:?}"
         );
     }
+}
+
+#[test]
+fn attributes_holding_the_same_rows_are_one_cohort_with_equivalent_names() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    let mut w = Window::new(20_000, 8, 50);
+    for i in 0..20_000u64 {
+        let version = ["v5", "v6", "v7"][rng.random_range(0..3)];
+        let release = match version {
+            "v5" => "1.4.3",
+            "v6" => "1.5.2",
+            _ => "1.6.1",
+        };
+        let model = ["a", "b"][rng.random_range(0..2)];
+        let failed = rng.random_bool(if version == "v7" { 0.15 } else { 0.05 });
+        let mut r = row(
+            &[
+                ("prompt_version", version),
+                ("service.version", release),
+                ("model", model),
+            ],
+            1000.0,
+            failed,
+            "generator",
+        );
+        r.end_unix_nano = 1_000_000_000 * (i + 1);
+        w.push(&r);
+    }
+    let report = mine(&Snapshot::from_window(&w, None), &MineConfig::default());
+    let v7: Vec<&super::Discovered> = report
+        .cohorts
+        .iter()
+        .filter(|c| {
+            c.predicate
+                .iter()
+                .any(|cl| cl.to_string() == "prompt_version=v7")
+        })
+        .collect();
+    assert!(!v7.is_empty(), "{:?}", names(&report));
+    assert!(
+        v7[0]
+            .equivalents
+            .iter()
+            .any(|(i, cl)| *i == 0 && cl.to_string() == "service.version=1.6.1"),
+        "{:?}",
+        v7[0]
+    );
+    assert!(
+        !names(&report)
+            .iter()
+            .any(|k| k.starts_with("service.version")),
+        "one cohort, not two: {:?}",
+        names(&report)
+    );
+}
+
+#[test]
+fn symptoms_are_not_mined_by_default() {
+    let mut rng = SmallRng::seed_from_u64(10);
+    let mut w = Window::new(20_000, 8, 50);
+    for i in 0..20_000u64 {
+        let model = ["a", "b", "c"][rng.random_range(0..3)];
+        let failed = rng.random_bool(0.08);
+        let mut r = row(&[("model", model)], 1000.0, failed, "generator");
+        // Failed runs are slow and short: consequences of failing.
+        let duration = if failed {
+            9000.0
+        } else {
+            rng.random_range(500.0..3000.0)
+        };
+        r.numeric = [
+            Some(rng.random_range(500.0..5000.0)),
+            Some(if failed { 10.0 } else { 300.0 }),
+            Some(if failed { 2.0 } else { 6.0 }),
+            Some(1.0),
+            Some(duration),
+            None,
+        ];
+        r.end_unix_nano = 1_000_000_000 * (i + 1);
+        w.push(&r);
+    }
+    let snap = Snapshot::from_window(&w, None);
+    let report = mine(&snap, &MineConfig::default());
+    assert!(
+        report.cohorts.iter().all(|c| c.predicate.iter().all(|cl| ![
+            "duration_ms",
+            "output_tokens",
+            "steps"
+        ]
+        .contains(&&*cl.key))),
+        "{:?}",
+        names(&report)
+    );
+    let with = mine(
+        &snap,
+        &MineConfig {
+            symptoms: true,
+            ..MineConfig::default()
+        },
+    );
+    assert!(
+        names(&with).iter().any(|k| k.starts_with("duration_ms>=")),
+        "{:?}",
+        names(&with)
+    );
 }
