@@ -148,6 +148,16 @@ pub trait CountSource: Send + Sync {
     }
 }
 
+/// Steps that contain others: their runs fail when a step inside them fails and the
+/// failure propagates (an agent span ending in error because its tool did). Their
+/// failure rate is a symptom of their children's: only their root-cause rate (failures
+/// blamed on the container itself) is watched.
+const CONTAINER_STEPS: [&str; 2] = ["agent", "chain"];
+
+fn symptom_series(step: &str, signal: Signal) -> bool {
+    signal == Signal::Failure && CONTAINER_STEPS.contains(&step)
+}
+
 /// Ticks a minute may keep changing before it is evaluated anyway (a steady trickle of
 /// stragglers must not hold evaluation back for ever).
 const MAX_UNSETTLED_TICKS: u32 = 12;
@@ -342,7 +352,6 @@ impl Series {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct IncidentKey {
-    signal: Signal,
     step: Arc<str>,
     kind: AlertKind,
 }
@@ -351,6 +360,9 @@ struct IncidentKey {
 struct Incident {
     id: u64,
     key: IncidentKey,
+    /// The signal of the alert that opened it (its `alertname`); alerts of the other
+    /// signal on the same step and kind join it.
+    signal: Signal,
     /// The cohort of the alert that opened it: its labels never change.
     lead: CohortKey,
     started_unix_nano: u64,
@@ -719,6 +731,9 @@ impl AlertEngine {
             for signal in Signal::ALL {
                 let sig = signal.index();
                 let s = &state.series[i];
+                if symptom_series(&s.step, signal) {
+                    continue;
+                }
                 let st = &s.signals[sig];
                 if st.spike.is_some() || st.sustained.is_some() {
                     continue;
@@ -837,6 +852,9 @@ impl AlertEngine {
         m: u64,
         step_runs: Option<u64>,
     ) {
+        if symptom_series(&state.series[i].step, signal) {
+            return;
+        }
         let cfg = &self.config;
         let w = cfg.spike_window_minutes.max(1);
         let sig = signal.index();
@@ -1072,7 +1090,6 @@ impl AlertEngine {
                 })
                 .inc();
             let key = IncidentKey {
-                signal,
                 step: s.step.clone(),
                 kind,
             };
@@ -1130,7 +1147,6 @@ impl AlertEngine {
         }
         a.state = AlertState::Firing;
         let key = IncidentKey {
-            signal: a.signal,
             step: a.step.clone(),
             kind: a.kind,
         };
@@ -1160,6 +1176,7 @@ impl AlertEngine {
             Incident {
                 id: inc_id,
                 key: key.clone(),
+                signal: a.signal,
                 lead: a.cohort.clone(),
                 started_unix_nano: a.started_unix_nano,
                 members: vec![id],
@@ -1197,7 +1214,6 @@ impl AlertEngine {
         a.state = AlertState::Resolved;
         a.resolved_unix_nano = Some(at.max(a.started_unix_nano));
         let key = IncidentKey {
-            signal: a.signal,
             step: a.step.clone(),
             kind: a.kind,
         };
@@ -1237,10 +1253,10 @@ impl AlertEngine {
     fn notification(&self, state: &State, inc: &Incident, resolved: Option<u64>) -> Notification {
         let key = &inc.key;
         let mut labels = BTreeMap::new();
-        labels.insert("alertname".to_owned(), key.signal.alertname().to_owned());
+        labels.insert("alertname".to_owned(), inc.signal.alertname().to_owned());
         labels.insert("step".to_owned(), truncate(&key.step));
         labels.insert("kind".to_owned(), key.kind.as_str().to_owned());
-        labels.insert("signal".to_owned(), key.signal.as_str().to_owned());
+        labels.insert("signal".to_owned(), inc.signal.as_str().to_owned());
         labels.insert("severity".to_owned(), key.kind.severity().to_owned());
         if let Some((dim, value)) = &inc.lead {
             labels.insert(truncate(dim), truncate(value));
@@ -1270,7 +1286,7 @@ impl AlertEngine {
         if total > cohorts.len() as u64 {
             cohort_text.push_str(&format!(" and {} more", total - cohorts.len() as u64));
         }
-        let what = match key.signal {
+        let what = match inc.signal {
             Signal::Failure => "failure rate",
             Signal::RootCause => "root-cause rate",
         };
@@ -1278,13 +1294,28 @@ impl AlertEngine {
         annotations.insert(
             "summary".to_owned(),
             format!(
-                "{} {} of step {}: {} vs baseline {}",
+                "{} {} of step {}: {} vs baseline {}, since {}",
                 key.kind.as_str(),
                 what,
                 truncate(&key.step),
                 percent(rate),
-                percent(baseline)
+                percent(baseline),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
+                )
             ),
+        );
+        let mut signals: Vec<&str> = members.iter().map(|a| a.signal.as_str()).collect();
+        signals.push(inc.signal.as_str());
+        signals.sort_unstable();
+        signals.dedup();
+        annotations.insert("signals".to_owned(), signals.join(", "));
+        annotations.insert(
+            "started".to_owned(),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
+            )
+            .to_string(),
         );
         annotations.insert("rate".to_owned(), format!("{rate:.6}"));
         annotations.insert("baseline".to_owned(), format!("{baseline:.6}"));

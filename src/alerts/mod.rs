@@ -21,7 +21,7 @@
 //!   `resolve_minutes` calm ones (a lower bar than the one that fired it); a shift
 //!   resolves when the last ten minutes are back near the baseline, and becomes the
 //!   new baseline after `relearn_after`;
-//! - firing alerts are grouped into incidents by (signal, step, kind): ten thousand
+//! - firing alerts are grouped into incidents by (step, kind): ten thousand
 //!   cohorts spiking at once in one step are one notification listing the top cohorts.
 //!
 //! Invariants:

@@ -667,3 +667,44 @@ fn a_replay_in_seconds_judges_each_minute_complete_and_alerts_as_live_did() {
     assert!(replay_spike.started_unix_nano <= (spike + 2) * MIN);
     assert_eq!(replay.stats().last_minute, Some(T0 + 128));
 }
+
+#[test]
+fn a_container_step_alerts_on_its_own_root_causes_only_and_one_incident_holds_both_signals() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(8);
+    let spike = T0 + 90;
+    for m in T0..T0 + 100 {
+        let p = if (spike..spike + 4).contains(&m) {
+            0.3
+        } else {
+            0.04
+        };
+        let f = binomial(&mut rng, 300, p);
+        // The tool fails and is blamed; the agent around it fails with it (symptom)
+        // and is blamed for almost nothing.
+        let a = binomial(&mut rng, 300, 0.002);
+        fake.put(
+            m,
+            vec![
+                row("tool", None, 300, f, f),
+                row("agent", None, 300, f + a, a),
+            ],
+        );
+        engine.tick(&fake);
+    }
+    let all = engine.alerts(&AlertFilter::default());
+    assert!(
+        all.iter().all(|a| &*a.step != "agent"),
+        "the agent's failures are its tool's: {all:#?}"
+    );
+    let tool: Vec<&Alert> = all.iter().filter(|a| &*a.step == "tool").collect();
+    assert!(
+        tool.iter().any(|a| a.signal == Signal::Failure)
+            && tool.iter().any(|a| a.signal == Signal::RootCause),
+        "{all:#?}"
+    );
+    let incidents: std::collections::HashSet<Option<u64>> =
+        tool.iter().map(|a| a.incident).collect();
+    assert_eq!(incidents.len(), 1, "one incident for one spike: {tool:#?}");
+}
