@@ -299,7 +299,8 @@ def wait_finalized(srv, expected, timeout):
     last = -1
     while time.time() < deadline:
         try:
-            got = get_json(srv.url("/api/v1/cohorts", limit=1))["records"]
+            # An empty filter matches every row of the cohort window.
+            got = get_json(srv.url("/api/v1/compare", a="", b=""))["a"]["trajectories"]
         except (urllib.error.URLError, OSError, KeyError, ValueError):
             got = -1
         if got >= expected:
@@ -332,13 +333,13 @@ def scenario(args, corpus, name, mode, n_runs, want_cohorts):
             res["first_windowed"] = {"runs": first.get("runs"), "pending": first.get("pending"),
                                      "cohorts": len(first.get("cohorts", []))}
             deadline = time.time() + args.cohort_wait
-            served = get_json(srv.url("/api/v1/cohorts", limit=10))
+            served = get_json(srv.url("/api/v1/cohorts", limit=20))
             while time.time() < deadline and not (served.get("runs", 0) >= 2 and served.get("pending", 1) == 0):
                 time.sleep(5)
-                served = get_json(srv.url("/api/v1/cohorts", limit=10))
+                served = get_json(srv.url("/api/v1/cohorts", limit=20))
             res["cohorts"] = served
             get_json(srv.url("/api/v1/cohorts", limit=10, refresh="true"), timeout=120)
-            res["cohorts_refreshed"] = get_json(srv.url("/api/v1/cohorts", limit=10, refresh="true"),
+            res["cohorts_refreshed"] = get_json(srv.url("/api/v1/cohorts", limit=20, refresh="true"),
                                                 timeout=120)
         res["alerts"] = get_json(srv.url("/api/v1/alerts", limit=1000))["alerts"]
         try:
@@ -574,6 +575,9 @@ def report(results, corpora, args):
         lines.append("signal top 10 after refresh:")
         for x in cs_r["precision_items"]:
             lines.append(f"  {'+' if x['real'] else '-'} {x['cohort']}  (true RR {x['true_rr']:.2f}, rows {x['rows']})")
+    below = sig["cohorts"].get("cohorts", [])[10:]
+    if below:
+        lines.append("signal ranks 11-20 as served (not scored): " + "; ".join(describe(c) for c in below))
     lines.append("null top 10 as served / after refresh:")
     for x in cn["precision_items"] + cn_r["precision_items"]:
         lines.append(f"  {'+' if x['real'] else '-'} {x['cohort']}  (true RR {x['true_rr']:.2f}, rows {x['rows']})")
