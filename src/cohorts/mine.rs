@@ -1181,8 +1181,8 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
     let mut items = merge_equivalent(items, snap, cfg);
     // Numeric: thresholds at deciles, rounded.
     let mut values: Vec<f32> = Vec::with_capacity(n);
-    for k in 0..NUMERIC.len() {
-        if !cfg.symptoms && SYMPTOM_NUMERIC.contains(&NUMERIC[k]) {
+    for (k, name) in NUMERIC.iter().enumerate() {
+        if !cfg.symptoms && SYMPTOM_NUMERIC.contains(name) {
             continue;
         }
         values.clear();
