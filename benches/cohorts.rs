@@ -308,7 +308,7 @@ fn record(l: &Label, i: usize, steps: &ServiceSteps) -> RecordInput {
             cat("user_segment", c.user_segment),
             cat("environment", c.environment),
         ],
-        numeric: [Some(c.input_tokens as f64), None, None, None, None],
+        numeric: [Some(c.input_tokens as f64), None, None, None, None, None],
         failed,
         root_step: l.root_cause_step.map(str::to_string),
         root_pattern: l

@@ -135,7 +135,35 @@ pub trait CountSource: Send + Sync {
     fn newest_minute(&self) -> Option<u64>;
     /// Appends the counts of every series in event minute `minute` to `out`.
     fn minute_counts(&self, minute: u64, out: &mut Vec<SeriesCounts>);
+    /// A summary of event minute `minute`'s counts that changes whenever they do: the
+    /// runs, failures and root causes of every whole-step series.
+    fn minute_fingerprint(&self, minute: u64) -> (u64, u64, u64) {
+        let mut rows = Vec::new();
+        self.minute_counts(minute, &mut rows);
+        rows.iter()
+            .filter(|r| r.cohort.is_none())
+            .fold((0, 0, 0), |acc, r| {
+                (acc.0 + r.runs, acc.1 + r.failures, acc.2 + r.root_causes)
+            })
+    }
 }
+
+/// Steps that contain others: their runs fail when a step inside them fails and the
+/// failure propagates (an agent span ending in error because its tool did). Their
+/// failure rate is a symptom of their children's: only their root-cause rate (failures
+/// blamed on the container itself) is watched.
+const CONTAINER_STEPS: [&str; 2] = ["agent", "chain"];
+
+fn symptom_series(step: &str, signal: Signal) -> bool {
+    signal == Signal::Failure && CONTAINER_STEPS.contains(&step)
+}
+
+/// Ticks a minute may keep changing before it is evaluated anyway (a steady trickle of
+/// stragglers must not hold evaluation back for ever).
+const MAX_UNSETTLED_TICKS: u32 = 12;
+/// Closed minutes behind the newest whose counts may still be changing while the
+/// source runs ahead of real time; older ones are taken as complete.
+const MAX_LOOKAHEAD_MINUTES: u64 = 180;
 
 /// One alert as the API shows it. Times are event times (unix nanoseconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -324,7 +352,6 @@ impl Series {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct IncidentKey {
-    signal: Signal,
     step: Arc<str>,
     kind: AlertKind,
 }
@@ -333,6 +360,9 @@ struct IncidentKey {
 struct Incident {
     id: u64,
     key: IncidentKey,
+    /// The signal of the alert that opened it (its `alertname`); alerts of the other
+    /// signal on the same step and kind join it.
+    signal: Signal,
     /// The cohort of the alert that opened it: its labels never change.
     lead: CohortKey,
     started_unix_nano: u64,
@@ -357,6 +387,11 @@ struct State {
     resync: bool,
     rows: Vec<SeriesCounts>,
     gauge_groups: HashSet<FiringLabels>,
+    /// The source's newest minute at the previous tick.
+    last_newest: Option<u64>,
+    /// Closed minutes not yet evaluated while the source runs ahead of real time: the
+    /// fingerprint seen at the previous tick and the ticks it has kept changing.
+    unsettled: BTreeMap<u64, ((u64, u64, u64), u32)>,
 }
 
 /// The alert engine. Evaluation is synchronous and deterministic given the counts; the
@@ -428,6 +463,8 @@ impl AlertEngine {
                 resync: false,
                 rows: Vec::new(),
                 gauge_groups: HashSet::new(),
+                last_newest: None,
+                unsettled: BTreeMap::new(),
             }),
             config,
         }
@@ -447,17 +484,27 @@ impl AlertEngine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Evaluates every event minute closed since the last call (a minute is closed once
-    /// the source has data `settle_minutes` newer), then tests the open newest minute
-    /// for overwhelming spikes. Returns the closed minutes evaluated.
+    /// Evaluates every event minute closed since the last call, then tests the open
+    /// newest minute for overwhelming spikes. Returns the closed minutes evaluated.
+    ///
+    /// A minute is closed once the source has data `settle_minutes` newer. When event
+    /// time advances by one minute since the previous tick, that is all (live traffic).
+    /// When it jumps further (a replay, a backfill, a collector draining its queue,
+    /// hours of event time in seconds) or stands still, the minutes just behind the
+    /// newest are still being counted (trajectories are counted when finalized, not
+    /// in event order across shards): a closed minute is then evaluated only once its
+    /// counts held still between two ticks, so that every minute is judged complete
+    /// whatever the arrival speed, and a replay alerts as the live traffic did.
     pub fn tick(&self, source: &dyn CountSource) -> u64 {
         let Some(newest) = source.newest_minute() else {
             return 0;
         };
+        let mut state = self.lock();
+        let live = state.last_newest.is_some_and(|p| newest == p + 1);
+        state.last_newest = Some(state.last_newest.map_or(newest, |p| p.max(newest)));
         let Some(closed) = newest.checked_sub(self.config.settle_minutes) else {
             return 0;
         };
-        let mut state = self.lock();
         let cap = self.config.max_catch_up_minutes.max(1);
         let earliest = closed.saturating_sub(cap - 1);
         let start = match state.stats.last_minute {
@@ -475,13 +522,62 @@ impl AlertEngine {
             }
             None => earliest,
         };
-        for m in start..=closed {
+        // Off live speed: every closed minute (up to a bound) is looked at, so that
+        // each one's first sighting is on record for the next tick; the settled ones
+        // are evaluated in order, up to the first that is still changing.
+        let mut until = closed;
+        if !live {
+            let mut first_unsettled = None;
+            // Minutes far behind the newest are complete; the ones that may still be
+            // counting are the most recent.
+            let recent = closed.saturating_sub(MAX_LOOKAHEAD_MINUTES).max(start);
+            for m in recent..=closed {
+                if !self.settled(&mut state, m, source) && first_unsettled.is_none() {
+                    first_unsettled = Some(m);
+                }
+            }
+            if let Some(m) = first_unsettled {
+                if m == start {
+                    if newest > closed {
+                        self.provisional(&mut state, newest, source);
+                    }
+                    return 0;
+                }
+                until = m - 1;
+            }
+        }
+        let mut evaluated = 0;
+        for m in start..=until {
+            state.unsettled.remove(&m);
             self.evaluate_locked(&mut state, m, source);
+            evaluated += 1;
+        }
+        // Forget minutes already evaluated (a late evaluation skipped them).
+        if let Some(last) = state.stats.last_minute {
+            state.unsettled = state.unsettled.split_off(&(last + 1));
         }
         if newest > closed {
             self.provisional(&mut state, newest, source);
         }
-        closed - start + 1
+        evaluated
+    }
+
+    /// Whether closed minute `m` held still since the previous tick (or has kept
+    /// changing for [`MAX_UNSETTLED_TICKS`]); remembers what it saw.
+    fn settled(&self, state: &mut State, m: u64, source: &dyn CountSource) -> bool {
+        let now = source.minute_fingerprint(m);
+        match state.unsettled.get_mut(&m) {
+            Some((seen, _)) if *seen == now => true,
+            Some((seen, changes)) => {
+                *seen = now;
+                *changes += 1;
+                *changes >= MAX_UNSETTLED_TICKS
+            }
+            None => {
+                state.unsettled.insert(m, (now, 0));
+                false
+            }
+        }
     }
 
     /// Evaluates event minute `m` (unix minutes) now, whatever was evaluated before.
@@ -635,6 +731,9 @@ impl AlertEngine {
             for signal in Signal::ALL {
                 let sig = signal.index();
                 let s = &state.series[i];
+                if symptom_series(&s.step, signal) {
+                    continue;
+                }
                 let st = &s.signals[sig];
                 if st.spike.is_some() || st.sustained.is_some() {
                     continue;
@@ -753,6 +852,9 @@ impl AlertEngine {
         m: u64,
         step_runs: Option<u64>,
     ) {
+        if symptom_series(&state.series[i].step, signal) {
+            return;
+        }
         let cfg = &self.config;
         let w = cfg.spike_window_minutes.max(1);
         let sig = signal.index();
@@ -988,7 +1090,6 @@ impl AlertEngine {
                 })
                 .inc();
             let key = IncidentKey {
-                signal,
                 step: s.step.clone(),
                 kind,
             };
@@ -1046,7 +1147,6 @@ impl AlertEngine {
         }
         a.state = AlertState::Firing;
         let key = IncidentKey {
-            signal: a.signal,
             step: a.step.clone(),
             kind: a.kind,
         };
@@ -1076,6 +1176,7 @@ impl AlertEngine {
             Incident {
                 id: inc_id,
                 key: key.clone(),
+                signal: a.signal,
                 lead: a.cohort.clone(),
                 started_unix_nano: a.started_unix_nano,
                 members: vec![id],
@@ -1113,7 +1214,6 @@ impl AlertEngine {
         a.state = AlertState::Resolved;
         a.resolved_unix_nano = Some(at.max(a.started_unix_nano));
         let key = IncidentKey {
-            signal: a.signal,
             step: a.step.clone(),
             kind: a.kind,
         };
@@ -1153,10 +1253,10 @@ impl AlertEngine {
     fn notification(&self, state: &State, inc: &Incident, resolved: Option<u64>) -> Notification {
         let key = &inc.key;
         let mut labels = BTreeMap::new();
-        labels.insert("alertname".to_owned(), key.signal.alertname().to_owned());
+        labels.insert("alertname".to_owned(), inc.signal.alertname().to_owned());
         labels.insert("step".to_owned(), truncate(&key.step));
         labels.insert("kind".to_owned(), key.kind.as_str().to_owned());
-        labels.insert("signal".to_owned(), key.signal.as_str().to_owned());
+        labels.insert("signal".to_owned(), inc.signal.as_str().to_owned());
         labels.insert("severity".to_owned(), key.kind.severity().to_owned());
         if let Some((dim, value)) = &inc.lead {
             labels.insert(truncate(dim), truncate(value));
@@ -1186,7 +1286,7 @@ impl AlertEngine {
         if total > cohorts.len() as u64 {
             cohort_text.push_str(&format!(" and {} more", total - cohorts.len() as u64));
         }
-        let what = match key.signal {
+        let what = match inc.signal {
             Signal::Failure => "failure rate",
             Signal::RootCause => "root-cause rate",
         };
@@ -1194,13 +1294,28 @@ impl AlertEngine {
         annotations.insert(
             "summary".to_owned(),
             format!(
-                "{} {} of step {}: {} vs baseline {}",
+                "{} {} of step {}: {} vs baseline {}, since {}",
                 key.kind.as_str(),
                 what,
                 truncate(&key.step),
                 percent(rate),
-                percent(baseline)
+                percent(baseline),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
+                )
             ),
+        );
+        let mut signals: Vec<&str> = members.iter().map(|a| a.signal.as_str()).collect();
+        signals.push(inc.signal.as_str());
+        signals.sort_unstable();
+        signals.dedup();
+        annotations.insert("signals".to_owned(), signals.join(", "));
+        annotations.insert(
+            "started".to_owned(),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
+            )
+            .to_string(),
         );
         annotations.insert("rate".to_owned(), format!("{rate:.6}"));
         annotations.insert("baseline".to_owned(), format!("{baseline:.6}"));

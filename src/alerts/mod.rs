@@ -21,7 +21,7 @@
 //!   `resolve_minutes` calm ones (a lower bar than the one that fired it); a shift
 //!   resolves when the last ten minutes are back near the baseline, and becomes the
 //!   new baseline after `relearn_after`;
-//! - firing alerts are grouped into incidents by (signal, step, kind): ten thousand
+//! - firing alerts are grouped into incidents by (step, kind): ten thousand
 //!   cohorts spiking at once in one step are one notification listing the top cohorts.
 //!
 //! Invariants:
@@ -75,6 +75,24 @@ impl CountSource for Aggregator {
         self.breakdown(&query, self.now())
             .ok()
             .map(|b| b.from_unix_nano / NANOS_PER_MINUTE)
+    }
+
+    fn minute_fingerprint(&self, minute: u64) -> (u64, u64, u64) {
+        let from = minute.saturating_mul(NANOS_PER_MINUTE);
+        let query = BreakdownQuery {
+            window: Window::Range {
+                from,
+                to: from.saturating_add(NANOS_PER_MINUTE),
+            },
+            by: Vec::new(),
+        };
+        self.breakdown(&query, self.now())
+            .map(|b| {
+                b.steps.iter().fold((0, 0, 0), |acc, r| {
+                    (acc.0 + r.runs, acc.1 + r.failures, acc.2 + r.root_causes)
+                })
+            })
+            .unwrap_or((0, 0, 0))
     }
 
     fn minute_counts(&self, minute: u64, out: &mut Vec<SeriesCounts>) {

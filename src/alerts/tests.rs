@@ -571,3 +571,140 @@ fn config_is_validated() {
     let toml_err = toml::from_str::<RawAlertsConfig>("alertmanager = \"x\"").unwrap_err();
     assert!(toml_err.to_string().contains("unknown field"));
 }
+
+/// One minute of retriever and generator counts at failure rate `p`.
+fn minute_rows(rng: &mut SmallRng, runs: u64, p: f64) -> Vec<SeriesCounts> {
+    let f = binomial(rng, runs, p);
+    let r = binomial(rng, f, 0.6);
+    let g = binomial(rng, runs, 0.03);
+    vec![
+        row("retriever", None, runs, f, r),
+        row("generator", None, runs, g, g / 2),
+    ]
+}
+
+#[test]
+fn a_replay_in_seconds_judges_each_minute_complete_and_alerts_as_live_did() {
+    let spike = T0 + 100;
+    let rate = |m: u64| {
+        if (spike..spike + 3).contains(&m) {
+            0.2
+        } else {
+            0.05
+        }
+    };
+    let mut rng = SmallRng::seed_from_u64(5);
+    let counts: Vec<(u64, Vec<SeriesCounts>)> = (T0..T0 + 130)
+        .map(|m| (m, minute_rows(&mut rng, 300, rate(m))))
+        .collect();
+
+    // Live: one tick per minute.
+    let (live, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    for (m, rows) in &counts {
+        fake.put(*m, rows.clone());
+        live.tick(&fake);
+    }
+    let live_alerts = live.alerts(&AlertFilter::default());
+    let live_spike = live_alerts
+        .iter()
+        .find(|a| &*a.step == "retriever" && a.kind == AlertKind::Spike)
+        .unwrap_or_else(|| panic!("live traffic: no spike: {live_alerts:#?}"));
+
+    // Replay: twenty minutes arrive per tick, and each burst's last ten minutes hold
+    // only half of their runs when the tick comes (the rest is still in flight).
+    let (replay, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let halves = |rows: &[SeriesCounts]| -> Vec<SeriesCounts> {
+        rows.iter()
+            .map(|r| SeriesCounts {
+                runs: r.runs / 2,
+                failures: r.failures / 2,
+                root_causes: r.root_causes / 2,
+                ..r.clone()
+            })
+            .collect()
+    };
+    let mut done = 0;
+    for chunk in counts.chunks(20) {
+        for (i, (m, rows)) in chunk.iter().enumerate() {
+            if i >= 10 {
+                fake.put(*m, halves(rows));
+            } else {
+                fake.put(*m, rows.clone());
+            }
+        }
+        replay.tick(&fake);
+        for (m, rows) in &chunk[10..] {
+            let rest: Vec<SeriesCounts> = rows
+                .iter()
+                .zip(halves(rows))
+                .map(|(r, h)| SeriesCounts {
+                    runs: r.runs - h.runs,
+                    failures: r.failures - h.failures,
+                    root_causes: r.root_causes - h.root_causes,
+                    ..r.clone()
+                })
+                .collect();
+            fake.put(*m, rest);
+        }
+        done += chunk.len();
+    }
+    assert_eq!(done, counts.len());
+    // The traffic has stopped: the remaining minutes settle over the next ticks.
+    for _ in 0..4 {
+        replay.tick(&fake);
+    }
+    let replayed = replay.alerts(&AlertFilter::default());
+    let replay_spike = replayed
+        .iter()
+        .find(|a| &*a.step == "retriever" && a.kind == AlertKind::Spike)
+        .unwrap_or_else(|| panic!("replay: no spike: {replayed:#?}"));
+    assert_eq!(
+        replay_spike.started_unix_nano, live_spike.started_unix_nano,
+        "live {live_spike:?} replay {replay_spike:?}"
+    );
+    assert!(replay_spike.started_unix_nano <= (spike + 2) * MIN);
+    assert_eq!(replay.stats().last_minute, Some(T0 + 128));
+}
+
+#[test]
+fn a_container_step_alerts_on_its_own_root_causes_only_and_one_incident_holds_both_signals() {
+    let (engine, _) = engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(8);
+    let spike = T0 + 90;
+    for m in T0..T0 + 100 {
+        let p = if (spike..spike + 4).contains(&m) {
+            0.3
+        } else {
+            0.04
+        };
+        let f = binomial(&mut rng, 300, p);
+        // The tool fails and is blamed; the agent around it fails with it (symptom)
+        // and is blamed for almost nothing.
+        let a = binomial(&mut rng, 300, 0.002);
+        fake.put(
+            m,
+            vec![
+                row("tool", None, 300, f, f),
+                row("agent", None, 300, f + a, a),
+            ],
+        );
+        engine.tick(&fake);
+    }
+    let all = engine.alerts(&AlertFilter::default());
+    assert!(
+        all.iter().all(|a| &*a.step != "agent"),
+        "the agent's failures are its tool's: {all:#?}"
+    );
+    let tool: Vec<&Alert> = all.iter().filter(|a| &*a.step == "tool").collect();
+    assert!(
+        tool.iter().any(|a| a.signal == Signal::Failure)
+            && tool.iter().any(|a| a.signal == Signal::RootCause),
+        "{all:#?}"
+    );
+    let incidents: std::collections::HashSet<Option<u64>> =
+        tool.iter().map(|a| a.incident).collect();
+    assert_eq!(incidents.len(), 1, "one incident for one spike: {tool:#?}");
+}

@@ -32,7 +32,7 @@ use serde::Serialize;
 use super::ApiError;
 use crate::cohorts::compare::{Difference, StepCounts};
 use crate::cohorts::{
-    compare, ClauseValue, CohortIndex, CohortResults, Discovered, Filter, WindowSpec,
+    compare, Clause, ClauseValue, CohortIndex, CohortResults, Discovered, Filter, WindowSpec,
 };
 use crate::reasons::{PatternId, SharedClusterer};
 
@@ -71,6 +71,21 @@ pub struct ClauseDto {
     pub key: String,
     pub op: &'static str,
     pub value: serde_json::Value,
+    /// Other attributes holding on exactly the same rows (`service.version=1.6.1` for
+    /// `prompt_version=v7`): one condition, several names.
+    pub equivalent: Vec<ClauseDto>,
+}
+
+fn clause_dto(cl: &Clause) -> ClauseDto {
+    ClauseDto {
+        key: cl.key.to_string(),
+        op: cl.op.as_str(),
+        value: match &cl.value {
+            ClauseValue::Text(t) => serde_json::Value::from(t.to_string()),
+            ClauseValue::Number(n) => serde_json::Value::from(*n),
+        },
+        equivalent: Vec::new(),
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -121,13 +136,15 @@ fn cohort_dto(state: &CohortsState, c: &Discovered) -> CohortDto {
         predicate: c
             .predicate
             .iter()
-            .map(|cl| ClauseDto {
-                key: cl.key.to_string(),
-                op: cl.op.as_str(),
-                value: match &cl.value {
-                    ClauseValue::Text(t) => serde_json::Value::from(t.to_string()),
-                    ClauseValue::Number(n) => serde_json::Value::from(*n),
-                },
+            .enumerate()
+            .map(|(i, cl)| ClauseDto {
+                equivalent: c
+                    .equivalents
+                    .iter()
+                    .filter(|(x, _)| *x == i)
+                    .map(|(_, e)| clause_dto(e))
+                    .collect(),
+                ..clause_dto(cl)
             })
             .collect(),
         step: c.step.as_ref().map(|s| s.to_string()),

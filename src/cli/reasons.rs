@@ -145,11 +145,16 @@ fn clause(c: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if op == "=" {
+    let mut text = if op == "=" {
         format!("{key}={value}")
     } else {
         format!("{key} {op} {value}")
+    };
+    for e in c["equivalent"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        text.push_str(" ≡ ");
+        text.push_str(&clause(e));
     }
+    text
 }
 
 /// A number with a few significant digits, or `-`.
@@ -167,7 +172,22 @@ fn number(v: &Value) -> String {
 /// `limit` rows (0: all).
 pub fn render_cohorts(v: &Value, limit: usize) -> String {
     let list = v["cohorts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let pending = v["pending"].as_u64().unwrap_or(0);
+    let pending_line = match pending {
+        0 => String::new(),
+        1 => "1 more cohort pending confirmation (significant in the latest mining run only)\n"
+            .to_owned(),
+        n => format!(
+            "{n} more cohorts pending confirmation (significant in the latest mining run only)\n"
+        ),
+    };
     if list.is_empty() {
+        if v["runs"].as_u64() == Some(0) {
+            return "no failure cohorts yet: the window has not been mined\n".to_owned();
+        }
+        if pending > 0 {
+            return format!("no confirmed failure cohorts yet; {pending_line}");
+        }
         return "no failure cohorts found\n".to_owned();
     }
     let mut table = Table::new(&[
@@ -226,5 +246,6 @@ pub fn render_cohorts(v: &Value, limit: usize) -> String {
             list.len() - shown
         ));
     }
+    out.push_str(&pending_line);
     out
 }

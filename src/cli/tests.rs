@@ -288,6 +288,30 @@ fn cohorts_render_generically() {
         reasons::render_cohorts(&json!({"cohorts": []}), 0),
         "no failure cohorts found\n"
     );
+    let text = reasons::render_cohorts(
+        &json!({"cohorts": [{"predicate": [{"key": "prompt_version", "op": "=", "value": "v7",
+            "equivalent": [{"key": "service.version", "op": "=", "value": "1.6.1"}]}]}]}),
+        0,
+    );
+    assert!(
+        text.contains("prompt_version=v7 ≡ service.version=1.6.1"),
+        "{text}"
+    );
+    let text = reasons::render_cohorts(&json!({"cohorts": [], "runs": 1, "pending": 6}), 0);
+    assert!(
+        text.contains("no confirmed failure cohorts yet")
+            && text.contains("6 more cohorts pending confirmation"),
+        "{text}"
+    );
+    let text = reasons::render_cohorts(&json!({"cohorts": [], "runs": 0, "pending": 0}), 0);
+    assert!(text.contains("not been mined"), "{text}");
+    let mut with_pending = v.clone();
+    with_pending["pending"] = json!(1);
+    let text = reasons::render_cohorts(&with_pending, 0);
+    assert!(
+        text.contains("1 more cohort pending confirmation"),
+        "{text}"
+    );
 }
 
 #[test]

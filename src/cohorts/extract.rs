@@ -18,13 +18,17 @@ use crate::model::{Analysis, Outcome, StepKind, Str, Value};
 use super::window::RecordInput;
 
 /// Keys whose values are per-run identifiers or payloads, never cohorts.
-const DENY_SUBSTRINGS: [&str; 17] = [
-    // The outcome itself, under another name.
+const DENY_SUBSTRINGS: [&str; 20] = [
+    // The outcome itself, under another name, or its consequences (how long the run
+    // took, what an evaluator said of its answer).
     "error",
     "status",
     "exception",
     "finish_reason",
     "outcome",
+    "duration",
+    "latency",
+    "evaluation",
     "session",
     "conversation",
     "user.id",
@@ -151,8 +155,15 @@ pub fn record_input(
                 None => out.steps.push((name.to_string(), run.failed)),
             }
         }
-        out.numeric[0] = run_sum(analysis, &INPUT_TOKEN_KEYS, tokens, below);
-        out.numeric[1] = run_sum(analysis, &OUTPUT_TOKEN_KEYS, tokens, below);
+        out.numeric[0] = run_sum(analysis, &INPUT_TOKEN_KEYS, tokens, below, None);
+        out.numeric[1] = run_sum(analysis, &OUTPUT_TOKEN_KEYS, tokens, below, None);
+        out.numeric[5] = run_sum(
+            analysis,
+            &INPUT_TOKEN_KEYS,
+            tokens,
+            below,
+            Some(StepKind::Generator),
+        );
         out.numeric[2] = Some(f64::from(steps));
         out.numeric[3] = Some(f64::from(tools));
     });
@@ -192,12 +203,14 @@ pub fn record_input(
 }
 
 /// The run total of a token count: the sum over spans carrying one of `keys` that
-/// have no carrying span below them. `None` when no span carries one.
+/// have no carrying span below them (only spans of step `step` when given). `None`
+/// when no span carries one.
 fn run_sum(
     analysis: &Analysis,
     keys: &[&str],
     values: &mut Vec<f64>,
     below: &mut Vec<bool>,
+    step: Option<StepKind>,
 ) -> Option<f64> {
     let t = &*analysis.trajectory;
     let n = t.spans.len();
@@ -207,6 +220,12 @@ fn run_sum(
     below.resize(n, false);
     let mut any = false;
     for (i, span) in t.spans.iter().enumerate() {
+        if step
+            .as_ref()
+            .is_some_and(|k| analysis.steps.get(i).is_none_or(|a| a.kind != *k))
+        {
+            continue;
+        }
         let v = keys
             .iter()
             .find_map(|k| value_of(span, k))

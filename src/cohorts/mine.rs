@@ -96,7 +96,18 @@ pub struct MineConfig {
     /// Keys preferred between two names of the same rows (the cohort dimensions over
     /// other attributes, e.g. `service` over `service.namespace`).
     pub preferred_keys: Vec<Arc<str>>,
+    /// Also mine the numeric attributes that are consequences of the run rather than
+    /// conditions of it ([`SYMPTOM_NUMERIC`]: output size, step and tool-call counts,
+    /// duration). Off by default: a failed run is slower or shorter because it failed,
+    /// and a team cannot own "runs longer than 8 s".
+    pub symptoms: bool,
+    /// A per-pattern cohort needs at least this share of the pattern's failures outside
+    /// it (see `own_wording`).
+    pub min_outside_share: f64,
 }
+
+/// Columns of [`NUMERIC`] that describe how the run went, not what it was given.
+pub const SYMPTOM_NUMERIC: [&str; 4] = ["output_tokens", "steps", "tool_calls", "duration_ms"];
 
 impl Default for MineConfig {
     fn default() -> MineConfig {
@@ -123,6 +134,8 @@ impl Default for MineConfig {
                 .into_iter()
                 .map(|d| d.name)
                 .collect(),
+            symptoms: false,
+            min_outside_share: 0.1,
         }
     }
 }
@@ -192,6 +205,10 @@ pub struct Discovered {
     pub top_reasons: Vec<(u64, u32)>,
     /// Newest first.
     pub example_trace_ids: Vec<TraceId>,
+    /// Other names of the same rows: `(i, clause)` says that `clause` holds on exactly
+    /// the rows of `predicate[i]` in this window (`prompt_version=v7 ≡
+    /// service.version=1.6.1`). One cohort, several names.
+    pub equivalents: Vec<(usize, Clause)>,
 }
 
 impl Discovered {
@@ -388,6 +405,8 @@ enum ItemKind {
 
 struct Item {
     kind: ItemKind,
+    /// Values of other attributes held by exactly the same rows (merged into this item).
+    aliases: Vec<ItemKind>,
     /// Items of one group (an attribute) never combine.
     group: usize,
     bits: Bits,
@@ -685,6 +704,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             || ps - pc < cfg.min_rate_difference
             || excess < min_excess * key_len(&t.key) as f64
             || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
+            || own_wording(targets[t.outcome], t.f, totals[t.outcome], cfg)
         {
             continue;
         }
@@ -918,6 +938,16 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             top_root_cause_step: None,
             top_reasons: Vec::new(),
             example_trace_ids: Vec::new(),
+            equivalents: t.key[..key_len(&t.key)]
+                .iter()
+                .enumerate()
+                .flat_map(|(x, &i)| {
+                    items[i as usize]
+                        .aliases
+                        .iter()
+                        .map(move |kind| (x, clause(snap, kind)))
+                })
+                .collect(),
         };
         evidence(snap, &rows[i], targets[t.outcome], cfg, &mut d, &positive);
         out.push(d);
@@ -945,6 +975,15 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     report.cohorts = out;
     report.elapsed = started.elapsed();
     report
+}
+
+/// A reason pattern found (almost) only inside a cohort is that cohort's own wording of
+/// a failure (each service or instrumentation phrases its errors its own way), not a
+/// higher rate of it: the same failures elsewhere read differently. Such a per-pattern
+/// cohort says nothing the per-step outcome would not, and is not reported.
+fn own_wording(target: Target, f_s: u32, total: u32, cfg: &MineConfig) -> bool {
+    matches!(target, Target::Pattern(_))
+        && f64::from(total - f_s.min(total)) < cfg.min_outside_share * f64::from(total)
 }
 
 /// Rows set in every bitmap of `maps` (all of one length), without allocating.
@@ -1037,6 +1076,47 @@ fn evidence(
         .collect();
 }
 
+/// Merges categorical items of different attributes that hold exactly the same rows
+/// (a release and the prompt version it ships, a service and its namespace): they are
+/// one condition under several names, tested once. The kept name is a preferred key
+/// (a cohort dimension) if one is among them, else the first attribute seen.
+fn merge_equivalent(items: Vec<Item>, snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
+    let preferred = |it: &Item| match it.kind {
+        ItemKind::Cat { attr, .. } => cfg.preferred_keys.contains(&snap.attrs[attr]),
+        ItemKind::Num { .. } => false,
+    };
+    let mut by_rows: HashMap<&[u64], usize> = HashMap::with_capacity(items.len());
+    let mut target: Vec<usize> = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        let t = *by_rows.entry(it.bits.0.as_slice()).or_insert(i);
+        target.push(t);
+    }
+    // The name each group keeps.
+    let mut keeper: HashMap<usize, usize> = HashMap::new();
+    for (i, &t) in target.iter().enumerate() {
+        let k = keeper.entry(t).or_insert(i);
+        if !preferred(&items[*k]) && preferred(&items[i]) {
+            *k = i;
+        }
+    }
+    let mut aliases: HashMap<usize, Vec<ItemKind>> = HashMap::new();
+    for (i, &t) in target.iter().enumerate() {
+        let k = keeper[&t];
+        if i != k {
+            aliases.entry(k).or_default().push(items[i].kind);
+        }
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keeper[&target[*i]] == *i)
+        .map(|(i, mut it)| {
+            it.aliases = aliases.remove(&i).unwrap_or_default();
+            it
+        })
+        .collect()
+}
+
 fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
     let n = snap.n;
     let na = snap.attrs.len();
@@ -1080,6 +1160,7 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
                         attr: a,
                         code: first,
                     },
+                    aliases: Vec::new(),
                     group: a,
                     bits: Bits::zeros(n),
                 });
@@ -1097,9 +1178,13 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             }
         }
     }
+    let mut items = merge_equivalent(items, snap, cfg);
     // Numeric: thresholds at deciles, rounded.
     let mut values: Vec<f32> = Vec::with_capacity(n);
-    for k in 0..NUMERIC.len() {
+    for (k, name) in NUMERIC.iter().enumerate() {
+        if !cfg.symptoms && SYMPTOM_NUMERIC.contains(name) {
+            continue;
+        }
         values.clear();
         values.extend((0..n).map(|r| snap.num(r, k)).filter(|v| !v.is_nan()));
         if values.len() < 2 * cfg.min_support as usize {
@@ -1110,10 +1195,15 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
             .map(|d| round_threshold(values[values.len() * d / QUANTILES] as f64))
             .collect();
         thresholds.dedup();
-        // Only input tokens are known before the run: `<` on the others (fewer steps,
-        // shorter output, shorter duration) mostly says that a failure ended the run
-        // early, a consequence rather than a cohort.
-        let ops: &[Op] = if k == 0 { &[Op::Ge, Op::Lt] } else { &[Op::Ge] };
+        // `<` on a run's sums (fewer input tokens, fewer steps, shorter output or
+        // duration) mostly says that a failure ended the run early, before the calls
+        // that would have added to them: a consequence rather than a cohort. It is
+        // mined only with the symptoms.
+        let ops: &[Op] = if k == 0 && cfg.symptoms {
+            &[Op::Ge, Op::Lt]
+        } else {
+            &[Op::Ge]
+        };
         for t in thresholds {
             for &op in ops {
                 let mut bits = Bits::zeros(n);
@@ -1136,6 +1226,7 @@ fn build_items(snap: &Snapshot, cfg: &MineConfig) -> Vec<Item> {
                             op,
                             threshold: t,
                         },
+                        aliases: Vec::new(),
                         group: na + k,
                         bits,
                     });

@@ -114,6 +114,8 @@ struct Tracked {
 
 /// Duration windows remembered (their streaks) at most.
 const MAX_WINDOWS: usize = 8;
+/// A duration window read within this long is re-mined with the ring.
+const WINDOW_FOLLOW: Duration = Duration::from_secs(15 * 60);
 
 /// The sink, miner and result cache. See the module documentation.
 pub struct CohortIndex {
@@ -212,6 +214,12 @@ impl CohortIndex {
     /// caches the results. Blocking (up to a few hundred ms): call it from a blocking
     /// thread, never on the async runtime.
     pub fn mine_now(&self, spec: WindowSpec) -> CohortResults {
+        self.mine_spec(spec, true)
+    }
+
+    /// [`CohortIndex::mine_now`]; `read` marks the window as read now (the periodic
+    /// miner's own runs do not).
+    fn mine_spec(&self, spec: WindowSpec, read: bool) -> CohortResults {
         let _serial = lock(&self.running);
         let snap = self.snapshot(spec);
         let until = snap.end_unix_nano.iter().copied().max().unwrap_or(0);
@@ -244,13 +252,24 @@ impl CohortIndex {
                 Instant::now(),
             )
         });
-        *at = Instant::now();
+        if read {
+            *at = Instant::now();
+        }
+        // The first reading of a duration window has no earlier run to agree with, and
+        // nothing would mine it again before the next call: it is confirmed by itself
+        // (a second run over the same rows could only repeat it). Later readings see
+        // new rows and keep the consecutive-runs rule.
+        let first_reading = matches!(spec, WindowSpec::Seconds(_)) && t.results.runs == 0;
         let mut streak = HashMap::with_capacity(report.cohorts.len());
         let mut confirmed = Vec::new();
         let mut pending = 0;
         for c in &report.cohorts {
             let key = c.persistence_key();
-            let s = t.streak.get(&key).copied().unwrap_or(0) + 1;
+            let s = if first_reading {
+                self.config.confirm_runs
+            } else {
+                t.streak.get(&key).copied().unwrap_or(0) + 1
+            };
             if s >= self.config.confirm_runs {
                 confirmed.push(c.clone());
             } else {
@@ -271,11 +290,28 @@ impl CohortIndex {
         t.results.clone()
     }
 
-    /// The cached results of `spec`, if it was mined.
-    pub fn results(&self, spec: WindowSpec) -> Option<CohortResults> {
+    /// True when the latest run of `spec` left cohorts waiting for confirmation.
+    fn has_pending(&self, spec: WindowSpec) -> bool {
         lock(&self.tracked)
             .get(&spec)
-            .map(|(t, _)| t.results.clone())
+            .is_some_and(|(t, _)| t.results.pending > 0)
+    }
+
+    /// Duration windows read within `within`, to keep fresh on the miner's timer.
+    fn recent_windows(&self, within: Duration) -> Vec<WindowSpec> {
+        lock(&self.tracked)
+            .iter()
+            .filter(|(k, (_, at))| **k != WindowSpec::Ring && at.elapsed() <= within)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The cached results of `spec`, if it was mined.
+    pub fn results(&self, spec: WindowSpec) -> Option<CohortResults> {
+        lock(&self.tracked).get_mut(&spec).map(|(t, at)| {
+            *at = Instant::now();
+            t.results.clone()
+        })
     }
 
     /// Starts the periodic miner on its own thread. The thread holds only a weak
@@ -291,20 +327,35 @@ impl CohortIndex {
                     let Some(index) = weak.upgrade() else {
                         return;
                     };
-                    let due = {
+                    let (due, new_rows) = {
                         let since = lock(&index.since);
                         let (since, _) = index
                             .wake
                             .wait_timeout(since, Duration::from_secs(1))
                             .unwrap_or_else(|e| e.into_inner());
                         let elapsed = last_run.elapsed();
-                        (*since >= index.config.mine_every_records
+                        let due = (*since >= index.config.mine_every_records
                             && elapsed >= index.config.min_interval)
-                            || (*since > 0 && elapsed >= every)
+                            || (*since > 0 && elapsed >= every);
+                        (due, *since > 0)
                     };
-                    if due {
+                    // Cohorts waiting for confirmation never wait for traffic that may
+                    // not come (the end of a backfill or a burst): they are re-mined
+                    // on the timer, new rows or not.
+                    let confirm = !due
+                        && !new_rows
+                        && last_run.elapsed() >= index.config.min_interval
+                        && index.has_pending(WindowSpec::Ring);
+                    if due || confirm {
                         *lock(&index.since) = 0;
-                        index.mine_now(WindowSpec::Ring);
+                        index.mine_spec(WindowSpec::Ring, false);
+                        // Duration windows read lately follow the ring, so that their
+                        // cached answer does not stay at the rows of their first call.
+                        if due {
+                            for spec in index.recent_windows(WINDOW_FOLLOW) {
+                                index.mine_spec(spec, false);
+                            }
+                        }
                         last_run = Instant::now();
                     }
                 }

@@ -3,6 +3,7 @@
 //! rule, compare filters, and extraction from a real analysis.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -117,7 +118,7 @@ fn row(pairs: &[(&str, &str)], tokens: f64, failed: bool, step: &str) -> RecordI
             .iter()
             .map(|(k, v)| (Arc::from(*k), v.to_string()))
             .collect(),
-        numeric: [Some(tokens), None, Some(5.0), Some(1.0), Some(1000.0)],
+        numeric: [Some(tokens), None, Some(5.0), Some(1.0), Some(1000.0), None],
         failed,
         root_step: failed.then(|| step.to_string()),
         root_pattern: failed.then_some(7),
@@ -359,10 +360,73 @@ fn a_cohort_is_reported_after_two_consecutive_runs() {
     );
     assert_eq!(second.runs, 2);
     assert_eq!(index.results(WindowSpec::Ring), Some(second));
-    // A duration window keeps its own streak.
+    // A duration window keeps its own streak, but its first reading, which nothing
+    // would mine again before the next call, confirms itself.
     let recent = index.mine_now(WindowSpec::Seconds(10_000));
-    assert!(recent.cohorts.is_empty());
+    assert!(
+        recent
+            .cohorts
+            .iter()
+            .any(|c| c.key().starts_with("model=c")),
+        "{recent:?}"
+    );
+    assert_eq!(recent.runs, 1);
     assert!(recent.last.as_ref().is_some_and(|r| r.records <= 10_001));
+}
+
+/// Rows of [`planted`] with model `c` failing three times as often, as inputs.
+fn model_c_inputs(n: usize, seed: u64) -> Vec<RecordInput> {
+    let w = planted(
+        n,
+        seed,
+        |m, _, _, _| if m == "c" { 3.0 } else { 1.0 },
+        false,
+    );
+    let snap = Snapshot::from_window(&w, None);
+    (0..snap.n)
+        .map(|r| {
+            let model = snap
+                .name(0, snap.code(r, 0))
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let mut input = row(&[("model", &model)], 1000.0, snap.failed[r], "generator");
+            input.end_unix_nano = snap.end_unix_nano[r];
+            input
+        })
+        .collect()
+}
+
+#[test]
+fn pending_cohorts_are_confirmed_on_the_timer_without_new_rows() {
+    let index = Arc::new(CohortIndex::new(CohortConfig {
+        window: 20_000,
+        mine_every_records: 20_000,
+        mine_every: Duration::from_secs(3600),
+        min_interval: Duration::from_millis(200),
+        ..CohortConfig::default()
+    }));
+    index.spawn_miner().expect("the miner thread starts");
+    // One burst, then nothing: the burst wakes the miner once.
+    for input in model_c_inputs(20_000, 4) {
+        index.push(&input);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let confirmed = loop {
+        let r = index.results(WindowSpec::Ring);
+        if r.as_ref().is_some_and(|r| !r.cohorts.is_empty()) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let confirmed = confirmed.expect("the ring was mined");
+    assert!(
+        confirmed
+            .cohorts
+            .iter()
+            .any(|c| c.key().starts_with("model=c")),
+        "{confirmed:?}"
+    );
+    assert!(confirmed.runs >= 2, "{confirmed:?}");
 }
 
 #[test]
@@ -572,4 +636,109 @@ fn a_refinement_that_only_multiplies_two_effects_is_pruned() {
             "seed {seed}: {keys:?}"
         );
     }
+}
+
+#[test]
+fn attributes_holding_the_same_rows_are_one_cohort_with_equivalent_names() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    let mut w = Window::new(20_000, 8, 50);
+    for i in 0..20_000u64 {
+        let version = ["v5", "v6", "v7"][rng.random_range(0..3)];
+        let release = match version {
+            "v5" => "1.4.3",
+            "v6" => "1.5.2",
+            _ => "1.6.1",
+        };
+        let model = ["a", "b"][rng.random_range(0..2)];
+        let failed = rng.random_bool(if version == "v7" { 0.15 } else { 0.05 });
+        let mut r = row(
+            &[
+                ("prompt_version", version),
+                ("service.version", release),
+                ("model", model),
+            ],
+            1000.0,
+            failed,
+            "generator",
+        );
+        r.end_unix_nano = 1_000_000_000 * (i + 1);
+        w.push(&r);
+    }
+    let report = mine(&Snapshot::from_window(&w, None), &MineConfig::default());
+    let v7: Vec<&super::Discovered> = report
+        .cohorts
+        .iter()
+        .filter(|c| {
+            c.predicate
+                .iter()
+                .any(|cl| cl.to_string() == "prompt_version=v7")
+        })
+        .collect();
+    assert!(!v7.is_empty(), "{:?}", names(&report));
+    assert!(
+        v7[0]
+            .equivalents
+            .iter()
+            .any(|(i, cl)| *i == 0 && cl.to_string() == "service.version=1.6.1"),
+        "{:?}",
+        v7[0]
+    );
+    assert!(
+        !names(&report)
+            .iter()
+            .any(|k| k.starts_with("service.version")),
+        "one cohort, not two: {:?}",
+        names(&report)
+    );
+}
+
+#[test]
+fn symptoms_are_not_mined_by_default() {
+    let mut rng = SmallRng::seed_from_u64(10);
+    let mut w = Window::new(20_000, 8, 50);
+    for i in 0..20_000u64 {
+        let model = ["a", "b", "c"][rng.random_range(0..3)];
+        let failed = rng.random_bool(0.08);
+        let mut r = row(&[("model", model)], 1000.0, failed, "generator");
+        // Failed runs are slow and short: consequences of failing.
+        let duration = if failed {
+            9000.0
+        } else {
+            rng.random_range(500.0..3000.0)
+        };
+        r.numeric = [
+            Some(rng.random_range(500.0..5000.0)),
+            Some(if failed { 10.0 } else { 300.0 }),
+            Some(if failed { 2.0 } else { 6.0 }),
+            Some(1.0),
+            Some(duration),
+            None,
+        ];
+        r.end_unix_nano = 1_000_000_000 * (i + 1);
+        w.push(&r);
+    }
+    let snap = Snapshot::from_window(&w, None);
+    let report = mine(&snap, &MineConfig::default());
+    assert!(
+        report.cohorts.iter().all(|c| c.predicate.iter().all(|cl| ![
+            "duration_ms",
+            "output_tokens",
+            "steps"
+        ]
+        .contains(&&*cl.key))),
+        "{:?}",
+        names(&report)
+    );
+    let with = mine(
+        &snap,
+        &MineConfig {
+            symptoms: true,
+            ..MineConfig::default()
+        },
+    );
+    assert!(
+        names(&with).iter().any(|k| k.starts_with("duration_ms>=")),
+        "{:?}",
+        names(&with)
+    );
 }

@@ -25,12 +25,15 @@ pub const NO_CODE: u16 = u16::MAX;
 pub const MAX_VALUE_BYTES: usize = 128;
 
 /// The numeric attributes, in column order. Names are the predicate keys of the API.
-pub const NUMERIC: [&str; 5] = [
+pub const NUMERIC: [&str; 6] = [
     "input_tokens",
     "output_tokens",
     "steps",
     "tool_calls",
     "duration_ms",
+    // The generator step's own input (its context): where a threshold on the answer's
+    // step lives, without the planner's and the critic's calls around it.
+    "generator.input_tokens",
 ];
 
 /// What one trajectory contributes to the window.
@@ -42,7 +45,7 @@ pub struct RecordInput {
     /// `(attribute key, value)`; the key is a cohort dimension name or an attribute key.
     pub categorical: Vec<(Arc<str>, String)>,
     /// Indexed like [`NUMERIC`]; `None` when unknown.
-    pub numeric: [Option<f64>; 5],
+    pub numeric: [Option<f64>; NUMERIC.len()],
     pub failed: bool,
     /// The blamed step's name (of a failed run).
     pub root_step: Option<String>,
@@ -266,7 +269,7 @@ pub struct Window {
     max_values: usize,
     /// `codes[row * max_attributes + a]`.
     pub codes: Vec<u16>,
-    /// `numeric[row * 5 + i]`; NaN when unknown.
+    /// `numeric[row * NUMERIC.len() + i]`; NaN when unknown.
     pub numeric: Vec<f32>,
     pub failed: Vec<bool>,
     pub root_step: Vec<u16>,
