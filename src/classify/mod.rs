@@ -27,6 +27,22 @@
 //! critic, not a generator. Only under the agent or a chain is an LLM call a step of its
 //! own.
 //!
+//! Agent frameworks nest their spans in ways the steps above must see through (each rule
+//! reads a general shape, never a framework's name; the tables are in [`table`]):
+//! - a tool node over the tools it runs (a graph's `tools` node, a tool-executor span)
+//!   is their container, `chain`, so that each tool keeps its own step;
+//! - an answer-delivery or stop tool (`final_answer`, `final_result`, `finish`) hands
+//!   back what the step around it produced and is plumbing of that step, not a tool;
+//! - a span that only builds an agent (`create_agent`) runs nothing and is `chain`;
+//! - an agent span over its own same-name workflow span is that agent, not a wrapper
+//!   of another one; a root-less trace's top container is not the agent either;
+//! - a model span over per-call model steps ([`table::MODEL_LOOP_STEP_OPERATIONS`]) is
+//!   the loop around them, even with one call, and each step is classified as a call;
+//! - a record of a tool's result ([`table::TOOL_RESULT_RECORD_FIELDS`]) takes the step
+//!   of the tool it reports; an error record ([`error_record`]) is an error on its step;
+//! - a model call instructed as a judge (a system message with the critic's words)
+//!   whose answer is a verdict is a `critic`, wherever it sits.
+//!
 //! Invariants: the walk is iterative and linear in the number of spans (a child index
 //! built once, parents before children); orphans hang under the root; spans on a parent
 //! cycle are reached too. Nothing here fails: every span gets a step.

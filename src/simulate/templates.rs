@@ -714,7 +714,11 @@ fn agent_loop(
     for i in 0..n_calls {
         let def = pick(b.rng, tools);
         let at = i == fault_at;
-        if at && rl_planner {
+        // A planner's rate limit is planted on the first call, before any tool result:
+        // a model call that fails after tool results could have planned or answered, the
+        // trace cannot tell, and attribution takes it as the generator (the turn it
+        // served). The generator's rate limit is planted on the answer call below.
+        if i == 0 && rl_planner {
             let wrap = b.open(Role::Node, Some(parent), "agent");
             let system = system_prompt(b, "a planning agent that calls tools");
             let p = b.llm_rate_limited(Role::Planner, wrap, cx.model, prompt(&system, &history));
