@@ -209,6 +209,68 @@ pub fn parse_json(text: &str) -> Option<Json> {
     serde_json::from_str(t).ok()
 }
 
+/// Evaluation labels that mean the judged output failed (`hallucinated`, `incorrect`, …),
+/// normalized as [`normalize_label`] does. The detector's default list of failing labels.
+pub const FAILING_LABELS: &[&str] = &[
+    "fail",
+    "failed",
+    "failure",
+    "incorrect",
+    "wrong",
+    "hallucinated",
+    "hallucination",
+    "not_relevant",
+    "irrelevant",
+    "unfaithful",
+    "not_faithful",
+    "ungrounded",
+    "not_grounded",
+    "unsupported",
+    "no",
+    "false",
+    "bad",
+    "toxic",
+    "unsafe",
+    "reject",
+    "rejected",
+    "incomplete",
+    "not_completed",
+];
+
+/// Evaluation labels that mean the judged output passed (a low score does not override
+/// them), normalized as [`normalize_label`] does.
+pub const PASSING_LABELS: &[&str] = &[
+    "pass",
+    "passed",
+    "correct",
+    "relevant",
+    "factual",
+    "faithful",
+    "grounded",
+    "yes",
+    "true",
+    "good",
+    "safe",
+    "accept",
+    "accepted",
+    "complete",
+    "completed",
+    "success",
+    "ok",
+];
+
+/// Lowercase, trimmed, with spaces and hyphens as underscores: how labels and evaluator
+/// names are compared.
+pub fn normalize_label(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 /// Leading words of a rejection, compared case-insensitively after field markers.
 const REJECT: [&str; 6] = [
     "reject",
@@ -270,9 +332,19 @@ fn json_verdict(lower: &str) -> Option<bool> {
         return None;
     }
     let json: serde_json::Value = serde_json::from_str(t).ok()?;
-    for key in ["verdict", "decision", "result"] {
+    for key in ["verdict", "decision", "result", "label"] {
         if let Some(v) = json.get(key).and_then(|v| v.as_str()) {
-            return verdict(v);
+            // A verdict word (`reject`), else an evaluation label (`hallucinated`).
+            let label = normalize_label(v);
+            return verdict(v).or_else(|| {
+                if FAILING_LABELS.contains(&label.as_str()) {
+                    Some(false)
+                } else if PASSING_LABELS.contains(&label.as_str()) {
+                    Some(true)
+                } else {
+                    None
+                }
+            });
         }
     }
     for key in ["approved", "pass", "passed", "accepted"] {

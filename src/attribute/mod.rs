@@ -327,29 +327,46 @@ impl<'a> Ctx<'a> {
     }
 
     /// Sets `propagated` on error-class findings with an unrecovered error-class finding
-    /// on a strict descendant.
+    /// on a strict descendant. A container (the root, an agent or a chain) does no work
+    /// of its own: its error is also explained by an unrecovered verdict below it (an
+    /// agent that ends in error because its critic rejected the answer).
     fn mark_propagated(&self, findings: &mut [Finding], recovered: &[bool]) {
+        const ERROR: u8 = 1;
+        const VERDICT: u8 = 2;
         let n = self.traj.spans.len();
-        let mut own = vec![false; n];
+        let mut own = vec![0u8; n];
         for (f, finding) in findings.iter().enumerate() {
-            if finding.kind.is_error_class() && !recovered[f] {
-                if let Some(o) = own.get_mut(finding.span as usize) {
-                    *o = true;
-                }
+            if recovered[f] {
+                continue;
+            }
+            let bit = if finding.kind.is_error_class() {
+                ERROR
+            } else if rules::is_verdict(&finding.kind) {
+                VERDICT
+            } else {
+                0
+            };
+            if let Some(o) = own.get_mut(finding.span as usize) {
+                *o |= bit;
             }
         }
-        // below[i]: some strict descendant of i has an unrecovered error.
-        let mut below = vec![false; n];
+        // below[i]: what strict descendants of i hold, unrecovered.
+        let mut below = vec![0u8; n];
         for &i in self.order.iter().rev() {
             if let Some(p) = self.parent[i as usize] {
-                if own[i as usize] || below[i as usize] {
-                    below[p as usize] = true;
-                }
+                below[p as usize] |= own[i as usize] | below[i as usize];
             }
         }
         for finding in findings.iter_mut() {
-            finding.propagated = finding.kind.is_error_class()
-                && below.get(finding.span as usize).copied().unwrap_or(false);
+            let s = finding.span as usize;
+            let below = below.get(s).copied().unwrap_or(0);
+            let container = self.parent.get(s).is_some_and(Option::is_none)
+                || self
+                    .steps
+                    .get(s)
+                    .is_some_and(|a| matches!(a.kind, StepKind::Agent | StepKind::Chain));
+            let explained = if container { ERROR | VERDICT } else { ERROR };
+            finding.propagated = finding.kind.is_error_class() && below & explained != 0;
         }
     }
 

@@ -272,12 +272,7 @@ impl Match {
         let kind_ok = match self.kinds {
             Kinds::Any => *kind != FindingKind::SlowStep,
             Kinds::ErrorClass => kind.is_error_class(),
-            // A misrouting is a finding about the routing, not a verdict on an answer.
-            Kinds::Verdict => match kind {
-                FindingKind::EvalFailed => true,
-                FindingKind::Custom(k) => &**k != crate::detect::MISROUTED_KIND,
-                _ => false,
-            },
+            Kinds::Verdict => is_verdict(kind),
             Kinds::Named(names) => names.contains(&kind.as_str()),
         };
         site_ok
@@ -286,5 +281,15 @@ impl Match {
                 Steps::Any => true,
                 Steps::Named(names) => names.contains(&step.as_str()),
             }
+    }
+}
+
+/// Whether a finding is a verdict on an answer: a failed evaluation or a content rule.
+/// A misrouting is a finding about the routing, not a verdict on an answer.
+pub(crate) fn is_verdict(kind: &FindingKind) -> bool {
+    match kind {
+        FindingKind::EvalFailed => true,
+        FindingKind::Custom(k) => &**k != crate::detect::MISROUTED_KIND,
+        _ => false,
     }
 }

@@ -545,11 +545,38 @@ where
     best.map(|(_, key, class)| (key, class))
 }
 
-/// The step of a node name, if it is one.
+/// Verbs that name a node's step when they lead a `verb_object` node name
+/// (`evaluate_answer`, `grade_response`, `retrieve_context`, `plan_steps`). Verbs whose
+/// node often does something else (`generate_query_or_respond` plans) are left out.
+pub static NODE_VERBS: &[(&str, StepKind)] = &[
+    ("plan", Planner),
+    ("retrieve", Retriever),
+    ("rerank", Reranker),
+    ("route", StepKind::Router),
+    ("critique", Critic),
+    ("review", Critic),
+    ("grade", Critic),
+    ("judge", Critic),
+    ("evaluate", Critic),
+    ("verify", Critic),
+    ("moderate", Guardrail),
+];
+
+/// The step of a node name, if it is one: a [`NODE_NAMES`] name, else a `verb_object`
+/// name led by one of [`NODE_VERBS`].
 pub fn node_kind(name: &str) -> Option<&'static StepKind> {
     NODE_NAMES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            let (verb, object) = name.split_once('_')?;
+            if object.is_empty() {
+                return None;
+            }
+            NODE_VERBS
+                .iter()
+                .find(|(v, _)| v.eq_ignore_ascii_case(verb))
+        })
         .map(|(_, kind)| kind)
 }
 

@@ -28,31 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{FindingKind, StepKind};
 
 /// Labels that mean an evaluation failed, unless the config names its own list.
-pub const DEFAULT_FAILING_LABELS: &[&str] = &[
-    "fail",
-    "failed",
-    "failure",
-    "incorrect",
-    "wrong",
-    "hallucinated",
-    "hallucination",
-    "not_relevant",
-    "irrelevant",
-    "unfaithful",
-    "not_faithful",
-    "ungrounded",
-    "not_grounded",
-    "unsupported",
-    "no",
-    "false",
-    "bad",
-    "toxic",
-    "unsafe",
-    "reject",
-    "rejected",
-    "incomplete",
-    "not_completed",
-];
+pub use crate::content::FAILING_LABELS as DEFAULT_FAILING_LABELS;
 
 /// Evaluator names whose failure fails the whole run, unless the config names its own.
 pub const DEFAULT_TASK_EVALUATORS: &[&str] = &[
@@ -221,17 +197,7 @@ impl Default for DetectConfig {
     }
 }
 
-/// Lowercase, trimmed, with spaces and hyphens as underscores: how labels and evaluator
-/// names are compared.
-pub fn normalize_label(s: &str) -> String {
-    s.trim()
-        .chars()
-        .map(|c| match c {
-            ' ' | '-' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
-}
+pub use crate::content::normalize_label;
 
 impl DetectConfig {
     pub fn from_raw(raw: &RawDetectConfig) -> Result<DetectConfig, DetectConfigError> {

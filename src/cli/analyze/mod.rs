@@ -32,7 +32,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -83,6 +83,10 @@ pub struct AnalyzeArgs {
     /// Root causes listed (most frequent first).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
+    /// Also write one JSON line per trajectory to FILE (`-`: standard output): trace id,
+    /// outcome and, for a failed run, its root cause (step, kind, agent, span, reason).
+    #[arg(long, value_name = "FILE")]
+    pub trajectories: Option<PathBuf>,
 }
 
 /// `--max-root-cause-rate STEP=RATE`.
@@ -144,6 +148,65 @@ pub struct RootCauseRow {
     pub example_trace_ids: Vec<String>,
 }
 
+/// The verdict on one trajectory (`--trajectories`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryRow {
+    pub trace_id: String,
+    pub outcome: &'static str,
+    pub root_cause: Option<TrajectoryRootCause>,
+}
+
+/// The root cause of one failed trajectory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryRootCause {
+    pub step: String,
+    pub kind: String,
+    pub agent: Option<String>,
+    pub span_id: String,
+    pub span_name: String,
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl TrajectoryRow {
+    fn of(a: &Analysis) -> TrajectoryRow {
+        let root_cause = a.root_cause.as_ref().map(|rc| {
+            let span = a.trajectory.spans.get(rc.span as usize);
+            TrajectoryRootCause {
+                step: rc.step.as_str().to_owned(),
+                kind: rc.kind.as_str().to_owned(),
+                agent: rc.agent.as_ref().map(|s| s.to_string()),
+                span_id: span.map(|s| s.span_id.to_hex()).unwrap_or_default(),
+                span_name: span.map(|s| s.name.to_string()).unwrap_or_default(),
+                rule: rc.rule,
+                reason: format::clip(&rc.reason, 300),
+            }
+        });
+        TrajectoryRow {
+            trace_id: a.trajectory.trace_id.to_hex(),
+            outcome: a.outcome.as_str(),
+            root_cause,
+        }
+    }
+
+    /// The row as one JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "trace_id": self.trace_id,
+            "outcome": self.outcome,
+            "root_cause": self.root_cause.as_ref().map(|rc| json!({
+                "step": rc.step,
+                "kind": rc.kind,
+                "agent": rc.agent,
+                "span_id": rc.span_id,
+                "span_name": rc.span_name,
+                "rule": rc.rule,
+                "reason": rc.reason,
+            })),
+        })
+    }
+}
+
 /// Counts of the assembly stage.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssemblySummary {
@@ -164,6 +227,8 @@ pub struct Report {
     /// The same range, not grouped: the numbers the gates read.
     pub overall: Breakdown,
     pub root_causes: Vec<RootCauseRow>,
+    /// One verdict per trajectory, in the order they were released.
+    pub trajectories: Vec<TrajectoryRow>,
     /// Trajectories left out of the breakdown: ending more than 31 days before the newest.
     pub beyond_horizon: u64,
 }
@@ -356,6 +421,7 @@ pub fn analyze_files(
         breakdown,
         overall,
         root_causes: root_causes(&analyses),
+        trajectories: analyses.iter().map(TrajectoryRow::of).collect(),
         beyond_horizon,
     })
 }
@@ -700,6 +766,22 @@ pub fn render_report(report: &Report, gates: &[GateResult], top: usize) -> Strin
     out
 }
 
+/// Writes one JSON line per trajectory to `path` (`-`: standard output).
+fn write_trajectories(path: &Path, rows: &[TrajectoryRow]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(path)?)
+    };
+    let mut out = std::io::BufWriter::new(&mut out);
+    for row in rows {
+        serde_json::to_writer(&mut out, &row.to_json())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 /// Runs `faultline analyze`; returns the exit code.
 pub fn run(args: &AnalyzeArgs) -> u8 {
     let file = match &args.config {
@@ -731,6 +813,15 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         args.max_failure_rate,
         &args.max_root_cause_rate,
     );
+    if let Some(path) = &args.trajectories {
+        if let Err(error) = write_trajectories(path, &report.trajectories) {
+            eprintln!(
+                "faultline analyze: cannot write {}: {error}",
+                path.display()
+            );
+            return 2;
+        }
+    }
     if args.json {
         format::emit(&format!("{}\n", report_json(&report, &gates)));
     } else {

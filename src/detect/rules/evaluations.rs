@@ -23,31 +23,11 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use crate::content::PASSING_LABELS;
 use crate::detect::config::normalize_label;
 use crate::detect::signals::{clip, is_evaluator_span};
 use crate::detect::Ctx;
 use crate::model::{Attributes, Finding, FindingKind, SpanId, SpanRecord, Value};
-
-/// Labels that mean the evaluation passed (a low score does not override them).
-const PASSING_LABELS: &[&str] = &[
-    "pass",
-    "passed",
-    "correct",
-    "relevant",
-    "factual",
-    "faithful",
-    "grounded",
-    "yes",
-    "true",
-    "good",
-    "safe",
-    "accept",
-    "accepted",
-    "complete",
-    "completed",
-    "success",
-    "ok",
-];
 
 /// `eval.<x>` keys that are metadata, not metrics (ai-evaluation conventions).
 const EVAL_METADATA: &[&str] = &["evaluated_at", "evaluator_version", "sample_rate", "model"];

@@ -8,14 +8,20 @@
 //! (OpenInference `llm.tools.<i>.tool.json_schema`, GenAI `gen_ai.tool.definitions`, the
 //! Vercel AI SDK's `ai.prompt.tools`), else from any call or tool span of the trajectory
 //! (`tool.parameters`, `gen_ai.tool.json_schema`).
+//!
+//! A tool that ran to completion with exactly those arguments accepted them (it coerced
+//! a number given as text, or its declared schema is stricter than its code): that call
+//! is not reported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value as Json;
 
-use crate::detect::signals::{clip, parse_json, requested_calls, tool_name};
+use crate::detect::signals::{
+    canonical_arguments, clip, is_tool_span, parse_json, requested_calls, tool_arguments, tool_name,
+};
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind, SpanRecord, Value};
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, Value};
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut all: HashMap<String, Json> = HashMap::new();
@@ -24,6 +30,16 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
     if all.is_empty() {
         return;
+    }
+    // (tool, canonical arguments) of tool executions that ended without error.
+    let mut accepted: HashSet<(&str, String)> = HashSet::new();
+    for (i, span) in ctx.spans() {
+        if span.status == SpanStatus::Error || !is_tool_span(span, ctx.step_ref(i)) {
+            continue;
+        }
+        if let (Some(name), Some((_, args))) = (tool_name(span), tool_arguments(span)) {
+            accepted.insert((name, canonical_arguments(&args)));
+        }
     }
     let mut own = HashMap::new();
     for (i, span) in ctx.spans() {
@@ -49,6 +65,11 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             let Some(problem) = violation(&args, schema) else {
                 continue;
             };
+            if !accepted.is_empty()
+                && accepted.contains(&(call.name.as_str(), canonical_arguments(&args.to_string())))
+            {
+                continue;
+            }
             let step = ctx.step(i);
             let reason = format!(
                 "{} span `{}` called `{}` with arguments its schema refuses ({problem}): {}",
