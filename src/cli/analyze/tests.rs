@@ -326,3 +326,39 @@ fn first_key_reads_the_top_level_key() {
     assert_eq!(input::first_key(b"{}"), Some(&b""[..]));
     assert_eq!(input::first_key(b"[1]"), None);
 }
+
+#[test]
+fn trajectories_file_has_one_verdict_per_trajectory() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = write_sim(dir.path(), 120, 5);
+    let report = analyze_files(
+        &paths(dir.path(), &["traces.jsonl", "logs.jsonl"]),
+        &settings(),
+    )
+    .unwrap();
+    let out = dir.path().join("verdicts.jsonl");
+    write_trajectories(&out, &report.trajectories).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: HashMap<String, Value> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["trace_id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    assert_eq!(rows.len(), labels.len(), "one line per run");
+    let mut failed = 0;
+    for label in &labels {
+        let row = &rows[&label.trace_id];
+        assert_eq!(row["outcome"], label.outcome.as_str(), "{}", label.trace_id);
+        if label.outcome == Outcome::Failed {
+            failed += 1;
+            let rc = &row["root_cause"];
+            assert!(rc["step"].is_string() && rc["span_id"].as_str().unwrap().len() == 16);
+            assert!(!rc["reason"].as_str().unwrap().is_empty());
+        } else {
+            assert!(row["root_cause"].is_null());
+        }
+    }
+    assert!(failed > 0, "the sample holds failed runs");
+}
