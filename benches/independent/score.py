@@ -459,6 +459,7 @@ def main(argv=None):
                 cmd.append("--null")
             subprocess.run(cmd, check=True)
             corpora[kind] = (d,) + load_corpus(d)
+        attribution = score_attribution(args, corpora["signal"][0], corpora["signal"][1])
         results = {}
         plan = [("signal-full", "signal", "full", True), ("null-full", "null", "full", True)]
         if not args.no_paced:
@@ -468,6 +469,8 @@ def main(argv=None):
             print(f"score.py: {name} ...", file=sys.stderr, flush=True)
             results[name] = scenario(args, d, name, mode, len(runs), cohorts)
         table, figures = report(results, corpora, args)
+        table += "\n" + attribution_table(attribution)
+        figures["attribution"] = attribution
         print(table)
         print(f"(score.py: {time.time() - t0:.0f} s, {args.runs} runs, {args.minutes:g} min, seed {args.seed}, "
               f"paced x{args.speedup:g})")
@@ -482,6 +485,42 @@ def main(argv=None):
             shutil.rmtree(args.workdir, ignore_errors=True)
         elif args.keep:
             print(f"score.py: work directory kept: {args.workdir}", file=sys.stderr)
+
+
+def score_attribution(args, d, runs):
+    """Outcome and root-cause step agreement with the corpus's truth, per convention, from
+    `faultline analyze --trajectories` over the corpus files (offline, no server)."""
+    out = os.path.join(d, "verdicts.jsonl")
+    files = [os.path.join(d, f) for f in ("traces.otlp.jsonl", "logs.otlp.jsonl")
+             if os.path.exists(os.path.join(d, f))]
+    subprocess.run([args.binary, "analyze", "--trajectories", out] + files, check=True,
+                   stdout=subprocess.DEVNULL)
+    got = {}
+    with open(out, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            got[r["trace_id"]] = r
+    per = {}
+    misses = {}
+    for r in runs:
+        c = per.setdefault(r["convention"], [0, 0, 0, 0])
+        g = got.get(r["trace_id"])
+        failed = r["outcome"] == "failed"
+        ok = g is not None and (g["outcome"] == "failed") == failed
+        c[0] += ok
+        c[1] += 1
+        if not ok:
+            key = f"outcome {r['outcome']} as {g['outcome'] if g else 'missing'} ({r['convention']}, {r.get('fault')})"
+            misses[key] = misses.get(key, 0) + 1
+        if failed and ok:
+            rc = g.get("root_cause") or {}
+            hit = rc.get("step") == r.get("step")
+            c[2] += hit
+            c[3] += 1
+            if not hit:
+                key = f"{r.get('fault')} on {r.get('step')} blamed {rc.get('step')} ({r['convention']})"
+                misses[key] = misses.get(key, 0) + 1
+    return {"per_convention": per, "misses": misses}
 
 
 def report(results, corpora, args):
@@ -594,6 +633,20 @@ def report(results, corpora, args):
     for r in sig["reasons"][:8]:
         lines.append(f"  {r['count']:>5}  {r['template'][:110]}")
     return "\n".join(lines), figures
+
+
+def attribution_table(a):
+    lines = ["attribution (signal corpus, offline analyze): outcome agreement, root-cause step on failed runs"]
+    tot = [0, 0, 0, 0]
+    for conv, c in sorted(a["per_convention"].items()):
+        lines.append(f"  {conv:<15} outcome {c[0]}/{c[1]} ({c[0] / max(1, c[1]):.3f})   "
+                     f"root cause {c[2]}/{c[3]} ({c[2] / max(1, c[3]):.3f})")
+        tot = [x + y for x, y in zip(tot, c)]
+    lines.append(f"  {'all':<15} outcome {tot[0]}/{tot[1]} ({tot[0] / max(1, tot[1]):.3f})   "
+                 f"root cause {tot[2]}/{tot[3]} ({tot[2] / max(1, tot[3]):.3f})")
+    for k, v in sorted(a["misses"].items(), key=lambda kv: -kv[1])[:8]:
+        lines.append(f"  miss x{v}: {k}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

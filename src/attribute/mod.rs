@@ -30,7 +30,8 @@ mod tests;
 use std::collections::HashMap;
 
 use crate::model::{
-    Finding, FindingKind, Outcome, RootCause, StepAssignment, StepKind, Str, Trajectory,
+    Finding, FindingKind, Outcome, RootCause, SpanKind, StepAssignment, StepKind, StepSource, Str,
+    Trajectory,
 };
 
 use rules::{Blame, Rule, RULES};
@@ -556,7 +557,32 @@ impl<'a> Ctx<'a> {
                             t.reason
                         ),
                     ),
-                    None => (t.span, t.step.clone(), t.kind.clone(), t.reason.clone()),
+                    None => match self.step_head(t.span) {
+                        // Infrastructure under a step (an HTTP call under a tool) failed:
+                        // the step is blamed, in its own words when it has any.
+                        Some(head) => {
+                            let own = self.by_span[head as usize]
+                                .iter()
+                                .map(|&f| &findings[f])
+                                .find(|f| f.kind.is_error_class());
+                            let reason = match own {
+                                Some(f) if error_status(&t.reason)
+                                    .is_none_or(|code| f.reason.contains(code)) =>
+                                {
+                                    f.reason.clone()
+                                }
+                                Some(f) => format!("{}; {}", f.reason, t.reason),
+                                None => format!(
+                                    "{} span `{}` failed: {}",
+                                    t.step.as_str(),
+                                    self.traj.spans[head as usize].name,
+                                    t.reason
+                                ),
+                            };
+                            (head, t.step.clone(), t.kind.clone(), reason)
+                        }
+                        None => (t.span, t.step.clone(), t.kind.clone(), t.reason.clone()),
+                    },
                 }
             }
         };
@@ -583,6 +609,34 @@ impl<'a> Ctx<'a> {
             rule: rule.name,
             agent: self.agent_name(span),
         }
+    }
+
+    /// The span that heads the step run of `span` when `span` is infrastructure that
+    /// inherited its step (an outgoing call, such as HTTP under a tool, that is not a
+    /// model call): its nearest ancestor of the same step with a step of its own.
+    /// `None` for a span with a step of its own.
+    fn step_head(&self, span: u32) -> Option<u32> {
+        let own = self.steps.get(span as usize)?;
+        let record = &self.traj.spans[span as usize];
+        if own.source != StepSource::Inherited
+            || record.kind != SpanKind::Client
+            || crate::detect::is_llm_call(record)
+        {
+            return None;
+        }
+        let mut s = span;
+        // A trajectory is never deeper than `max_trace_depth`: the walk is bounded.
+        while let Some(p) = self.parent[s as usize] {
+            let a = &self.steps[p as usize];
+            if a.kind != own.kind {
+                return None;
+            }
+            if a.source != StepSource::Inherited {
+                return Some(p);
+            }
+            s = p;
+        }
+        None
     }
 
     /// The reasoning chain: the upstream origin, the trigger, the findings its error
@@ -886,4 +940,12 @@ fn post_order(parent: &[Option<u32>], children: &[Vec<u32>]) -> Vec<u32> {
         next += 1;
     }
     post
+}
+
+/// The HTTP error status (400–599) a reason names, if any: the last such word.
+fn error_status(reason: &str) -> Option<&str> {
+    reason
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
+        .next_back()
 }

@@ -312,6 +312,10 @@ fn word(b: &[u8], s: usize, e: usize, out: &mut Vec<Token>) {
         push(out, PUNCT, s, e, floor);
         return;
     }
+    if is_status_after_its_key(b, &b[cs..ce], out) {
+        push(out, hash_bytes(&b[cs..ce]), cs, ce, floor);
+        return;
+    }
     if whole_value(&b[cs..ce]) {
         push(out, WILD, cs, ce, floor);
         return;
@@ -357,11 +361,41 @@ fn piece(b: &[u8], s: usize, e: usize, out: &mut Vec<Token>, floor: usize) {
         return;
     }
     let t = &b[ps..pe];
-    if t.iter().any(u8::is_ascii_digit) || whole_value(t) {
+    if is_status_after_its_key(b, t, out) {
+        push(out, hash_bytes(t), ps, pe, floor);
+    } else if t.iter().any(u8::is_ascii_digit) || whole_value(t) {
         push(out, WILD, ps, pe, floor);
     } else {
         push(out, hash_bytes(t), ps, pe, floor);
     }
+}
+
+/// Words after which an HTTP error status is kept as a constant (`status 503`,
+/// `error.type 429`, `Error code: 500`, `HTTP 504`): the status tells failures apart
+/// (a rate limit is not an outage) and has few values, unlike the numbers masked
+/// elsewhere.
+const STATUS_KEYS: [&[u8]; 7] = [
+    b"status",
+    b"status_code",
+    b"code",
+    b"error.type",
+    b"http",
+    b"http.response.status_code",
+    b"http.status_code",
+];
+
+/// An HTTP error status (400–599) right after one of [`STATUS_KEYS`].
+fn is_status_after_its_key(b: &[u8], t: &[u8], out: &[Token]) -> bool {
+    if t.len() != 3 || !t.iter().all(u8::is_ascii_digit) || !(b'4'..=b'5').contains(&t[0]) {
+        return false;
+    }
+    let Some(prev) = out.last().filter(|p| !p.is_wild()) else {
+        return false;
+    };
+    let key = b
+        .get(prev.start as usize..prev.end as usize)
+        .unwrap_or_default();
+    STATUS_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
 }
 
 /// Whether a whole word (without surrounding punctuation) is the shape of a value.

@@ -79,12 +79,24 @@ fn masking_cases() {
         ("unknown tool 'web_search'", "unknown tool web_search"),
         (
             r#"{"error": {"code": 429, "message": "slow down"}}"#,
-            "error code <*> message slow down",
+            "error code 429 message slow down",
         ),
         ("host db-1.internal.example.com is down", "host <*> is down"),
         ("lookup ns.example.com failed", "lookup <*> failed"),
         ("sent 1190 bytes (1.16 KB) to peer", "sent <*> to peer"),
         ("user=root uid=0", "user root uid <*>"),
+        // An HTTP error status after its key is kept: it tells failures apart.
+        (
+            "tool span `GET` failed with error.type 503",
+            "tool span GET failed with error.type 503",
+        ),
+        ("HTTP 504 from upstream", "HTTP 504 from upstream"),
+        ("status=429 retry later", "status 429 retry later"),
+        ("Error code: 500 - internal", "Error code 500 - internal"),
+        (
+            "code 200 is not an error status",
+            "code <*> is not an error status",
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(masked(input), want, "input: {input}");
@@ -562,7 +574,10 @@ fn api_query_is_validated_and_the_dto_is_built() {
     let mut stats = ReasonStats::new(ReasonStatsConfig::default());
     let t0 = 1_700_000_000 * 1_000_000_000u64;
     for i in 0..3u8 {
-        let id = clusterer.assign("tool/tool_error", &format!("HTTP 50{i} from search API"));
+        let id = clusterer.assign(
+            "tool/tool_error",
+            &format!("search API timed out after 3{i}0 ms"),
+        );
         stats.record(id, t0, trace(i + 1), &StepKind::Tool, i == 0);
     }
     let state = ReasonsState {
@@ -573,7 +588,7 @@ fn api_query_is_validated_and_the_dto_is_built() {
     let dto = reasons_dto(&state, &ok);
     assert_eq!(dto.reasons.len(), 1);
     let r = &dto.reasons[0];
-    assert_eq!(r.template, "HTTP <*> from search API");
+    assert_eq!(r.template, "search API timed out after <*>");
     assert_eq!(r.key, "tool/tool_error");
     assert_eq!(r.count, 3);
     assert_eq!(r.example_trace_ids.len(), 3);
