@@ -946,6 +946,5 @@ fn post_order(parent: &[Option<u32>], children: &[Vec<u32>]) -> Vec<u32> {
 fn error_status(reason: &str) -> Option<&str> {
     reason
         .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
-        .next_back()
+        .rfind(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
 }
