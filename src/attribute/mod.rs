@@ -442,10 +442,12 @@ impl<'a> Ctx<'a> {
         // Candidates are in data-flow order.
         for &t in candidates {
             let trigger = &findings[t];
-            if !rule
-                .trigger
-                .accepts(&trigger.kind, &trigger.step, self.is_run_site(trigger))
-            {
+            if !rule.trigger.accepts(
+                &trigger.kind,
+                &trigger.step,
+                &trigger.reason,
+                self.is_run_site(trigger),
+            ) {
                 continue;
             }
             let Some(pattern) = rule.upstream else {
@@ -457,7 +459,7 @@ impl<'a> Ctx<'a> {
                 u != t
                     && f.span != trigger.span
                     && self.post_of(f.span) < before
-                    && pattern.accepts(&f.kind, &f.step, self.is_run_site(f))
+                    && pattern.accepts(&f.kind, &f.step, &f.reason, self.is_run_site(f))
             });
             if let Some(u) = upstream {
                 return Some((Some(u), t));
@@ -546,6 +548,28 @@ impl<'a> Ctx<'a> {
                     (t.span, t.step.clone(), t.kind.clone(), t.reason.clone())
                 }
             },
+            (Blame::BudgetUser, _) => match self.budget_user(findings) {
+                Some(b) => {
+                    let span = &self.traj.spans[b as usize];
+                    (
+                        b,
+                        self.step(b).clone(),
+                        t.kind.clone(),
+                        format!(
+                            "{} span `{}` used the time budget ({} ms of the run's {} ms): {}",
+                            self.step(b).as_str(),
+                            span.name,
+                            span.duration_nanos() / 1_000_000,
+                            self.run_duration_nanos() / 1_000_000,
+                            t.reason
+                        ),
+                    )
+                }
+                None => {
+                    confidence -= FALLBACK_PENALTY;
+                    (t.span, t.step.clone(), t.kind.clone(), t.reason.clone())
+                }
+            },
             (Blame::Origin | Blame::Upstream, _) => {
                 match self.unrecorded_model_call(t) {
                     Some(role) => (
@@ -609,6 +633,42 @@ impl<'a> Ctx<'a> {
             rule: rule.name,
             agent: self.agent_name(span),
         }
+    }
+
+    /// The step that used the run's time budget: the longest step over its latency SLO
+    /// (a `slow_step` finding), else the longest step run with a step of its own that is
+    /// not a container (agent, chain) nor the root.
+    fn budget_user(&self, findings: &[Finding]) -> Option<u32> {
+        let longest = |it: &mut dyn Iterator<Item = u32>| {
+            it.max_by_key(|&i| {
+                (
+                    self.traj.spans[i as usize].duration_nanos(),
+                    std::cmp::Reverse(i),
+                )
+            })
+        };
+        let slow = longest(
+            &mut findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::SlowStep)
+                .map(|f| f.span),
+        );
+        slow.or_else(|| {
+            longest(&mut (0..self.traj.spans.len() as u32).filter(|&i| {
+                let a = &self.steps[i as usize];
+                self.parent[i as usize].is_some()
+                    && a.source != StepSource::Inherited
+                    && !matches!(a.kind, StepKind::Agent | StepKind::Chain)
+            }))
+        })
+    }
+
+    /// The run's time: from its first span's start to its last span's end.
+    fn run_duration_nanos(&self) -> u64 {
+        let spans = &self.traj.spans;
+        let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
+        let end = spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
+        end.saturating_sub(start)
     }
 
     /// The span that heads the step run of `span` when `span` is infrastructure that

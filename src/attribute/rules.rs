@@ -21,8 +21,26 @@ pub(crate) enum Kinds {
     /// Judgements of an output: `eval_failed` or a content-rule kind (e.g.
     /// `critic_rejected`).
     Verdict,
+    /// An error-class finding that reports the run's time budget running out: its
+    /// reason names a deadline or a timeout (`exceeded deadline of 25s`).
+    Deadline,
     /// These kind strings.
     Named(&'static [&'static str]),
+}
+
+/// Words of a reason that report a time budget running out.
+const DEADLINE_WORDS: [&str; 5] = [
+    "deadline",
+    "timed out",
+    "timeout",
+    "time limit",
+    "time budget",
+];
+
+/// Whether a reason reports a deadline or a timeout.
+pub(crate) fn names_deadline(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    DEADLINE_WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// Which findings a pattern accepts, by the step of their span.
@@ -66,6 +84,9 @@ pub(crate) enum Blame {
     /// generator, else the last generator run before the trigger in data-flow order (for
     /// a verdict on the whole run, the last generator of the run).
     Producer,
+    /// The step that used the time budget: a step over its latency SLO when one is,
+    /// else the step run (not a container) that took the longest.
+    BudgetUser,
 }
 
 /// One row of the table.
@@ -210,6 +231,13 @@ pub(crate) const RULES: &[Rule] = &[
         confidence: 0.75,
     },
     Rule {
+        name: "agent_deadline_blames_the_step_that_used_it",
+        trigger: at_step(Kinds::Deadline, Steps::Named(&["agent", "chain"])),
+        upstream: None,
+        blame: Blame::BudgetUser,
+        confidence: 0.55,
+    },
+    Rule {
         name: "step_error",
         trigger: at_step(Kinds::ErrorClass, Steps::Any),
         upstream: None,
@@ -238,6 +266,13 @@ pub(crate) const RULES: &[Rule] = &[
         confidence: 0.6,
     },
     Rule {
+        name: "run_deadline_blames_the_step_that_used_it",
+        trigger: at_run(Kinds::Deadline),
+        upstream: None,
+        blame: Blame::BudgetUser,
+        confidence: 0.55,
+    },
+    Rule {
         name: "task_failure_blames_generator",
         trigger: at_run(Kinds::Verdict),
         upstream: None,
@@ -263,7 +298,13 @@ pub(crate) const RULES: &[Rule] = &[
 impl Match {
     /// Whether the pattern accepts a finding of `kind` on a `step`; `run_site` is true
     /// for a finding on the run's own outcome (see [`Site::Run`]).
-    pub(crate) fn accepts(&self, kind: &FindingKind, step: &StepKind, run_site: bool) -> bool {
+    pub(crate) fn accepts(
+        &self,
+        kind: &FindingKind,
+        step: &StepKind,
+        reason: &str,
+        run_site: bool,
+    ) -> bool {
         let site_ok = match self.site {
             Site::Any => true,
             Site::Step => !run_site,
@@ -272,6 +313,7 @@ impl Match {
         let kind_ok = match self.kinds {
             Kinds::Any => *kind != FindingKind::SlowStep,
             Kinds::ErrorClass => kind.is_error_class(),
+            Kinds::Deadline => kind.is_error_class() && names_deadline(reason),
             Kinds::Verdict => is_verdict(kind),
             Kinds::Named(names) => names.contains(&kind.as_str()),
         };

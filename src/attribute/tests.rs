@@ -594,6 +594,12 @@ fn root_error_with_nothing_below_blames_the_root_step() {
     let t = trajectory(vec![root().error("deadline exceeded").build()]);
     let v = analyse(&t, &[]);
     let rc = v.root_cause.as_ref().unwrap();
+    // No step used the budget: the root is blamed, with less confidence.
+    assert_eq!(rc.rule, "run_deadline_blames_the_step_that_used_it");
+    assert_eq!(rc.span, 0);
+    let t = trajectory(vec![root().error("internal error").build()]);
+    let v = analyse(&t, &[]);
+    let rc = v.root_cause.as_ref().unwrap();
     assert_eq!(rc.rule, "run_failed");
     assert_eq!(rc.step, StepKind::Agent);
     assert_eq!(rc.evidence, [0]);
@@ -721,4 +727,58 @@ fn findings_in_any_order_give_the_same_verdict() {
     assert_eq!(sorted.span, reversed.span);
     assert_eq!(sorted.rule, reversed.rule);
     assert_eq!(sorted.step, StepKind::Retriever);
+}
+
+/// A run that fails on its deadline with no error below and no SLO configured: the step
+/// that used the budget (the longest step run), not the run.
+#[test]
+fn deadline_failure_without_slo_blames_the_longest_step() {
+    let t = trajectory(vec![
+        root()
+            .times(0, 40_000)
+            .error("Request exceeded deadline of 30s (took 40.0s)")
+            .build(),
+        span(1, 2, 1).name("plan").times(1, 2_000).build(),
+        span(1, 3, 1)
+            .name("lookup")
+            .attr("tool.name", "lookup")
+            .times(2_001, 36_000)
+            .build(),
+        span(1, 4, 1).name("generate").times(36_001, 39_000).build(),
+    ]);
+    let v = analyse(&t, &[(2, "planner"), (3, "tool"), (4, "generator")]);
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "run_deadline_blames_the_step_that_used_it");
+    assert_eq!(rc.span, idx(&t, 3));
+    assert_eq!(rc.step, StepKind::Tool);
+    assert!(rc.reason.contains("used the time budget"), "{}", rc.reason);
+}
+
+/// An agent under an OK wrapper that ends on its deadline: the same, found on the agent.
+#[test]
+fn agent_deadline_blames_the_longest_step_inside() {
+    let t = trajectory(vec![
+        root().times(0, 40_000).build(),
+        span(1, 2, 1)
+            .name("invoke_agent support")
+            .times(1, 39_999)
+            .error("agent timed out after 30s")
+            .build(),
+        span(1, 3, 2).name("plan").times(2, 30_000).build(),
+        span(1, 4, 2)
+            .name("lookup")
+            .attr("tool.name", "lookup")
+            .times(30_001, 31_000)
+            .build(),
+    ]);
+    let v = analyse(
+        &t,
+        &[(1, "chain"), (2, "agent"), (3, "planner"), (4, "tool")],
+    );
+    assert_eq!(v.outcome, Outcome::Failed);
+    let rc = v.root_cause.as_ref().unwrap();
+    assert_eq!(rc.rule, "agent_deadline_blames_the_step_that_used_it");
+    assert_eq!(rc.span, idx(&t, 3));
+    assert_eq!(rc.step, StepKind::Planner);
 }

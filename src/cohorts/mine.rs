@@ -705,6 +705,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             || excess < min_excess * key_len(&t.key) as f64
             || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
             || own_wording(targets[t.outcome], t.f, totals[t.outcome], cfg)
+            || rewords_its_step(t, &targets, &pop_step, &population, &items, snap, cfg)
         {
             continue;
         }
@@ -984,6 +985,45 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
 fn own_wording(target: Target, f_s: u32, total: u32, cfg: &MineConfig) -> bool {
     matches!(target, Target::Pattern(_))
         && f64::from(total - f_s.min(total)) < cfg.min_outside_share * f64::from(total)
+}
+
+/// A per-pattern cohort whose step fails no more often there than elsewhere only words
+/// its failures differently (an instrumentation's or a service's own evaluator name or
+/// message): more of this pattern is less of the step's others. It is not a cohort of
+/// failures, and is not reported; a pattern cohort must also raise its step's rate of
+/// blame by `min_risk_ratio`.
+fn rewords_its_step<'a>(
+    t: &Tested,
+    targets: &[Target],
+    pop_step: &[Option<u16>],
+    population: &dyn Fn(usize) -> Option<&'a Bits>,
+    items: &[Item],
+    snap: &Snapshot,
+    cfg: &MineConfig,
+) -> bool {
+    let (Target::Pattern(_), Some(step)) = (targets[t.outcome], pop_step[t.outcome]) else {
+        return false;
+    };
+    let pop = population(t.outcome);
+    let len = key_len(&t.key);
+    let (mut n_in, mut f_in, mut n_out, mut f_out) = (0u32, 0u32, 0u32, 0u32);
+    for r in 0..snap.failed.len() {
+        if pop.is_some_and(|p| !p.get(r)) {
+            continue;
+        }
+        let inside = t.key[..len].iter().all(|&i| items[i as usize].bits.get(r));
+        let blamed = snap.failed[r] && snap.root_step[r] == step;
+        if inside {
+            n_in += 1;
+            f_in += u32::from(blamed);
+        } else {
+            n_out += 1;
+            f_out += u32::from(blamed);
+        }
+    }
+    let rate_in = f64::from(f_in) / f64::from(n_in.max(1));
+    let rate_out = f64::from(f_out) / f64::from(n_out.max(1));
+    rate_in < cfg.min_risk_ratio * rate_out
 }
 
 /// Rows set in every bitmap of `maps` (all of one length), without allocating.
