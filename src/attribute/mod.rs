@@ -329,11 +329,12 @@ impl<'a> Ctx<'a> {
 
     /// Sets `propagated` on error-class findings with an unrecovered error-class finding
     /// on a strict descendant. A container (the root, an agent or a chain) does no work
-    /// of its own: its error is also explained by an unrecovered verdict below it (an
-    /// agent that ends in error because its critic rejected the answer).
+    /// of its own: its error is also explained by any other unrecovered failure below it
+    /// (an agent that ends in error because its critic rejected the answer, or because
+    /// its retrieval found nothing), but not by slowness or a misrouting.
     fn mark_propagated(&self, findings: &mut [Finding], recovered: &[bool]) {
         const ERROR: u8 = 1;
-        const VERDICT: u8 = 2;
+        const FAILURE: u8 = 2;
         let n = self.traj.spans.len();
         let mut own = vec![0u8; n];
         for (f, finding) in findings.iter().enumerate() {
@@ -342,8 +343,8 @@ impl<'a> Ctx<'a> {
             }
             let bit = if finding.kind.is_error_class() {
                 ERROR
-            } else if rules::is_verdict(&finding.kind) {
-                VERDICT
+            } else if explains_a_container(&finding.kind) {
+                FAILURE
             } else {
                 0
             };
@@ -366,7 +367,7 @@ impl<'a> Ctx<'a> {
                     .steps
                     .get(s)
                     .is_some_and(|a| matches!(a.kind, StepKind::Agent | StepKind::Chain));
-            let explained = if container { ERROR | VERDICT } else { ERROR };
+            let explained = if container { ERROR | FAILURE } else { ERROR };
             finding.propagated = finding.kind.is_error_class() && below & explained != 0;
         }
     }
@@ -1007,4 +1008,16 @@ fn error_status(reason: &str) -> Option<&str> {
     reason
         .split(|c: char| !c.is_ascii_digit())
         .rfind(|w| w.len() == 3 && (w.starts_with('4') || w.starts_with('5')))
+}
+
+/// Whether an unrecovered finding of this kind below a container explains the
+/// container's error: a failure of a step that is not itself an error (a verdict, an
+/// empty retrieval, a truncation). Slowness explains a deadline only through the budget
+/// rows; a misrouting fails nothing by itself.
+fn explains_a_container(kind: &FindingKind) -> bool {
+    match kind {
+        FindingKind::SlowStep => false,
+        FindingKind::Custom(k) => &**k != crate::detect::MISROUTED_KIND,
+        _ => true,
+    }
 }

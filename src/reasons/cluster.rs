@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::mask::{hash_bytes, hash_lower, headline, tokenize, Token, WILD};
+use super::mask::{hash_bytes, hash_lower, headline, tokenize, Token, KEPT, WILD};
 
 /// A stable pattern id. Ids are never reused for a different pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -842,6 +842,13 @@ impl ReasonClusterer {
                         .enumerate()
                         .all(|(i, (a, b))| i == pos || a == b)
                 }) {
+                    continue;
+                }
+                // A constant kept on purpose (an error status) tells members apart.
+                if fam
+                    .iter()
+                    .any(|&m| self.slots[m as usize].pattern.tokens[pos] & KEPT != 0)
+                {
                     continue;
                 }
                 let bit = if pos < 64 { 1u64 << pos } else { 0 };

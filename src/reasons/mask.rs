@@ -37,31 +37,36 @@ impl Token {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-/// FNV-1a of `bytes`, never equal to [`WILD`].
+/// The bit that marks a constant kept on purpose where a value usually is (an HTTP
+/// error status after its key): the merge pass never turns it into `<*>`. Other hashes
+/// never have it.
+pub(crate) const KEPT: u64 = 1 << 63;
+
+/// FNV-1a of `bytes` less the [`KEPT`] bit, never equal to [`WILD`].
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h = FNV_OFFSET;
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(FNV_PRIME);
     }
-    if h == WILD {
-        1
-    } else {
-        h
-    }
+    finish(h)
 }
 
-/// FNV-1a of `bytes` folded to ASCII lower case, never equal to [`WILD`].
+/// FNV-1a of `bytes` folded to ASCII lower case, less the [`KEPT`] bit, never equal to
+/// [`WILD`].
 pub(crate) fn hash_lower(bytes: &[u8]) -> u64 {
     let mut h = FNV_OFFSET;
     for &b in bytes {
         h ^= u64::from(b.to_ascii_lowercase());
         h = h.wrapping_mul(FNV_PRIME);
     }
-    if h == WILD {
-        1
-    } else {
-        h
+    finish(h)
+}
+
+fn finish(h: u64) -> u64 {
+    match h & !KEPT {
+        WILD => 1,
+        h => h,
     }
 }
 
@@ -313,7 +318,7 @@ fn word(b: &[u8], s: usize, e: usize, out: &mut Vec<Token>) {
         return;
     }
     if is_status_after_its_key(b, &b[cs..ce], out) {
-        push(out, hash_bytes(&b[cs..ce]), cs, ce, floor);
+        push(out, hash_bytes(&b[cs..ce]) | KEPT, cs, ce, floor);
         return;
     }
     if whole_value(&b[cs..ce]) {
@@ -362,7 +367,7 @@ fn piece(b: &[u8], s: usize, e: usize, out: &mut Vec<Token>, floor: usize) {
     }
     let t = &b[ps..pe];
     if is_status_after_its_key(b, t, out) {
-        push(out, hash_bytes(t), ps, pe, floor);
+        push(out, hash_bytes(t) | KEPT, ps, pe, floor);
     } else if t.iter().any(u8::is_ascii_digit) || whole_value(t) {
         push(out, WILD, ps, pe, floor);
     } else {

@@ -596,3 +596,38 @@ fn api_query_is_validated_and_the_dto_is_built() {
     let json = serde_json::to_value(&dto).unwrap();
     assert_eq!(json["reasons"][0]["steps"][0]["step"], "tool");
 }
+
+#[test]
+fn error_statuses_stay_apart_through_the_merge_pass() {
+    let mut c = clusterer();
+    let mut ids = Vec::new();
+    for status in [429, 500, 502, 503, 504] {
+        for _ in 0..3 {
+            ids.push(c.assign(
+                "tool/error",
+                &format!("tool span `GET` failed with error.type {status}"),
+            ));
+        }
+    }
+    c.merge_now();
+    let resolved: HashSet<_> = ids.iter().map(|&i| c.resolve(i).unwrap()).collect();
+    assert_eq!(resolved.len(), 5, "one pattern per status");
+    let templates: HashSet<String> = resolved
+        .iter()
+        .map(|&i| c.pattern(i).unwrap().template.clone())
+        .collect();
+    assert!(templates.contains("tool span `GET` failed with error.type 503"));
+    // Other numbers still merge into a variable.
+    let mut c = clusterer();
+    let ids: Vec<_> = (0..6)
+        .map(|i| {
+            c.assign(
+                "tool/error",
+                &format!("tool span `GET` failed after {i} retries"),
+            )
+        })
+        .collect();
+    c.merge_now();
+    let resolved: HashSet<_> = ids.iter().map(|&i| c.resolve(i).unwrap()).collect();
+    assert_eq!(resolved.len(), 1);
+}
