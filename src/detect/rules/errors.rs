@@ -12,7 +12,7 @@ use crate::detect::signals::{
     classify_error_text, clip, is_llm_call, is_tool_span, parse_json, tool_name, ErrorClass,
 };
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, StepKind};
+use crate::model::{Finding, FindingKind, SpanKind, SpanRecord, SpanStatus, StepKind};
 
 const EXCEPTION_EVENTS: [&str; 2] = ["exception", "gen_ai.client.operation.exception"];
 const MAX_MESSAGE: usize = 500;
@@ -59,14 +59,32 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             }
             None => FindingKind::Error,
         };
-        let tool = if on_tool { tool_name(span) } else { None };
-        let who = match tool {
-            Some(t) => format!("tool `{t}`"),
-            // A run or chain span that records the run's model is not itself a call.
-            None if is_llm_call(span) && !matches!(step, StepKind::Agent | StepKind::Chain) => {
-                format!("{} LLM call `{}`", step.as_str(), span.name)
-            }
-            None => format!("{} span `{}`", step.as_str(), span.name),
+        let mut tool = if on_tool { tool_name(span) } else { None };
+        // An outgoing call under a step (HTTP under a tool) is named by its step: the
+        // reason reads as the step's failure, as the blame does.
+        let run = ctx.run_of(i);
+        let under_step =
+            (run != i && span.kind == SpanKind::Client && tool.is_none() && !is_llm_call(span))
+                .then(|| ctx.span(run));
+        if let Some(head) = under_step {
+            tool = tool_name(head);
+        }
+        let who = match (under_step, tool) {
+            (Some(_), Some(t)) => format!("tool `{t}`: call `{}`", span.name),
+            (Some(head), None) => format!(
+                "{} span `{}`: call `{}`",
+                step.as_str(),
+                head.name,
+                span.name
+            ),
+            (None, tool) => match tool {
+                Some(t) => format!("tool `{t}`"),
+                // A run or chain span that records the run's model is not itself a call.
+                None if is_llm_call(span) && !matches!(step, StepKind::Agent | StepKind::Chain) => {
+                    format!("{} LLM call `{}`", step.as_str(), span.name)
+                }
+                None => format!("{} span `{}`", step.as_str(), span.name),
+            },
         };
         let mut reason = String::new();
         let source = if signal.exception_type.is_some() || signal.exception_message.is_some() {
