@@ -12,6 +12,10 @@ replays the corpus with send.py (`--rebase`), waits for every run to be finalize
 on the figures that are scored (a second, diagnostic reading after two refreshes is printed
 beside them).
 
+Attribution: `faultline analyze --trajectories` over the signal corpus (offline), compared
+run by run with runs.jsonl: outcome agreement and root-cause step agreement on failed runs,
+per convention.
+
 Scenarios: signal at full speed (cohorts, alerts, reasons), signal paced at `--speedup`
 (alerts), null at full speed (cohorts, alerts), null paced (alerts; skipped with
 `--no-paced`, as is the signal paced replay).
