@@ -538,9 +538,6 @@ impl AlertEngine {
             }
             if let Some(m) = first_unsettled {
                 if m == start {
-                    if newest > closed {
-                        self.provisional(&mut state, newest, source);
-                    }
                     return 0;
                 }
                 until = m - 1;
@@ -556,7 +553,10 @@ impl AlertEngine {
         if let Some(last) = state.stats.last_minute {
             state.unsettled = state.unsettled.split_off(&(last + 1));
         }
-        if newest > closed {
+        // The open minute is tested only once every closed one is evaluated: tested
+        // ahead of them, it would be judged against a baseline that has not seen the
+        // minutes in between, and its counts would take ring slots they still need.
+        if newest > closed && state.stats.last_minute.is_some_and(|last| last >= closed) {
             self.provisional(&mut state, newest, source);
         }
         evaluated
@@ -674,6 +674,8 @@ impl AlertEngine {
                     continue;
                 };
                 let s = &mut state.series[i];
+                // A series starts with its oldest data, whatever minute created it.
+                s.first_minute = s.first_minute.min(mm);
                 s.last_data_minute = s.last_data_minute.max(mm);
                 let slot = s.slot_mut(mm);
                 slot.runs += row.runs;
