@@ -785,3 +785,30 @@ fn a_replay_drained_in_two_ticks_alerts_as_live_did() {
     );
     assert_eq!(replay.stats().last_minute, Some(T0 + 118));
 }
+
+#[test]
+fn a_shift_of_a_small_rate_fires_within_forty_minutes_against_the_level_before_it() {
+    // 170 runs a minute at 3.2%, nearly doubling after 80 minutes (a young baseline,
+    // which learns fast): the minutes of the building shift must not teach the
+    // baseline that they are normal, or the shift is absorbed before it fires.
+    let mut fired = 0;
+    for seed in 0..20 {
+        let (e, _) = engine(AlertsConfig::default());
+        let fake = Fake::default();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        for m in T0..T0 + 120 {
+            let p = if m >= T0 + 80 { 0.061 } else { 0.032 };
+            let g = binomial(&mut rng, 170, p);
+            fake.put(m, vec![row("generator", None, 170, g, g)]);
+            e.tick(&fake);
+        }
+        let all = e.alerts(&AlertFilter::default());
+        if all
+            .iter()
+            .any(|a| a.kind == AlertKind::Sustained && a.state == AlertState::Firing)
+        {
+            fired += 1;
+        }
+    }
+    assert!(fired >= 17, "{fired} of 20 shifts fired");
+}
