@@ -7,6 +7,7 @@
 //! 2. minute `m - W` (just out of the short windows) joins each series' baseline, an
 //!    exponentially weighted failure rate, unless the series is alerting (the baseline is
 //!    frozen while an alert is pending or firing, so an incident never teaches itself);
+//!    the minutes of a shift still building are held back until it is judged;
 //! 3. the spike test (windows of 1..=W minutes, one-sided binomial test against the
 //!    baseline, a minimum count and a minimum ratio) and the sustained test (a Bernoulli
 //!    CUSUM on minute `m` whose per-minute step is capped, so that only an elevation that
@@ -282,6 +283,12 @@ struct SignalState {
     /// Exponentially weighted runs and failures: the baseline.
     base_runs: f64,
     base_fails: f64,
+    /// Runs and failures of the minutes of the CUSUM's current excursion once it holds
+    /// a quarter of the threshold, held out of the baseline (decayed like it) until the
+    /// excursion ends: they join it if the excursion dies out as noise, and never if it
+    /// turns out to be a shift.
+    held_runs: f64,
+    held_fails: f64,
     cusum: f64,
     exc_start: u64,
     exc_runs: u64,
@@ -297,10 +304,22 @@ impl SignalState {
         (self.base_fails + 0.5) / (self.base_runs + 1.0)
     }
 
+    /// Ends the excursion; its held-back minutes are dropped (the caller releases them
+    /// into the baseline first when the excursion was noise).
     fn reset_cusum(&mut self) {
         self.cusum = 0.0;
         self.exc_runs = 0;
         self.exc_fails = 0;
+        self.held_runs = 0.0;
+        self.held_fails = 0.0;
+    }
+
+    /// The excursion died out: its minutes were ordinary and join the baseline.
+    fn release_held(&mut self) {
+        self.base_runs += self.held_runs;
+        self.base_fails += self.held_fails;
+        self.held_runs = 0.0;
+        self.held_fails = 0.0;
     }
 }
 
@@ -538,9 +557,6 @@ impl AlertEngine {
             }
             if let Some(m) = first_unsettled {
                 if m == start {
-                    if newest > closed {
-                        self.provisional(&mut state, newest, source);
-                    }
                     return 0;
                 }
                 until = m - 1;
@@ -556,7 +572,10 @@ impl AlertEngine {
         if let Some(last) = state.stats.last_minute {
             state.unsettled = state.unsettled.split_off(&(last + 1));
         }
-        if newest > closed {
+        // The open minute is tested only once every closed one is evaluated: tested
+        // ahead of them, it would be judged against a baseline that has not seen the
+        // minutes in between, and its counts would take ring slots they still need.
+        if newest > closed && state.stats.last_minute.is_some_and(|last| last >= closed) {
             self.provisional(&mut state, newest, source);
         }
         evaluated
@@ -674,6 +693,8 @@ impl AlertEngine {
                     continue;
                 };
                 let s = &mut state.series[i];
+                // A series starts with its oldest data, whatever minute created it.
+                s.first_minute = s.first_minute.min(mm);
                 s.last_data_minute = s.last_data_minute.max(mm);
                 let slot = s.slot_mut(mm);
                 slot.runs += row.runs;
@@ -870,8 +891,21 @@ impl AlertEngine {
                     if old >= s.first_minute {
                         let slot = s.slot(old);
                         let st = &mut s.signals[sig];
-                        st.base_runs = st.base_runs * decay + slot.runs as f64;
-                        st.base_fails = st.base_fails * decay + slot.counts[sig] as f64;
+                        let (runs, fails) = (slot.runs as f64, slot.counts[sig] as f64);
+                        st.base_runs *= decay;
+                        st.base_fails *= decay;
+                        st.held_runs *= decay;
+                        st.held_fails *= decay;
+                        if st.cusum >= cfg.cusum_threshold / 4.0 && old >= st.exc_start {
+                            // A shift may be building (the CUSUM is where a pending
+                            // shift is kept): its minutes must not teach the baseline
+                            // that they are normal before it is judged.
+                            st.held_runs += runs;
+                            st.held_fails += fails;
+                        } else {
+                            st.base_runs += runs;
+                            st.base_fails += fails;
+                        }
                     }
                 }
             }
@@ -913,6 +947,7 @@ impl AlertEngine {
             let before = st.cusum;
             st.cusum = (st.cusum + llr).max(0.0);
             if st.cusum <= 0.0 {
+                st.release_held();
                 st.reset_cusum();
             } else {
                 if before <= 0.0 {
