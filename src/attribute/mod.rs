@@ -30,8 +30,7 @@ mod tests;
 use std::collections::HashMap;
 
 use crate::model::{
-    Finding, FindingKind, Outcome, RootCause, SpanKind, StepAssignment, StepKind, StepSource, Str,
-    Trajectory,
+    Finding, FindingKind, Outcome, RootCause, StepAssignment, StepKind, StepSource, Str, Trajectory,
 };
 
 use rules::{Blame, Rule, RULES};
@@ -679,10 +678,7 @@ impl<'a> Ctx<'a> {
     fn step_head(&self, span: u32) -> Option<u32> {
         let own = self.steps.get(span as usize)?;
         let record = &self.traj.spans[span as usize];
-        if own.source != StepSource::Inherited
-            || record.kind != SpanKind::Client
-            || crate::detect::is_llm_call(record)
-        {
+        if own.source != StepSource::Inherited || !crate::detect::is_outgoing_call(record) {
             return None;
         }
         let mut s = span;

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 pub use config::{DetectConfig, DetectConfigError, RawDetectConfig, RawEvaluator, RawOutputRule};
 pub use rules::MISROUTED_KIND;
-pub(crate) use signals::is_llm_call;
+pub(crate) use signals::is_outgoing_call;
 pub use signals::MODEL_ERROR_TEXT;
 
 use crate::model::{

@@ -52,6 +52,12 @@ pub(crate) fn is_llm_call(span: &SpanRecord) -> bool {
         || span.attributes.contains("llm.model_name")
 }
 
+/// An outgoing call that is not a model call (HTTP or a database under a tool): it does
+/// the work of the step above it and is named and blamed by that step.
+pub(crate) fn is_outgoing_call(span: &SpanRecord) -> bool {
+    span.kind == crate::model::SpanKind::Client && !is_llm_call(span)
+}
+
 /// The tool name a span declares, if it is a tool execution.
 pub(crate) fn tool_name(span: &SpanRecord) -> Option<&str> {
     crate::classify::tool_name(span)

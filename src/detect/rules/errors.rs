@@ -9,10 +9,11 @@
 use std::fmt::Write;
 
 use crate::detect::signals::{
-    classify_error_text, clip, is_llm_call, is_tool_span, parse_json, tool_name, ErrorClass,
+    classify_error_text, clip, is_llm_call, is_outgoing_call, is_tool_span, parse_json, tool_name,
+    ErrorClass,
 };
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind, SpanKind, SpanRecord, SpanStatus, StepKind};
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, StepKind};
 
 const EXCEPTION_EVENTS: [&str; 2] = ["exception", "gen_ai.client.operation.exception"];
 const MAX_MESSAGE: usize = 500;
@@ -64,8 +65,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         // reason reads as the step's failure, as the blame does.
         let run = ctx.run_of(i);
         let under_step =
-            (run != i && span.kind == SpanKind::Client && tool.is_none() && !is_llm_call(span))
-                .then(|| ctx.span(run));
+            (run != i && tool.is_none() && is_outgoing_call(span)).then(|| ctx.span(run));
         if let Some(head) = under_step {
             tool = tool_name(head);
         }
