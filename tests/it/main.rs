@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod cli_client;
 mod cohorts;
+mod collector;
 mod frameworks;
 mod instrumentations;
 mod limits;

@@ -1,0 +1,368 @@
+//! The configurations of `collector-config/`, run through a real OpenTelemetry Collector
+//! built from its released Go modules (`tests/collector/`, built by `./scripts/test`),
+//! between the OpenTelemetry Python SDK (traces and evaluator log events) and faultline.
+//!
+//! Each file is used as shipped: only its addresses are rewritten to the test's ports,
+//! and every address the test rewrites must be in the file, so an edited config cannot
+//! silently test something else.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use faultline::server::Running;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use crate::support::{get_json, heavy, python, repo_path, start_server};
+
+/// Spans in one run of `tests/python/collector_client.py`.
+const SPANS_PER_RUN: usize = 7;
+
+/// The collector binary; missing is a failure, never a skip.
+fn otelcol() -> PathBuf {
+    let p = std::env::var_os("FAULTLINE_TEST_OTELCOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("target/otelcol-faultline-test"));
+    assert!(
+        p.exists(),
+        "the test OpenTelemetry Collector is required: run ./scripts/test, which builds \
+         tests/collector (looked for {})",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running collector, killed on drop.
+struct Collector {
+    _child: tokio::process::Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    use std::path::PathBuf;
+
+    /// A directory under the target directory, removed on drop.
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("{name}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Starts the collector on `collector-config/<file>` with its receivers on free loopback
+/// ports and each `(from, to)` address rewritten. A port taken between choosing and
+/// binding makes the collector exit; it is then started again on other ports.
+async fn start_collector(file: &str, rewrites: &[(&str, String)]) -> Collector {
+    let shipped = std::fs::read_to_string(repo_path(&format!("collector-config/{file}")))
+        .expect("collector config readable");
+    for attempt in 0..5 {
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let mut config = shipped.clone();
+        let receivers = [
+            ("0.0.0.0:4317", format!("127.0.0.1:{grpc_port}")),
+            ("0.0.0.0:4318", format!("127.0.0.1:{http_port}")),
+        ];
+        for (from, to) in receivers
+            .iter()
+            .map(|(f, t)| (*f, t))
+            .chain(rewrites.iter().map(|(f, t)| (*f, t)))
+        {
+            assert!(
+                config.contains(from),
+                "collector-config/{file} no longer names {from}; update this test with it"
+            );
+            config = config.replace(from, to);
+        }
+        let dir = tempdir::Dir::new("otelcol");
+        let path = dir.0.join(file);
+        std::fs::write(&path, config).expect("config written");
+        // The collector's own telemetry would listen on :8888; the test needs none.
+        let quiet = dir.0.join("quiet.yaml");
+        std::fs::write(
+            &quiet,
+            "service:\n  telemetry:\n    metrics:\n      level: none\n",
+        )
+        .expect("overlay written");
+        let mut child = tokio::process::Command::new(otelcol())
+            .arg(format!("--config={}", path.display()))
+            .arg(format!("--config={}", quiet.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the collector starts");
+        let grpc: SocketAddr = format!("127.0.0.1:{grpc_port}").parse().expect("address");
+        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("collector status") {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut err).await;
+                }
+                if err.contains("address already in use") && attempt < 4 {
+                    break;
+                }
+                panic!("the collector exited ({status}) on collector-config/{file}:\n{err}");
+            }
+            if TcpStream::connect(grpc).is_ok() && TcpStream::connect(http).is_ok() {
+                return Collector {
+                    _child: child,
+                    grpc,
+                    http,
+                    _dir: dir,
+                };
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the collector did not listen on {grpc} and {http} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    unreachable!("five attempts either returned or panicked")
+}
+
+#[derive(Debug)]
+struct Sent {
+    trace_id: String,
+    failing_tool: bool,
+    failing_evaluation: bool,
+}
+
+/// Runs the Python client against the collector's receiver; `evaluations` is how the
+/// evaluator's results travel (`log` events or `span-event`s).
+async fn send(
+    collector: &Collector,
+    protocol: &str,
+    runs: usize,
+    service: &str,
+    evaluations: &str,
+) -> Vec<Sent> {
+    let endpoint = match protocol {
+        "grpc" => format!("http://{}", collector.grpc),
+        _ => format!("http://{}", collector.http),
+    };
+    let out = tokio::process::Command::new(python())
+        .arg(repo_path("tests/python/collector_client.py"))
+        .args(["--protocol", protocol, "--endpoint", &endpoint])
+        .args(["--runs", &runs.to_string(), "--service", service])
+        .args(["--evaluations", evaluations])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "collector_client.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<Sent> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("one JSON object per line");
+            Sent {
+                trace_id: v["trace_id"].as_str().expect("trace id").to_string(),
+                failing_tool: v["failing_tool"] == true,
+                failing_evaluation: v["failing_evaluation"] == true,
+            }
+        })
+        .collect();
+    assert_eq!(sent.len(), runs);
+    sent
+}
+
+/// The trajectory of `trace_id` on `running`, if it holds every span of the run.
+async fn whole(running: &Running, trace_id: &str) -> Option<Value> {
+    let (status, body) = get_json(running, &format!("/api/v1/trajectories/{trace_id}")).await;
+    (status == 200 && body["steps"].as_array().map(Vec::len) == Some(SPANS_PER_RUN)).then_some(body)
+}
+
+/// Whether a trajectory shows what was planted in its run: the failing tool blamed, the
+/// evaluator's `incorrect` blamed on the generator it judged, the rest a success.
+fn shows(sent: &Sent, t: &Value) -> bool {
+    let root_cause = t["root_cause"]["step"].as_str();
+    if sent.failing_tool {
+        t["outcome"] == "failed" && root_cause == Some("tool")
+    } else if sent.failing_evaluation {
+        t["outcome"] == "failed" && root_cause == Some("generator")
+    } else {
+        t["outcome"] == "success"
+    }
+}
+
+/// Polls until every sent run is whole, with its planted outcome, on `running`.
+async fn wait_all(running: &Running, sent: &[Sent], what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut missing = Vec::new();
+        for s in sent {
+            match whole(running, &s.trace_id).await {
+                Some(t) if shows(s, &t) => {}
+                other => missing.push(format!("{s:?}: {}", other.unwrap_or(Value::Null))),
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} of {} runs not whole with their planted outcome after 60 s, e.g. {}",
+            missing.len(),
+            sent.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_yaml_forwards_traces_and_evaluations_over_grpc_and_http() {
+    let _heavy = heavy().await;
+    let faultline = start_server("1s").await;
+    let collector = start_collector(
+        "otlp.yaml",
+        &[("faultline:4317", faultline.otlp_grpc_address.to_string())],
+    )
+    .await;
+    for protocol in ["grpc", "http"] {
+        let sent = send(
+            &collector,
+            protocol,
+            6,
+            &format!("via-collector-{protocol}"),
+            "log",
+        )
+        .await;
+        wait_all(
+            &faultline,
+            &sent,
+            &format!("otlp.yaml, {protocol} into the collector"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tee_yaml_sends_every_span_to_faultline_and_the_backend() {
+    let _heavy = heavy().await;
+    let faultline = start_server("1s").await;
+    // The "existing backend" is a second faultline: it must receive every span too.
+    let backend = start_server("1s").await;
+    let collector = start_collector(
+        "tee.yaml",
+        &[
+            ("faultline:4317", faultline.otlp_grpc_address.to_string()),
+            ("tempo:4317", backend.otlp_grpc_address.to_string()),
+        ],
+    )
+    .await;
+    let sent = send(&collector, "grpc", 6, "tee", "log").await;
+    wait_all(&faultline, &sent, "tee.yaml, faultline").await;
+    // The backend's pipeline carries traces only (tee.yaml sends logs to faultline
+    // alone), so it sees whole traces but not the evaluator's verdict.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for s in &sent {
+        while whole(&backend, &s.trace_id).await.is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tee.yaml: the backend never received all of {}",
+                s.trace_id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadbalancing_yaml_keeps_every_trace_whole_on_one_replica() {
+    let _heavy = heavy().await;
+    let replicas = [
+        start_server("1s").await,
+        start_server("1s").await,
+        start_server("1s").await,
+    ];
+    let collector = start_collector(
+        "loadbalancing.yaml",
+        &[
+            (
+                "faultline-0.faultline:4317",
+                replicas[0].otlp_grpc_address.to_string(),
+            ),
+            (
+                "faultline-1.faultline:4317",
+                replicas[1].otlp_grpc_address.to_string(),
+            ),
+            (
+                "faultline-2.faultline:4317",
+                replicas[2].otlp_grpc_address.to_string(),
+            ),
+        ],
+    )
+    .await;
+    // Evaluator results as span events travel with their trace. As log events they
+    // would not: the loadbalancing exporter hashes a log record's trace id in another
+    // form than a span's, so they reach another replica (collector-config/README.md).
+    let sent = send(&collector, "grpc", 24, "sharded", "span-event").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut used = HashSet::new();
+    for s in &sent {
+        // Exactly one replica holds the trace, whole and with its planted outcome.
+        loop {
+            let mut holders = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                let (status, body) =
+                    get_json(r, &format!("/api/v1/trajectories/{}", s.trace_id)).await;
+                if status == 200 {
+                    holders.push((i, body));
+                }
+            }
+            assert!(
+                holders.len() <= 1,
+                "trace {} was split across replicas {:?}",
+                s.trace_id,
+                holders.iter().map(|(i, _)| i).collect::<Vec<_>>()
+            );
+            if let Some((i, t)) = holders.first() {
+                if t["steps"].as_array().map(Vec::len) == Some(SPANS_PER_RUN) && shows(s, t) {
+                    used.insert(*i);
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "loadbalancing.yaml: {s:?} not whole with its planted outcome on one replica \
+                 after 60 s: {:?}",
+                holders
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // 24 trace ids over three replicas: all on one has a chance of 3·3⁻²⁴.
+    assert!(used.len() >= 2, "every trace went to replica {used:?}");
+}
