@@ -45,6 +45,8 @@ pub mod cohorts;
 pub mod config;
 pub mod content;
 pub mod detect;
+#[cfg(test)]
+pub(crate) mod golden;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

@@ -1,8 +1,8 @@
 //! Golden tests of the whole core on traces captured from real instrumentations
 //! (`tests/data/trajectories/real/*.otlp.json`, made by the agents under
 //! `tests/python/agents/` with `--fixtures`): OTLP/JSON → decode → assemble → analyze,
-//! rendered as stable text and compared with `<case>.expected`. `UPDATE_EXPECT=1`
-//! rewrites the expectations; review the diff by hand.
+//! rendered as stable text and compared with `<case>.expected` ([`crate::golden`]:
+//! a hand-written header says what a reviewer should see).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -143,7 +143,6 @@ fn analyse_file(path: &Path) -> Vec<Analysis> {
 
 #[test]
 fn golden_real_instrumentations() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(data_dir())
         .expect("fixtures dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -151,22 +150,12 @@ fn golden_real_instrumentations() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 6, "fixtures present");
-    let mut failures = Vec::new();
+    let mut goldens = crate::golden::Goldens::new();
     for case in cases {
         let rendered: String = analyse_file(&case).iter().map(render).collect();
         let expected_path =
             PathBuf::from(case.to_string_lossy().replace(".otlp.json", ".expected"));
-        if update {
-            std::fs::write(&expected_path, &rendered).expect("write expectation");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if expected != rendered {
-            failures.push(format!(
-                "{}:\n--- expected\n{expected}--- got\n{rendered}",
-                case.display()
-            ));
-        }
+        goldens.check(&expected_path, &rendered, None);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    goldens.finish();
 }

@@ -1310,7 +1310,7 @@ fn case_config(dir: &std::path::Path, case: &str) -> ClassifyConfig {
 }
 
 /// Classifies `tests/data/trajectories/classify/<case>.otlp.json` and compares the
-/// rendering with `<case>.expected`; `UPDATE_EXPECT=1` rewrites the expectation.
+/// rendering with `<case>.expected` ([`crate::golden`]).
 fn check(case: &str) {
     let dir = classify_data_dir();
     check_file(
@@ -1347,17 +1347,9 @@ fn check_file(input: &std::path::Path, expected_path: &std::path::Path, config: 
     let trace_id = spans[0].trace_id;
     let t = crate::model::Trajectory::build(trace_id, spans, Vec::new(), Vec::new());
     let actual = render(&t, &classify(&t, config));
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::write(expected_path, &actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(expected_path).unwrap_or_default();
-    assert_eq!(
-        actual,
-        expected,
-        "classification of {} changed; rerun with UPDATE_EXPECT=1 and review the diff",
-        input.display()
-    );
+    let mut goldens = crate::golden::Goldens::new();
+    goldens.check(expected_path, &actual, None);
+    goldens.finish();
 }
 
 #[test]

@@ -13,9 +13,10 @@
 //! analysis against the expectation *and* the outcome and blamed step against the label.
 //!
 //! The inputs are data: they change only when regenerated on purpose
-//! (`REGENERATE_SIMULATED=1`, from the simulator at a fixed seed, keeping the smallest
-//! of the first few runs of each pair). `UPDATE_EXPECT=1` rewrites the expectations;
-//! review the diff by hand.
+//! (`scripts/regenerate-goldens --simulated` sets `REGENERATE_SIMULATED=1`: from the
+//! simulator at a fixed seed, keeping the smallest of the first few runs of each pair).
+//! Expectations are rewritten by `scripts/regenerate-goldens` ([`crate::golden`]); each
+//! carries a header, made from its label, saying what a reviewer should see.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,10 +105,13 @@ fn lines(path: &Path) -> Vec<String> {
     }
 }
 
-/// The stored case analysed: the rendered analysis, and a mismatch with the label if any.
-fn check_case(dir: &Path, name: &str) -> (String, Option<String>) {
+/// The stored case analysed: the rendered analysis, the header its expectation holds
+/// (what the label says a reviewer should see), and a mismatch with the label if any.
+fn check_case(dir: &Path, name: &str) -> (String, String, Option<String>) {
     let label_text = std::fs::read_to_string(dir.join(format!("{name}.label.json")))
-        .unwrap_or_else(|e| panic!("{name}: label missing ({e}); run with REGENERATE_SIMULATED=1"));
+        .unwrap_or_else(|e| {
+            panic!("{name}: label missing ({e}); run scripts/regenerate-goldens --simulated")
+        });
     let label: serde_json::Value = serde_json::from_str(&label_text).expect("label JSON");
     let id = TraceId::from_hex(label["trace_id"].as_str().expect("trace id")).expect("hex id");
     let traces = lines(&dir.join(format!("{name}.otlp.json")))
@@ -119,6 +123,7 @@ fn check_case(dir: &Path, name: &str) -> (String, Option<String>) {
         .map(|l| parse_logs_json(l.as_bytes()).expect("OTLP/JSON logs"))
         .collect::<Vec<_>>();
     let t = assemble(id, traces, logs, &Interner::default());
+    let header = header(&label, &t);
     let a = analyze(Arc::new(t), &config());
     let rendered = render(&a);
     let want_outcome = label["outcome"].as_str().unwrap_or("?");
@@ -134,13 +139,49 @@ fn check_case(dir: &Path, name: &str) -> (String, Option<String>) {
             a.outcome.as_str()
         )
     });
-    (rendered, mismatch)
+    (rendered, header, mismatch)
+}
+
+/// What a reviewer should see in a simulated golden, from its label (the simulator's
+/// ground truth, which the test also checks the analysis against).
+fn header(label: &serde_json::Value, t: &crate::model::Trajectory) -> String {
+    let text = |k: &str| label[k].as_str().unwrap_or("?").to_string();
+    let span_name = |k: &str| {
+        label[k]
+            .as_str()
+            .and_then(|hex| t.spans.iter().find(|s| s.span_id.to_hex() == hex))
+            .map(|s| s.name.to_string())
+    };
+    let mut h = format!(
+        "# A simulated `{}` run in the `{}` convention, with `{}` planted.\n",
+        text("template"),
+        text("convention"),
+        label["fault"].as_str().unwrap_or("no fault")
+    );
+    let outcome = text("outcome");
+    match (outcome.as_str(), span_name("root_cause_span_id")) {
+        ("failed", Some(span)) => h.push_str(&format!(
+            "# Its label says: failed, caused by the {} span `{span}` ({}). The root cause\n\
+             # line must name that step and span; the findings above it are its symptoms.\n",
+            text("root_cause_step"),
+            text("root_cause_kind"),
+        )),
+        ("recovered", _) => h.push_str(&format!(
+            "# Its label says: recovered (the {} step failed, then succeeded). No root cause\n\
+             # line: a recovered run is not a failure.\n",
+            text("recovered_step"),
+        )),
+        _ => h.push_str(&format!(
+            "# Its label says: {outcome}. The outcome line must say the same.\n"
+        )),
+    }
+    h
 }
 
 #[test]
 fn golden_simulated_fault_kinds_by_convention() {
     let dir = data_dir();
-    if std::env::var_os("REGENERATE_SIMULATED").is_some() {
+    if std::env::var_os(crate::golden::REGENERATE_VAR).is_some() {
         std::fs::create_dir_all(&dir).expect("create the data dir");
         for fault in FaultKind::ALL {
             for convention in Convention::ALL {
@@ -149,28 +190,23 @@ fn golden_simulated_fault_kinds_by_convention() {
             }
         }
     }
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut failures = Vec::new();
+    let mut goldens = crate::golden::Goldens::new();
     let mut cases = 0;
     for fault in FaultKind::ALL {
         for convention in Convention::ALL {
             let name = case_name(fault, convention);
-            let (rendered, mismatch) = check_case(&dir, &name);
+            let (rendered, header, mismatch) = check_case(&dir, &name);
             cases += 1;
-            failures.extend(mismatch);
-            let expected_path = dir.join(format!("{name}.expected"));
-            if update {
-                std::fs::write(&expected_path, &rendered).expect("write expectation");
-                continue;
+            if let Some(m) = mismatch {
+                goldens.fail(m);
             }
-            let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-            if expected != rendered {
-                failures.push(format!(
-                    "{name}:\n--- expected\n{expected}--- got\n{rendered}"
-                ));
-            }
+            goldens.check(
+                &dir.join(format!("{name}.expected")),
+                &rendered,
+                Some(&header),
+            );
         }
     }
     assert_eq!(cases, FaultKind::ALL.len() * Convention::ALL.len());
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    goldens.finish();
 }
