@@ -353,6 +353,12 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
         spike.0
     );
     assert!(ours["rate"].as_f64().unwrap() > 2.0 * ours["baseline"].as_f64().unwrap());
+    let text = metrics_text(&running).await;
+    assert_eq!(
+        firing_gauge(&text, &labels),
+        Some(1.0),
+        "faultline_alert_firing of {labels} while it fires:\n{text}"
+    );
 
     // The rest of the traffic, back to normal: the alert resolves everywhere.
     send_until(&running, &mut sim, t0 + 80 * MIN).await;
@@ -410,13 +416,12 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
     assert!(statuses.iter().any(|(s, _)| s == "resolved"), "{hooks:?}");
 
     // The gauge is back to zero for that group.
-    let text = reqwest::get(format!("http://{}/metrics", running.api_address))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(text.contains("faultline_alert_firing{"), "{text}");
+    let text = metrics_text(&running).await;
+    assert_eq!(
+        firing_gauge(&text, &labels),
+        Some(0.0),
+        "faultline_alert_firing of {labels} after the resolution:\n{text}"
+    );
     assert!(
         text.contains(
             "faultline_alert_notifications_total{destination=\"alertmanager\",result=\"ok\"}"
@@ -454,4 +459,30 @@ async fn the_alerts_endpoint_answers_its_shape_and_refuses_bad_parameters() {
         assert!(body["error"].is_string(), "{bad}: {body}");
     }
     running.shutdown().await;
+}
+
+async fn metrics_text(running: &faultline::server::Running) -> String {
+    reqwest::get(format!("http://{}/metrics", running.api_address))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of `faultline_alert_firing` for the spike of an Alertmanager alert's
+/// `signal` and `step` labels.
+fn firing_gauge(text: &str, labels: &Value) -> Option<f64> {
+    let want = [
+        format!("signal=\"{}\"", labels["signal"].as_str()?),
+        format!("step=\"{}\"", labels["step"].as_str()?),
+        "kind=\"spike\"".to_string(),
+    ];
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("faultline_alert_firing{")?;
+        let (set, value) = rest.split_once("} ")?;
+        want.iter()
+            .all(|w| set.split(',').any(|p| p == w))
+            .then(|| value.trim().parse().ok())?
+    })
 }
