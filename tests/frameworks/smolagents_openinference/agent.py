@@ -30,6 +30,7 @@ SERVICE = "smolagents_openinference"
 REFUND_Q = "What is the refund policy?"
 ORDER_Q = "What is the status of order A-1001?"
 PASSWORD_Q = "How do I reset my password?"
+WEATHER_Q = "What is the weather in Paris today?"
 
 DOCS = [
     "Refund policy: refunds are accepted within 30 days of purchase with a receipt.",
@@ -183,7 +184,12 @@ def main():
             final_answer_checks=[review_answer] if scenario == "critic_rejects" else None,
             **quiet,
         )
-        task = ORDER_Q if ("order" in scenario or "tool_" in scenario or "bad_tool" in scenario) else REFUND_Q
+        if scenario == "unknown_tool":
+            task = WEATHER_Q
+        elif "order" in scenario or "tool_" in scenario or "bad_tool" in scenario:
+            task = ORDER_Q
+        else:
+            task = REFUND_Q
 
     try:
         result = agent.run(task)
