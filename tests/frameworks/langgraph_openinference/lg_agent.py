@@ -7,13 +7,16 @@ replaces the deprecated `langgraph.prebuilt.create_react_agent`) over `ChatOpenA
 two `@tool` tools and the documented `@wrap_tool_call` middleware that turns a tool's
 exception into an error ToolMessage for the model. `critic_rejects` wraps the agent in a
 small StateGraph: an `agent` node (the agent graph as a subgraph) and a `reviewer` node
-that asks the model to review the answer.
+that asks the model to review the answer. `slow_tool_timeout` sets the compiled graph's
+own deadline (`step_timeout`, 2 s) while get_order_status sleeps 3 s: LangGraph raises
+TimeoutError("Timed out") out of the run once the tool's step is over its deadline.
 """
 
 import argparse
 import json
 import os
 import sys
+import time
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -51,9 +54,14 @@ QUESTIONS = {
     "bad_tool_args_gives_up": "Where is my order 12?",
     "turn_limit_loop": "What is your refund policy?",
     "critic_rejects": "What is your refund policy?",
+    "truncated_answer": "What is your refund policy?",
+    "unknown_tool": "What is the weather in Paris today?",
+    "slow_tool_timeout": "Where is my order A123?",
 }
 AGENT_NAME = "support_agent"
 TURN_LIMIT = 10  # LangGraph recursion_limit (supersteps) in turn_limit_loop
+SLOW_TOOL_S = 3.0  # get_order_status's latency in slow_tool_timeout
+RUN_DEADLINE_S = 2.0  # the graph's step_timeout in slow_tool_timeout
 
 
 def parse_args():
@@ -122,6 +130,8 @@ def build(scenario, model_url):
     def get_order_status(order_id: str) -> str:
         """Get the status of an order by its id."""
         order_calls["n"] += 1
+        if scenario == "slow_tool_timeout":
+            time.sleep(SLOW_TOOL_S)
         if scenario == "tool_error_gives_up" or (scenario == "tool_error_retry_ok" and order_calls["n"] == 1):
             raise RuntimeError("order service unavailable (503)")
         return f"Order {order_id}: shipped on 2024-05-02, arriving 2024-05-06."
@@ -178,10 +188,15 @@ def main(service_name, instrument):
     app = build(args.scenario, args.model_url)
     config = {"recursion_limit": TURN_LIMIT} if args.scenario == "turn_limit_loop" else {}
     trace_ids.processor.on = True
+    state = {"messages": [{"role": "user", "content": QUESTIONS[args.scenario]}]}
     try:
-        result = app.invoke({"messages": [{"role": "user", "content": QUESTIONS[args.scenario]}]}, config)
+        if args.scenario == "slow_tool_timeout":
+            # LangGraph's own deadline: a superstep still running after step_timeout
+            # seconds raises TimeoutError out of the graph run.
+            app.step_timeout = RUN_DEADLINE_S
+        result = app.invoke(state, config)
         print("answer:", result["messages"][-1].content)
-    except Exception as e:  # the run's own failure (model error, recursion limit)
+    except Exception as e:  # the run's own failure (model error, recursion limit, deadline)
         print(f"run failed: {type(e).__name__}: {e}")
     trace_ids.processor.on = False
     provider.force_flush()

@@ -8,6 +8,7 @@ import { createWorkflow, createStep } from "@mastra/core/workflows";
 import { OtelExporter } from "@mastra/otel-exporter";
 import { createOpenAI } from "@ai-sdk/openai";
 import { z } from "zod";
+import { setTimeout as sleep } from "node:timers/promises";
 
 const { values: args } = parseArgs({
   options: {
@@ -17,6 +18,10 @@ const { values: args } = parseArgs({
   },
 });
 const scenario = args.scenario;
+// slow_tool_timeout: get_order_status takes SLOW_TOOL_MS; the application gives the run a
+// deadline of RUN_DEADLINE_MS (an AbortSignal.timeout passed to generate()).
+const SLOW_TOOL_MS = 3000;
+const RUN_DEADLINE_MS = 2000;
 
 // --- Tools ---------------------------------------------------------------------------------
 let orderCalls = 0;
@@ -38,6 +43,7 @@ const getOrderStatus = createTool({
   inputSchema: z.object({ order_id: z.string() }),
   execute: async ({ context }) => {
     orderCalls += 1;
+    if (scenario === "slow_tool_timeout") await sleep(SLOW_TOOL_MS);
     if (scenario === "tool_error_gives_up" || (scenario === "tool_error_retry_ok" && orderCalls === 1)) {
       throw new Error("order service unavailable (503)");
     }
@@ -133,6 +139,8 @@ const QUESTIONS = {
   tool_error_gives_up: "What is the status of order A123?",
   tool_error_retry_ok: "What is the status of order A123?",
   bad_tool_args_gives_up: "What is the status of order 12?",
+  unknown_tool: "What is the weather in Paris today?",
+  slow_tool_timeout: "What is the status of order A123?",
 };
 const question = QUESTIONS[scenario] ?? "What is your refund policy?";
 
@@ -150,7 +158,8 @@ async function run() {
     return;
   }
   const agent = mastra.getAgent("support_agent");
-  const result = await agent.generate(question, { maxSteps: MAX_STEPS, modelSettings: MODEL_SETTINGS });
+  const abortSignal = scenario === "slow_tool_timeout" ? AbortSignal.timeout(RUN_DEADLINE_MS) : undefined;
+  const result = await agent.generate(question, { maxSteps: MAX_STEPS, modelSettings: MODEL_SETTINGS, abortSignal });
   console.log(`answer: ${result.text} (finishReason ${result.finishReason}, ${result.steps?.length} steps)`);
   if (result.error) console.log(`result error: ${result.error?.message ?? result.error}`);
 }

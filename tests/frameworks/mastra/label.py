@@ -31,7 +31,12 @@ agent.support_agent, then `workflow step: 'review'` > agent.reviewer.
 - other chunks ('tool-call', 'text', 'error') and anything else: the step of the parent.
 
 When a model call fails, Mastra never ends the agent_run span (it is not exported); the
-`chat` span is then the root of the trace, its parent id pointing at nothing.
+`chat` span is then the root of the trace, its parent id pointing at nothing. When the
+model calls a tool the agent does not have (unknown_tool), Mastra fails the run inside
+step 0 and ends none of agent_run, chat and step 0: only the step's chunks are exported
+(the 'tool-call' and the 'error' "Tool get_weather not found"), their parent missing.
+They take the step of that unexported model step (counted with the exported steps, by
+time, against the model script): planner.
 """
 
 import json
@@ -80,9 +85,17 @@ def label(spans, scenario):
         return False
 
     ordered = sorted(spans, key=lambda s: int(s["startTimeUnixNano"]))
-    steps = [s for s in ordered if kind[s["spanId"]] == "model_step" and not under_reviewer(s)]
-    for span, step in zip(steps, _model_steps(worker_queue, len(steps))):
-        labels[span["spanId"]] = step
+    # The model steps of the worker: the exported `step: N` spans, and the steps that were
+    # never ended (unknown_tool: Mastra fails the run inside step 0 and exports only its
+    # chunks), known by the missing parent their chunks point to.
+    steps = {s["spanId"]: int(s["startTimeUnixNano"]) for s in ordered if kind[s["spanId"]] == "model_step" and not under_reviewer(s)}
+    for s in ordered:
+        pid = s.get("parentSpanId")
+        if kind[s["spanId"]] == "model_chunk" and pid and pid not in by_id:
+            steps.setdefault(pid, int(s["startTimeUnixNano"]))
+    step_ids = sorted(steps, key=steps.get)
+    for sid, step in zip(step_ids, _model_steps(worker_queue, len(step_ids))):
+        labels[sid] = step
 
     for span in ordered:
         sid, k = span["spanId"], kind[span["spanId"]]
@@ -116,10 +129,11 @@ def label(spans, scenario):
     def inherit(span):
         sid = span["spanId"]
         if sid not in labels:
-            parent = by_id.get(span.get("parentSpanId"))
-            labels[sid] = inherit(parent) if parent else "chain"
+            pid = span.get("parentSpanId")
+            parent = by_id.get(pid)
+            labels[sid] = inherit(parent) if parent else labels.get(pid, "chain")
         return labels[sid]
 
     for span in spans:
         inherit(span)
-    return labels
+    return {s["spanId"]: labels[s["spanId"]] for s in spans}

@@ -6,7 +6,8 @@ Single-agent scenarios run `support_agent` (tools search_docs and get_order_stat
 Multi-agent scenarios run a `triage` manager with handoffs to `orders_agent`,
 `docs_agent` and `weather_agent`, or (ma_subagent_tool_error) with `orders_agent`
 called as a tool (Agent.as_tool); a `reviewer` agent checks answers in critic_rejects,
-ma_reviewer_rejects and ma_misrouted.
+ma_reviewer_rejects and ma_misrouted. slow_tool_timeout runs support_agent under a 4 s
+`asyncio.wait_for` while get_order_status sleeps 6 s.
 """
 
 import os
@@ -22,6 +23,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 from openai import AsyncOpenAI  # noqa: E402
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
@@ -41,6 +43,8 @@ from agents import (  # noqa: E402
 )
 
 MAX_TURNS = 4
+SLOW_TOOL_S = 6.0  # get_order_status's latency in slow_tool_timeout
+RUN_DEADLINE_S = 4.0  # the application's deadline on the run in slow_tool_timeout (the first model call alone can take over 1 s)
 
 SINGLE = {
     "ok",
@@ -52,6 +56,9 @@ SINGLE = {
     "bad_tool_args_gives_up",
     "turn_limit_loop",
     "critic_rejects",
+    "truncated_answer",
+    "unknown_tool",
+    "slow_tool_timeout",
 }
 
 QUESTIONS = {
@@ -64,6 +71,9 @@ QUESTIONS = {
     "bad_tool_args_gives_up": "What is the status of order 12?",
     "turn_limit_loop": "What is the refund policy?",
     "critic_rejects": "What is the refund policy?",
+    "truncated_answer": "What is the refund policy?",
+    "unknown_tool": "What is the weather in Paris today?",
+    "slow_tool_timeout": "What is the status of order A123?",
     "ma_subagent_tool_error": "What is the status of order A123?",
     "ma_subagent_empty_retrieval": "How long is the warranty on the X200 blender?",
     "ma_subagent_model_error": "What is the status of order A123?",
@@ -108,6 +118,8 @@ def get_order_status(order_id: str) -> str:
         order_id: The order's id.
     """
     Faults.order_calls += 1
+    if Faults.scenario == "slow_tool_timeout":
+        time.sleep(SLOW_TOOL_S)
     if Faults.scenario in ("tool_error_gives_up", "ma_subagent_tool_error"):
         raise RuntimeError("order service unavailable (503)")
     if Faults.scenario == "tool_error_retry_ok" and Faults.order_calls == 1:
@@ -213,7 +225,11 @@ async def run_scenario(scenario, model):
         agent = a["triage"]
     else:
         agent = a["triage"]
-    result = await Runner.run(agent, question, max_turns=MAX_TURNS, run_config=config)
+    run = Runner.run(agent, question, max_turns=MAX_TURNS, run_config=config)
+    if scenario == "slow_tool_timeout":
+        # The application's deadline on the whole run: asyncio cancels it.
+        run = asyncio.wait_for(run, RUN_DEADLINE_S)
+    result = await run
     print(f"{result.last_agent.name}: {result.final_output}", file=sys.stderr)
 
 

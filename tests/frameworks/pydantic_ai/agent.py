@@ -13,6 +13,8 @@ or give up (`retries=3`). Tool arguments are validated by pydantic-ai against th
 signature; invalid ones are sent back to the model as a retry prompt.
 
 turn_limit_loop: UsageLimits(request_limit=4) -> UsageLimitExceeded.
+slow_tool_timeout: the order service sleeps 3 s while the script waits 2 s for the run
+(`asyncio.wait_for`), which cancels it and raises TimeoutError.
 critic_rejects: after the support agent answers, a second agent `reviewer` reviews the
 answer; both runs inside one application span `review_workflow` (one trace).
 """
@@ -33,6 +35,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 AGENT_NAME = "support_agent"
 REVIEWER_NAME = "reviewer"
@@ -51,8 +54,13 @@ QUESTIONS = {
     "bad_tool_args_gives_up": "Where is my order 12?",
     "turn_limit_loop": "What is your refund policy?",
     "critic_rejects": "What is your refund policy?",
+    "truncated_answer": "What is your refund policy?",
+    "unknown_tool": "What is the weather in Paris today?",
+    "slow_tool_timeout": "Where is my order A123?",
 }
 REQUEST_LIMIT = 4  # UsageLimits(request_limit=...) in turn_limit_loop
+SLOW_TOOL_S = 3.0  # the order service's latency in slow_tool_timeout
+RUN_DEADLINE_S = 2.0  # the application's deadline on the run in slow_tool_timeout
 
 
 def tracer_provider(endpoint):
@@ -92,6 +100,8 @@ async def run(scenario, model_url, provider):
 
     def order_service(order_id: str) -> str:
         order_calls["n"] += 1
+        if scenario == "slow_tool_timeout":
+            time.sleep(SLOW_TOOL_S)
         if scenario == "tool_error_gives_up" or (scenario == "tool_error_retry_ok" and order_calls["n"] == 1):
             raise RuntimeError("order service unavailable (503)")
         return f"Order {order_id}: shipped on 2024-05-02, arriving 2024-05-06."
@@ -116,6 +126,10 @@ async def run(scenario, model_url, provider):
 
     limits = UsageLimits(request_limit=REQUEST_LIMIT) if scenario == "turn_limit_loop" else None
     question = QUESTIONS[scenario]
+    if scenario == "slow_tool_timeout":
+        # The application's deadline on the whole run: asyncio cancels it.
+        result = await asyncio.wait_for(agent.run(question), RUN_DEADLINE_S)
+        return result.output
     if scenario != "critic_rejects":
         result = await agent.run(question, usage_limits=limits)
         return result.output

@@ -8,6 +8,8 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 
 # No telemetry, no hub: set before any framework import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,6 +32,10 @@ SERVICE = "smolagents_openinference"
 REFUND_Q = "What is the refund policy?"
 ORDER_Q = "What is the status of order A-1001?"
 PASSWORD_Q = "How do I reset my password?"
+WEATHER_Q = "What is the weather in Paris today?"
+
+SLOW_TOOL_S = 3.0  # get_order_status's latency in slow_tool_timeout
+RUN_DEADLINE_S = 2.0  # the application's deadline on the run in slow_tool_timeout
 
 DOCS = [
     "Refund policy: refunds are accepted within 30 days of purchase with a receipt.",
@@ -94,6 +100,8 @@ def main():
             order_id: The order's id, e.g. "A-1001".
         """
         state["order_calls"] += 1
+        if scenario == "slow_tool_timeout":
+            time.sleep(SLOW_TOOL_S)
         if order_fails == "always" or (order_fails == "once" and state["order_calls"] == 1):
             raise RuntimeError("order service unavailable (503)")
         return f"Order {order_id} has shipped and will arrive on Friday."
@@ -183,14 +191,28 @@ def main():
             final_answer_checks=[review_answer] if scenario == "critic_rejects" else None,
             **quiet,
         )
-        task = ORDER_Q if ("order" in scenario or "tool_" in scenario or "bad_tool" in scenario) else REFUND_Q
+        if scenario == "unknown_tool":
+            task = WEATHER_Q
+        elif "order" in scenario or "tool_" in scenario or "bad_tool" in scenario:
+            task = ORDER_Q
+        else:
+            task = REFUND_Q
 
+    deadline = None
+    if scenario == "slow_tool_timeout":
+        # The application's deadline on the run: smolagents has no timeout of its own; its
+        # documented way to stop a run from outside is agent.interrupt(), which takes
+        # effect before the next step (the tool's step still ends on its own).
+        deadline = threading.Timer(RUN_DEADLINE_S, agent.interrupt)
+        deadline.start()
     try:
         result = agent.run(task)
         print(f"result: {result!r}", file=sys.stderr)
     except Exception as e:  # the run's own failure: recorded in the trace, not a harness error
         print(f"run failed: {type(e).__name__}: {e}", file=sys.stderr)
 
+    if deadline is not None:
+        deadline.cancel()
     provider.force_flush()
     provider.shutdown()
     print(json.dumps({"trace_ids": ids.ids}))

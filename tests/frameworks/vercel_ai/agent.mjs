@@ -8,6 +8,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { ToolLoopAgent, stepCountIs, tool } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { z } from "zod";
+import { setTimeout as sleep } from "node:timers/promises";
 
 const { values: args } = parseArgs({
   options: {
@@ -17,6 +18,10 @@ const { values: args } = parseArgs({
   },
 });
 const scenario = args.scenario;
+// slow_tool_timeout: get_order_status takes SLOW_TOOL_MS; the run has the AI SDK's own
+// `timeout` of RUN_DEADLINE_MS, whose abort signal reaches the tool.
+const SLOW_TOOL_MS = 3000;
+const RUN_DEADLINE_MS = 2000;
 
 // --- OpenTelemetry: OTLP/HTTP protobuf to <endpoint>/v1/traces ---------------------------
 const traceIds = new Set();
@@ -45,8 +50,9 @@ const searchDocs = tool({
 const getOrderStatus = tool({
   description: "Get the status of an order by its id.",
   inputSchema: z.object({ order_id: z.string() }),
-  execute: async ({ order_id }) => {
+  execute: async ({ order_id }, { abortSignal }) => {
     orderCalls += 1;
+    if (scenario === "slow_tool_timeout") await sleep(SLOW_TOOL_MS, undefined, { signal: abortSignal });
     if (scenario === "tool_error_gives_up" || (scenario === "tool_error_retry_ok" && orderCalls === 1)) {
       throw new Error("order service unavailable (503)");
     }
@@ -78,6 +84,8 @@ const QUESTIONS = {
   tool_error_gives_up: "What is the status of order A123?",
   tool_error_retry_ok: "What is the status of order A123?",
   bad_tool_args_gives_up: "What is the status of order 12?",
+  unknown_tool: "What is the weather in Paris today?",
+  slow_tool_timeout: "What is the status of order A123?",
 };
 const question = QUESTIONS[scenario] ?? "What is your refund policy?";
 
@@ -97,7 +105,8 @@ async function run() {
     });
     return;
   }
-  const result = await supportAgent.generate({ prompt: question });
+  const timeout = scenario === "slow_tool_timeout" ? RUN_DEADLINE_MS : undefined;
+  const result = await supportAgent.generate({ prompt: question, timeout });
   console.log(`answer: ${result.text} (finishReason ${result.finishReason}, ${result.steps.length} steps)`);
 }
 
