@@ -39,6 +39,47 @@ pub fn output_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
+/// The finish reasons a span's raw output records, for outputs that carry the model's
+/// whole response as JSON rather than in attributes of their own: a LangChain
+/// `LLMResult` (`generations[][].generation_info.finish_reason`, or the message's
+/// `response_metadata.finish_reason`), an OpenAI response (`choices[].finish_reason`),
+/// an Anthropic one (`stop_reason`), a Gemini or Vercel one (`finishReason`). Returns the
+/// first that `pick` accepts. The output is parsed only when it names one of those keys.
+pub fn output_finish_reason(span: &SpanRecord, pick: impl Fn(&str) -> bool) -> Option<String> {
+    const OUTPUT_KEYS: [&str; 3] = [
+        "output.value",
+        "traceloop.entity.output",
+        "gen_ai.completion",
+    ];
+    const REASON_KEYS: [&str; 3] = ["finish_reason", "finishReason", "stop_reason"];
+    let raw = OUTPUT_KEYS
+        .iter()
+        .find_map(|k| span.attributes.get_str(k))?;
+    if !REASON_KEYS.iter().any(|k| raw.contains(k)) {
+        return None;
+    }
+    fn walk(v: &Json, depth: usize, pick: &dyn Fn(&str) -> bool) -> Option<String> {
+        if depth > 12 {
+            return None;
+        }
+        match v {
+            Json::Object(map) => {
+                for (k, v) in map {
+                    if REASON_KEYS.contains(&k.as_str()) {
+                        if let Some(r) = v.as_str().filter(|r| pick(r)) {
+                            return Some(r.to_string());
+                        }
+                    }
+                }
+                map.values().find_map(|v| walk(v, depth + 1, pick))
+            }
+            Json::Array(items) => items.iter().find_map(|v| walk(v, depth + 1, pick)),
+            _ => None,
+        }
+    }
+    walk(&parse_json(raw)?, 0, &pick)
+}
+
 /// The text a model call or a step answered, normalised across conventions: message
 /// content keys (OpenInference, traceAI's flattened GenAI messages, OpenLLMetry, the
 /// Vercel AI SDK), the GenAI `gen_ai.output.messages` parts, completion events

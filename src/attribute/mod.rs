@@ -386,8 +386,12 @@ impl<'a> Ctx<'a> {
             return false;
         }
         // A loop or a turn limit, a step failure nothing redid, an answer given after
-        // only empty retrievals: the run did not get what it needed.
-        if f.kind.is_error_class() || f.kind == FindingKind::EmptyRetrieval {
+        // only empty retrievals, a model output cut off by the token limit that no later
+        // call redid (the answer the user got is unfinished): the run did not get what
+        // it needed.
+        if f.kind.is_error_class()
+            || matches!(f.kind, FindingKind::EmptyRetrieval | FindingKind::Truncated)
+        {
             return true;
         }
         if matches!(&f.kind, FindingKind::Custom(k) if &**k == crate::detect::MISROUTED_KIND) {

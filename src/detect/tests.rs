@@ -1002,3 +1002,37 @@ fn tool_arguments_are_checked_against_the_schema() {
         .unwrap()
         .contains("unexpected argument `x`"));
 }
+
+#[test]
+fn a_model_response_recorded_whole_as_output_is_read_for_its_finish_reason() {
+    // traceAI's LangChain instrumentation records the LLMResult as the span's output.
+    let llm_result = r#"{"generations": [[{"text": "Refunds are accepted within 30 days of delivery and are paid back to the original", "generation_info": {"finish_reason": "length"}, "type": "ChatGeneration"}]], "llm_output": {"model_name": "gpt-4o-mini"}}"#;
+    let t = trajectory(vec![
+        span(1, 1, 0)
+            .name("support_agent")
+            .attr("gen_ai.span.kind", "AGENT")
+            .build(),
+        span(1, 2, 1)
+            .name("ChatOpenAI")
+            .attr("gen_ai.span.kind", "LLM")
+            .attr("output.value", llm_result)
+            .build(),
+        // A node above holding the same response in its state is not cut off itself.
+        span(1, 3, 1)
+            .name("generate")
+            .attr("output.value", llm_result)
+            .build(),
+    ]);
+    let findings = run(&t, &[(2, "generator"), (3, "generator")]);
+    let truncated: Vec<_> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Truncated)
+        .collect();
+    assert_eq!(truncated.len(), 1, "{findings:?}");
+    assert_eq!(truncated[0].span, index_of(&t, 2));
+    assert!(
+        truncated[0].reason.contains("finish reason `length`"),
+        "{}",
+        truncated[0].reason
+    );
+}

@@ -27,9 +27,13 @@ use crate::support::{get_json, python, repo_path, start_server_with};
 
 /// Floors under which the matrix fails: the figures reached when the matrix was last
 /// extended, so that a change of rules that loses ground on real frameworks fails. The
-/// targets are 97% (outcome), 95% (root cause on failed runs) and 97% (span steps).
-const FLOOR_OUTCOME: f64 = 0.97;
-const FLOOR_ROOT_CAUSE: f64 = 0.95;
+/// targets are 97% (outcome), 95% (root cause on failed runs) and 97% (span steps). The
+/// truncation, unknown-tool and deadline scenarios (labelled from the agents' scripts
+/// before faultline saw them) brought the figures to 94% / 92% / 99% (199/211, 164/179,
+/// 2224/2249); four deadline runs leave no sign of the deadline in their trace at all
+/// (every span ends OK), and are kept, scored, as what the product cannot yet see.
+const FLOOR_OUTCOME: f64 = 0.94;
+const FLOOR_ROOT_CAUSE: f64 = 0.91;
 const FLOOR_SPAN_STEPS: f64 = 0.98;
 /// Live runs whose outcome and root cause match the scenario's expectation. Lower than
 /// the goldens' figure: a live run is the same agent, but not the same bytes.

@@ -1,7 +1,9 @@
 //! Truncation: an LLM response cut off by the token limit. Finish reason `length`
 //! (OpenAI), `max_tokens` (Anthropic, Gemini) or `max_output_tokens`, read from
 //! `gen_ai.response.finish_reasons`, `llm.finish_reason` or OpenLLMetry
-//! `gen_ai.completion.<i>.finish_reason`.
+//! `gen_ai.completion.<i>.finish_reason`, else from a model response recorded whole as
+//! the span's JSON output (a LangChain `LLMResult`, an OpenAI or Anthropic response;
+//! [`crate::content::output_finish_reason`]).
 
 use crate::detect::signals::parse_json;
 use crate::detect::Ctx;
@@ -78,8 +80,17 @@ fn truncating_reason(span: &SpanRecord) -> Option<(&'static str, String)> {
     if let Some(v) = a.get_str("llm.finish_reason").filter(|v| is_truncating(v)) {
         return Some(("llm.finish_reason", v.to_string()));
     }
-    a.with_prefix("gen_ai.completion.")
+    if let Some(v) = a
+        .with_prefix("gen_ai.completion.")
         .filter(|(k, _)| k.ends_with(".finish_reason"))
         .find_map(|(_, v)| v.as_str().filter(|v| is_truncating(v)))
-        .map(|v| ("gen_ai.completion.*.finish_reason", v.to_string()))
+    {
+        return Some(("gen_ai.completion.*.finish_reason", v.to_string()));
+    }
+    // Only a model call's own output: a node or a chain above it often carries the same
+    // response in its state, and the cut is the call's, not theirs.
+    if !crate::detect::signals::is_llm_call(span) {
+        return None;
+    }
+    crate::content::output_finish_reason(span, is_truncating).map(|v| ("output", v))
 }
