@@ -190,30 +190,47 @@ fn mask_addresses(text: &str) -> String {
 /// `gen_ai.tool.definitions`).
 pub(crate) fn declared_tools(span: &SpanRecord, out: &mut Vec<String>) {
     for (key, value) in span.attributes.with_prefix("llm.tools.") {
-        if key.ends_with(".tool.json_schema") {
-            if let Some(json) = value.as_str().and_then(parse_json) {
-                if let Some(name) = definition_name(&json) {
-                    out.push(name.to_string());
-                }
-            }
-        } else if key.ends_with(".tool.name") {
+        if key.ends_with(".tool.name") {
             if let Some(name) = value.as_str() {
                 out.push(name.to_string());
             }
         }
     }
-    match span.attributes.get("gen_ai.tool.definitions") {
-        Some(Value::Str(s)) => {
-            if let Some(Json::Array(defs)) = parse_json(s) {
-                out.extend(defs.iter().filter_map(definition_name).map(str::to_string));
-            }
+    for_each_tool_definition(span, &mut |json| {
+        if let Some(name) = definition_name(json) {
+            out.push(name.to_string());
         }
-        Some(Value::Array(items)) => {
+    });
+}
+
+/// Calls `f` on every tool definition offered to a model call, wherever its convention
+/// lists them: OpenInference `llm.tools.<i>.tool.json_schema`, GenAI
+/// `gen_ai.tool.definitions`, the Vercel AI SDK's `ai.prompt.tools` (an array of JSON
+/// strings).
+pub(crate) fn for_each_tool_definition(span: &SpanRecord, f: &mut dyn FnMut(&Json)) {
+    for (key, value) in span.attributes.iter() {
+        let listed = key == "gen_ai.tool.definitions"
+            || key == "ai.prompt.tools"
+            || (key.starts_with("llm.tools.") && key.ends_with(".tool.json_schema"));
+        if listed {
+            for_each_json(value, f);
+        }
+    }
+}
+
+/// Calls `f` on the JSON of a value: one document, a list of them, or an array of
+/// JSON strings.
+fn for_each_json(value: &Value, f: &mut dyn FnMut(&Json)) {
+    match value {
+        Value::Str(s) => match parse_json(s) {
+            Some(Json::Array(items)) => items.iter().for_each(&mut *f),
+            Some(json) => f(&json),
+            None => {}
+        },
+        Value::Array(items) => {
             for item in items.iter() {
                 if let Some(json) = item.as_str().and_then(parse_json) {
-                    if let Some(name) = definition_name(&json) {
-                        out.push(name.to_string());
-                    }
+                    f(&json);
                 }
             }
         }

@@ -18,10 +18,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value as Json;
 
 use crate::detect::signals::{
-    canonical_arguments, clip, is_tool_span, parse_json, requested_calls, tool_arguments, tool_name,
+    canonical_arguments, clip, for_each_tool_definition, is_tool_span, parse_json, requested_calls,
+    tool_arguments, tool_name,
 };
 use crate::detect::Ctx;
-use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus, Value};
+use crate::model::{Finding, FindingKind, SpanRecord, SpanStatus};
 
 pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut all: HashMap<String, Json> = HashMap::new();
@@ -101,14 +102,7 @@ fn declared_schemas(span: &SpanRecord, out: &mut HashMap<String, Json>) {
             out.insert(name.to_string(), schema.clone());
         }
     };
-    for (key, value) in span.attributes.iter() {
-        let listed = key == "gen_ai.tool.definitions"
-            || key == "ai.prompt.tools"
-            || (key.starts_with("llm.tools.") && key.ends_with(".tool.json_schema"));
-        if listed {
-            for_each_json(value, &mut add);
-        }
-    }
+    for_each_tool_definition(span, &mut add);
     // A tool span's own schema.
     if let Some(name) = tool_name(span) {
         for key in ["tool.parameters", "gen_ai.tool.json_schema"] {
@@ -116,26 +110,6 @@ fn declared_schemas(span: &SpanRecord, out: &mut HashMap<String, Json>) {
                 out.entry(name.to_string()).or_insert(schema);
             }
         }
-    }
-}
-
-/// Calls `f` on the JSON of a value: one document, a list of them, or an array of
-/// JSON strings.
-fn for_each_json(value: &Value, f: &mut impl FnMut(&Json)) {
-    match value {
-        Value::Str(s) => match parse_json(s) {
-            Some(Json::Array(items)) => items.iter().for_each(&mut *f),
-            Some(json) => f(&json),
-            None => {}
-        },
-        Value::Array(items) => {
-            for item in items.iter() {
-                if let Some(json) = item.as_str().and_then(parse_json) {
-                    f(&json);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
