@@ -11,6 +11,7 @@ use axum::Router;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
+const AUTH_JS: &str = include_str!("assets/auth.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// The Content-Security-Policy of every page and asset: nothing inline, nothing from
@@ -52,6 +53,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/assets/auth.js",
+            get(|| async { asset("text/javascript; charset=utf-8", AUTH_JS) }),
         )
         .route(
             "/assets/style.css",
