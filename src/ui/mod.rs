@@ -2,7 +2,9 @@
 //!
 //! No build step: plain HTML, CSS and JavaScript. All span content is rendered as inert
 //! text by `app.js`, and a strict Content-Security-Policy forbids inline scripts, inline
-//! styles in markup, and any origin but our own.
+//! styles in markup, and any origin but our own. `auth.js`, loaded first, adds the API
+//! token (kept in sessionStorage for the tab) to the page's requests and asks for it
+//! with a small form when the server answers 401.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use crate::api::{feed, wait_counted};
-use crate::support::{api_url, start_server_with};
+use crate::support::{api_url, metrics_sum, start_server_with};
 
 type LabelSet = BTreeMap<String, String>;
 
@@ -601,18 +601,7 @@ async fn push_over_https_with_a_ca_file_and_a_token_header() {
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let text = reqwest::get(api_url(&running, "/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let failures: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("faultline_metrics_push_failures_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if failures >= 1.0 {
+        if metrics_sum(&running, "faultline_metrics_push_failures_total").await >= 1.0 {
             break;
         }
         assert!(

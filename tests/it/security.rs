@@ -2,7 +2,8 @@
 //! Python and Rust OTel SDK exporters over TLS with a token, mutual TLS, a token and a
 //! certificate rotated by rewriting their files, the API's Host check and headers, CORS
 //! of OTLP/HTTP, gRPC keepalive enforcement and idle limit, Prometheus scraping over TLS
-//! with a bearer token, and the page asking for its token in headless Chromium.
+//! with a bearer token, the page asking for its token in headless Chromium, and alert
+//! delivery over https with a CA file and headers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use rcgen::{
 };
 use serde_json::Value;
 
-use crate::support::{python, repo_path, start_server_with};
+use crate::support::{metrics_sum, python, repo_path, start_server_with};
 
 const INGEST_TOKEN: &str = "ingest-token-0123456789";
 const API_TOKEN: &str = "api-token-abcdef";
@@ -332,15 +333,37 @@ async fn rust_export(exporter: opentelemetry_otlp::SpanExporter) -> String {
     .expect("exporter thread")
 }
 
-#[allow(deprecated)]
-fn ring() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The Rust SDK's HTTP exporter's client, over reqwest with rustls trusting the test CA
+/// (the SDK's own reqwest client has no way to add a CA).
+#[derive(Debug)]
+struct TlsHttpClient(reqwest::Client);
+
+#[tonic::async_trait]
+impl opentelemetry_http::HttpClient for TlsHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut out = http::Response::new(response.bytes().await?);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_exporters_send_over_tls_with_a_token() {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-    use rustls_pki_types::pem::PemObject;
 
     let files = Files::new();
     let running = start_server_with(files.config(false, true), "300ms").await;
@@ -365,19 +388,7 @@ async fn rust_exporters_send_over_tls_with_a_token() {
     let t = wait_trajectory_tls(&client, &running, &trace_id).await;
     assert_eq!(t["service"], "rust-secure");
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(files.ca.pem.as_bytes()) {
-        roots.add(cert.expect("PEM")).expect("root");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(ring())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let http_client = reqwest013::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .expect("reqwest client");
+    let http_client = TlsHttpClient(https_client(&files.ca.pem, None));
     let http = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(http_client)
@@ -783,17 +794,6 @@ async fn otlp_http_cors_preflight_and_request() {
     running.shutdown().await;
 }
 
-async fn metrics_text(running: &Running) -> String {
-    reqwest::Client::new()
-        .get(format!("http://{}/metrics", running.api_address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_pings_without_requests_and_idle_connections_are_closed() {
     // Pings: three on a connection with no request in flight close it.
@@ -810,7 +810,7 @@ async fn grpc_pings_without_requests_and_idle_connections_are_closed() {
         .expect("connects");
     let (_send, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
     let mut ping_pong = connection.ping_pong().expect("ping pong");
-    let closed = tokio::spawn(async move { connection.await });
+    let closed = tokio::spawn(connection);
     let mut answered = 0;
     for _ in 0..10 {
         match tokio::time::timeout(Duration::from_secs(5), ping_pong.ping(h2::Ping::opaque())).await
@@ -847,17 +847,12 @@ async fn grpc_pings_without_requests_and_idle_connections_are_closed() {
         .await
         .expect("export");
     let open = "faultline_connections{listener=\"otlp_grpc\"}";
-    assert_eq!(series(&metrics_text(&running).await, open), 1.0);
+    assert_eq!(metrics_sum(&running, open).await, 1.0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let text = metrics_text(&running).await;
-        if series(&text, open) == 0.0 {
-            assert!(
-                series(
-                    &text,
-                    "faultline_connections_timed_out_total{listener=\"otlp_grpc\"}"
-                ) >= 1.0
-            );
+        if metrics_sum(&running, open).await == 0.0 {
+            let timed_out = "faultline_connections_timed_out_total{listener=\"otlp_grpc\"}";
+            assert!(metrics_sum(&running, timed_out).await >= 1.0);
             break;
         }
         assert!(
@@ -989,4 +984,114 @@ async fn the_page_asks_for_the_api_token_once_per_tab() {
     assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["csp_violations"], serde_json::json!([]), "{seen}");
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_delivered_over_https_with_a_ca_file_and_headers() {
+    use faultline::alerts::deliver::{self, DeliveryConfig, DeliveryMetrics, Notification};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    let files = Files::new();
+    // A receiver over TLS (the test CA's certificate) recording path and headers.
+    let seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let entry = (
+                request.uri().path().to_owned(),
+                header("authorization"),
+                header("x-hook-token"),
+            );
+            record.lock().expect("lock").push(entry);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let acceptor = faultline::security::tls::acceptor(
+        Some(&faultline::security::TlsFiles {
+            cert_file: files.path("server.pem"),
+            key_file: files.path("server.key"),
+            client_ca_file: None,
+        }),
+        faultline::security::tls::ALPN_HTTP,
+    )
+    .expect("TLS");
+    tokio::spawn(faultline::net::serve_https(
+        listener,
+        app,
+        faultline::net::ConnLimits::default(),
+        faultline::net::ConnMetrics::default(),
+        acceptor,
+        std::future::pending(),
+    ));
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let config = DeliveryConfig {
+        alertmanager_url: Some(format!("https://127.0.0.1:{port}")),
+        webhook_url: Some(format!("https://127.0.0.1:{port}/hook")),
+        alertmanager_headers: faultline::security::SecretHeaders(vec![(
+            "authorization".into(),
+            "Bearer am-token".into(),
+        )]),
+        webhook_headers: faultline::security::SecretHeaders(vec![(
+            "x-hook-token".into(),
+            "hook-secret".into(),
+        )]),
+        ca_file: Some(files.path("ca.pem")),
+        max_per_minute: 30,
+        resend_interval: Duration::from_secs(60),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(deliver::run(
+        config,
+        rx,
+        DeliveryMetrics::register(&mut registry),
+        stop_rx,
+    ));
+    tx.send(vec![Notification {
+        incident: 1,
+        labels: BTreeMap::from([
+            ("alertname".into(), "FaultlineStepRootCauseRate".into()),
+            ("step".into(), "tool".into()),
+        ]),
+        annotations: BTreeMap::new(),
+        starts_unix_nano: 1_700_000_000_000_000_000,
+        resolved_unix_nano: None,
+        generator_url: "https://localhost:8700/".into(),
+    }])
+    .await
+    .expect("queued");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = seen.lock().expect("lock").clone();
+        let alertmanager = got.iter().any(|(path, auth, _)| {
+            path == "/api/v2/alerts" && auth.as_deref() == Some("Bearer am-token")
+        });
+        let webhook = got
+            .iter()
+            .any(|(path, _, hook)| path == "/hook" && hook.as_deref() == Some("hook-secret"));
+        if alertmanager && webhook {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered over https with the headers: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
