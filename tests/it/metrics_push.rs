@@ -134,10 +134,6 @@ fn http_app(received: Received) -> axum::Router {
 /// A collector over TLS (the certificate of `files`) that refuses a request without
 /// `Authorization: Bearer push-token`: gRPC `MetricsService` or OTLP/HTTP.
 async fn tls_collector(files: &crate::security::Files, grpc: bool) -> (SocketAddr, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let received = Received::default();
     let app = if grpc {
         tonic::service::Routes::new(MetricsServiceServer::new(received.clone())).into_axum_router()
@@ -157,23 +153,7 @@ async fn tls_collector(files: &crate::security::Files, grpc: bool) -> (SocketAdd
             }
         },
     ));
-    let acceptor = faultline::security::tls::acceptor(
-        Some(&faultline::security::TlsFiles {
-            cert_file: files.path("server.pem"),
-            key_file: files.path("server.key"),
-            client_ca_file: None,
-        }),
-        faultline::security::tls::ALPN_HTTP,
-    )
-    .expect("TLS config");
-    tokio::spawn(faultline::net::serve_https(
-        listener,
-        app,
-        faultline::net::ConnLimits::default(),
-        faultline::net::ConnMetrics::default(),
-        acceptor,
-        std::future::pending(),
-    ));
+    let addr = crate::security::tls_server(files, app).await;
     (addr, received)
 }
 

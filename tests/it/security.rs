@@ -144,6 +144,33 @@ impl Files {
     }
 }
 
+/// Serves `app` over TLS with the certificate of `files` (HTTP/1.1 and HTTP/2) on a free
+/// port of 127.0.0.1, until the test ends: a receiver for the outgoing clients.
+pub async fn tls_server(files: &Files, app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = faultline::security::tls::acceptor(
+        Some(&faultline::security::TlsFiles {
+            cert_file: files.path("server.pem"),
+            key_file: files.path("server.key"),
+            client_ca_file: None,
+        }),
+        faultline::security::tls::ALPN_HTTP,
+    )
+    .expect("TLS config");
+    tokio::spawn(faultline::net::serve_https(
+        listener,
+        app,
+        faultline::net::ConnLimits::default(),
+        faultline::net::ConnMetrics::default(),
+        acceptor,
+        std::future::pending(),
+    ));
+    addr
+}
+
 /// An HTTPS client trusting `ca_pem` (and presenting a client certificate if given);
 /// no pooled connections, so each request makes a new TLS handshake.
 fn https_client(ca_pem: &str, identity: Option<(String, String)>) -> reqwest::Client {
@@ -994,7 +1021,9 @@ async fn alerts_are_delivered_over_https_with_a_ca_file_and_headers() {
 
     let files = Files::new();
     // A receiver over TLS (the test CA's certificate) recording path and headers.
-    let seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    /// Path, `Authorization` and `X-Hook-Token` of one post.
+    type Post = (String, Option<String>, Option<String>);
+    let seen: Arc<Mutex<Vec<Post>>> = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let record = record.clone();
@@ -1015,27 +1044,7 @@ async fn alerts_are_delivered_over_https_with_a_ca_file_and_headers() {
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let acceptor = faultline::security::tls::acceptor(
-        Some(&faultline::security::TlsFiles {
-            cert_file: files.path("server.pem"),
-            key_file: files.path("server.key"),
-            client_ca_file: None,
-        }),
-        faultline::security::tls::ALPN_HTTP,
-    )
-    .expect("TLS");
-    tokio::spawn(faultline::net::serve_https(
-        listener,
-        app,
-        faultline::net::ConnLimits::default(),
-        faultline::net::ConnMetrics::default(),
-        acceptor,
-        std::future::pending(),
-    ));
+    let port = tls_server(&files, app).await.port();
 
     let mut registry = prometheus_client::registry::Registry::default();
     let config = DeliveryConfig {
