@@ -7,7 +7,12 @@
 //! `idle_timeout`. Lists (classification rules, detection rules) live in the file's
 //! `[classify]` and `[detect]` tables. The OTLP metrics push is the exception to the
 //! top-level rule: `--metrics-push-endpoint` / `FAULTLINE_METRICS_PUSH_ENDPOINT` set the
-//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys.
+//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys. Likewise
+//! `--tls-cert-file`, `--tls-key-file` and `--tls-client-ca-file` set the keys of `[tls]`
+//! (which per-listener tables `[tls.otlp_grpc]`, `[tls.otlp_http]`, `[tls.api]` refine),
+//! and `--ingest-token-file`, `--api-token-file`, `--api-allowed-hosts`,
+//! `--otlp-http-cors-origins` the keys of `[auth]` (lists comma-separated on the command
+//! line, TOML arrays in the file).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,8 +98,55 @@ pub struct FileConfig {
     /// thresholds, bounds.
     pub alerts: Option<crate::alerts::RawAlertsConfig>,
     /// OTLP metrics push (`[metrics_push]`): the series of `/metrics` sent to a
-    /// collector; `endpoint`, `interval`, `protocol`, `timeout`, `headers`.
+    /// collector; `endpoint`, `interval`, `protocol`, `timeout`, `headers`, `ca_file`.
     pub metrics_push: Option<crate::push::RawPushConfig>,
+    /// A client PING sooner than this after the previous one, or with no request in
+    /// flight, is a strike; the third closes the gRPC connection. Default `10s`.
+    pub grpc_keepalive_min_time: Option<String>,
+    /// A gRPC connection with no request in flight for this long is closed. Default `5m`.
+    pub grpc_max_connection_idle: Option<String>,
+    /// TLS of the listeners (`[tls]`): `cert_file`, `key_file`, `client_ca_file`, and
+    /// per-listener tables `[tls.otlp_grpc]`, `[tls.otlp_http]`, `[tls.api]` with the
+    /// same keys.
+    pub tls: Option<RawTls>,
+    /// Tokens, allowed hosts and CORS (`[auth]`): `ingest_token_file`, `api_token_file`,
+    /// `api_allowed_hosts`, `otlp_http_cors_origins`.
+    pub auth: Option<RawAuth>,
+}
+
+/// The TLS files of one listener (or of all, at the top of `[tls]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsFiles {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[tls]`: files for every listener, overridden per listener.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub otlp_grpc: Option<RawTlsFiles>,
+    pub otlp_http: Option<RawTlsFiles>,
+    pub api: Option<RawTlsFiles>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Tokens accepted on OTLP/gRPC and OTLP/HTTP, one per line.
+    pub ingest_token_file: Option<PathBuf>,
+    /// Tokens accepted on the API, the page's data and `/metrics`, one per line.
+    pub api_token_file: Option<PathBuf>,
+    /// Host names the API answers besides its own (`*.example.com` allowed).
+    pub api_allowed_hosts: Option<Vec<String>>,
+    /// Browser origins allowed to send OTLP/HTTP (`https://*.example.com` allowed).
+    pub otlp_http_cors_origins: Option<Vec<String>>,
 }
 
 /// Values from flags and environment variables (clap fills these).
@@ -116,6 +168,19 @@ pub struct Overrides {
     pub shards: Option<usize>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
     pub metrics_push: crate::push::PushOverrides,
+    pub grpc_keepalive_min_time: Option<String>,
+    pub grpc_max_connection_idle: Option<String>,
+    /// `--tls-*-file`, over the `[tls]` keys of every listener.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `--ingest-token-file` etc., over the `[auth]` keys.
+    pub ingest_token_file: Option<PathBuf>,
+    pub api_token_file: Option<PathBuf>,
+    /// Comma-separated.
+    pub api_allowed_hosts: Option<String>,
+    /// Comma-separated.
+    pub otlp_http_cors_origins: Option<String>,
 }
 
 /// Validated settings of `faultline serve`.
@@ -149,6 +214,8 @@ pub struct Settings {
     pub alerts: crate::alerts::AlertsConfig,
     /// The OTLP metrics push; `None` when no endpoint is set.
     pub metrics_push: Option<crate::push::PushConfig>,
+    /// TLS, tokens, allowed hosts, CORS, gRPC keepalive enforcement.
+    pub security: crate::security::SecuritySettings,
 }
 
 pub const DEFAULT_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
@@ -291,6 +358,25 @@ impl Settings {
                     key: format!("metrics_push.{}", e.key),
                     message: e.message,
                 })?;
+        let security = resolve_security(&file, &over, &file_origin)?;
+        let keepalive = crate::security::GrpcKeepalive {
+            min_ping_interval: duration(
+                "grpc_keepalive_min_time",
+                over.grpc_keepalive_min_time.clone(),
+                file.grpc_keepalive_min_time.clone(),
+                crate::security::DEFAULT_GRPC_MIN_PING_INTERVAL,
+            )?,
+            max_connection_idle: duration(
+                "grpc_max_connection_idle",
+                over.grpc_max_connection_idle.clone(),
+                file.grpc_max_connection_idle.clone(),
+                crate::security::DEFAULT_GRPC_MAX_CONNECTION_IDLE,
+            )?,
+        };
+        let security = crate::security::SecuritySettings {
+            grpc_keepalive: keepalive,
+            ..security
+        };
         if let Some(raw) = &file.classify {
             analyze.classify = raw.compile().map_err(|e| ConfigError::Invalid {
                 origin: file_origin.clone(),
@@ -392,6 +478,76 @@ impl Settings {
             store,
             alerts,
             metrics_push,
+            security,
         })
     }
+}
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `[tls]`, `[auth]` and their flags. For each TLS file of each listener: the flag (or
+/// variable), else the listener's table, else the top of `[tls]`.
+fn resolve_security(
+    file: &FileConfig,
+    over: &Overrides,
+    file_origin: &str,
+) -> Result<crate::security::SecuritySettings, ConfigError> {
+    let tls = file.tls.clone().unwrap_or_default();
+    let listener = |name: &str,
+                    own: &Option<RawTlsFiles>|
+     -> Result<Option<crate::security::TlsFiles>, ConfigError> {
+        let own = own.clone().unwrap_or_default();
+        let pick = |flag: &Option<PathBuf>, own: Option<PathBuf>, top: &Option<PathBuf>| {
+            flag.clone().or(own).or_else(|| top.clone())
+        };
+        let cert = pick(&over.tls_cert_file, own.cert_file, &tls.cert_file);
+        let key = pick(&over.tls_key_file, own.key_file, &tls.key_file);
+        let ca = pick(
+            &over.tls_client_ca_file,
+            own.client_ca_file,
+            &tls.client_ca_file,
+        );
+        let invalid = |message: &str| ConfigError::Invalid {
+            origin: format!("{file_origin} or flags"),
+            key: format!("tls.{name}"),
+            message: message.to_owned(),
+        };
+        match (cert, key) {
+            (Some(cert_file), Some(key_file)) => Ok(Some(crate::security::TlsFiles {
+                cert_file,
+                key_file,
+                client_ca_file: ca,
+            })),
+            (None, None) if ca.is_some() => Err(invalid(
+                "client_ca_file (mutual TLS) needs cert_file and key_file",
+            )),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(invalid("cert_file is set but key_file is not")),
+            (None, Some(_)) => Err(invalid("key_file is set but cert_file is not")),
+        }
+    };
+    let auth = file.auth.clone().unwrap_or_default();
+    Ok(crate::security::SecuritySettings {
+        otlp_grpc_tls: listener("otlp_grpc", &tls.otlp_grpc)?,
+        otlp_http_tls: listener("otlp_http", &tls.otlp_http)?,
+        api_tls: listener("api", &tls.api)?,
+        ingest_token_file: over.ingest_token_file.clone().or(auth.ingest_token_file),
+        api_token_file: over.api_token_file.clone().or(auth.api_token_file),
+        api_allowed_hosts: match &over.api_allowed_hosts {
+            Some(list) => split_list(list),
+            None => auth.api_allowed_hosts.unwrap_or_default(),
+        },
+        otlp_http_cors_origins: match &over.otlp_http_cors_origins {
+            Some(list) => split_list(list),
+            None => auth.otlp_http_cors_origins.unwrap_or_default(),
+        },
+        grpc_keepalive: crate::security::GrpcKeepalive::default(),
+    })
 }

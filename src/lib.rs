@@ -27,7 +27,10 @@
 //! - [`metrics`]: self-metrics, all names in one place.
 //! - [`push`]: the optional OTLP metrics push of the `/metrics` series to a collector.
 //! - [`config`]: the config file, environment and flags, validated into settings.
-//! - [`net`]: the listeners' connection cap and read deadlines (slow and idle clients).
+//! - [`net`]: the listeners' connection cap and read deadlines (slow and idle clients),
+//!   TLS on the connections, gRPC keepalive enforcement.
+//! - [`security`]: TLS configs (with certificate reload), tokens, the API's `Host` check,
+//!   CORS of OTLP/HTTP, the API's response headers.
 //! - [`server`]: starts and stops everything in order.
 //! - [`cli`]: the command line.
 //!
@@ -54,6 +57,7 @@ pub mod net;
 pub mod pipeline;
 pub mod push;
 pub mod reasons;
+pub mod security;
 pub mod server;
 pub mod simulate;
 pub mod store;

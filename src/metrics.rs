@@ -25,6 +25,12 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -51,6 +57,7 @@ pub struct SelfMetrics {
     pub connections_timed_out: Family<ListenerLabels, Counter>,
     pub connections_at_cap: Family<ListenerLabels, Counter>,
     pub build_info: Family<VersionLabels, Gauge>,
+    pub auth_refused: Family<ListenerReasonLabels, Counter>,
 }
 
 impl SelfMetrics {
@@ -72,6 +79,7 @@ impl SelfMetrics {
             connections_timed_out: Family::default(),
             connections_at_cap: Family::default(),
             build_info: Family::default(),
+            auth_refused: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
         registry.register(
@@ -147,6 +155,12 @@ impl SelfMetrics {
             m.connections_at_cap.clone(),
         );
         registry.register(
+            "faultline_auth_refused",
+            "Requests refused by a listener's token or Host check, by listener (otlp_grpc, \
+             otlp_http, api) and reason (missing, malformed, unknown token; host not allowed)",
+            m.auth_refused.clone(),
+        );
+        registry.register(
             "faultline_build_info",
             "Build information; the value is always 1",
             m.build_info.clone(),
@@ -181,6 +195,29 @@ impl SelfMetrics {
             timed_out: self.connections_timed_out.get_or_create(&labels).clone(),
             at_cap: self.connections_at_cap.get_or_create(&labels).clone(),
         }
+    }
+
+    /// The token refusal counters of one listener, in `AuthRefusal::ALL` order (their
+    /// series exist from this call on).
+    pub fn token_refusals(&self, listener: &'static str) -> [Counter; 3] {
+        crate::security::AuthRefusal::ALL.map(|r| {
+            self.auth_refused
+                .get_or_create(&ListenerReasonLabels {
+                    listener,
+                    reason: r.as_str(),
+                })
+                .clone()
+        })
+    }
+
+    /// The counter of requests refused by the API's `Host` check.
+    pub fn host_refusals(&self) -> Counter {
+        self.auth_refused
+            .get_or_create(&ListenerReasonLabels {
+                listener: "api",
+                reason: "host",
+            })
+            .clone()
     }
 
     pub fn received(&self, transport: &'static str, n: u64) {

@@ -190,6 +190,20 @@ pub async fn serve_http(
     metrics: ConnMetrics,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_https(listener, router, limits, metrics, None, shutdown).await
+}
+
+/// [`serve_http`], over TLS when `tls` is set (HTTP/1.1 and HTTP/2). The TLS handshake
+/// must complete within the header read timeout; one that does not is counted as timed
+/// out.
+pub async fn serve_https(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    metrics: ConnMetrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let gate = Gate::new(listener, limits, metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a receiver: `closed()` resolves when all have ended.
@@ -205,6 +219,7 @@ pub async fn serve_http(
         };
         let conn = Connection {
             router: router.clone(),
+            tls: tls.clone(),
             timeout: limits.header_read_timeout,
             timed_out: metrics.timed_out.clone(),
             stop: stop_rx.clone(),
@@ -256,6 +271,7 @@ impl Drop for InFlight {
 /// One accepted HTTP connection and what it holds until it ends.
 struct Connection {
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     timeout: Duration,
     timed_out: Counter,
     stop: watch::Receiver<bool>,
@@ -264,9 +280,37 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, addr: SocketAddr) {
+    async fn serve(mut self, stream: TcpStream, addr: SocketAddr) {
+        let Some(acceptor) = self.tls.take() else {
+            return self.serve_io(stream, addr).await;
+        };
+        let handshake = tokio::time::timeout(self.timeout, acceptor.accept(stream));
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            result = handshake => match result {
+                Ok(Ok(tls)) => self.serve_io(tls, addr).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(%addr, %error, "TLS handshake failed.");
+                }
+                Err(_) => {
+                    self.timed_out.inc();
+                    tracing::debug!(%addr, "Connection closed: no TLS handshake within the read timeout.");
+                }
+            },
+            () = stopped => {}
+        }
+    }
+
+    async fn serve_io<S>(self, stream: S, addr: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Connection {
             router,
+            tls: _,
             timeout,
             timed_out,
             mut stop,
@@ -364,9 +408,24 @@ pub fn capped_incoming(
     limits: ConnLimits,
     metrics: ConnMetrics,
 ) -> CappedIncoming {
+    capped_incoming_with(listener, limits, metrics, None, None)
+}
+
+/// [`capped_incoming`] over TLS when `tls` is set (the handshake counts against the
+/// preface deadline), and with keepalive enforcement and the idle limit when
+/// `keepalive` is set (see [`PingPolicy`]; requests are tracked by [`TrackRequests`]).
+pub fn capped_incoming_with(
+    listener: TcpListener,
+    limits: ConnLimits,
+    metrics: ConnMetrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    keepalive: Option<crate::security::GrpcKeepalive>,
+) -> CappedIncoming {
     CappedIncoming {
         gate: Arc::new(Gate::new(listener, limits, metrics)),
         timeout: limits.header_read_timeout,
+        tls,
+        keepalive,
         next: None,
     }
 }
@@ -377,6 +436,8 @@ type AcceptFuture = Pin<Box<dyn Future<Output = Option<(TcpStream, SocketAddr, S
 pub struct CappedIncoming {
     gate: Arc<Gate>,
     timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    keepalive: Option<crate::security::GrpcKeepalive>,
     next: Option<AcceptFuture>,
 }
 
@@ -391,26 +452,215 @@ impl tonic::codegen::tokio_stream::Stream for CappedIncoming {
         });
         let accepted = std::task::ready!(next.as_mut().poll(cx));
         this.next = None;
-        Poll::Ready(accepted.map(|(stream, _addr, slot)| {
+        Poll::Ready(accepted.map(|(stream, addr, slot)| {
+            let tcp_info = stream.connect_info();
+            let activity = Arc::new(Activity {
+                in_flight: AtomicUsize::new(0),
+                idle_since: Mutex::new(Instant::now()),
+            });
+            let stream = match &this.tls {
+                Some(acceptor) => GrpcStream::Handshake(Box::new(acceptor.accept(stream))),
+                None => GrpcStream::Plain(stream),
+            };
             Ok(CappedIo {
                 stream,
-                preface_read: 0,
+                addr,
+                preface_left: H2_PREFACE_LEN,
                 preface_deadline: Some(Box::pin(tokio::time::sleep(this.timeout))),
                 timed_out: this.gate.metrics.timed_out.clone(),
+                frames: FrameReader::default(),
+                keepalive: this.keepalive.map(|k| Keepalive {
+                    policy: PingPolicy::new(k.min_ping_interval),
+                    idle_timeout: k.max_connection_idle,
+                    idle_check: Box::pin(tokio::time::sleep(k.max_connection_idle)),
+                }),
+                info: GrpcConnectInfo {
+                    tcp: tcp_info,
+                    activity,
+                },
                 _slot: slot,
             })
         }))
     }
 }
 
-/// An accepted gRPC connection: its place under the cap, and the deadline of its
-/// HTTP/2 preface.
+/// The byte stream of a gRPC connection: plain, in its TLS handshake, or over TLS.
+enum GrpcStream {
+    Plain(TcpStream),
+    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// What tonic puts in each request's extensions: the TCP addresses and the
+/// connection's requests in flight (read by [`TrackRequests`]).
+#[derive(Clone)]
+pub struct GrpcConnectInfo {
+    pub tcp: TcpConnectInfo,
+    activity: Arc<Activity>,
+}
+
+/// The HTTP/2 frame type of PING, and its ACK flag.
+const H2_PING: u8 = 0x6;
+const H2_ACK: u8 = 0x1;
+/// Strikes tolerated before a connection is closed (gRPC's `maxPingStrikes`).
+const MAX_PING_STRIKES: u32 = 2;
+
+/// gRPC keepalive enforcement (as grpc-go's `EnforcementPolicy` with
+/// `PermitWithoutStream: false`): a client PING sooner than `min_interval` after the
+/// previous one, or on a connection with no request in flight, is a strike; request
+/// frames (HEADERS, DATA) clear the strikes; a third strike closes the connection.
+#[derive(Debug)]
+pub struct PingPolicy {
+    min_interval: Duration,
+    last_ping: Option<Instant>,
+    strikes: u32,
+}
+
+impl PingPolicy {
+    pub fn new(min_interval: Duration) -> PingPolicy {
+        PingPolicy {
+            min_interval,
+            last_ping: None,
+            strikes: 0,
+        }
+    }
+
+    /// A client PING at `now`; `false` when the connection must be closed.
+    pub fn ping(&mut self, now: Instant, streams_in_flight: bool) -> bool {
+        let too_soon = self
+            .last_ping
+            .is_some_and(|last| now.duration_since(last) < self.min_interval);
+        self.last_ping = Some(now);
+        if too_soon || !streams_in_flight {
+            self.strikes += 1;
+        }
+        self.strikes <= MAX_PING_STRIKES
+    }
+
+    /// A request frame from the client.
+    pub fn request_frame(&mut self) {
+        self.strikes = 0;
+    }
+}
+
+/// Finds HTTP/2 frame headers in the bytes a client sends after its preface.
+#[derive(Debug, Default)]
+struct FrameReader {
+    header: [u8; 9],
+    header_len: usize,
+    payload_left: usize,
+}
+
+impl FrameReader {
+    /// Feeds bytes; calls `frame(type, flags)` at each complete frame header.
+    fn feed(&mut self, mut data: &[u8], mut frame: impl FnMut(u8, u8)) {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(data.len());
+                self.payload_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (9 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == 9 {
+                self.header_len = 0;
+                let h = self.header;
+                self.payload_left =
+                    (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+                frame(h[3], h[4]);
+            }
+        }
+    }
+}
+
+/// Keepalive enforcement and the idle limit of one gRPC connection.
+struct Keepalive {
+    policy: PingPolicy,
+    idle_timeout: Duration,
+    idle_check: Pin<Box<Sleep>>,
+}
+
+/// An accepted gRPC connection: its place under the cap, the deadline of its TLS
+/// handshake and HTTP/2 preface, and its keepalive enforcement.
 pub struct CappedIo {
-    stream: TcpStream,
-    preface_read: usize,
+    stream: GrpcStream,
+    addr: SocketAddr,
+    preface_left: usize,
     preface_deadline: Option<Pin<Box<Sleep>>>,
     timed_out: Counter,
+    frames: FrameReader,
+    keepalive: Option<Keepalive>,
+    info: GrpcConnectInfo,
     _slot: Slot,
+}
+
+impl CappedIo {
+    /// Completes the TLS handshake, if one is under way.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let GrpcStream::Handshake(accept) = &mut self.stream {
+            let tls = std::task::ready!(Pin::new(accept.as_mut()).poll(cx))?;
+            self.stream = GrpcStream::Tls(Box::new(tls));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Looks at the frames of newly read bytes; an error when the keepalive policy
+    /// closes the connection.
+    fn inspect(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.preface_left > 0 {
+            let n = self.preface_left.min(data.len());
+            self.preface_left -= n;
+            data = &data[n..];
+            if self.preface_left == 0 {
+                self.preface_deadline = None;
+            }
+        }
+        let Some(keepalive) = self.keepalive.as_mut() else {
+            return Ok(());
+        };
+        let busy = self.info.activity.in_flight.load(Ordering::Acquire) > 0;
+        let mut close = false;
+        self.frames.feed(data, |kind, flags| match kind {
+            H2_PING if flags & H2_ACK == 0 => {
+                close |= !keepalive.policy.ping(Instant::now(), busy);
+            }
+            // DATA, HEADERS.
+            0x0 | 0x1 => keepalive.policy.request_frame(),
+            _ => {}
+        });
+        if close {
+            tracing::info!(addr = %self.addr, "gRPC connection closed: too many pings (keepalive enforcement).");
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "too many pings",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the connection has had no request in flight for the idle limit; keeps
+    /// the idle timer armed otherwise.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(keepalive) = self.keepalive.as_mut() else {
+            return false;
+        };
+        while keepalive.idle_check.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            match self.info.activity.idle_deadline(keepalive.idle_timeout) {
+                Some(deadline) if now >= deadline => return true,
+                Some(deadline) => keepalive.idle_check.as_mut().reset(deadline),
+                // In flight: look again after a limit's time.
+                None => keepalive
+                    .idle_check
+                    .as_mut()
+                    .reset(now + keepalive.idle_timeout),
+            }
+        }
+        false
+    }
 }
 
 impl AsyncRead for CappedIo {
@@ -426,19 +676,33 @@ impl AsyncRead for CappedIo {
                 this.timed_out.inc();
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "no HTTP/2 preface within the read timeout",
+                    "no TLS handshake and HTTP/2 preface within the read timeout",
                 )));
             }
         }
+        std::task::ready!(this.poll_handshake(cx))?;
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if this.preface_deadline.is_some() {
-            this.preface_read += buf.filled().len() - before;
-            if this.preface_read >= H2_PREFACE_LEN {
-                this.preface_deadline = None;
+        let result = match &mut this.stream {
+            GrpcStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            GrpcStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            GrpcStream::Handshake(_) => Poll::Ready(Ok(())),
+        };
+        match result {
+            Poll::Ready(Ok(())) => {
+                this.inspect(&buf.filled()[before..])?;
+                Poll::Ready(Ok(()))
             }
+            Poll::Pending => {
+                // Nothing to read: close (end of stream) if idle for the limit.
+                if this.poll_idle(cx) {
+                    this.timed_out.inc();
+                    tracing::debug!(addr = %this.addr, "gRPC connection closed: idle for the limit.");
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+            other => other,
         }
-        result
     }
 }
 
@@ -448,15 +712,29 @@ impl AsyncWrite for CappedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        std::task::ready!(self.poll_handshake(cx))?;
+        match &mut self.stream {
+            GrpcStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            GrpcStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            GrpcStream::Handshake(_) => Poll::Pending,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        std::task::ready!(self.poll_handshake(cx))?;
+        match &mut self.stream {
+            GrpcStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            GrpcStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            GrpcStream::Handshake(_) => Poll::Pending,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            GrpcStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            GrpcStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            GrpcStream::Handshake(_) => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_write_vectored(
@@ -464,18 +742,129 @@ impl AsyncWrite for CappedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        std::task::ready!(self.poll_handshake(cx))?;
+        match &mut self.stream {
+            GrpcStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            GrpcStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            GrpcStream::Handshake(_) => Poll::Pending,
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            GrpcStream::Plain(s) => s.is_write_vectored(),
+            GrpcStream::Tls(s) => s.is_write_vectored(),
+            GrpcStream::Handshake(_) => false,
+        }
     }
 }
 
 impl Connected for CappedIo {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = GrpcConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        self.info.clone()
+    }
+}
+
+/// A tower layer for the gRPC server: holds each request's place in flight on its
+/// connection (from the [`GrpcConnectInfo`] tonic puts in the request) until its
+/// response body has been sent, for the idle limit and the keepalive policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackRequests;
+
+impl<S> tower::Layer<S> for TrackRequests {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked(inner)
+    }
+}
+
+/// The service of [`TrackRequests`].
+#[derive(Debug, Clone)]
+pub struct Tracked<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Tracked<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let held = request
+            .extensions()
+            .get::<GrpcConnectInfo>()
+            .map(|info| info.activity.begin());
+        let future = self.0.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(match held {
+                None => response,
+                Some(in_flight) => response.map(|body| {
+                    tonic::body::Body::new(body.map_frame(move |frame| {
+                        let _held = &in_flight;
+                        frame
+                    }))
+                }),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod keepalive_tests {
+    use super::*;
+
+    #[test]
+    fn pings_too_often_or_without_streams_close_at_the_third_strike() {
+        let start = Instant::now();
+        let mut p = PingPolicy::new(Duration::from_secs(10));
+        // Spaced pings during requests are fine.
+        for i in 0..10 {
+            assert!(p.ping(start + Duration::from_secs(20 * i), true));
+        }
+        let t = start + Duration::from_secs(1000);
+        assert!(p.ping(t, true));
+        assert!(p.ping(t + Duration::from_secs(1), true), "first strike");
+        assert!(p.ping(t + Duration::from_secs(2), true), "second strike");
+        p.request_frame();
+        assert!(p.ping(t + Duration::from_secs(3), true), "strikes cleared");
+        let mut idle = PingPolicy::new(Duration::from_secs(10));
+        assert!(idle.ping(start, false));
+        assert!(idle.ping(start + Duration::from_secs(60), false));
+        assert!(
+            !idle.ping(start + Duration::from_secs(120), false),
+            "third idle ping"
+        );
+    }
+
+    #[test]
+    fn frame_headers_are_found_across_reads() {
+        // SETTINGS (empty), PING (8 bytes), PING ACK, HEADERS (3 bytes).
+        let mut bytes = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        bytes.extend([0, 0, 8, 0x6, 0, 0, 0, 0, 0]);
+        bytes.extend([1u8; 8]);
+        bytes.extend([0, 0, 8, 0x6, 0x1, 0, 0, 0, 0]);
+        bytes.extend([2u8; 8]);
+        bytes.extend([0, 0, 3, 0x1, 0x4, 0, 0, 0, 1, 7, 7, 7]);
+        for split in 0..bytes.len() {
+            let mut reader = FrameReader::default();
+            let mut seen = Vec::new();
+            reader.feed(&bytes[..split], |t, f| seen.push((t, f)));
+            reader.feed(&bytes[split..], |t, f| seen.push((t, f)));
+            assert_eq!(
+                seen,
+                vec![(0x4, 0), (0x6, 0), (0x6, 0x1), (0x1, 0x4)],
+                "split {split}"
+            );
+        }
     }
 }

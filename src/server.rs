@@ -43,6 +43,13 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot start the store writer thread: {0}")]
     StoreThread(std::io::Error),
+    #[error("TLS of the {what} listener: {source}")]
+    Tls {
+        what: &'static str,
+        source: crate::security::TlsError,
+    },
+    #[error("{0}")]
+    Token(#[from] crate::security::token::TokenError),
 }
 
 impl Handoff for Pipeline {
@@ -123,6 +130,48 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         ],
         &ingest::RejectReason::ALL.map(|r| r.as_str()),
     );
+    // TLS files and token files are read before anything starts: a bad file stops
+    // startup with its name.
+    let security = &settings.security;
+    let tls = |what: &'static str, files: Option<&crate::security::TlsFiles>, alpn| {
+        crate::security::tls::acceptor(files, alpn)
+            .map_err(|source| ServerError::Tls { what, source })
+    };
+    let grpc_tls = tls(
+        "OTLP/gRPC",
+        security.otlp_grpc_tls.as_ref(),
+        crate::security::tls::ALPN_GRPC,
+    )?;
+    let http_tls = tls(
+        "OTLP/HTTP",
+        security.otlp_http_tls.as_ref(),
+        crate::security::tls::ALPN_HTTP,
+    )?;
+    let api_tls = tls(
+        "API",
+        security.api_tls.as_ref(),
+        crate::security::tls::ALPN_HTTP,
+    )?;
+    let ingest_tokens = security
+        .ingest_token_file
+        .as_deref()
+        .map(crate::security::TokenFile::load)
+        .transpose()?
+        .map(Arc::new);
+    let api_tokens = security
+        .api_token_file
+        .as_deref()
+        .map(crate::security::TokenFile::load)
+        .transpose()?
+        .map(Arc::new);
+    let guard = |tokens: &Option<Arc<crate::security::TokenFile>>, listener| {
+        tokens.as_ref().map(|t| {
+            crate::security::layers::TokenGuard::new(t.clone(), metrics.token_refusals(listener))
+        })
+    };
+    let grpc_guard = guard(&ingest_tokens, "otlp_grpc");
+    let http_guard = guard(&ingest_tokens, "otlp_http");
+    let api_guard = guard(&api_tokens, "api");
     let recent = Arc::new(Recent::new(settings.recent_trajectories));
     let aggregator = Arc::new(Aggregator::new(
         settings.aggregate.clone(),
@@ -224,7 +273,14 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             reason_clusterer.clone(),
             reason_stats.clone(),
         )),
-        &format!("http://{api_address}"),
+        &format!(
+            "{}://{api_address}",
+            if settings.security.api_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        ),
         stop_rx.clone(),
     );
     tasks.extend(alert_tasks.tasks);
@@ -248,23 +304,39 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     {
         let ingest = ingest.clone();
         let shutdown = stopped(stop_rx.clone());
+        let grpc_security = ingest::grpc::GrpcSecurity {
+            tls: grpc_tls,
+            tokens: grpc_guard,
+            keepalive: Some(security.grpc_keepalive),
+        };
         tasks.push(tokio::spawn(async move {
-            if let Err(error) =
-                ingest::grpc::serve_grpc(ingest, grpc_listener, conn_limits, grpc_conns, shutdown)
-                    .await
+            if let Err(error) = ingest::grpc::serve_grpc_secured(
+                ingest,
+                grpc_listener,
+                conn_limits,
+                grpc_conns,
+                grpc_security,
+                shutdown,
+            )
+            .await
             {
                 tracing::error!(%error, "The OTLP/gRPC server stopped.");
             }
         }));
     }
     {
-        let router = ingest::http::http_router(ingest.clone());
+        let router = crate::security::layers::otlp_http(
+            ingest::http::http_router(ingest.clone()),
+            http_guard,
+            crate::security::OriginPatterns::new(&security.otlp_http_cors_origins),
+        );
         let shutdown = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(crate::net::serve_http(
+        tasks.push(tokio::spawn(crate::net::serve_https(
             http_listener,
             router,
             conn_limits,
             http_conns,
+            http_tls,
             shutdown,
         )));
     }
@@ -289,13 +361,20 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             Arc::new(move || m.healthy.load(std::sync::atomic::Ordering::Relaxed))
         },
     }));
+    let api = crate::security::layers::api(
+        api,
+        api_guard,
+        crate::security::AllowedHosts::new(api_address, &security.api_allowed_hosts),
+        metrics.host_refusals(),
+    );
     // The API stops last, after the pipeline has released its traces.
     let (api_stop, api_stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(crate::net::serve_http(
+    let api_task = tokio::spawn(crate::net::serve_https(
         api_listener,
         api,
         conn_limits,
         api_conns,
+        api_tls,
         stopped(api_stop_rx),
     ));
     ready.store(true, Ordering::Release);

@@ -18,6 +18,12 @@ pub struct RawAlertsConfig {
     pub alertmanager_url: Option<String>,
     /// A generic JSON webhook, posted the same incidents. Default: none.
     pub webhook_url: Option<String>,
+    /// Headers of every post to Alertmanager, such as `Authorization = "Bearer …"`.
+    pub alertmanager_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Headers of every post to the webhook.
+    pub webhook_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// CA certificates (PEM) trusted for https URLs, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Base URL of faultline's web page, for links in alerts. Default: the API address.
     pub external_url: Option<String>,
     /// How often (wall clock) newly closed event minutes are looked for. Default `5s`.
@@ -71,6 +77,10 @@ pub struct AlertsConfig {
     pub enabled: bool,
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
+    pub alertmanager_headers: crate::security::SecretHeaders,
+    pub webhook_headers: crate::security::SecretHeaders,
+    /// Extra CA certificates for https URLs (checked to load).
+    pub ca_file: Option<std::path::PathBuf>,
     pub external_url: Option<String>,
     pub eval_interval: Duration,
     pub baseline_half_life_minutes: f64,
@@ -128,6 +138,9 @@ impl Default for AlertsConfig {
             enabled: true,
             alertmanager_url: None,
             webhook_url: None,
+            alertmanager_headers: crate::security::SecretHeaders::default(),
+            webhook_headers: crate::security::SecretHeaders::default(),
+            ca_file: None,
             external_url: None,
             eval_interval: Duration::from_secs(5),
             baseline_half_life_minutes: 120.0,
@@ -199,6 +212,20 @@ fn url(key: &'static str, v: &Option<String>) -> Result<Option<String>, AlertsCo
                 ));
             }
             Ok(Some(trimmed.to_owned()))
+        }
+    }
+}
+
+fn headers(
+    key: &'static str,
+    v: &Option<std::collections::BTreeMap<String, String>>,
+) -> Result<crate::security::SecretHeaders, AlertsConfigError> {
+    match v {
+        None => Ok(crate::security::SecretHeaders::default()),
+        Some(map) => {
+            crate::push::config::check_headers(map.iter().map(|(n, v)| (n.clone(), v.clone())))
+                .map(crate::security::SecretHeaders)
+                .map_err(|m| err(key, m))
         }
     }
 }
@@ -276,6 +303,16 @@ impl AlertsConfig {
             enabled: raw.enabled.unwrap_or(true),
             alertmanager_url: url("alertmanager_url", &raw.alertmanager_url)?,
             webhook_url: url("webhook_url", &raw.webhook_url)?,
+            alertmanager_headers: headers("alertmanager_headers", &raw.alertmanager_headers)?,
+            webhook_headers: headers("webhook_headers", &raw.webhook_headers)?,
+            ca_file: match &raw.ca_file {
+                Some(path) => {
+                    crate::security::tls::read_ca_file(path)
+                        .map_err(|e| err("ca_file", e.to_string()))?;
+                    Some(path.clone())
+                }
+                None => None,
+            },
             external_url: url("external_url", &raw.external_url)?,
             eval_interval: duration("eval_interval", &raw.eval_interval)?
                 .unwrap_or(d.eval_interval),

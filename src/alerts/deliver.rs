@@ -108,6 +108,10 @@ struct DeliveryLabels {
 pub struct DeliveryConfig {
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
+    pub alertmanager_headers: crate::security::SecretHeaders,
+    pub webhook_headers: crate::security::SecretHeaders,
+    /// Extra CA certificates for https URLs.
+    pub ca_file: Option<std::path::PathBuf>,
     pub max_per_minute: u32,
     pub resend_interval: Duration,
 }
@@ -131,6 +135,7 @@ impl Dest {
 struct Outbox {
     dest: Dest,
     url: String,
+    headers: reqwest::header::HeaderMap,
     pending: BTreeMap<u64, Notification>,
     firing: BTreeMap<u64, Notification>,
     tokens: f64,
@@ -140,11 +145,12 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn new(dest: Dest, url: String, burst: f64) -> Outbox {
+    fn new(dest: Dest, url: String, burst: f64, headers: reqwest::header::HeaderMap) -> Outbox {
         let now = Instant::now();
         Outbox {
             dest,
             url,
+            headers,
             pending: BTreeMap::new(),
             firing: BTreeMap::new(),
             tokens: burst,
@@ -196,6 +202,20 @@ impl DeliveryMetrics {
     }
 }
 
+/// The validated headers (see `push::config::check_headers`) as a header map.
+fn header_map(headers: &crate::security::SecretHeaders) -> reqwest::header::HeaderMap {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in &headers.0 {
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            map.insert(n, v);
+        }
+    }
+    map
+}
+
 /// Runs until `stop` turns true (then makes one last attempt at what is pending) or the
 /// channel closes.
 pub async fn run(
@@ -204,7 +224,14 @@ pub async fn run(
     metrics: DeliveryMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
+    let builder = crate::security::tls::reqwest_with_ca(
+        reqwest::Client::builder().timeout(REQUEST_TIMEOUT),
+        config.ca_file.as_deref(),
+    );
+    let client = match builder
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+    {
         Ok(c) => c,
         Err(error) => {
             tracing::error!(%error, "Cannot build the HTTP client; alerts will not be delivered.");
@@ -219,10 +246,16 @@ pub async fn run(
             Dest::Alertmanager,
             format!("{}/api/v2/alerts", url.trim_end_matches('/')),
             burst,
+            header_map(&config.alertmanager_headers),
         ));
     }
     if let Some(url) = &config.webhook_url {
-        boxes.push(Outbox::new(Dest::Webhook, url.clone(), burst));
+        boxes.push(Outbox::new(
+            Dest::Webhook,
+            url.clone(),
+            burst,
+            header_map(&config.webhook_headers),
+        ));
     }
     let resend = config.resend_interval.max(Duration::from_secs(1));
     let valid_for = (resend * 4).max(Duration::from_secs(300));
@@ -255,7 +288,12 @@ pub async fn run(
                 }
                 Dest::Webhook => webhook_body(&batch),
             };
-            let result = client.post(&b.url).json(&body).send().await;
+            let result = client
+                .post(&b.url)
+                .headers(b.headers.clone())
+                .json(&body)
+                .send()
+                .await;
             let ok = match result {
                 Ok(resp) if resp.status().is_success() => true,
                 Ok(resp) => {

@@ -164,6 +164,9 @@ pub fn start(
         let dconf = deliver::DeliveryConfig {
             alertmanager_url: config.alertmanager_url.clone(),
             webhook_url: config.webhook_url.clone(),
+            alertmanager_headers: config.alertmanager_headers.clone(),
+            webhook_headers: config.webhook_headers.clone(),
+            ca_file: config.ca_file.clone(),
             max_per_minute: config.max_notifications_per_minute,
             resend_interval: config.resend_interval,
         };

@@ -154,7 +154,7 @@ pub struct ServeArgs {
     pub shards: Option<usize>,
     /// Push the /metrics series over OTLP to this collector endpoint, such as
     /// http://collector:4317 (gRPC) or http://collector:4318 (HTTP, /v1/metrics is
-    /// appended). Plain http only. File: [metrics_push] endpoint [default: no push].
+    /// appended); https for TLS. File: [metrics_push] endpoint [default: no push].
     #[arg(long, env = "FAULTLINE_METRICS_PUSH_ENDPOINT", value_name = "URL")]
     pub metrics_push_endpoint: Option<String>,
     /// Time between OTLP metrics pushes; one more is made at shutdown [default: 60s].
@@ -175,6 +175,57 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub metrics_push_headers: Option<String>,
+    /// CA certificates (PEM) trusted for an https metrics push endpoint, besides the
+    /// system's. File: [metrics_push] ca_file.
+    #[arg(long, env = "FAULTLINE_METRICS_PUSH_CA_FILE", value_name = "FILE")]
+    pub metrics_push_ca_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) of every listener; with --tls-key-file every listener
+    /// speaks TLS only (1.2+). Re-read when the file changes. File: [tls] cert_file
+    /// (per listener: [tls.otlp_grpc], [tls.otlp_http], [tls.api]).
+    #[arg(long, env = "FAULTLINE_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) of every listener. Re-read when the file changes.
+    /// File: [tls] key_file.
+    #[arg(long, env = "FAULTLINE_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by a CA of this PEM file.
+    /// File: [tls] client_ca_file (per listener, e.g. [tls.otlp_grpc] only).
+    #[arg(long, env = "FAULTLINE_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// OTLP (gRPC and HTTP) needs `Authorization: Bearer <token>` with a token of this
+    /// file (one per line, re-read when it changes). File: [auth] ingest_token_file.
+    #[arg(long, env = "FAULTLINE_INGEST_TOKEN_FILE", value_name = "FILE")]
+    pub ingest_token_file: Option<PathBuf>,
+    /// The API, the page's data and /metrics need `Authorization: Bearer <token>` with a
+    /// token of this file (/healthz and /readyz stay open). File: [auth] api_token_file.
+    #[arg(long, env = "FAULTLINE_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Host names the API answers besides its own addresses, localhost and (on a
+    /// non-loopback bind) the machine's name, comma-separated; `*.example.com` allowed.
+    /// Other Host headers get 403 (DNS-rebinding guard). File: [auth] api_allowed_hosts.
+    #[arg(long, env = "FAULTLINE_API_ALLOWED_HOSTS", value_name = "LIST")]
+    pub api_allowed_hosts: Option<String>,
+    /// Browser origins allowed to send OTLP/HTTP (CORS), comma-separated, such as
+    /// https://app.example.com or https://*.example.com [default: none, CORS off].
+    /// File: [auth] otlp_http_cors_origins.
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_CORS_ORIGINS", value_name = "LIST")]
+    pub otlp_http_cors_origins: Option<String>,
+    /// gRPC keepalive enforcement: a client ping sooner than this after the previous one,
+    /// or with no request in flight, is a strike; the third closes the connection
+    /// [default: 10s].
+    #[arg(
+        long,
+        env = "FAULTLINE_GRPC_KEEPALIVE_MIN_TIME",
+        value_name = "DURATION"
+    )]
+    pub grpc_keepalive_min_time: Option<String>,
+    /// A gRPC connection with no request in flight for this long is closed [default: 5m].
+    #[arg(
+        long,
+        env = "FAULTLINE_GRPC_MAX_CONNECTION_IDLE",
+        value_name = "DURATION"
+    )]
+    pub grpc_max_connection_idle: Option<String>,
 }
 
 impl ServeArgs {
@@ -208,7 +259,17 @@ impl ServeArgs {
                     protocol: self.metrics_push_protocol.clone(),
                     timeout: self.metrics_push_timeout.clone(),
                     headers: self.metrics_push_headers.clone(),
+                    ca_file: self.metrics_push_ca_file.clone(),
                 },
+                grpc_keepalive_min_time: self.grpc_keepalive_min_time.clone(),
+                grpc_max_connection_idle: self.grpc_max_connection_idle.clone(),
+                tls_cert_file: self.tls_cert_file.clone(),
+                tls_key_file: self.tls_key_file.clone(),
+                tls_client_ca_file: self.tls_client_ca_file.clone(),
+                ingest_token_file: self.ingest_token_file.clone(),
+                api_token_file: self.api_token_file.clone(),
+                api_allowed_hosts: self.api_allowed_hosts.clone(),
+                otlp_http_cors_origins: self.otlp_http_cors_origins.clone(),
             },
         )
     }

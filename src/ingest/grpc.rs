@@ -15,6 +15,8 @@
 //!   header-list caps, request timeout. Connections come through
 //!   [`crate::net::capped_incoming`]: at most `max_connections` at once, each closed if
 //!   its HTTP/2 preface does not arrive within the header read timeout.
+//! - Security ([`serve_grpc_secured`]): TLS, the ingest token (an interceptor answering
+//!   `UNAUTHENTICATED`), keepalive enforcement and the idle-connection limit.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
@@ -42,7 +45,7 @@ use crate::ingest::{
     decode_logs, decode_traces, Handoff, Ingest, IngestError, IngestObserver, RejectReason,
     Transport,
 };
-use crate::net::{capped_incoming, ConnLimits, ConnMetrics};
+use crate::net::{capped_incoming_with, ConnLimits, ConnMetrics, TrackRequests};
 
 /// Serves OTLP/gRPC traces and logs on `listener` until `shutdown` completes, then
 /// waits for in-flight requests.
@@ -57,9 +60,43 @@ where
     H: Handoff,
     O: IngestObserver,
 {
+    serve_grpc_secured(
+        ingest,
+        listener,
+        conn_limits,
+        conn_metrics,
+        GrpcSecurity::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// TLS, token and keepalive enforcement of the gRPC listener (see `crate::security`).
+#[derive(Clone, Default)]
+pub struct GrpcSecurity {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tokens: Option<crate::security::layers::TokenGuard>,
+    /// Keepalive enforcement and the idle-connection limit; `None`: neither.
+    pub keepalive: Option<crate::security::GrpcKeepalive>,
+}
+
+/// [`serve_grpc`] with TLS, a token check and keepalive enforcement.
+pub async fn serve_grpc_secured<H, O>(
+    ingest: Arc<Ingest<H, O>>,
+    listener: tokio::net::TcpListener,
+    conn_limits: ConnLimits,
+    conn_metrics: ConnMetrics,
+    security: GrpcSecurity,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError>
+where
+    H: Handoff,
+    O: IngestObserver,
+{
     let limits = ingest.limits.clone();
     let counted = Arc::clone(&ingest);
     let remap = move |response| remap_status(response, &counted);
+    let interceptor = crate::security::layers::grpc_interceptor(security.tokens);
     let traces = TraceServiceServer::from_arc(Arc::new(GrpcTraces(Arc::clone(&ingest))))
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
@@ -70,7 +107,13 @@ where
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limits.max_request_bytes);
-    let incoming = capped_incoming(listener, conn_limits, conn_metrics);
+    let incoming = capped_incoming_with(
+        listener,
+        conn_limits,
+        conn_metrics,
+        security.tls,
+        security.keepalive,
+    );
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.concurrency_limit_per_connection)
@@ -81,8 +124,9 @@ where
         .http2_max_pending_accept_reset_streams(Some(limits.http2_max_pending_accept_reset_streams))
         .http2_max_header_list_size(limits.http2_max_header_list_size)
         .layer(MapResponseLayer::new(remap))
-        .add_service(traces)
-        .add_service(logs)
+        .layer(TrackRequests)
+        .add_service(InterceptedService::new(traces, interceptor.clone()))
+        .add_service(InterceptedService::new(logs, interceptor))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -371,6 +371,19 @@ fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
     response
 }
 
+/// 401 with a `google.rpc.Status` (`UNAUTHENTICATED`) in the request's encoding
+/// (protobuf when it names none): the answer of the ingest token check.
+pub(crate) fn unauthenticated_response(headers: &HeaderMap, message: &str) -> Response {
+    let encoding = media_type(headers).unwrap_or(Encoding::Protobuf);
+    status_response(
+        StatusCode::UNAUTHORIZED,
+        encoding,
+        Code::Unauthenticated,
+        message,
+        ErrorDetails::new(),
+    )
+}
+
 /// A `google.rpc.Status` body: protobuf with its details (`BadRequest`, `RetryInfo`),
 /// or JSON with code and message.
 fn status_response(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,6 +24,8 @@ pub struct RawPushConfig {
     pub timeout: Option<String>,
     /// Headers (gRPC metadata) sent with every push, such as an API key.
     pub headers: Option<BTreeMap<String, String>>,
+    /// CA certificates (PEM) trusted for an https endpoint, besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Values from flags and environment variables; each wins over the file's key.
@@ -34,6 +37,7 @@ pub struct PushOverrides {
     pub timeout: Option<String>,
     /// `name=value,name=value`, replacing the file's `headers`.
     pub headers: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub struct PushConfig {
     pub timeout: Duration,
     /// Lower-case names, values of visible ASCII.
     pub headers: Vec<(String, String)>,
+    /// Extra CA certificates for an https endpoint (checked to load).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for PushConfig {
@@ -72,6 +78,7 @@ impl fmt::Debug for PushConfig {
             .field("protocol", &self.protocol)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .field(
                 "headers",
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -175,6 +182,16 @@ impl PushConfig {
                 .map_err(|m| err("headers", true, m))?,
             (None, None) => Vec::new(),
         };
+        let ca_file = match (&over.ca_file, &raw.ca_file) {
+            (Some(f), _) => Some((f.clone(), false)),
+            (None, Some(f)) => Some((f.clone(), true)),
+            (None, None) => None,
+        };
+        if let Some((path, from_file)) = &ca_file {
+            crate::security::tls::read_ca_file(path)
+                .map_err(|e| err("ca_file", *from_file, e.to_string()))?;
+        }
+        let ca_file = ca_file.map(|(f, _)| f);
         let Some((endpoint, from_file)) = pick(&over.endpoint, &raw.endpoint) else {
             return Ok(None);
         };
@@ -186,6 +203,7 @@ impl PushConfig {
             interval,
             timeout,
             headers,
+            ca_file,
         }))
     }
 }
@@ -196,13 +214,7 @@ fn check_endpoint(endpoint: &str, protocol: Protocol) -> Result<String, String> 
         .parse()
         .map_err(|e| format!("`{endpoint}` is not a URL such as http://collector:4317 ({e})"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "`{endpoint}`: https is not supported (faultline has no TLS client); push to a \
-                 collector over plain http, such as a local agent or sidecar"
-            ))
-        }
+        Some("http" | "https") => {}
         _ => {
             return Err(format!(
                 "`{endpoint}` is not a URL such as http://collector:4317"
@@ -241,7 +253,8 @@ fn parse_header_list(list: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn check_headers(
+/// Validated header names (lower case) and values, shared by every outgoing client.
+pub(crate) fn check_headers(
     headers: impl Iterator<Item = (String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();

@@ -248,11 +248,16 @@ impl Client {
     fn new(config: &PushConfig) -> Result<Client, String> {
         match config.protocol {
             Protocol::Grpc => {
-                let channel = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+                let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
                     .map_err(|e| e.to_string())?
                     .connect_timeout(config.timeout)
-                    .timeout(config.timeout)
-                    .connect_lazy();
+                    .timeout(config.timeout);
+                if config.endpoint.starts_with("https:") {
+                    let tls = crate::security::tls::tonic_client_tls(config.ca_file.as_deref())
+                        .map_err(|e| e.to_string())?;
+                    endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+                }
+                let channel = endpoint.connect_lazy();
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (name, value) in &config.headers {
                     let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
@@ -266,11 +271,14 @@ impl Client {
                 })
             }
             Protocol::HttpProtobuf => {
-                let client = reqwest::Client::builder()
+                let builder = reqwest::Client::builder()
                     .timeout(config.timeout)
-                    .connect_timeout(config.timeout)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                    .connect_timeout(config.timeout);
+                let client =
+                    crate::security::tls::reqwest_with_ca(builder, config.ca_file.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .build()
+                        .map_err(|e| e.to_string())?;
                 let mut headers = http::HeaderMap::new();
                 for (name, value) in &config.headers {
                     let name = http::HeaderName::from_bytes(name.as_bytes())

@@ -82,8 +82,9 @@ fn config_endpoint_per_protocol() {
     let grpc =
         |e: &str| resolve(endpoint(e), PushOverrides::default()).map(|c| c.unwrap().endpoint);
     assert_eq!(grpc("http://c:4317/"), Ok("http://c:4317".into()));
+    assert_eq!(grpc("https://c:4317"), Ok("https://c:4317".into()));
     for (bad, needle) in [
-        ("https://c:4317", "https is not supported"),
+        ("ftp://c:4317", "not a URL"),
         ("c:4317", "not a URL"),
         ("http://c:4317/v1/metrics", "no path"),
         ("not a url", "not a URL"),

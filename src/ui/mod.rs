@@ -2,7 +2,9 @@
 //!
 //! No build step: plain HTML, CSS and JavaScript. All span content is rendered as inert
 //! text by `app.js`, and a strict Content-Security-Policy forbids inline scripts, inline
-//! styles in markup, and any origin but our own.
+//! styles in markup, and any origin but our own. `auth.js`, loaded first, adds the API
+//! token (kept in sessionStorage for the tab) to the page's requests and asks for it
+//! with a small form when the server answers 401.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +13,7 @@ use axum::Router;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
+const AUTH_JS: &str = include_str!("assets/auth.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// The Content-Security-Policy of every page and asset: nothing inline, nothing from
@@ -52,6 +55,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/assets/auth.js",
+            get(|| async { asset("text/javascript; charset=utf-8", AUTH_JS) }),
         )
         .route(
             "/assets/style.css",

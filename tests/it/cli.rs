@@ -72,7 +72,7 @@ fn invalid_metrics_push_config_names_file_and_key_and_exits_2() {
     let path = dir.path().join("push.toml");
     std::fs::write(
         &path,
-        "[metrics_push]\nendpoint = \"https://collector:4317\"\n",
+        "[metrics_push]\nendpoint = \"ftp://collector:4317\"\n",
     )
     .expect("write");
     let out = faultline()
@@ -83,7 +83,7 @@ fn invalid_metrics_push_config_names_file_and_key_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("push.toml") && err.contains("metrics_push.endpoint") && err.contains("https"),
+        err.contains("push.toml") && err.contains("metrics_push.endpoint") && err.contains("ftp"),
         "{err}"
     );
 

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use crate::api::{feed, wait_counted};
-use crate::support::{api_url, start_server_with};
+use crate::support::{api_url, metrics_sum, start_server_with};
 
 type LabelSet = BTreeMap<String, String>;
 
@@ -96,8 +96,19 @@ async fn http_collector() -> (SocketAddr, Received) {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let received = Received::default();
-    let state = received.clone();
-    let app = axum::Router::new().route(
+    let app = http_app(received.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("the test collector serves");
+    });
+    (addr, received)
+}
+
+/// The OTLP/HTTP `/v1/metrics` endpoint recording into `received`.
+fn http_app(received: Received) -> axum::Router {
+    let state = received;
+    axum::Router::new().route(
         "/v1/metrics",
         axum::routing::post(
             move |headers: http::HeaderMap, body: axum::body::Bytes| async move {
@@ -117,12 +128,32 @@ async fn http_collector() -> (SocketAddr, Received) {
                 )
             },
         ),
-    );
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .await
-            .expect("the test collector serves");
-    });
+    )
+}
+
+/// A collector over TLS (the certificate of `files`) that refuses a request without
+/// `Authorization: Bearer push-token`: gRPC `MetricsService` or OTLP/HTTP.
+async fn tls_collector(files: &crate::security::Files, grpc: bool) -> (SocketAddr, Received) {
+    let received = Received::default();
+    let app = if grpc {
+        tonic::service::Routes::new(MetricsServiceServer::new(received.clone())).into_axum_router()
+    } else {
+        http_app(received.clone())
+    };
+    let app = app.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let authorized = request
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == b"Bearer push-token");
+            if authorized {
+                next.run(request).await
+            } else {
+                axum::response::IntoResponse::into_response(http::StatusCode::UNAUTHORIZED)
+            }
+        },
+    ));
+    let addr = crate::security::tls_server(files, app).await;
     (addr, received)
 }
 
@@ -511,4 +542,54 @@ async fn a_collector_that_never_answers_stalls_neither_ingest_nor_shutdown() {
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_over_https_with_a_ca_file_and_a_token_header() {
+    let files = crate::security::Files::new();
+    for (protocol, grpc) in [("grpc", true), ("http/protobuf", false)] {
+        let (addr, received) = tls_collector(&files, grpc).await;
+        // The collector's certificate is for 127.0.0.1 and localhost, signed by the test
+        // CA: trusted only through ca_file.
+        let mut file = push_config(
+            format!("https://127.0.0.1:{}", addr.port()),
+            "200ms",
+            protocol,
+        );
+        let push = file.metrics_push.as_mut().expect("push table");
+        push.ca_file = Some(files.path("ca.pem"));
+        push.headers
+            .get_or_insert_with(BTreeMap::new)
+            .insert("Authorization".into(), "Bearer push-token".into());
+        let running = start_server_with(file, "300ms").await;
+        received.wait_len(1, Duration::from_secs(20)).await;
+        let (tenant, request) = received.get(0);
+        assert_eq!(tenant.as_deref(), Some("team-a"), "{protocol}");
+        assert!(!metrics(&request).is_empty(), "{protocol}");
+        running.shutdown().await;
+    }
+    // Without the CA file the collector's certificate is not trusted: nothing arrives.
+    let (addr, received) = tls_collector(&files, false).await;
+    let running = start_server_with(
+        push_config(
+            format!("https://127.0.0.1:{}", addr.port()),
+            "200ms",
+            "http/protobuf",
+        ),
+        "300ms",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if metrics_sum(&running, "faultline_metrics_push_failures_total").await >= 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no push failure counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(received.len(), 0, "pushed to an untrusted certificate");
+    running.shutdown().await;
 }

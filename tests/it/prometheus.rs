@@ -12,7 +12,7 @@ use crate::api::feed;
 use crate::support::{get_json, start_server};
 
 /// A Prometheus child process, killed on drop.
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
     url: String,
     _dir: tempfile::TempDir,
@@ -33,13 +33,21 @@ pub fn free_port() -> u16 {
 }
 
 fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
+    start_prometheus_with(&format!(
+        "  - job_name: faultline\n    static_configs:\n      - targets: ['{target}']\n"
+    ))
+}
+
+/// A Prometheus scraping every second with these `scrape_configs` entries (YAML, each
+/// `  - job_name: ...`).
+pub fn start_prometheus_with(scrape_configs: &str) -> Prometheus {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: faultline\n    static_configs:\n      - targets: ['{target}']\n"
+             scrape_configs:\n{scrape_configs}"
         ),
     )
     .expect("write config");
@@ -62,7 +70,7 @@ fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
     }
 }
 
-async fn query(prom: &Prometheus, promql: &str) -> Option<Value> {
+pub async fn query(prom: &Prometheus, promql: &str) -> Option<Value> {
     let resp = reqwest::Client::new()
         .get(format!("{}/api/v1/query", prom.url))
         .query(&[("query", promql)])

@@ -62,6 +62,21 @@ pub async fn get_json(running: &Running, path: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// The sum of the `/metrics` lines that start with `prefix` (a family, or one series
+/// written out with its labels), read over plain HTTP without a token.
+pub async fn metrics_sum(running: &Running, prefix: &str) -> f64 {
+    let text = reqwest::get(api_url(running, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls the API until the trajectory exists with `min_spans` spans, or panics after
 /// `timeout`.
 pub async fn wait_trajectory(
