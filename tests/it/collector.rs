@@ -2,8 +2,12 @@
 //! built from its released Go modules (`tests/collector/`, built by `./scripts/test`),
 //! between the OpenTelemetry Python SDK (traces and evaluator log events) and faultline.
 //!
-//! Each file is used as shipped: only its addresses are rewritten to the test's ports,
-//! and every address the test rewrites must be in the file, so an edited config cannot
+//! Each file is used as shipped: faultline's address, CA and token file come through the
+//! environment variables the files read (`FAULTLINE_ENDPOINT`, `FAULTLINE_REPLICA_<n>`,
+//! `FAULTLINE_CA_FILE`, `FAULTLINE_TOKEN_FILE`), so the collector speaks TLS with the
+//! ingest token to a faultline that requires both; only the collector's own receiver
+//! addresses (and tee.yaml's stand-in backend) are rewritten to the test's ports, and
+//! every address the test rewrites must be in the file, so an edited config cannot
 //! silently test something else.
 
 use std::collections::HashSet;
@@ -12,11 +16,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use faultline::config::{FileConfig, RawAuth, RawTls, RawTlsFiles};
 use faultline::server::Running;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-use crate::support::{get_json, heavy, python, repo_path, start_server};
+use crate::security::{Files, INGEST_TOKEN};
+use crate::support::{get_json, heavy, python, repo_path, start_server, start_server_with};
 
 /// Spans in one run of `tests/python/collector_client.py`.
 const SPANS_PER_RUN: usize = 7;
@@ -78,7 +84,11 @@ mod tempdir {
 /// Starts the collector on `collector-config/<file>` with its receivers on free loopback
 /// ports and each `(from, to)` address rewritten. A port taken between choosing and
 /// binding makes the collector exit; it is then started again on other ports.
-async fn start_collector(file: &str, rewrites: &[(&str, String)]) -> Collector {
+async fn start_collector(
+    file: &str,
+    rewrites: &[(&str, String)],
+    env: &[(String, String)],
+) -> Collector {
     let shipped = std::fs::read_to_string(repo_path(&format!("collector-config/{file}")))
         .expect("collector config readable");
     for attempt in 0..5 {
@@ -110,6 +120,7 @@ async fn start_collector(file: &str, rewrites: &[(&str, String)]) -> Collector {
         )
         .expect("overlay written");
         let mut child = tokio::process::Command::new(otelcol())
+            .envs(env.iter().cloned())
             .arg(format!("--config={}", path.display()))
             .arg(format!("--config={}", quiet.display()))
             .stdout(Stdio::null())
@@ -147,6 +158,52 @@ async fn start_collector(file: &str, rewrites: &[(&str, String)]) -> Collector {
         }
     }
     unreachable!("five attempts either returned or panicked")
+}
+
+/// A faultline whose OTLP/gRPC listener needs TLS and the ingest token (its API stays
+/// plain, as when only ingest is exposed).
+async fn secured(files: &Files) -> Running {
+    let file = FileConfig {
+        tls: Some(RawTls {
+            otlp_grpc: Some(RawTlsFiles {
+                cert_file: Some(files.path("server.pem")),
+                key_file: Some(files.path("server.key")),
+                client_ca_file: None,
+            }),
+            ..RawTls::default()
+        }),
+        auth: Some(RawAuth {
+            ingest_token_file: Some(files.path("ingest.tokens")),
+            ..RawAuth::default()
+        }),
+        ..FileConfig::default()
+    };
+    start_server_with(file, "1s").await
+}
+
+/// The collector's environment for `files`: faultline's CA and the token file its
+/// `bearertokenauth` extension reads, and each `(variable, faultline)` address.
+fn collector_env(files: &Files, addresses: &[(&str, &Running)]) -> Vec<(String, String)> {
+    files.write("collector.token", INGEST_TOKEN);
+    let mut env = vec![
+        (
+            "FAULTLINE_CA_FILE".to_string(),
+            files.path("ca.pem").display().to_string(),
+        ),
+        (
+            "FAULTLINE_TOKEN_FILE".to_string(),
+            files.path("collector.token").display().to_string(),
+        ),
+    ];
+    for (var, running) in addresses {
+        env.push((var.to_string(), running.otlp_grpc_address.to_string()));
+    }
+    env
+}
+
+/// Requests refused by a faultline's TLS/token checks: none may be.
+async fn refused(running: &Running) -> f64 {
+    crate::support::metrics_sum(running, "faultline_auth_refused_total").await
 }
 
 #[derive(Debug)]
@@ -244,12 +301,10 @@ async fn wait_all(running: &Running, sent: &[Sent], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_yaml_forwards_traces_and_evaluations_over_grpc_and_http() {
     let _heavy = heavy().await;
-    let faultline = start_server("1s").await;
-    let collector = start_collector(
-        "otlp.yaml",
-        &[("faultline:4317", faultline.otlp_grpc_address.to_string())],
-    )
-    .await;
+    let files = Files::new();
+    let faultline = secured(&files).await;
+    let env = collector_env(&files, &[("FAULTLINE_ENDPOINT", &faultline)]);
+    let collector = start_collector("otlp.yaml", &[], &env).await;
     for protocol in ["grpc", "http"] {
         let sent = send(
             &collector,
@@ -266,20 +321,51 @@ async fn otlp_yaml_forwards_traces_and_evaluations_over_grpc_and_http() {
         )
         .await;
     }
+    assert_eq!(refused(&faultline).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_yaml_without_the_token_is_refused_and_nothing_arrives() {
+    let _heavy = heavy().await;
+    let files = Files::new();
+    let faultline = secured(&files).await;
+    let mut env = collector_env(&files, &[("FAULTLINE_ENDPOINT", &faultline)]);
+    // The collector sends a token faultline does not know.
+    files.write("wrong.token", "not-the-ingest-token");
+    for (k, v) in env.iter_mut() {
+        if k == "FAULTLINE_TOKEN_FILE" {
+            *v = files.path("wrong.token").display().to_string();
+        }
+    }
+    let collector = start_collector("otlp.yaml", &[], &env).await;
+    let sent = send(&collector, "grpc", 3, "wrong-token", "log").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while refused(&faultline).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "faultline counted no refusal of the collector's wrong token in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for s in &sent {
+        let (status, _) =
+            get_json(&faultline, &format!("/api/v1/trajectories/{}", s.trace_id)).await;
+        assert_eq!(status, 404, "a trace sent with a wrong token was accepted");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tee_yaml_sends_every_span_to_faultline_and_the_backend() {
     let _heavy = heavy().await;
-    let faultline = start_server("1s").await;
-    // The "existing backend" is a second faultline: it must receive every span too.
+    let files = Files::new();
+    let faultline = secured(&files).await;
+    // The "existing backend" is a second, plain faultline: it must receive every span too.
     let backend = start_server("1s").await;
+    let env = collector_env(&files, &[("FAULTLINE_ENDPOINT", &faultline)]);
     let collector = start_collector(
         "tee.yaml",
-        &[
-            ("faultline:4317", faultline.otlp_grpc_address.to_string()),
-            ("tempo:4317", backend.otlp_grpc_address.to_string()),
-        ],
+        &[("tempo:4317", backend.otlp_grpc_address.to_string())],
+        &env,
     )
     .await;
     let sent = send(&collector, "grpc", 6, "tee", "log").await;
@@ -302,29 +388,21 @@ async fn tee_yaml_sends_every_span_to_faultline_and_the_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadbalancing_yaml_keeps_every_trace_whole_on_one_replica() {
     let _heavy = heavy().await;
+    let files = Files::new();
     let replicas = [
-        start_server("1s").await,
-        start_server("1s").await,
-        start_server("1s").await,
+        secured(&files).await,
+        secured(&files).await,
+        secured(&files).await,
     ];
-    let collector = start_collector(
-        "loadbalancing.yaml",
+    let env = collector_env(
+        &files,
         &[
-            (
-                "faultline-0.faultline:4317",
-                replicas[0].otlp_grpc_address.to_string(),
-            ),
-            (
-                "faultline-1.faultline:4317",
-                replicas[1].otlp_grpc_address.to_string(),
-            ),
-            (
-                "faultline-2.faultline:4317",
-                replicas[2].otlp_grpc_address.to_string(),
-            ),
+            ("FAULTLINE_REPLICA_0", &replicas[0]),
+            ("FAULTLINE_REPLICA_1", &replicas[1]),
+            ("FAULTLINE_REPLICA_2", &replicas[2]),
         ],
-    )
-    .await;
+    );
+    let collector = start_collector("loadbalancing.yaml", &[], &env).await;
     // Evaluator results as span events travel with their trace. As log events they
     // would not: the loadbalancing exporter hashes a log record's trace id in another
     // form than a span's, so they reach another replica (collector-config/README.md).

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::support::{metrics_sum, python, repo_path, start_server_with};
 
-const INGEST_TOKEN: &str = "ingest-token-0123456789";
+pub const INGEST_TOKEN: &str = "ingest-token-0123456789";
 const API_TOKEN: &str = "api-token-abcdef";
 
 /// A certificate authority generated for one test.
@@ -113,7 +113,7 @@ impl Files {
         std::fs::read_to_string(self.path(name)).expect("read")
     }
 
-    fn write(&self, name: &str, content: &str) {
+    pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.path(name), content).expect("write");
     }
 
