@@ -46,6 +46,7 @@ pub mod config;
 pub mod content;
 pub mod detect;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -10,6 +10,7 @@ mod cohorts;
 mod frameworks;
 mod instrumentations;
 mod limits;
+mod memory;
 mod metrics_push;
 mod otel_python;
 mod otel_rust;
