@@ -112,6 +112,20 @@ pub struct FileConfig {
     /// Tokens, allowed hosts and CORS (`[auth]`): `ingest_token_file`, `api_token_file`,
     /// `api_allowed_hosts`, `otlp_http_cors_origins`.
     pub auth: Option<RawAuth>,
+    /// Resource limits (`[limits]`): `memory_bytes`, the memory budget.
+    pub limits: Option<RawLimitsConfig>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimitsConfig {
+    /// The memory budget in bytes (see `memory.rs`): decoded requests in flight and
+    /// records queued and buffered by the shards are charged to it; past 80 % receivers
+    /// refuse with a retryable status, at 100 % the oldest open traces are released
+    /// early; one request may hold a quarter of it. Default: half of the cgroup memory
+    /// limit, else half of the machine's memory, at least 256 MiB.
+    pub memory_bytes: Option<u64>,
 }
 
 /// The TLS files of one listener (or of all, at the top of `[tls]`).
@@ -166,6 +180,8 @@ pub struct Overrides {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<String>,
     pub shards: Option<usize>,
+    /// `--max-memory-bytes`, over `[limits] memory_bytes`.
+    pub max_memory_bytes: Option<u64>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
     pub metrics_push: crate::push::PushOverrides,
     pub grpc_keepalive_min_time: Option<String>,
@@ -197,6 +213,8 @@ pub struct Settings {
     pub max_spans_per_trace: usize,
     pub max_trace_depth: usize,
     pub max_request_bytes: usize,
+    /// The memory budget in bytes (`[limits] memory_bytes`).
+    pub memory_bytes: u64,
     /// Connection cap and read deadline of every listener.
     pub conn_limits: crate::net::ConnLimits,
     pub max_queued_spans: usize,
@@ -449,6 +467,25 @@ impl Settings {
                 file.max_request_bytes,
                 64 * 1024 * 1024,
             )?,
+            memory_bytes: {
+                let from_file = file.limits.as_ref().and_then(|l| l.memory_bytes);
+                let origin = if over.max_memory_bytes.is_some() {
+                    "flag or environment".to_owned()
+                } else {
+                    file_origin.clone()
+                };
+                match over.max_memory_bytes.or(from_file) {
+                    Some(0) => {
+                        return Err(ConfigError::Invalid {
+                            origin,
+                            key: "limits.memory_bytes".into(),
+                            message: "must be at least 1".into(),
+                        })
+                    }
+                    Some(v) => v,
+                    None => crate::memory::default_budget(),
+                }
+            },
             conn_limits: crate::net::ConnLimits {
                 max_connections: count(
                     "max_connections",

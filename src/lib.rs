@@ -51,6 +51,7 @@ pub mod detect;
 #[cfg(test)]
 pub(crate) mod golden;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -246,3 +246,61 @@ pub fn render(registry: &Registry) -> String {
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
     out
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: &'static str,
+}
+
+/// Registers the memory budget's series: `faultline_memory_budget_bytes`,
+/// `faultline_memory_used_bytes{component}` (read from the budget at each scrape) and
+/// `faultline_memory_refused_total`.
+pub fn register_memory(
+    registry: &mut Registry,
+    budget: std::sync::Arc<crate::memory::MemoryBudget>,
+) {
+    let limit: Gauge = Gauge::default();
+    limit.set(i64::try_from(budget.limit()).unwrap_or(i64::MAX));
+    registry.register(
+        "faultline_memory_budget_bytes",
+        "The memory budget ([limits] memory_bytes): past 80% of it receivers refuse new \
+         requests with a retryable status; at it the shards release their oldest open \
+         traces early",
+        limit,
+    );
+    registry.register(
+        "faultline_memory_refused",
+        "Requests refused (retryably) because the memory budget was past its soft mark",
+        budget.refused_counter(),
+    );
+    registry.register_collector(Box::new(MemoryUsed(budget)));
+}
+
+#[derive(Debug)]
+struct MemoryUsed(std::sync::Arc<crate::memory::MemoryBudget>);
+
+impl prometheus_client::collector::Collector for MemoryUsed {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let mut family = encoder.encode_descriptor(
+            "faultline_memory_used_bytes",
+            "Bytes charged to the memory budget, by component (requests: decoded requests \
+             in flight; pipeline: records queued for and buffered by the shards)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for component in crate::memory::Component::ALL {
+            let labels = ComponentLabels {
+                component: component.as_str(),
+            };
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(
+                i64::try_from(self.0.used_by(component)).unwrap_or(i64::MAX),
+            );
+            gauge.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::assemble::{AssembleConfig, AssembleStats, Assembler};
+use crate::memory::{held_bytes, Charge, Component, MemoryBudget};
 use crate::metrics::{KindLabels, SelfMetrics};
 use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
 
@@ -59,7 +60,15 @@ pub struct PipelineConfig {
     /// Released trajectories waiting for their grace period to end before they are
     /// finalized, per shard; above it the oldest is finalized early.
     pub max_pending_final: usize,
+    /// The memory budget the shards charge their buffered records to, and whose share
+    /// (see [`PIPELINE_SHARE_PERCENT`]) bounds them: past it the oldest open traces are
+    /// released early, as at `max_buffered_spans`. `None`: bounded by count only.
+    pub memory: Option<Arc<MemoryBudget>>,
 }
+
+/// The share of the memory budget the shards' buffered records may take together: the
+/// rest is for requests in flight (one may hold a quarter of the budget).
+pub const PIPELINE_SHARE_PERCENT: u64 = 75;
 
 /// The pipeline refused a batch: its queues are full. Retryable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,10 +77,14 @@ pub struct Full {
     pub retry_after: Duration,
 }
 
+/// The request's charge to the memory budget, shared by the messages it was split into
+/// and given back once the last of them is taken by its shard.
+type Held = Option<Arc<Charge>>;
+
 enum ShardMsg {
-    Spans(Vec<SpanRecord>),
-    Logs(Vec<LogEvent>),
-    Linked(TraceId, Vec<SpanRecord>),
+    Spans(Vec<SpanRecord>, Held),
+    Logs(Vec<LogEvent>, Held),
+    Linked(TraceId, Vec<SpanRecord>, Held),
     /// Drain every open trace and stop.
     Shutdown,
 }
@@ -79,9 +92,9 @@ enum ShardMsg {
 impl ShardMsg {
     fn weight(&self) -> usize {
         match self {
-            ShardMsg::Spans(v) => v.len(),
-            ShardMsg::Logs(v) => v.len(),
-            ShardMsg::Linked(_, v) => v.len(),
+            ShardMsg::Spans(v, _) => v.len(),
+            ShardMsg::Logs(v, _) => v.len(),
+            ShardMsg::Linked(_, v, _) => v.len(),
             ShardMsg::Shutdown => 0,
         }
     }
@@ -133,6 +146,13 @@ impl Pipeline {
                     config.assemble.late_grace,
                     (config.max_pending_final / n).max(1),
                 ),
+                memory: config.memory.clone().map(|budget| ShardMemory {
+                    share: budget.limit() / 100 * PIPELINE_SHARE_PERCENT / n as u64,
+                    budget,
+                    mean: INITIAL_MEAN_BYTES,
+                    charged: 0,
+                    max_records: assemble.max_buffered_spans,
+                }),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("faultline-shard-{i}"))
@@ -153,7 +173,7 @@ impl Pipeline {
 
     /// Queues spans on their shards; evaluator spans that link to a span of another
     /// trace are also sent to that trace's shard. All or nothing.
-    pub async fn submit_spans(&self, spans: Vec<SpanRecord>) -> Result<(), Full> {
+    pub async fn submit_spans(&self, spans: Vec<SpanRecord>, held: Held) -> Result<(), Full> {
         let n = self.shards.len();
         let mut per: Vec<Vec<SpanRecord>> = (0..n).map(|_| Vec::new()).collect();
         let mut linked: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
@@ -172,17 +192,17 @@ impl Pipeline {
             .into_iter()
             .enumerate()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(i, v)| (i, ShardMsg::Spans(v)))
+            .map(|(i, v)| (i, ShardMsg::Spans(v, held.clone())))
             .collect();
         msgs.extend(
             linked
                 .into_iter()
-                .map(|(t, v)| (t.shard(n), ShardMsg::Linked(t, v))),
+                .map(|(t, v)| (t.shard(n), ShardMsg::Linked(t, v, held.clone()))),
         );
         self.send_all(msgs).await
     }
 
-    pub async fn submit_logs(&self, logs: Vec<LogEvent>) -> Result<(), Full> {
+    pub async fn submit_logs(&self, logs: Vec<LogEvent>, held: Held) -> Result<(), Full> {
         let n = self.shards.len();
         let mut per: Vec<Vec<LogEvent>> = (0..n).map(|_| Vec::new()).collect();
         for log in logs {
@@ -195,7 +215,7 @@ impl Pipeline {
             .into_iter()
             .enumerate()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(i, v)| (i, ShardMsg::Logs(v)))
+            .map(|(i, v)| (i, ShardMsg::Logs(v, held.clone())))
             .collect();
         self.send_all(msgs).await
     }
@@ -304,6 +324,55 @@ struct Shard {
     tick: Duration,
     last_stats: AssembleStats,
     pending: PendingFinal,
+    memory: Option<ShardMemory>,
+}
+
+/// A shard's part of the memory budget. Its records are charged as the number held
+/// (open traces and grace entries, as the assembler counts them) times a running mean
+/// of the measured held bytes of the records it took ([`held_bytes`]); the assembler's
+/// record bound is lowered to `share / mean` when that is below `max_buffered_spans`,
+/// so that its memory policy (oldest grace entries forgotten, then oldest open traces
+/// released early, flagged incomplete and counted as `memory` evictions) keeps the
+/// shard within its share.
+struct ShardMemory {
+    budget: Arc<MemoryBudget>,
+    share: u64,
+    mean: f64,
+    /// What this shard has added to the `pipeline` component.
+    charged: i64,
+    /// The configured record bound of this shard.
+    max_records: usize,
+}
+
+/// The mean before any record was measured: a small span.
+const INITIAL_MEAN_BYTES: f64 = 512.0;
+
+impl ShardMemory {
+    /// Folds a batch's measured bytes into the mean and returns the record bound.
+    fn observe(&mut self, records: usize, bytes: u64) -> usize {
+        if records > 0 {
+            let batch = bytes as f64 / records as f64;
+            // Weighted by the batch's size against a window of about 10 000 records.
+            let w = (records as f64 / 10_000.0).min(1.0);
+            self.mean = self.mean * (1.0 - w) + batch * w;
+        }
+        let by_bytes = (self.share as f64 / self.mean.max(1.0)) as usize;
+        by_bytes.clamp(1, self.max_records.max(1))
+    }
+
+    /// Charges the records now held.
+    fn held(&mut self, records: usize) {
+        let target = (records as f64 * self.mean) as i64;
+        self.budget
+            .adjust(Component::Pipeline, target - self.charged);
+        self.charged = target;
+    }
+}
+
+impl Drop for ShardMemory {
+    fn drop(&mut self) {
+        self.budget.adjust(Component::Pipeline, -self.charged);
+    }
 }
 
 /// Released analyses waiting for the end of their grace period. A trace's deadline is
@@ -392,15 +461,17 @@ impl Shard {
             let now = Instant::now();
             let weight = msg.weight();
             let stop = match msg {
-                ShardMsg::Spans(spans) => {
+                ShardMsg::Spans(spans, _held) => {
+                    self.measure(&spans);
                     self.assembler.push_spans(spans, now, &mut out);
                     false
                 }
-                ShardMsg::Logs(logs) => {
+                ShardMsg::Logs(logs, _held) => {
                     self.assembler.push_logs(logs, now, &mut out);
                     false
                 }
-                ShardMsg::Linked(target, spans) => {
+                ShardMsg::Linked(target, spans, _held) => {
+                    self.measure(&spans);
                     self.assembler.push_linked(target, spans, now, &mut out);
                     false
                 }
@@ -458,8 +529,21 @@ impl Shard {
         }
     }
 
+    /// Measures a batch before the assembler takes it, and lowers the record bound if
+    /// the shard's share of the memory budget needs it.
+    fn measure(&mut self, spans: &[SpanRecord]) {
+        if let Some(memory) = &mut self.memory {
+            let bytes: u64 = spans.iter().map(held_bytes).sum();
+            let bound = memory.observe(spans.len(), bytes);
+            self.assembler.set_max_buffered_spans(bound);
+        }
+    }
+
     fn publish_stats(&mut self) {
         let s = self.assembler.stats();
+        if let Some(memory) = &mut self.memory {
+            memory.held(s.buffered_spans);
+        }
         let last = &self.last_stats;
         let m = &self.metrics;
         m.late_spans

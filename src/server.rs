@@ -53,16 +53,28 @@ pub enum ServerError {
 }
 
 impl Handoff for Pipeline {
-    async fn spans(&self, spans: Vec<SpanRecord>) -> Result<(), Overloaded> {
-        self.submit_spans(spans).await.map_err(|f| Overloaded {
-            retry_after: f.retry_after,
-        })
+    async fn spans(
+        &self,
+        spans: Vec<SpanRecord>,
+        held: Arc<crate::memory::Charge>,
+    ) -> Result<(), Overloaded> {
+        self.submit_spans(spans, Some(held))
+            .await
+            .map_err(|f| Overloaded {
+                retry_after: f.retry_after,
+            })
     }
 
-    async fn logs(&self, logs: Vec<LogEvent>) -> Result<(), Overloaded> {
-        self.submit_logs(logs).await.map_err(|f| Overloaded {
-            retry_after: f.retry_after,
-        })
+    async fn logs(
+        &self,
+        logs: Vec<LogEvent>,
+        held: Arc<crate::memory::Charge>,
+    ) -> Result<(), Overloaded> {
+        self.submit_logs(logs, Some(held))
+            .await
+            .map_err(|f| Overloaded {
+                retry_after: f.retry_after,
+            })
     }
 }
 
@@ -123,6 +135,8 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
 
     let mut registry = Registry::default();
     let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
+    crate::metrics::register_memory(&mut registry, budget.clone());
     metrics.init_series(
         &[
             ingest::Transport::Grpc.as_str(),
@@ -247,6 +261,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             },
             analyze: Arc::new(settings.analyze.clone()),
             max_pending_final: settings.max_buffered_spans / 4,
+            memory: Some(budget.clone()),
         },
         sinks,
         metrics.clone(),
@@ -261,6 +276,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             max_request_bytes: settings.max_request_bytes,
             ..IngestLimits::default()
         },
+        budget: budget.clone(),
     });
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);

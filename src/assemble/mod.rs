@@ -329,6 +329,12 @@ impl Assembler {
         self.compact();
     }
 
+    /// Changes the record bound (the pipeline lowers it to keep a shard within its share
+    /// of the memory budget). A lower bound takes effect as the next record is added.
+    pub fn set_max_buffered_spans(&mut self, max: usize) {
+        self.config.max_buffered_spans = max.max(1);
+    }
+
     /// Releases what is due at `now`: idle complete traces, traces past `max_trace_age`,
     /// revisions of released trajectories that took late data; forgets expired graces.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {

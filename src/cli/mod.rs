@@ -152,6 +152,12 @@ pub struct ServeArgs {
     /// Shard threads assembling and analysing traces [default: number of cores].
     #[arg(long, env = "FAULTLINE_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
+    /// Memory budget in bytes for decoded requests in flight and records held by the
+    /// pipeline: past 80% receivers refuse with a retryable status, at 100% the oldest
+    /// open traces are released early; one request may hold a quarter of it. File:
+    /// [limits] memory_bytes [default: half the cgroup limit or machine memory].
+    #[arg(long, env = "FAULTLINE_MAX_MEMORY_BYTES", value_name = "BYTES")]
+    pub max_memory_bytes: Option<u64>,
     /// Push the /metrics series over OTLP to this collector endpoint, such as
     /// http://collector:4317 (gRPC) or http://collector:4318 (HTTP, /v1/metrics is
     /// appended); https for TLS. File: [metrics_push] endpoint [default: no push].
@@ -253,6 +259,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 header_read_timeout: self.header_read_timeout.clone(),
                 shards: self.shards,
+                max_memory_bytes: self.max_memory_bytes,
                 metrics_push: crate::push::PushOverrides {
                     endpoint: self.metrics_push_endpoint.clone(),
                     interval: self.metrics_push_interval.clone(),

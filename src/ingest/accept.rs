@@ -2,11 +2,45 @@
 //! decide what the client is told.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use crate::ingest::cost::{estimate_json, estimate_proto, Signal};
 use crate::ingest::{
     Decoded, Handoff, Ingest, IngestObserver, Overloaded, RejectReason, Transport,
 };
+use crate::memory::{Charge, Component, MemoryBudget, OverSoftMark};
 use crate::model::{LogEvent, SpanRecord};
+
+/// Prices a decompressed body before it is decoded (see `cost`), refuses it for good if
+/// it would hold more than one request may, refuses it for now if the memory budget is
+/// past its soft mark, and else charges the price to the budget until the charge is
+/// dropped (after the records are handed to the pipeline).
+pub(crate) fn price(
+    budget: &Arc<MemoryBudget>,
+    body: &[u8],
+    signal: Signal,
+    json: bool,
+) -> Result<Charge, Refusal> {
+    let estimate = if json {
+        estimate_json(body, signal)
+    } else {
+        estimate_proto(body, signal)
+    };
+    let limit = budget.max_request();
+    if estimate.bytes > limit {
+        return Err(Refusal::TooCostly {
+            estimate: estimate.bytes,
+            items: estimate.items,
+            limit,
+        });
+    }
+    budget
+        .try_charge(Component::Requests, estimate.bytes)
+        .map_err(|over| Refusal::OverBudget {
+            over,
+            items: estimate.items,
+        })
+}
 
 /// Why a request was refused as a whole; mapped to an HTTP status or gRPC code in
 /// exactly one place per transport.
@@ -26,6 +60,14 @@ pub(crate) enum Refusal {
     Timeout,
     /// The pipeline had no room.
     Overloaded(Overloaded),
+    /// Decoding would hold more than one request may (priced before decoding).
+    TooCostly {
+        estimate: u64,
+        items: u64,
+        limit: u64,
+    },
+    /// The memory budget is past its soft mark (retryable).
+    OverBudget { over: OverSoftMark, items: u64 },
     /// A bug on our side (a decode task that panicked); not the client's fault.
     Internal,
 }
@@ -40,9 +82,19 @@ impl Refusal {
             Refusal::UnsupportedEncoding(_) => RejectReason::UnsupportedEncoding,
             Refusal::MethodNotAllowed => RejectReason::MethodNotAllowed,
             Refusal::Timeout => RejectReason::Timeout,
-            Refusal::Overloaded(_) => RejectReason::Overloaded,
+            Refusal::Overloaded(_) | Refusal::OverBudget { .. } => RejectReason::Overloaded,
+            Refusal::TooCostly { .. } => RejectReason::TooLarge,
             Refusal::Internal => return None,
         })
+    }
+
+    /// How long a retryable refusal asks the client to wait; `None` when not retryable.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Refusal::Overloaded(o) => Some(o.retry_after),
+            Refusal::OverBudget { .. } => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        }
     }
 
     /// The message the client sees, cut to a bounded length.
@@ -61,23 +113,34 @@ impl Refusal {
             Refusal::MethodNotAllowed => "only POST is allowed".to_string(),
             Refusal::Timeout => "request body not received in time".to_string(),
             Refusal::Overloaded(o) => o.to_string(),
+            Refusal::TooCostly {
+                estimate,
+                items,
+                limit,
+            } => format!(
+                "request would hold about {estimate} bytes once decoded ({items} items), over \
+                 the limit of {limit} bytes one request may hold (a quarter of the memory \
+                 budget, [limits] memory_bytes)"
+            ),
+            Refusal::OverBudget { over, .. } => format!("{over}; retry later"),
             Refusal::Internal => "internal error".to_string(),
         };
         bounded(message)
     }
 }
 
-/// Requests with more items than this are decoded on the blocking pool, so that a large
-/// batch does not stall the other connections served by the same runtime thread.
-const INLINE_DECODE_MAX_ITEMS: usize = 512;
+/// Request bodies larger than this (in bytes, after decompression) are priced and
+/// decoded on the blocking pool, so that a large batch does not stall the other
+/// connections (and `/healthz`) served by the same runtime thread. Both transports.
+pub(crate) const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
 
 /// Runs `decode` inline for small requests and on the blocking pool for large ones.
-pub(crate) async fn decode_off_thread<T, F>(items: usize, decode: F) -> Result<T, Refusal>
+pub(crate) async fn decode_off_thread<T, F>(bytes: usize, decode: F) -> Result<T, Refusal>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    if items <= INLINE_DECODE_MAX_ITEMS {
+    if bytes <= INLINE_DECODE_MAX_BYTES {
         return Ok(decode());
     }
     tokio::task::spawn_blocking(decode).await.map_err(|error| {
@@ -124,7 +187,12 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
     pub(crate) fn count_refusal(&self, refusal: &Refusal) {
         match refusal.reason() {
             // Overloaded requests are counted with their item count in `accept_*`.
-            Some(RejectReason::Overloaded) => {}
+            Some(RejectReason::Overloaded) => {
+                if let Refusal::OverBudget { items, .. } = refusal {
+                    self.observer
+                        .rejected(RejectReason::Overloaded, (*items).max(1));
+                }
+            }
             Some(reason) => self.observer.rejected(reason, 1),
             None => tracing::error!(error = %refusal.message(), "Request failed."),
         }
@@ -135,9 +203,10 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         &self,
         transport: Transport,
         decoded: Decoded<SpanRecord>,
+        held: Charge,
     ) -> Result<Accepted, Refusal> {
         self.accept(transport, "spans", decoded, |items| {
-            self.handoff.spans(items)
+            self.handoff.spans(items, Arc::new(held))
         })
         .await
     }
@@ -147,9 +216,10 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         &self,
         transport: Transport,
         decoded: Decoded<LogEvent>,
+        held: Charge,
     ) -> Result<Accepted, Refusal> {
         self.accept(transport, "log records", decoded, |items| {
-            self.handoff.logs(items)
+            self.handoff.logs(items, Arc::new(held))
         })
         .await
     }

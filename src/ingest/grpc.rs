@@ -8,8 +8,15 @@
 //!   compressed payload) with INTERNAL; the same layer rewrites it to INVALID_ARGUMENT,
 //!   which is what bad data is in OTLP. Both rewrites apply only to trailers-only
 //!   responses (errors raised before a response body exists); the handlers here never
-//!   return either code themselves.
-//! - A full pipeline is UNAVAILABLE with `google.rpc.RetryInfo`.
+//!   return INTERNAL or OUT_OF_RANGE. The layer also counts every RESOURCE_EXHAUSTED,
+//!   including the handlers' own (a request priced over what one request may hold), so
+//!   the handlers leave those to it.
+//! - A full pipeline, or a memory budget past its soft mark, is UNAVAILABLE with
+//!   `google.rpc.RetryInfo`.
+//! - The services are served by hand ([`OtlpService`]) with a codec that hands the
+//!   message over as bytes: each request is priced before it is decoded (see `cost`),
+//!   and bodies over `INLINE_DECODE_MAX_BYTES` are priced and decoded on the blocking
+//!   pool, never on the runtime's workers.
 //! - HTTP/2 hardening from `IngestLimits`: bounded concurrent streams, per-connection
 //!   concurrency, keepalive with timeout, maximum connection age, pending-reset and
 //!   header-list caps, request timeout. Connections come through
@@ -22,28 +29,33 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::header::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{
+    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
+};
+use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
+use tonic_prost::ProstEncoder;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
+use tower::Service;
 
-use crate::ingest::accept::{decode_off_thread, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, Refusal};
 use crate::ingest::{
-    decode_logs, decode_traces, Handoff, Ingest, IngestError, IngestObserver, RejectReason,
-    Transport,
+    cost, decode_logs, decode_traces, parse_logs_proto, parse_traces_proto, Handoff, Ingest,
+    IngestError, IngestObserver, RejectReason, Transport,
 };
 use crate::net::{capped_incoming_with, ConnLimits, ConnMetrics, TrackRequests};
 
@@ -97,16 +109,8 @@ where
     let counted = Arc::clone(&ingest);
     let remap = move |response| remap_status(response, &counted);
     let interceptor = crate::security::layers::grpc_interceptor(security.tokens);
-    let traces = TraceServiceServer::from_arc(Arc::new(GrpcTraces(Arc::clone(&ingest))))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limits.max_request_bytes);
-    let logs = LogsServiceServer::from_arc(Arc::new(GrpcLogs(ingest)))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limits.max_request_bytes);
+    let traces = OtlpService::<H, O, Traces>::new(Arc::clone(&ingest));
+    let logs = OtlpService::<H, O, Logs>::new(ingest);
     let incoming = capped_incoming_with(
         listener,
         conn_limits,
@@ -157,16 +161,27 @@ fn remap_status<B, H: Handoff, O: IngestObserver>(
     response
 }
 
+/// Counts a refused request and gives its status. RESOURCE_EXHAUSTED is counted by the
+/// remap layer (which sees every trailers-only response with that code), not here.
+fn refused<H: Handoff, O: IngestObserver>(ingest: &Ingest<H, O>, refusal: &Refusal) -> Status {
+    let status = status_for(refusal);
+    if status.code() != Code::ResourceExhausted {
+        ingest.count_refusal(refusal);
+    }
+    status
+}
+
 /// The gRPC status for a refused request; the one place codes are chosen.
 fn status_for(refusal: &Refusal) -> Status {
     let message = refusal.message();
     match refusal {
-        Refusal::Overloaded(o) => Status::with_error_details(
+        Refusal::Overloaded(_) | Refusal::OverBudget { .. } => Status::with_error_details(
             Code::Unavailable,
             message,
-            ErrorDetails::with_retry_info(Some(o.retry_after)),
+            ErrorDetails::with_retry_info(refusal.retry_after()),
         ),
-        Refusal::TooLarge { .. } => Status::resource_exhausted(message),
+        // No RetryInfo: not retryable.
+        Refusal::TooLarge { .. } | Refusal::TooCostly { .. } => Status::resource_exhausted(message),
         Refusal::Timeout => Status::deadline_exceeded(message),
         // Our own failure: UNKNOWN, which OTLP clients do not retry (a panic on some
         // input would fail again), and which the remap layer leaves alone.
@@ -182,74 +197,218 @@ fn status_for(refusal: &Refusal) -> Status {
     }
 }
 
-struct GrpcTraces<H: Handoff, O: IngestObserver>(Arc<Ingest<H, O>>);
+/// The OTLP services, served by hand rather than by the generated servers: the
+/// generated ones decode the protobuf body into the wire types on the runtime's worker
+/// before the handler runs, so a large or amplifying request could neither be priced
+/// before decoding nor kept off the async workers. Here tonic only frames (and
+/// decompresses, within `max_decoding_message_size`) the message; [`RawCodec`] hands the
+/// raw bytes over, and the handler prices and decodes them like the HTTP receiver does.
+struct OtlpService<H: Handoff, O: IngestObserver, S: SignalService> {
+    ingest: Arc<Ingest<H, O>>,
+    _signal: PhantomData<S>,
+}
 
-struct GrpcLogs<H: Handoff, O: IngestObserver>(Arc<Ingest<H, O>>);
+impl<H: Handoff, O: IngestObserver, S: SignalService> Clone for OtlpService<H, O, S> {
+    fn clone(&self) -> Self {
+        OtlpService::new(Arc::clone(&self.ingest))
+    }
+}
 
-#[tonic::async_trait]
-impl<H: Handoff, O: IngestObserver> TraceService for GrpcTraces<H, O> {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let ingest = &self.0;
-        let req = request.into_inner();
-        let items = req
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter())
-            .map(|ss| ss.spans.len())
-            .sum();
+/// What differs between the traces and the logs service.
+trait SignalService: Send + Sync + 'static {
+    const NAME: &'static str;
+    const PATH: &'static str;
+    type Response: prost::Message + Default + Send + 'static;
+    fn export<H: Handoff, O: IngestObserver>(
+        ingest: Arc<Ingest<H, O>>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Self::Response, Status>> + Send;
+}
+
+struct Traces;
+struct Logs;
+
+impl SignalService for Traces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Response = ExportTraceServiceResponse;
+
+    async fn export<H: Handoff, O: IngestObserver>(
+        ingest: Arc<Ingest<H, O>>,
+        body: Bytes,
+    ) -> Result<ExportTraceServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
-        let result = match decode_off_thread(items, move || decode_traces(req, &interner)).await {
-            Ok(decoded) => ingest.accept_spans(Transport::Grpc, decoded).await,
+        let budget = Arc::clone(&ingest.budget);
+        let decoded = decode_off_thread(body.len(), move || {
+            let charge = price(&budget, &body, cost::Signal::Traces, false)?;
+            let req = parse_traces_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+            drop(body);
+            Ok((decode_traces(req, &interner), charge))
+        })
+        .await
+        .and_then(|r| r);
+        let result = match decoded {
+            Ok((decoded, charge)) => ingest.accept_spans(Transport::Grpc, decoded, charge).await,
             Err(refusal) => Err(refusal),
         };
         match result {
-            Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
+            Ok(accepted) => Ok(ExportTraceServiceResponse {
                 partial_success: (accepted.rejected > 0).then(|| ExportTracePartialSuccess {
                     rejected_spans: i64::try_from(accepted.rejected).unwrap_or(i64::MAX),
                     error_message: accepted.error_message(),
                 }),
-            })),
-            Err(refusal) => {
-                ingest.count_refusal(&refusal);
-                Err(status_for(&refusal))
-            }
+            }),
+            Err(refusal) => Err(refused(&ingest, &refusal)),
         }
     }
 }
 
-#[tonic::async_trait]
-impl<H: Handoff, O: IngestObserver> LogsService for GrpcLogs<H, O> {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let ingest = &self.0;
-        let req = request.into_inner();
-        let items = req
-            .resource_logs
-            .iter()
-            .flat_map(|rl| rl.scope_logs.iter())
-            .map(|sl| sl.log_records.len())
-            .sum();
+impl SignalService for Logs {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Response = ExportLogsServiceResponse;
+
+    async fn export<H: Handoff, O: IngestObserver>(
+        ingest: Arc<Ingest<H, O>>,
+        body: Bytes,
+    ) -> Result<ExportLogsServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
-        let result = match decode_off_thread(items, move || decode_logs(req, &interner)).await {
-            Ok(decoded) => ingest.accept_logs(Transport::Grpc, decoded).await,
+        let budget = Arc::clone(&ingest.budget);
+        let decoded = decode_off_thread(body.len(), move || {
+            let charge = price(&budget, &body, cost::Signal::Logs, false)?;
+            let req = parse_logs_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+            drop(body);
+            Ok((decode_logs(req, &interner), charge))
+        })
+        .await
+        .and_then(|r| r);
+        let result = match decoded {
+            Ok((decoded, charge)) => ingest.accept_logs(Transport::Grpc, decoded, charge).await,
             Err(refusal) => Err(refusal),
         };
         match result {
-            Ok(accepted) => Ok(Response::new(ExportLogsServiceResponse {
+            Ok(accepted) => Ok(ExportLogsServiceResponse {
                 partial_success: (accepted.rejected > 0).then(|| ExportLogsPartialSuccess {
                     rejected_log_records: i64::try_from(accepted.rejected).unwrap_or(i64::MAX),
                     error_message: accepted.error_message(),
                 }),
-            })),
-            Err(refusal) => {
-                ingest.count_refusal(&refusal);
-                Err(status_for(&refusal))
-            }
+            }),
+            Err(refusal) => Err(refused(&ingest, &refusal)),
         }
+    }
+}
+
+impl<H: Handoff, O: IngestObserver, S: SignalService> OtlpService<H, O, S> {
+    fn new(ingest: Arc<Ingest<H, O>>) -> Self {
+        OtlpService {
+            ingest,
+            _signal: PhantomData,
+        }
+    }
+}
+
+impl<H: Handoff, O: IngestObserver, S: SignalService> NamedService for OtlpService<H, O, S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<H, O, S, B> Service<http::Request<B>> for OtlpService<H, O, S>
+where
+    H: Handoff,
+    O: IngestObserver,
+    S: SignalService,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != S::PATH {
+            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+        }
+        let ingest = Arc::clone(&self.ingest);
+        Box::pin(async move {
+            let limit = ingest.limits.max_request_bytes;
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
+            let mut send = EnabledCompressionEncodings::default();
+            send.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec::<S::Response>::default())
+                .apply_compression_config(accept, send)
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(Export::<H, O, S>::new(ingest), req).await)
+        })
+    }
+}
+
+/// The unary handler tonic calls with the raw message.
+struct Export<H: Handoff, O: IngestObserver, S: SignalService> {
+    ingest: Arc<Ingest<H, O>>,
+    _signal: PhantomData<S>,
+}
+
+impl<H: Handoff, O: IngestObserver, S: SignalService> Export<H, O, S> {
+    fn new(ingest: Arc<Ingest<H, O>>) -> Self {
+        Export {
+            ingest,
+            _signal: PhantomData,
+        }
+    }
+}
+
+impl<H: Handoff, O: IngestObserver, S: SignalService> tonic::server::UnaryService<Bytes>
+    for Export<H, O, S>
+{
+    type Response = S::Response;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<S::Response>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let ingest = Arc::clone(&self.ingest);
+        Box::pin(async move {
+            S::export(ingest, request.into_inner())
+                .await
+                .map(Response::new)
+        })
+    }
+}
+
+/// Encodes the response with prost; hands the request message over as raw bytes.
+struct RawCodec<T>(PhantomData<T>);
+
+impl<T> Default for RawCodec<T> {
+    fn default() -> Self {
+        RawCodec(PhantomData)
+    }
+}
+
+impl<T: prost::Message + Send + 'static> Codec for RawCodec<T> {
+    type Encode = T;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> ProstEncoder<T> {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

@@ -35,7 +35,8 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingest::accept::{decode_off_thread, Accepted, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, Accepted, Refusal};
+use crate::ingest::cost;
 use crate::ingest::decode::{
     decode_logs, decode_traces, parse_logs_json, parse_logs_proto, parse_traces_json,
     parse_traces_proto,
@@ -162,39 +163,45 @@ async fn handle<H: Handoff, O: IngestObserver>(
     let raw = tokio::time::timeout(ingest.limits.request_timeout, read_limited(body, limit))
         .await
         .map_err(|_| Refusal::Timeout)??;
-    // A rough item count decides whether to decode on the blocking pool: a byte count
-    // stands in for it here, at about 200 bytes per span. A gzip body always goes there,
-    // since a few compressed bytes can inflate to the whole limit.
-    let items = if gzip { usize::MAX } else { raw.len() / 200 };
+    // A plain body larger than the inline threshold, and every gzip body (a few
+    // compressed bytes can inflate to the whole limit), is priced and decoded on the
+    // blocking pool.
+    let size = if gzip { usize::MAX } else { raw.len() };
     let interner = Arc::clone(&ingest.interner);
+    let budget = Arc::clone(&ingest.budget);
+    let json = encoding == Encoding::Json;
     match signal {
         Signal::Traces => {
-            let decoded = decode_off_thread(items, move || {
+            let (decoded, charge) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
-                let req = match encoding {
-                    Encoding::Protobuf => parse_traces_proto(&body),
-                    Encoding::Json => parse_traces_json(&body),
+                let charge = price(&budget, &body, cost::Signal::Traces, json)?;
+                let req = if json {
+                    parse_traces_json(&body)
+                } else {
+                    parse_traces_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
                 drop(body);
-                Ok(decode_traces(req, &interner))
+                Ok((decode_traces(req, &interner), charge))
             })
             .await??;
-            ingest.accept_spans(Transport::Http, decoded).await
+            ingest.accept_spans(Transport::Http, decoded, charge).await
         }
         Signal::Logs => {
-            let decoded = decode_off_thread(items, move || {
+            let (decoded, charge) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
-                let req = match encoding {
-                    Encoding::Protobuf => parse_logs_proto(&body),
-                    Encoding::Json => parse_logs_json(&body),
+                let charge = price(&budget, &body, cost::Signal::Logs, json)?;
+                let req = if json {
+                    parse_logs_json(&body)
+                } else {
+                    parse_logs_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
                 drop(body);
-                Ok(decode_logs(req, &interner))
+                Ok((decode_logs(req, &interner), charge))
             })
             .await??;
-            ingest.accept_logs(Transport::Http, decoded).await
+            ingest.accept_logs(Transport::Http, decoded, charge).await
         }
     }
 }
@@ -330,7 +337,7 @@ fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
             Code::InvalidArgument,
             ErrorDetails::with_bad_request_violation("body", message.clone()),
         ),
-        Refusal::TooLarge { .. } => (
+        Refusal::TooLarge { .. } | Refusal::TooCostly { .. } => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,
             ErrorDetails::new(),
@@ -355,15 +362,15 @@ fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
             Code::Internal,
             ErrorDetails::new(),
         ),
-        Refusal::Overloaded(o) => (
+        Refusal::Overloaded(_) | Refusal::OverBudget { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             Code::Unavailable,
-            ErrorDetails::with_retry_info(Some(o.retry_after)),
+            ErrorDetails::with_retry_info(refusal.retry_after()),
         ),
     };
     let mut response = status_response(http, encoding, code, &message, details);
-    if let Refusal::Overloaded(o) = refusal {
-        let seconds = o.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    if let Some(retry_after) = refusal.retry_after() {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));

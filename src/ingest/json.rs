@@ -596,3 +596,33 @@ fn f64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         },
     }
 }
+
+/// The mirror types, for pricing a JSON request before it is parsed (see `cost`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mirror {
+    Resource,
+    Scope,
+    Span,
+    Event,
+    Link,
+    LogRecord,
+    KeyValue,
+    AnyValue,
+}
+
+/// `size_of` the mirror type of a message (0 for messages parsed straight into prost).
+pub(crate) fn mirror_size(mirror: Option<Mirror>) -> u64 {
+    use std::mem::size_of;
+    let size = match mirror {
+        None => 0,
+        Some(Mirror::Resource) => size_of::<JResourceSpans>().max(size_of::<JResourceLogs>()),
+        Some(Mirror::Scope) => size_of::<JScopeSpans>().max(size_of::<JScopeLogs>()),
+        Some(Mirror::Span) => size_of::<JSpan>() + size_of::<JStatus>(),
+        Some(Mirror::Event) => size_of::<JEvent>(),
+        Some(Mirror::Link) => size_of::<JLink>(),
+        Some(Mirror::LogRecord) => size_of::<JLogRecord>(),
+        Some(Mirror::KeyValue) => size_of::<JKeyValue>(),
+        Some(Mirror::AnyValue) => size_of::<JAnyValue>() + size_of::<JValues<JAnyValue>>(),
+    };
+    size as u64
+}

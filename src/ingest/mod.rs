@@ -26,9 +26,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::memory::Charge;
 use crate::model::{Interner, LogEvent, SpanRecord};
 
 mod accept;
+pub mod cost;
 pub mod decode;
 pub mod grpc;
 pub mod http;
@@ -45,11 +47,23 @@ pub use grpc::serve_grpc;
 pub use http::http_router;
 
 /// Where ingest hands decoded records (implemented by the pipeline; tests use a mock).
+///
+/// `held` is the request's charge to the memory budget: the pipeline keeps it until its
+/// shards have taken the records (and charged them as buffered), so that records
+/// waiting in the queues stay counted.
 pub trait Handoff: Send + Sync + 'static {
     /// Hands spans over, waiting a bounded time for room. Err = overloaded (retryable).
-    fn spans(&self, spans: Vec<SpanRecord>) -> impl Future<Output = Result<(), Overloaded>> + Send;
+    fn spans(
+        &self,
+        spans: Vec<SpanRecord>,
+        held: Arc<Charge>,
+    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
     /// Hands log events over, waiting a bounded time for room. Err = overloaded.
-    fn logs(&self, logs: Vec<LogEvent>) -> impl Future<Output = Result<(), Overloaded>> + Send;
+    fn logs(
+        &self,
+        logs: Vec<LogEvent>,
+        held: Arc<Charge>,
+    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
 }
 
 /// The pipeline had no room; the client should retry after `retry_after`.
@@ -185,6 +199,8 @@ pub struct Ingest<H: Handoff, O: IngestObserver> {
     pub observer: O,
     pub interner: Arc<Interner>,
     pub limits: IngestLimits,
+    /// The memory budget decoded requests are charged to (and refused by).
+    pub budget: Arc<crate::memory::MemoryBudget>,
 }
 
 /// Errors of the servers themselves (not of a request).

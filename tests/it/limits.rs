@@ -222,20 +222,8 @@ async fn normal_requests_are_served(running: &faultline::server::Running) {
 
 /// The value of one series on `/metrics`, e.g. `faultline_connections{listener="api"}`.
 async fn metric(running: &faultline::server::Running, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", running.api_address))
+    crate::support::metric_at(&format!("http://{}", running.api_address), series)
         .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
         .unwrap_or_else(|| panic!("{series} not on /metrics"))
 }
 

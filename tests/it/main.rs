@@ -11,6 +11,7 @@ mod collector;
 mod frameworks;
 mod instrumentations;
 mod limits;
+mod memory;
 mod metrics_push;
 mod openapi_contract;
 mod otel_python;

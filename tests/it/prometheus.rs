@@ -25,13 +25,6 @@ impl Drop for Prometheus {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
     start_prometheus_with(&format!(
         "  - job_name: faultline\n    static_configs:\n      - targets: ['{target}']\n"
@@ -51,7 +44,7 @@ pub fn start_prometheus_with(scrape_configs: &str) -> Prometheus {
         ),
     )
     .expect("write config");
-    let port = free_port();
+    let port = crate::support::free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(

@@ -401,14 +401,6 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Child {
     process: tokio::process::Child,
     api: String,
@@ -416,7 +408,11 @@ struct Child {
 }
 
 async fn start_binary(data_dir: &Path) -> Child {
-    let (grpc, http, api) = (free_port(), free_port(), free_port());
+    let (grpc, http, api) = (
+        crate::support::free_port(),
+        crate::support::free_port(),
+        crate::support::free_port(),
+    );
     let config = data_dir.with_extension("toml");
     std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
     let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
@@ -468,18 +464,10 @@ impl Child {
         let _ = self.process.wait().await;
     }
 
-    async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.api))
+    async fn metric(&self, series: &str) -> u64 {
+        crate::support::metric_at(&self.api, series)
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .map_or(0, |v| v as u64)
     }
 }
 

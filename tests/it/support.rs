@@ -143,3 +143,29 @@ static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
+
+/// A port free on 127.0.0.1 now (for a child process that takes its ports as flags).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The value of one series (e.g. `faultline_connections{listener="api"}`) on the
+/// `/metrics` of the API at `api` (`http://host:port`); `None` if it is not there.
+pub async fn metric_at(api: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{api}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("text");
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

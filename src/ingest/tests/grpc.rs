@@ -118,7 +118,7 @@ impl Decoder for ResponseDecoder {
     }
 }
 
-async fn export_raw(h: &Harness, body: Vec<u8>, gzip: bool) -> Result<(), Status> {
+pub(super) async fn export_raw(h: &Harness, body: Vec<u8>, gzip: bool) -> Result<(), Status> {
     let channel = Channel::from_shared(format!("http://{}", h.addr))
         .unwrap()
         .connect()

@@ -10,6 +10,7 @@ use crate::ingest::{
     http_router, serve_grpc, Handoff, Ingest, IngestLimits, IngestObserver, Overloaded,
     RejectReason, Transport,
 };
+use crate::memory::{Charge, MemoryBudget};
 use crate::model::{Interner, LogEvent, SpanRecord};
 
 /// Records what was handed off; refuses everything while `overloaded` is set.
@@ -23,7 +24,7 @@ pub struct MockHandoff {
 pub const RETRY_AFTER: Duration = Duration::from_millis(1500);
 
 impl Handoff for Arc<MockHandoff> {
-    async fn spans(&self, spans: Vec<SpanRecord>) -> Result<(), Overloaded> {
+    async fn spans(&self, spans: Vec<SpanRecord>, _held: Arc<Charge>) -> Result<(), Overloaded> {
         if self.overloaded.load(Ordering::SeqCst) {
             return Err(Overloaded {
                 retry_after: RETRY_AFTER,
@@ -33,7 +34,7 @@ impl Handoff for Arc<MockHandoff> {
         Ok(())
     }
 
-    async fn logs(&self, logs: Vec<LogEvent>) -> Result<(), Overloaded> {
+    async fn logs(&self, logs: Vec<LogEvent>, _held: Arc<Charge>) -> Result<(), Overloaded> {
         if self.overloaded.load(Ordering::SeqCst) {
             return Err(Overloaded {
                 retry_after: RETRY_AFTER,
@@ -117,12 +118,20 @@ impl Harness {
     }
 }
 
-fn ingest(limits: IngestLimits) -> Arc<Ingest<Arc<MockHandoff>, Arc<MockObserver>>> {
+/// The memory budget of the harness unless a test gives its own: one request may hold
+/// 256 MiB once decoded.
+pub const BUDGET: u64 = 1 << 30;
+
+fn ingest(
+    limits: IngestLimits,
+    budget: Arc<MemoryBudget>,
+) -> Arc<Ingest<Arc<MockHandoff>, Arc<MockObserver>>> {
     Arc::new(Ingest {
         handoff: Arc::new(MockHandoff::default()),
         observer: Arc::new(MockObserver::default()),
         interner: Arc::new(Interner::default()),
         limits,
+        budget,
     })
 }
 
@@ -134,7 +143,11 @@ pub fn limits(max_request_bytes: usize) -> IngestLimits {
 }
 
 pub async fn start_http(limits: IngestLimits) -> Harness {
-    let ingest = ingest(limits);
+    start_http_with(limits, MemoryBudget::new(BUDGET)).await
+}
+
+pub async fn start_http_with(limits: IngestLimits, budget: Arc<MemoryBudget>) -> Harness {
+    let ingest = ingest(limits, budget);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let harness = Harness {
@@ -154,7 +167,11 @@ pub async fn start_http(limits: IngestLimits) -> Harness {
 }
 
 pub async fn start_grpc(limits: IngestLimits) -> Harness {
-    let ingest = ingest(limits);
+    start_grpc_with(limits, MemoryBudget::new(BUDGET)).await
+}
+
+pub async fn start_grpc_with(limits: IngestLimits, budget: Arc<MemoryBudget>) -> Harness {
+    let ingest = ingest(limits, budget);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let harness = Harness {

@@ -12,13 +12,13 @@ use super::harness::*;
 use super::support::*;
 use crate::ingest::RejectReason;
 
-const PROTO: &str = "application/x-protobuf";
+pub(super) const PROTO: &str = "application/x-protobuf";
 
 fn url(h: &Harness, path: &str) -> String {
     format!("http://{}{path}", h.addr)
 }
 
-async fn post(
+pub(super) async fn post(
     h: &Harness,
     content_type: &str,
     encoding: Option<&str>,
@@ -34,14 +34,14 @@ async fn post(
     req.send().await.unwrap()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
 
 /// A google.rpc.Status from an error body.
-async fn status_body(resp: reqwest::Response) -> tonic_types::Status {
+pub(super) async fn status_body(resp: reqwest::Response) -> tonic_types::Status {
     assert_eq!(resp.headers()["content-type"], PROTO);
     tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap()
 }

@@ -1,0 +1,306 @@
+//! The memory budget: one limit in bytes for what the server holds on behalf of clients,
+//! like the Collector's `memory_limiter`, but counted from what is held rather than
+//! sampled from the heap.
+//!
+//! One [`MemoryBudget`] is shared by ingest and the pipeline. Each holder charges what it
+//! holds to its [`Component`]:
+//! - `requests`: decoded requests in flight, at their estimated decoded size (see
+//!   `ingest::cost`), from before decoding until the records are queued;
+//! - `pipeline`: records queued for and buffered by the shards (open traces), at their
+//!   measured held size ([`held_bytes`]).
+//!
+//! Marks (documented in ARCHITECTURE.md):
+//! - **soft** = 80 % of the budget: a new request whose decoded size would take the use
+//!   past it is refused with the retryable status (HTTP 503 + `Retry-After`, gRPC
+//!   `UNAVAILABLE` + `RetryInfo`), counted in
+//!   `faultline_memory_refused_total`. A request always fits an idle server, since one
+//!   request may hold at most a quarter of the budget ([`MemoryBudget::max_request`]); a
+//!   bigger one is refused for good (413 / `RESOURCE_EXHAUSTED`) before it is decoded.
+//! - **hard** = the budget: the shards release their oldest open traces early (flagged
+//!   incomplete, `faultline_traces_evicted_total{reason="memory"}`) until their share
+//!   of the budget is respected.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// Who holds the bytes; the values of the `component` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    Requests,
+    Pipeline,
+}
+
+impl Component {
+    pub const ALL: [Component; 2] = [Component::Requests, Component::Pipeline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Requests => "requests",
+            Component::Pipeline => "pipeline",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Component::Requests => 0,
+            Component::Pipeline => 1,
+        }
+    }
+}
+
+/// The soft mark, in percent of the budget.
+pub const SOFT_PERCENT: u64 = 80;
+/// The share of the budget one request may hold once decoded, as a divisor.
+pub const REQUEST_SHARE: u64 = 4;
+/// The budget never defaults below this.
+const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
+
+/// The shared accountant. Its counts are the self-metrics themselves (registered by
+/// `metrics::register_memory`): `faultline_memory_used_bytes{component}` and
+/// `faultline_memory_refused_total`.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    used: [Gauge; 2],
+    refused: Counter,
+}
+
+/// A charge that is given back when dropped.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Arc<MemoryBudget>,
+    component: Component,
+    bytes: u64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.component, self.bytes);
+    }
+}
+
+/// Over the soft mark: the caller should refuse with a retryable status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the memory budget of {limit} bytes is {used} bytes used; {wanted} more bytes would pass its soft mark")]
+pub struct OverSoftMark {
+    pub limit: u64,
+    pub used: u64,
+    pub wanted: u64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit: limit.max(1),
+            used: [Gauge::default(), Gauge::default()],
+            refused: Counter::default(),
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn soft(&self) -> u64 {
+        self.limit / 100 * SOFT_PERCENT
+    }
+
+    /// The most one request may hold once decoded.
+    pub fn max_request(&self) -> u64 {
+        self.limit / REQUEST_SHARE
+    }
+
+    pub fn used(&self) -> u64 {
+        Component::ALL.iter().map(|c| self.used_by(*c)).sum()
+    }
+
+    pub fn used_by(&self, component: Component) -> u64 {
+        self.used[component.index()].get().max(0) as u64
+    }
+
+    /// Requests refused at the soft mark so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// The gauge of one component and the refusal counter, for registration.
+    pub fn gauge(&self, component: Component) -> Gauge {
+        self.used[component.index()].clone()
+    }
+
+    pub fn refused_counter(&self) -> Counter {
+        self.refused.clone()
+    }
+
+    /// Charges `bytes` if that keeps the use under the soft mark, or when nothing else is
+    /// charged (so that a request within [`Self::max_request`] fits an idle server).
+    pub fn try_charge(
+        self: &Arc<Self>,
+        component: Component,
+        bytes: u64,
+    ) -> Result<Charge, OverSoftMark> {
+        let used = self.used();
+        if used != 0 && used.saturating_add(bytes) > self.soft() {
+            self.refused.inc();
+            return Err(OverSoftMark {
+                limit: self.limit,
+                used,
+                wanted: bytes,
+            });
+        }
+        Ok(self.charge(component, bytes))
+    }
+
+    /// Charges `bytes` unconditionally (what is already held).
+    pub fn charge(self: &Arc<Self>, component: Component, bytes: u64) -> Charge {
+        self.adjust(component, bytes.min(i64::MAX as u64) as i64);
+        Charge {
+            budget: Arc::clone(self),
+            component,
+            bytes,
+        }
+    }
+
+    /// Adds a signed change to a component whose holder tracks its own total.
+    pub fn adjust(&self, component: Component, delta: i64) {
+        let slot: &AtomicI64 = self.used[component.index()].inner();
+        // Never below zero, even if a holder over-releases.
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(delta).max(0))
+        });
+    }
+
+    fn release(&self, component: Component, bytes: u64) {
+        self.adjust(component, -(bytes.min(i64::MAX as u64) as i64));
+    }
+}
+
+/// The default budget: half of the cgroup's memory limit if there is one, else half of
+/// the machine's memory, and never less than 256 MiB.
+pub fn default_budget() -> u64 {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .or_else(|| {
+            // cgroup v1; "no limit" is a huge number there.
+            std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|v| *v < (1u64 << 60))
+        });
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let machine = match (cgroup, total) {
+        (Some(c), Some(t)) => c.min(t),
+        (Some(c), None) => c,
+        (None, Some(t)) => t,
+        (None, None) => 4 * 1024 * 1024 * 1024,
+    };
+    (machine / 2).max(MIN_DEFAULT)
+}
+
+/// What one span holds once decoded, in bytes: the record, its attribute pairs, events
+/// and links, and the text it owns. Interned strings shared with other spans are
+/// counted once per span that names them, which over-counts (never under-counts) them.
+pub fn held_bytes(span: &crate::model::SpanRecord) -> u64 {
+    use std::mem::size_of;
+    let mut bytes = size_of::<crate::model::SpanRecord>() as u64
+        + text(&span.name)
+        + span.status_message.as_deref().map_or(0, text)
+        + attributes(&span.attributes);
+    for event in &span.events {
+        bytes += size_of::<crate::model::SpanEvent>() as u64
+            + text(&event.name)
+            + attributes(&event.attributes);
+    }
+    for link in &span.links {
+        bytes += size_of::<crate::model::SpanLink>() as u64 + attributes(&link.attributes);
+    }
+    bytes
+}
+
+fn text(s: &str) -> u64 {
+    s.len() as u64 + 16
+}
+
+fn attributes(attrs: &crate::model::Attributes) -> u64 {
+    use std::mem::size_of;
+    attrs
+        .iter()
+        .map(|(k, v)| {
+            size_of::<(crate::model::Str, crate::model::Value)>() as u64 + text(k) + value(v)
+        })
+        .sum()
+}
+
+fn value(v: &crate::model::Value) -> u64 {
+    use crate::model::Value;
+    // Iterative: arrays nest.
+    let mut bytes = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Str(s) => bytes += text(s),
+            Value::Array(items) => {
+                bytes += 16 + (items.len() * std::mem::size_of::<Value>()) as u64;
+                stack.extend(items.iter());
+            }
+            Value::Int(_) | Value::Double(_) | Value::Bool(_) => {}
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_given_back_and_the_soft_mark_refuses() {
+        let budget = MemoryBudget::new(1000);
+        assert_eq!(budget.soft(), 800);
+        assert_eq!(budget.max_request(), 250);
+        // An idle budget takes anything (the per-request cap is checked before).
+        let a = budget.try_charge(Component::Requests, 700).expect("fits");
+        assert_eq!(budget.used(), 700);
+        let refused = budget
+            .try_charge(Component::Requests, 200)
+            .expect_err("past the soft mark");
+        assert_eq!(refused.used, 700);
+        assert_eq!(budget.refused(), 1);
+        let b = budget
+            .try_charge(Component::Requests, 100)
+            .expect("at the mark");
+        drop(a);
+        assert_eq!(budget.used(), 100);
+        budget.adjust(Component::Pipeline, 50);
+        assert_eq!(budget.used_by(Component::Pipeline), 50);
+        budget.adjust(Component::Pipeline, -80);
+        assert_eq!(budget.used_by(Component::Pipeline), 0, "never below zero");
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn the_default_is_half_the_machine_or_cgroup() {
+        let b = default_budget();
+        assert!(b >= MIN_DEFAULT);
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .expect("meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .expect("MemTotal")
+            * 1024;
+        assert!(b <= (total / 2).max(MIN_DEFAULT));
+    }
+}

@@ -1,0 +1,305 @@
+//! The memory budget against the release binary as a child process (so that its RSS is
+//! its own): a 64 KiB gzip body of 33 M empty spans is refused before it is decoded on
+//! both transports and both encodings while the server's peak RSS stays low; and two
+//! 8 MB gRPC requests decoding do not stop `/healthz` from answering.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::support::{free_port, heavy, metric_at};
+
+struct Child {
+    process: tokio::process::Child,
+    api: String,
+    http: String,
+    grpc: String,
+}
+
+async fn start_binary(memory_bytes: u64) -> Child {
+    let (grpc, http, api) = (free_port(), free_port(), free_port());
+    let dir = crate::support::fresh_data_dir();
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .args(["--max-memory-bytes", &memory_bytes.to_string()])
+        .args(["--shards", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the faultline binary starts");
+    let child = Child {
+        process,
+        api: format!("http://127.0.0.1:{api}"),
+        http: format!("http://127.0.0.1:{http}"),
+        grpc: format!("http://127.0.0.1:{grpc}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(Instant::now() < deadline, "the binary did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Child {
+    /// The peak resident set of the child so far (`VmHWM`), in bytes.
+    fn peak_rss(&self) -> u64 {
+        let pid = self.process.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.api, series)
+            .await
+            .unwrap_or_else(|| panic!("no series {series}"))
+    }
+}
+
+fn len_field(field: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(field << 3 | 2);
+    prost::encoding::encode_varint(content.len() as u64, out);
+    out.extend_from_slice(content);
+}
+
+/// A traces request of `n` empty spans as protobuf, built without building the spans.
+fn empty_spans(n: usize) -> Vec<u8> {
+    let scope_spans = [0x12u8, 0x00].repeat(n);
+    let mut resource_spans = Vec::new();
+    len_field(2, &scope_spans, &mut resource_spans);
+    let mut request = Vec::new();
+    len_field(1, &resource_spans, &mut request);
+    request
+}
+
+fn gzip_best(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// Sends `body` as the raw message of `TraceService/Export`.
+#[derive(Default)]
+struct RawCodec;
+struct RawEncoder;
+struct DiscardDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = DiscardDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> DiscardDecoder {
+        DiscardDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for DiscardDecoder {
+    type Item = ();
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+async fn grpc_export(endpoint: &str, body: Bytes, gzip: bool) -> Result<(), Status> {
+    let channel = Channel::from_shared(endpoint.to_owned())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_kib_gzip_of_33_million_empty_spans_is_refused_and_rss_stays_low() {
+    let _heavy = heavy().await;
+    const BUDGET: u64 = 1 << 30;
+    let child = start_binary(BUDGET).await;
+    let body = empty_spans((32 << 20) - 64);
+    let zipped = gzip_best(&body);
+    assert!(zipped.len() <= 80 << 10, "{} bytes gzipped", zipped.len());
+    let client = reqwest::Client::new();
+
+    let started = Instant::now();
+    let resp = client
+        .post(format!("{}/v1/traces", child.http))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(zipped.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 413);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "refused after {took:?}");
+
+    let json = {
+        let mut j = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+        j.extend_from_slice(&b"{},".repeat(21 << 20));
+        j.pop();
+        j.extend_from_slice(b"]}]}]}");
+        j
+    };
+    let resp = client
+        .post(format!("{}/v1/traces", child.http))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip_best(&json))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 413);
+    let message = resp.text().await.expect("body");
+    assert!(message.contains("one request may hold"), "{message}");
+
+    let err = grpc_export(&child.grpc, Bytes::from(body), true)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("one request may hold"), "{err:?}");
+
+    // Peak RSS: the inflated body (64 MiB) and what came with it, nowhere near the
+    // gigabytes decoding would have taken, and under the budget.
+    let peak = child.peak_rss();
+    eprintln!("peak RSS {} MiB", peak >> 20);
+    assert!(peak < 400 << 20, "peak RSS {} MiB", peak >> 20);
+    assert!(peak < BUDGET);
+    assert_eq!(
+        child
+            .metric("faultline_spans_rejected_total{reason=\"too_large\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(
+        child.metric("faultline_memory_budget_bytes").await,
+        BUDGET as f64
+    );
+    assert_eq!(
+        child
+            .metric("faultline_memory_used_bytes{component=\"requests\"}")
+            .await,
+        0.0
+    );
+}
+
+/// A realistic 8 MB request: 2 000 spans of 4 KB of attribute text each, fresh trace ids
+/// per request.
+fn large_request(seed: u8) -> Bytes {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let spans = (0..2_000u32)
+        .map(|i| Span {
+            trace_id: [[seed; 4], [0; 4], (i / 10).to_be_bytes(), [1; 4]].concat(),
+            span_id: [i.to_be_bytes(), [seed; 4]].concat(),
+            name: format!("step-{i}"),
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes: (0..8)
+                .map(|a| KeyValue {
+                    key: format!("attr.{a}"),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(format!(
+                            "{i}-{a}-{}",
+                            "x".repeat(500)
+                        ))),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    Bytes::from(
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_two_8_mb_grpc_requests_decode() {
+    let _heavy = heavy().await;
+    let child = start_binary(4 << 30).await;
+    let client = reqwest::Client::new();
+    let healthz = format!("{}/healthz", child.api);
+    // Warm the connection pool.
+    client.get(&healthz).send().await.expect("healthz");
+    let mut slowest = Duration::ZERO;
+    for round in 0..3u8 {
+        let a = large_request(2 * round + 1);
+        let b = large_request(2 * round + 2);
+        assert!(a.len() > 8 << 20, "{} bytes", a.len());
+        let grpc = child.grpc.clone();
+        let first = tokio::spawn(async move { grpc_export(&grpc, a, false).await });
+        let grpc = child.grpc.clone();
+        let second = tokio::spawn(async move { grpc_export(&grpc, b, false).await });
+        while !(first.is_finished() && second.is_finished()) {
+            let started = Instant::now();
+            let resp = client.get(&healthz).send().await.expect("healthz");
+            assert_eq!(resp.status(), 200);
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first.await.expect("task").expect("accepted");
+        second.await.expect("task").expect("accepted");
+    }
+    eprintln!("slowest /healthz while decoding: {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/healthz took {slowest:?} while two 8 MB requests decoded"
+    );
+}
