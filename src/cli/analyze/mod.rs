@@ -588,7 +588,7 @@ pub fn gate_usage_error(
     );
     known.extend(report.overall.steps.iter().map(|r| r.step.to_string()));
     for gate in max_root_cause_rate {
-        if !known.iter().any(|k| *k == gate.step) {
+        if !known.contains(&gate.step) {
             let hint = match super::format::nearest(&gate.step, known.iter().map(String::as_str)) {
                 Some(near) => format!("; did you mean `{near}`?"),
                 None => String::new(),
