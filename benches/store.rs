@@ -307,6 +307,7 @@ fn main() {
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
         store_healthy: Arc::new(|| true),
+        info: faultline::api::ServerInfo::default(),
         cohorts: Arc::new(faultline::api::cohorts::CohortsState {
             index: Arc::new(faultline::cohorts::CohortIndex::new(
                 faultline::cohorts::CohortConfig::default(),

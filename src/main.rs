@@ -9,12 +9,11 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use faultline::cli::{shutdown_signal, Cli, Command, ServeArgs};
+use faultline::cli::{shutdown_signal, Command, ServeArgs};
 
 fn main() -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    let cli = faultline::cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("faultline-io")

@@ -376,6 +376,11 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             let m = store_metrics.clone();
             Arc::new(move || m.healthy.load(std::sync::atomic::Ordering::Relaxed))
         },
+        info: crate::api::ServerInfo::new(
+            otlp_grpc_address,
+            otlp_http_address,
+            settings.late_grace,
+        ),
     }));
     let api = crate::security::layers::api(
         api,

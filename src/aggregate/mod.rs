@@ -117,7 +117,18 @@ pub struct Aggregator {
     config: AggregateConfig,
     clock: Clock,
     state: Mutex<State>,
+    /// Trajectories released but not yet finalized (inside their late-data grace), by
+    /// trace id, with the wall clock of their first release: shown as a pending count
+    /// next to the counts that wait for them. Bounded by [`MAX_PENDING`].
+    pending: Mutex<HashMap<crate::model::TraceId, u64>>,
 }
+
+/// Most pending trajectories tracked. The pipeline bounds its own pending set far
+/// below this; the cap only guards against a trace released again after it was
+/// finalized (past the assembler's tombstones), which is never finalized a second time.
+const MAX_PENDING: usize = 1 << 20;
+/// A pending entry older than this (wall clock) is dropped when the map is full.
+const PENDING_MAX_AGE_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 
 struct State {
     cohorts: Vec<Cohort>,
@@ -166,6 +177,7 @@ impl Aggregator {
             config,
             clock,
             state: Mutex::new(state),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -215,6 +227,11 @@ impl Aggregator {
         state.breakdown(&self.config, query, now_unix_nano)
     }
 
+    /// Trajectories released and still inside their late-data grace: not counted yet.
+    pub fn pending(&self) -> u64 {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
     pub fn stats(&self) -> AggregateStats {
         self.lock().stats
     }
@@ -236,12 +253,28 @@ impl Aggregator {
 }
 
 impl Sink for Aggregator {
-    /// Counting happens at `finalize`, once per trace.
+    /// Counting happens at `finalize`, once per trace; until then the trace is pending.
+    /// Only a first release (revision 0) starts a pending entry: a revision of a trace
+    /// already finalized (the pipeline finalizes early over its bound) never ends one.
     fn publish(&self, analysis: Arc<Analysis>) {
-        let _ = analysis;
+        if analysis.trajectory.revision != 0 {
+            return;
+        }
+        let now = self.now();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() >= MAX_PENDING {
+            pending.retain(|_, at| now.saturating_sub(*at) < PENDING_MAX_AGE_NANOS);
+        }
+        if pending.len() < MAX_PENDING {
+            pending.insert(analysis.trajectory.trace_id, now);
+        }
     }
 
     fn finalize(&self, analysis: Arc<Analysis>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&analysis.trajectory.trace_id);
         self.record(&analysis, self.now());
     }
 }

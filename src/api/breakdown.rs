@@ -33,6 +33,10 @@ pub struct BreakdownDto {
     pub trajectories: Vec<TrajectoryRowDto>,
     /// One row per step and cohort (the step's values of the `by` dimensions).
     pub steps: Vec<StepRowDto>,
+    /// Trajectories already received and analysed but still inside their late-data grace
+    /// (`late_grace`): they are counted here once it ends. All of them, whatever their
+    /// event time.
+    pub pending_trajectories: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +156,7 @@ impl BreakdownDto {
                 })
                 .collect(),
             by,
+            pending_trajectories: 0,
         }
     }
 }
@@ -169,7 +174,9 @@ pub async fn breakdown_handler(
     let breakdown = aggregator
         .breakdown(&query, now)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Json(BreakdownDto::from_breakdown(&breakdown)))
+    let mut dto = BreakdownDto::from_breakdown(&breakdown);
+    dto.pending_trajectories = aggregator.pending();
+    Ok(Json(dto))
 }
 
 /// The route, bound to `aggregator`, mountable on a router of any state.
@@ -252,6 +259,64 @@ mod tests {
         assert!(steps[0]["p50_ms"].as_f64().unwrap() > 45.0);
         assert_eq!(body["trajectories"][1]["cohort"]["model"], "m2");
         assert_eq!(body["trajectories"][1]["success"], 1);
+    }
+
+    #[tokio::test]
+    async fn runs_inside_the_grace_are_a_pending_count_until_finalized() {
+        use crate::pipeline::Sink;
+        let mut registry = Registry::default();
+        let clock: Clock = Arc::new(|| NOW_MS * 1_000_000);
+        let agg = Arc::new(Aggregator::new(
+            AggregateConfig::default_config(),
+            &mut registry,
+            clock,
+        ));
+        let release = |trace: u64, revision: u32| {
+            let mut traj = trajectory(vec![span(trace, 1, 0).times(NOW_MS - 50, NOW_MS).build()]);
+            traj.revision = revision;
+            Arc::new(Analysis {
+                trajectory: Arc::new(traj),
+                steps: vec![StepAssignment {
+                    kind: StepKind::Generator,
+                    source: StepSource::Root,
+                    run_start: true,
+                }],
+                findings: Vec::new(),
+                outcome: Outcome::Success,
+                root_cause: None,
+            })
+        };
+        let router = Router::new().route("/api/v1/breakdown", breakdown_route(agg.clone()));
+        let get = |router: Router| async move {
+            let response = router
+                .oneshot(
+                    Request::get("/api/v1/breakdown?window=15m")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        agg.publish(release(1, 0));
+        agg.publish(release(2, 0));
+        agg.publish(release(1, 1)); // a revision: still one pending run
+        let body = get(router.clone()).await;
+        assert_eq!(body["pending_trajectories"], 2);
+        assert_eq!(body["totals"]["trajectories"], 0);
+        agg.finalize(release(1, 1));
+        // A revision of a run already finalized does not make it pending again.
+        agg.publish(release(1, 2));
+        let body = get(router.clone()).await;
+        assert_eq!(body["pending_trajectories"], 1);
+        assert_eq!(body["totals"]["trajectories"], 1);
+        agg.finalize(release(2, 0));
+        let body = get(router).await;
+        assert_eq!(body["pending_trajectories"], 0);
+        assert_eq!(body["totals"]["trajectories"], 2);
     }
 
     #[tokio::test]

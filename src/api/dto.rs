@@ -6,7 +6,7 @@ use std::fmt;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
-use crate::model::{Analysis, Finding, SpanRecord, Value};
+use crate::model::{Analysis, Anomaly, Finding, SpanRecord, Value};
 
 #[derive(Serialize)]
 pub struct TrajectoryDto<'a> {
@@ -23,7 +23,79 @@ pub struct TrajectoryDto<'a> {
     pub root_cause: Option<RootCauseDto>,
     pub findings: Vec<FindingDto>,
     pub steps: Vec<StepDto<'a>>,
-    pub anomalies: Vec<String>,
+    pub anomalies: Vec<AnomalyDto>,
+}
+
+/// Malformed telemetry found while assembling (or an agent span with nothing recorded
+/// under it), as data a client can read: `kind` is a closed set, the span ids are hex,
+/// `message` says it in words.
+#[derive(Serialize)]
+pub struct AnomalyDto {
+    /// `missing_parent`, `extra_root`, `conflicting_duplicate`, `negative_duration`,
+    /// `cycle`, `depth_truncated` or `uninstrumented_agent`.
+    pub kind: &'static str,
+    pub span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub message: String,
+}
+
+impl AnomalyDto {
+    pub fn from_anomaly(a: &Anomaly) -> AnomalyDto {
+        let mut dto = AnomalyDto {
+            kind: a.kind(),
+            span_id: String::new(),
+            parent_span_id: None,
+            max_depth: None,
+            agent: None,
+            message: String::new(),
+        };
+        match a {
+            Anomaly::MissingParent {
+                span_id,
+                parent_span_id,
+            } => {
+                dto.span_id = span_id.to_hex();
+                dto.parent_span_id = Some(parent_span_id.to_hex());
+                dto.message = format!(
+                    "the parent span {} never arrived; this span hangs under the root",
+                    parent_span_id.to_hex()
+                );
+            }
+            Anomaly::ExtraRoot { span_id } => {
+                dto.span_id = span_id.to_hex();
+                dto.message = "another span without a parent; the earliest one is the root".into();
+            }
+            Anomaly::ConflictingDuplicate { span_id } => {
+                dto.span_id = span_id.to_hex();
+                dto.message =
+                    "this span id was sent more than once with different contents; the first copy is kept"
+                        .into();
+            }
+            Anomaly::NegativeDuration { span_id } => {
+                dto.span_id = span_id.to_hex();
+                dto.message = "this span ends before it starts".into();
+            }
+            Anomaly::Cycle { span_id } => {
+                dto.span_id = span_id.to_hex();
+                dto.message =
+                    "the parent links of this span lead back to itself; the cycle is broken here"
+                        .into();
+            }
+            Anomaly::DepthTruncated { span_id, max_depth } => {
+                dto.span_id = span_id.to_hex();
+                dto.max_depth = Some(*max_depth);
+                dto.message = format!(
+                    "the tree is deeper than {max_depth} levels; deeper spans, this one first, hang under their ancestor at that depth"
+                );
+            }
+        }
+        dto
+    }
 }
 
 #[derive(Serialize)]
@@ -41,6 +113,12 @@ pub struct TrajectorySummaryDto {
     pub root_cause_kind: Option<String>,
     pub span_count: usize,
     pub finding_count: usize,
+    /// The root cause's reason (at most 512 bytes), for a snippet in lists.
+    pub root_cause_reason: Option<String>,
+    /// The run's model (the `model` cohort dimension), when known.
+    pub model: Option<String>,
+    /// Still inside the late-data grace: shown, not yet counted in the breakdown.
+    pub pending: bool,
 }
 
 #[derive(Serialize)]
@@ -262,43 +340,21 @@ impl<'a> TrajectoryDto<'a> {
             anomalies: t
                 .anomalies
                 .iter()
-                .map(|x| format!("{x:?}"))
+                .map(AnomalyDto::from_anomaly)
                 .chain(
                     crate::classify::uninstrumented_agents(t, &a.steps)
                         .into_iter()
-                        .map(|i| {
-                            let span = &t.spans[i as usize];
-                            format!(
-                                "Uninstrumented {{ span_id: {}, agent: {:?} }}: no model or tool calls are recorded under this agent, so blame stops at it",
-                                span.span_id.to_hex(),
-                                crate::classify::agent_name(span)
-                                    .map(|n| n.to_string())
-                                    .unwrap_or_default()
-                            )
+                        .filter_map(|i| t.spans.get(i as usize))
+                        .map(|span| AnomalyDto {
+                            kind: "uninstrumented_agent",
+                            span_id: span.span_id.to_hex(),
+                            parent_span_id: None,
+                            max_depth: None,
+                            agent: crate::classify::agent_name(span).map(|n| n.to_string()),
+                            message: "no model or tool calls are recorded under this agent, so blame stops at it".into(),
                         }),
                 )
                 .collect(),
-        }
-    }
-}
-
-impl TrajectorySummaryDto {
-    pub fn from_analysis(a: &Analysis) -> TrajectorySummaryDto {
-        let t = &a.trajectory;
-        TrajectorySummaryDto {
-            trace_id: t.trace_id.to_hex(),
-            session_id: t.session_id().map(str::to_owned),
-            service: t.service().map(str::to_owned),
-            start_unix_nano: t.start_unix_nano(),
-            end_unix_nano: t.end_unix_nano(),
-            complete: t.complete,
-            late_spans: t.late_spans,
-            revision: t.revision,
-            outcome: a.outcome.as_str(),
-            root_cause_step: a.root_cause.as_ref().map(|r| r.step.as_str().to_owned()),
-            root_cause_kind: a.root_cause.as_ref().map(|r| r.kind.as_str().to_owned()),
-            span_count: t.spans.len(),
-            finding_count: a.findings.len(),
         }
     }
 }

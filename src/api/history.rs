@@ -185,6 +185,9 @@ pub fn summary_dto(s: &Summary) -> dto::TrajectorySummaryDto {
         root_cause_kind: s.root_cause_kind.clone(),
         span_count: s.span_count,
         finding_count: s.finding_count,
+        root_cause_reason: s.root_cause_reason.clone(),
+        model: s.model.clone(),
+        pending: !s.finalized,
     }
 }
 

@@ -41,6 +41,39 @@ pub struct ApiState {
     /// False while the store's last transaction failed (disk full, locked, ...):
     /// `/healthz` then reports `degraded`; ingest and metrics go on.
     pub store_healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// What `GET /api/v1/info` tells a client about this server.
+    pub info: ServerInfo,
+}
+
+/// `GET /api/v1/info`: where this server takes OTLP and how long it waits for late data,
+/// so the page can tell a new user how to send a first trace, and why new runs are
+/// pending. Addresses are the bound ones (a port 0 resolved).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ServerInfo {
+    pub version: &'static str,
+    pub otlp_grpc_address: String,
+    pub otlp_http_address: String,
+    /// The late-data grace: a run is counted by the breakdown this long after release.
+    pub late_grace_seconds: f64,
+}
+
+impl ServerInfo {
+    pub fn new(
+        otlp_grpc: std::net::SocketAddr,
+        otlp_http: std::net::SocketAddr,
+        late_grace: std::time::Duration,
+    ) -> ServerInfo {
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            otlp_grpc_address: otlp_grpc.to_string(),
+            otlp_http_address: otlp_http.to_string(),
+            late_grace_seconds: late_grace.as_secs_f64(),
+        }
+    }
+}
+
+async fn info(State(state): State<Arc<ApiState>>) -> Json<ServerInfo> {
+    Json(state.info.clone())
 }
 
 /// A client or server error, rendered as `{"error": "..."}`.
@@ -78,6 +111,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/sessions/{session_id}", get(history::get_session))
         .route("/api/v1/openapi.json", get(openapi::openapi))
+        .route("/api/v1/info", get(info))
         .route(
             "/api/v1/breakdown",
             breakdown::breakdown_route(state.aggregator.clone()),

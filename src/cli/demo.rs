@@ -9,6 +9,10 @@
 //! 2. a live trickle at `--rate` runs per second, in real time, until Ctrl-C (or
 //!    `--duration`).
 //!
+//! A run is sent once its last span has ended by the wall clock (runs of the backfill's
+//! last minute and live runs are held until then), so no timestamp is in the future,
+//! and the backfill sends exactly the number of runs it announces.
+//!
 //! Planted in the traffic, for the page to show: a bad cohort (`model=gpt-4o-mini ∧
 //! prompt_version=v7`, every fault kind ×5), a past spike (empty retrievals ×15
 //! between 40% and 25% of the backfill ago) and a live spike (rate limiting ×12 from
@@ -17,7 +21,6 @@
 //! The demo server completes traces after 2 s idle and ends their late grace after
 //! 5 s, so that counts appear quickly (the defaults are 5 s and 60 s).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,16 +42,17 @@ pub struct DemoArgs {
     /// Seed of the simulated traffic.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Event time to backfill before the live traffic (at most 24h).
+    /// Event time to backfill before the live traffic: a duration such as 30m or 1h (at
+    /// most 24h).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub backfill: Duration,
-    /// Runs per second of event time in the backfill.
+    /// Runs per second of event time in the backfill (a number, e.g. 2 or 0.5).
     #[arg(long, default_value_t = 2.0, value_name = "RATE")]
     pub backfill_rate: f64,
-    /// Runs per second of the live traffic.
+    /// Runs per second of the live traffic (a number, e.g. 2 or 0.5).
     #[arg(long, default_value_t = 2.0, value_name = "RATE")]
     pub rate: f64,
-    /// Stop after this long (default: run until Ctrl-C).
+    /// Stop after this long, a duration such as 90s or 10m (default: run until Ctrl-C).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
     /// API and web page address [default: 127.0.0.1:8700, or a free port if taken].
@@ -340,7 +344,59 @@ async fn send_logs(
     Ok(())
 }
 
+/// Requests held until their last span has ended (wall clock), so that nothing sent has
+/// a timestamp in the future: runs still "running" and late evaluator traces. Keyed by
+/// (send time, sequence).
+#[derive(Default)]
+struct Held {
+    next: u64,
+    items: std::collections::BTreeMap<
+        (u64, u64),
+        (ExportTraceServiceRequest, Option<ExportLogsServiceRequest>),
+    >,
+}
+
+impl Held {
+    fn push(
+        &mut self,
+        at: u64,
+        traces: ExportTraceServiceRequest,
+        logs: Option<ExportLogsServiceRequest>,
+    ) {
+        self.next += 1;
+        self.items.insert((at, self.next), (traces, logs));
+    }
+
+    /// The first request due at or before `at`.
+    fn pop_due(
+        &mut self,
+        at: u64,
+    ) -> Option<(ExportTraceServiceRequest, Option<ExportLogsServiceRequest>)> {
+        let (&key, _) = self.items.iter().next().filter(|((t, _), _)| *t <= at)?;
+        self.items.remove(&key)
+    }
+
+    fn first_due(&self) -> Option<u64> {
+        self.items.keys().next().map(|(t, _)| *t)
+    }
+}
+
 impl Traffic {
+    /// Sends every held request due by `at`.
+    async fn send_due(
+        sender: &mut crate::simulate::Sender,
+        held: &mut Held,
+        at: u64,
+    ) -> Result<(), DemoError> {
+        while let Some((traces, logs)) = held.pop_due(at) {
+            send_traces(sender, &traces).await?;
+            if let Some(logs) = &logs {
+                send_logs(sender, logs).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn run(self) -> Result<(), DemoError> {
         let target = crate::simulate::parse_target(
             &format!("http://{}", self.otlp_http),
@@ -348,9 +404,14 @@ impl Traffic {
             false,
         )?;
         let mut sender = crate::simulate::Sender::connect(&target).await?;
-        let mut late: VecDeque<(u64, ExportTraceServiceRequest)> = VecDeque::new();
+        let mut held = Held::default();
+        let last_end = crate::simulate::last_end_time;
 
-        // 1. Backfill, as fast as the server takes it.
+        // 1. Backfill: exactly `backfill_runs` runs starting in the `backfill` before
+        // `now`, merged into requests of about 350 spans, sent as fast as the server
+        // takes them. A run still going on (it ends after the wall clock) is held
+        // until it ends; evaluator traces wait until the backfill's event time passes
+        // their start, as they would live.
         let started = Instant::now();
         let backfill_ns = self.backfill.as_nanos().min(u64::MAX as u128) as u64;
         let mut sim = Simulator::new(SimConfig {
@@ -358,60 +419,71 @@ impl Traffic {
             scenario: self.scenario.clone(),
             ..SimConfig::new(self.seed, self.now.saturating_sub(backfill_ns))
         });
-        let mut sent = 0u64;
-        while sent < self.backfill_runs {
-            let batch = sim.next_batch(350);
-            sent += batch.labels.len() as u64;
+        let mut generated = 0u64;
+        while generated < self.backfill_runs {
+            let mut batch = crate::simulate::SimBatch::default();
+            while generated < self.backfill_runs && batch.span_count < 350 {
+                let run = sim.next_run();
+                generated += 1;
+                let end = last_end(&run.traces);
+                if end > unix_nanos() {
+                    if let Some(late) = run.late_traces {
+                        held.push(last_end(&late), late, None);
+                    }
+                    held.push(end, run.traces, run.logs);
+                } else {
+                    batch.push(run);
+                }
+            }
             let event_now = batch.labels.last().map(|l| l.start_unix_nano).unwrap_or(0);
-            send_traces(&mut sender, &batch.traces).await?;
+            if !batch.labels.is_empty() {
+                send_traces(&mut sender, &batch.traces).await?;
+            }
             if let Some(logs) = &batch.logs {
                 send_logs(&mut sender, logs).await?;
             }
-            late.extend(batch.late_traces);
-            while late.front().is_some_and(|(at, _)| *at <= event_now) {
-                if let Some((_, req)) = late.pop_front() {
-                    send_traces(&mut sender, &req).await?;
-                }
+            for (release, late) in batch.late_traces {
+                held.push(release.max(last_end(&late)), late, None);
             }
+            Self::send_due(&mut sender, &mut held, event_now.min(unix_nanos())).await?;
         }
         say!(
             "Backfilled {} runs in {:.1}s. Live traffic: {} runs/s. Open {} — Ctrl-C stops.",
-            format::count(sent),
+            format::count(generated),
             started.elapsed().as_secs_f64(),
             self.rate,
             self.page
         );
 
-        // 2. Live, in real time.
-        let live_start = unix_nanos();
+        // 2. Live, in real time, continuing the backfill's event time: a run is
+        // generated when it starts and sent when it has ended.
         let mut sim = Simulator::new(SimConfig {
             runs_per_second: self.rate,
             scenario: self.scenario,
-            ..SimConfig::new(self.seed.wrapping_add(1), live_start)
+            ..SimConfig::new(self.seed.wrapping_add(1), self.now)
         });
-        let started = Instant::now();
-        let mut runs = 0u64;
+        let spacing = Duration::from_secs_f64(1.0 / self.rate);
+        let mut next = sim.next_run();
         loop {
-            let run = sim.next_run();
-            runs += 1;
-            send_traces(&mut sender, &run.traces).await?;
-            if let Some(logs) = &run.logs {
-                send_logs(&mut sender, logs).await?;
-            }
-            if let Some(req) = run.late_traces {
-                late.push_back((crate::simulate::late_release_time(&req), req));
-            }
             let wall = unix_nanos();
-            while late.front().is_some_and(|(at, _)| *at <= wall) {
-                if let Some((_, req)) = late.pop_front() {
-                    send_traces(&mut sender, &req).await?;
+            while next.label.start_unix_nano <= wall {
+                let run = std::mem::replace(&mut next, sim.next_run());
+                if let Some(late) = run.late_traces {
+                    held.push(last_end(&late), late, None);
                 }
+                held.push(last_end(&run.traces), run.traces, run.logs);
             }
-            let due = Duration::from_secs_f64(runs as f64 / self.rate);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                tokio::time::sleep(due - elapsed).await;
-            }
+            Self::send_due(&mut sender, &mut held, wall).await?;
+            let wake = held
+                .first_due()
+                .unwrap_or(u64::MAX)
+                .min(next.label.start_unix_nano);
+            let wait = Duration::from_nanos(wake.saturating_sub(unix_nanos()));
+            tokio::time::sleep(wait.clamp(
+                Duration::from_millis(10),
+                spacing.max(Duration::from_millis(100)),
+            ))
+            .await;
         }
     }
 }

@@ -28,14 +28,92 @@ use crate::config::{FileConfig, Overrides, Settings};
     long_about = "faultline receives OpenTelemetry traces over OTLP (gRPC and HTTP), rebuilds each \
 agent run from its spans, classifies every span into a step (planner, retriever, generator, \
 critic, tool, ...), finds failures and blames the step that caused them.\n\n\
-Without a subcommand, `faultline` runs `serve`.",
-    args_conflicts_with_subcommands = true
+Without a subcommand, `faultline` runs `serve`. The options of the commands that read a \
+running server (--server, --json) are accepted before or after the subcommand."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+}
+
+/// The client commands' options, accepted before the subcommand too
+/// (`faultline --server URL top`). Each client command also defines them (with the same
+/// ids), so clap hands a value given before the subcommand down to it; for the other
+/// commands [`parse`] refuses them.
+#[derive(Debug, Args, Default, Clone)]
+pub struct GlobalArgs {
+    /// The faultline server a client command (top, trajectories, show, reasons, cohorts)
+    /// asks: its API address, such as http://127.0.0.1:8700 [env: FAULTLINE_SERVER].
+    #[arg(long, id = "server", global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Client commands and analyze: print JSON instead of a table.
+    #[arg(long, id = "json", global = true)]
+    pub json: bool,
+}
+
+/// Parses the command line, or exits with code 2 and clap's message: as
+/// [`Parser::parse`], and also refuses `serve` options before another subcommand
+/// (`faultline --idle-timeout 5s top`), and `--server` or `--json` given to a command
+/// that does not take them.
+pub fn parse() -> Cli {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let matches = command.clone().get_matches();
+    let given = |id: &str| {
+        matches!(
+            matches.try_get_raw(id),
+            Ok(Some(_)) if matches.value_source(id) == Some(ValueSource::CommandLine)
+        )
+    };
+    if let Some((name, sub)) = matches.subcommand() {
+        let serve_ids: Vec<String> = ServeArgs::augment_args(clap::Command::new("serve"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        if let Some(id) = serve_ids.iter().find(|id| given(id)) {
+            command
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{} is an option of `serve`; give it after `serve`, not before `{name}`",
+                        id.replace('_', "-")
+                    ),
+                )
+                .exit();
+        }
+        let sub_given = |id: &str| {
+            matches!(sub.try_get_raw(id), Ok(Some(_)))
+                && sub.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let takes_server = !matches!(name, "serve" | "simulate" | "analyze" | "demo");
+        let takes_json = takes_server || name == "analyze";
+        for (id, takes) in [("server", takes_server), ("json", takes_json)] {
+            if !takes && (given(id) || sub_given(id)) {
+                command
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("`{name}` does not take --{id}"),
+                    )
+                    .exit();
+            }
+        }
+    } else if given("server") || given("json") {
+        command
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--server and --json are options of the client commands (top, trajectories, show, reasons, cohorts); `serve` does not take them",
+            )
+            .exit();
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut command).exit(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,7 +211,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FAULTLINE_MAX_SPANS_PER_TRACE", value_name = "N")]
     pub max_spans_per_trace: Option<usize>,
     /// Deepest parent chain kept in a trajectory; deeper spans are re-hung under their
-    /// ancestor at this depth and the trajectory is flagged (anomaly DepthTruncated)
+    /// ancestor at this depth and the trajectory is flagged (anomaly depth_truncated)
     /// [default: 1000].
     #[arg(long, env = "FAULTLINE_MAX_TRACE_DEPTH", value_name = "N")]
     pub max_trace_depth: Option<usize>,

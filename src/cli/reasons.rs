@@ -31,7 +31,8 @@ pub struct ReasonsArgs {
 pub struct CohortsArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Window the cohorts are mined over, passed to the server as is.
+    /// Window the cohorts are mined over: `ring` (the recent runs kept in memory) or a
+    /// duration such as 15m or 1h [server default: ring].
     #[arg(long, value_name = "WINDOW")]
     pub window: Option<String>,
     /// Cohorts shown (best first); 0 shows all. Does not apply to --json.

@@ -84,7 +84,14 @@ pub fn render_trajectory(t: &Value) -> String {
         state.push(format!("{l} late spans merged"));
     }
     if let Some(a) = t["anomalies"].as_array().filter(|a| !a.is_empty()) {
-        let names: Vec<String> = a.iter().map(format::text_of).collect();
+        // Objects since anomalies became structured; strings in documents stored before.
+        let names: Vec<String> = a
+            .iter()
+            .map(|x| match x["kind"].as_str() {
+                Some(kind) => format!("{kind} (span {})", format::text_of(&x["span_id"])),
+                None => format::text_of(x),
+            })
+            .collect();
         state.push(format!("anomalies: {}", names.join(", ")));
     }
     if !state.is_empty() {

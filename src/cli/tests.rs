@@ -151,14 +151,36 @@ fn the_trajectory_list_renders_rows_and_the_cursor() {
             "start_unix_nano": 1_717_200_000_000_000_000u64, "end_unix_nano": 1_717_200_002_310_000_000u64,
             "complete": false, "late_spans": 0, "revision": 0, "outcome": "failed",
             "root_cause_step": "retriever", "root_cause_kind": "empty_retrieval",
-            "span_count": 18, "finding_count": 3
+            "span_count": 18, "finding_count": 3,
+            "root_cause_reason": "retriever returned 0 documents", "model": "gpt-4o-mini",
+            "pending": true
         }],
         "next_cursor": "50"
     });
     let text = trajectories::render_list(&v);
+    // Sorted by end time: the END column, holding the end, not the start.
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains("END (UTC)") && !header.contains("START"),
+        "{header}"
+    );
+    assert!(
+        header.find("REASON") < header.find("MODEL") && header.contains("MODEL"),
+        "{header}"
+    );
+    assert!(
+        text.contains(&format::time_nanos(1_717_200_002_310_000_000)),
+        "{text}"
+    );
+    assert!(text.contains("retriever returned 0 documents"), "{text}");
+    assert!(text.contains("gpt-4o-mini"), "{text}");
+    assert!(
+        text.contains("(pending)") && text.contains("late-data grace"),
+        "{text}"
+    );
     assert!(text.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{text}");
     assert!(text.contains("retriever/empty_retrieval"), "{text}");
-    assert!(text.contains("failed (incomplete)"), "{text}");
+    assert!(text.contains("failed (incomplete) (pending)"), "{text}");
     assert!(text.contains("2.31s"), "{text}");
     assert!(text.ends_with("more: --cursor 50\n"), "{text}");
     assert_eq!(
@@ -206,7 +228,7 @@ fn show_marks_the_blamed_span_and_prints_the_evidence_chain() {
             span("05", Some("06"), "cyc_a", "tool"),
             span("06", Some("05"), "cyc_b", "tool"),
         ],
-        "anomalies": ["ParentCycle"]
+        "anomalies": [{"kind": "cycle", "span_id": "05", "message": "the parent links lead back"}]
     });
     let text = show::render_trajectory(&t);
     assert!(
@@ -237,7 +259,7 @@ fn show_marks_the_blamed_span_and_prints_the_evidence_chain() {
     assert!(text.contains("~ cyc_a"), "{text}");
     assert!(text.contains("detached"), "{text}");
     assert!(text.contains("error (propagated)"), "{text}");
-    assert!(text.contains("anomalies: ParentCycle"), "{text}");
+    assert!(text.contains("anomalies: cycle (span 05)"), "{text}");
 }
 
 #[test]
@@ -410,4 +432,52 @@ fn connection_limits_are_flags_and_file_keys_with_defaults() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn nearest_names_suggest_typos_only() {
+    let steps = ["retriever", "reranker", "router", "tool"];
+    assert_eq!(format::nearest("retrievr", steps), Some("retriever"));
+    assert_eq!(format::nearest("Tool", steps), Some("tool"));
+    assert_eq!(format::nearest("rooter", steps), Some("router"));
+    assert_eq!(format::nearest("database", steps), None);
+}
+
+#[test]
+fn client_options_are_accepted_before_or_after_the_subcommand() {
+    use clap::{CommandFactory, FromArgMatches};
+    let parse = |argv: &[&str]| {
+        let m = super::Cli::command()
+            .try_get_matches_from(argv)
+            .expect("parses");
+        super::Cli::from_arg_matches(&m).expect("builds")
+    };
+    for argv in [
+        &["faultline", "--server", "http://h:1", "top", "--once"][..],
+        &["faultline", "top", "--server", "http://h:1", "--once"][..],
+        &[
+            "faultline",
+            "--server=http://h:1",
+            "--json",
+            "top",
+            "--once",
+        ][..],
+    ] {
+        let cli = parse(argv);
+        let Some(super::Command::Top(top)) = cli.command else {
+            panic!("{argv:?}: not top");
+        };
+        assert_eq!(top.server.server, "http://h:1", "{argv:?}");
+        assert_eq!(top.server.json, argv.contains(&"--json"), "{argv:?}");
+    }
+    let cli = parse(&["faultline", "--json", "analyze", "f.pb"]);
+    let Some(super::Command::Analyze(a)) = cli.command else {
+        panic!("not analyze");
+    };
+    assert!(a.json);
+    let cli = parse(&["faultline", "trajectories"]);
+    let Some(super::Command::Trajectories(t)) = cli.command else {
+        panic!("not trajectories");
+    };
+    assert_eq!(t.server.server, super::client::DEFAULT_SERVER);
 }

@@ -23,7 +23,7 @@ pub struct TopArgs {
     /// Group rows by cohort dimensions (comma-separated, e.g. model,route).
     #[arg(long, value_name = "DIMS")]
     pub by: Option<String>,
-    /// Seconds between redraws.
+    /// Time between redraws: a duration such as 2s, 500ms or 1m.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Print once and exit instead of redrawing. (Without it, --json prints one JSON

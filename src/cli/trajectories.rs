@@ -1,5 +1,6 @@
 //! `faultline trajectories`: the list of analysed trajectories of a running server
-//! (`GET /api/v1/trajectories`), newest first, with the API's filters passed through.
+//! (`GET /api/v1/trajectories`), newest first by end time, with the API's filters
+//! passed through. The columns are the web page's list, in the same order.
 
 use clap::Args;
 use serde_json::Value;
@@ -65,12 +66,15 @@ pub async fn run(args: &TrajectoriesArgs) -> Result<(), ClientError> {
 
 /// The list JSON (`{"trajectories": [...], "next_cursor": ...}`) as a table.
 pub fn render_list(v: &Value) -> String {
+    // Sorted by end time (the API's default), so END is the first time shown.
     let mut table = Table::new(&[
         ("TRACE ID", Align::Left),
-        ("START (UTC)", Align::Left),
+        ("END (UTC)", Align::Left),
         ("DURATION", Align::Right),
         ("OUTCOME", Align::Left),
         ("ROOT CAUSE", Align::Left),
+        ("REASON", Align::Left),
+        ("MODEL", Align::Left),
         ("SPANS", Align::Right),
         ("FINDINGS", Align::Right),
         ("SERVICE", Align::Left),
@@ -91,12 +95,17 @@ pub fn render_list(v: &Value) -> String {
         if t["complete"] == Value::Bool(false) {
             outcome.push_str(" (incomplete)");
         }
+        if t["pending"] == Value::Bool(true) {
+            outcome.push_str(" (pending)");
+        }
         table.row(vec![
             format::text_of(&t["trace_id"]),
-            format::time_nanos(start),
+            format::time_nanos(end),
             format::duration_nanos(end.saturating_sub(start)),
             outcome,
             root,
+            format::text_of(&t["root_cause_reason"]),
+            format::text_of(&t["model"]),
             format::count_of(&t["span_count"]),
             format::count_of(&t["finding_count"]),
             format::text_of(&t["service"]),
@@ -107,6 +116,9 @@ pub fn render_list(v: &Value) -> String {
     } else {
         table.render()
     };
+    if rows.iter().any(|t| t["pending"] == Value::Bool(true)) {
+        out.push_str("(pending): inside the late-data grace, not counted by `top` until it ends\n");
+    }
     if let Some(cursor) = v["next_cursor"].as_str() {
         out.push_str(&format!("more: --cursor {cursor}\n"));
     }

@@ -29,7 +29,7 @@ pub struct Filter {
 pub enum FilterError {
     #[error("clause `{0}` is not key=value, key>=number or key<number")]
     Syntax(String),
-    #[error("`{0}` is compared with >= or < but is not one of {NUMERIC:?}")]
+    #[error("`{0}` is compared with >= or < but is not one of {numeric}", numeric = NUMERIC.join(", "))]
     NotNumeric(String),
     #[error("`{0}` is not a number")]
     NotANumber(String),

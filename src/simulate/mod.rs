@@ -162,6 +162,37 @@ pub struct SimBatch {
     pub span_count: usize,
 }
 
+impl SimBatch {
+    /// Merges one run into the batch.
+    pub fn push(&mut self, run: SimRun) {
+        self.span_count += run.label.span_count;
+        self.traces.resource_spans.extend(run.traces.resource_spans);
+        if let Some(late) = run.late_traces {
+            let release = late_release_time(&late);
+            self.late_traces.push((release, late));
+        }
+        if let Some(logs) = run.logs {
+            self.logs
+                .get_or_insert_with(ExportLogsServiceRequest::default)
+                .resource_logs
+                .extend(logs.resource_logs);
+        }
+        self.labels.push(run.label);
+    }
+}
+
+/// The latest end time of the spans of a request (0 when it has none): a span is sent
+/// only once this has passed, so that no timestamp is in the future.
+pub fn last_end_time(req: &ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.end_time_unix_nano.max(s.start_time_unix_nano))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Generates runs, one after another, from a seeded RNG.
 pub struct Simulator {
     config: SimConfig,
@@ -283,24 +314,7 @@ impl Simulator {
     pub fn next_batch(&mut self, target_spans: usize) -> SimBatch {
         let mut batch = SimBatch::default();
         while batch.labels.is_empty() || batch.span_count < target_spans {
-            let run = self.next_run();
-            batch.span_count += run.label.span_count;
-            batch
-                .traces
-                .resource_spans
-                .extend(run.traces.resource_spans);
-            if let Some(late) = run.late_traces {
-                let release = late_release_time(&late);
-                batch.late_traces.push((release, late));
-            }
-            if let Some(logs) = run.logs {
-                batch
-                    .logs
-                    .get_or_insert_with(ExportLogsServiceRequest::default)
-                    .resource_logs
-                    .extend(logs.resource_logs);
-            }
-            batch.labels.push(run.label);
+            batch.push(self.next_run());
         }
         batch
     }

@@ -31,7 +31,16 @@ pub struct Summary {
     pub root_cause_kind: Option<String>,
     pub span_count: usize,
     pub finding_count: usize,
+    /// The root cause's reason, cut to [`MAX_REASON_BYTES`].
+    pub root_cause_reason: Option<String>,
+    /// The run's value of the `model` dimension, when one is configured.
+    pub model: Option<String>,
+    /// The late-data grace has ended and the run is counted (false: still pending).
+    pub finalized: bool,
 }
+
+/// Longest root-cause reason kept in a summary.
+pub const MAX_REASON_BYTES: usize = 512;
 
 impl Summary {
     pub fn duration_nanos(&self) -> u64 {
@@ -159,13 +168,23 @@ pub fn summary(a: &Analysis) -> Summary {
         root_cause_kind: a.root_cause.as_ref().map(|r| r.kind.as_str().to_owned()),
         span_count: t.spans.len(),
         finding_count: a.findings.len(),
+        root_cause_reason: a
+            .root_cause
+            .as_ref()
+            .map(|r| truncate(&r.reason, MAX_REASON_BYTES).to_owned()),
+        model: None,
+        finalized: false,
     }
 }
 
 /// Builds the record of `a`; `body_json` is its trajectory document.
 pub fn record(a: &Analysis, dims: &[Dimension], body_json: &[u8]) -> std::io::Result<Record> {
-    let summary = summary(a);
+    let mut summary = summary(a);
     let cohort = cohort_values(a, dims);
+    summary.model = cohort
+        .iter()
+        .find(|(name, _)| name == "model")
+        .and_then(|(_, value)| value.clone());
     let mut tags = vec![tag::outcome(a.outcome.as_str())];
     for s in &a.steps {
         tags.push(tag::step(s.kind.as_str()));

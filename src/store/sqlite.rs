@@ -70,6 +70,8 @@ pub const MIGRATIONS: &[&str] = &[
         minute INTEGER PRIMARY KEY,
         data TEXT NOT NULL
     );",
+    // 2: the root cause's reason, shown in the trajectory list.
+    "ALTER TABLE trajectories ADD COLUMN root_cause_reason TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -87,7 +89,7 @@ const READERS: usize = 4;
 
 const SUMMARY_COLS: &str = "t.trace_id, t.session_id, t.service, t.start_ns, t.end_ns, \
      t.complete, t.late_spans, t.revision, t.outcome, t.root_cause_step, t.root_cause_kind, \
-     t.span_count, t.finding_count";
+     t.span_count, t.finding_count, t.root_cause_reason, t.cohort, t.finalized";
 
 /// The SQLite store. Cheap to share: one write connection, a few read connections.
 pub struct SqliteStore {
@@ -345,8 +347,10 @@ fn put(tx: &rusqlite::Transaction<'_>, r: &crate::store::Record) -> Result<(), S
         .prepare_cached(
             "INSERT INTO trajectories (trace_id, end_ns, start_ns, duration_ns, outcome,
                 session_id, service, complete, late_spans, revision, root_cause_step,
-                root_cause_kind, span_count, finding_count, reasons, cohort, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                root_cause_kind, span_count, finding_count, reasons, cohort, body,
+                root_cause_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                ?18)",
         )
         .map_err(StoreError::sql("insert"))?;
     ins.execute(params![
@@ -367,6 +371,7 @@ fn put(tx: &rusqlite::Transaction<'_>, r: &crate::store::Record) -> Result<(), S
         r.reasons,
         cohort,
         r.body,
+        s.root_cause_reason,
     ])
     .map_err(StoreError::sql("insert"))?;
     let mut tag = tx
@@ -403,7 +408,20 @@ fn summary_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         root_cause_kind: row.get(10)?,
         span_count: u64_of(row.get(11)?) as usize,
         finding_count: u64_of(row.get(12)?) as usize,
+        root_cause_reason: row.get(13)?,
+        model: model_of_cohort(&row.get::<_, String>(14)?),
+        finalized: row.get(15)?,
     })
+}
+
+/// The `model` dimension's value in a stored cohort (`[["model", "gpt-4o"], ...]`);
+/// `None` when absent or unreadable (the list still shows the row).
+fn model_of_cohort(cohort: &str) -> Option<String> {
+    serde_json::from_str::<Vec<(String, Option<String>)>>(cohort)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "model")
+        .and_then(|(_, value)| value)
 }
 
 /// The SQL and parameters of a list query. Only fixed fragments are concatenated.
@@ -502,16 +520,16 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let row = conn
                 .prepare_cached(&format!(
-                    "SELECT {SUMMARY_COLS}, t.cohort, t.finalized, t.body FROM trajectories t \
+                    "SELECT {SUMMARY_COLS}, t.body FROM trajectories t \
                      WHERE t.trace_id = ?1"
                 ))
                 .and_then(|mut s| {
                     s.query_row([trace_id.as_bytes().as_slice()], |row| {
                         Ok((
                             summary_of(row)?,
-                            row.get::<_, String>(13)?,
-                            row.get::<_, bool>(14)?,
-                            row.get::<_, Vec<u8>>(15)?,
+                            row.get::<_, String>(14)?,
+                            row.get::<_, bool>(15)?,
+                            row.get::<_, Vec<u8>>(16)?,
                         ))
                     })
                     .optional()

@@ -195,7 +195,10 @@ fn put_get_and_revisions_replace() {
     let a = run(7, 0, 100, "m1", None);
     put_all(&s, std::slice::from_ref(&a));
     let got = s.get(a.trajectory.trace_id).unwrap().unwrap();
-    assert_eq!(got.summary, record::summary(&a));
+    // The stored summary also carries the run's model, from its cohort values.
+    let mut expected = record::summary(&a);
+    expected.model = Some("m1".into());
+    assert_eq!(got.summary, expected);
     let doc: serde_json::Value = serde_json::from_slice(&got.document).unwrap();
     let expected =
         serde_json::to_value(crate::api::dto::TrajectoryDto::from_analysis(&a, true)).unwrap();
@@ -626,6 +629,20 @@ fn writer_stores_kept_trajectories_and_counts() {
     );
     for a in &failed {
         assert!(store.get(a.trajectory.trace_id).unwrap().unwrap().finalized);
+    }
+    // The list carries what its columns show: finalized, the model, the reason.
+    for s in &page.items {
+        assert!(s.finalized, "{s:?}");
+        assert_eq!(s.model.as_deref(), Some("m1"));
+        let a = failed
+            .iter()
+            .find(|a| a.trajectory.trace_id == s.trace_id)
+            .unwrap();
+        assert_eq!(
+            s.root_cause_reason.as_deref(),
+            a.root_cause.as_ref().map(|r| r.reason.as_str())
+        );
+        assert!(s.root_cause_reason.is_some(), "{s:?}");
     }
     let counts = store.counts().unwrap();
     let total: u32 = counts

@@ -1,7 +1,11 @@
 //! The web page in a real headless Chromium (Debian's `chromium`, driven by
-//! `playwright-core`; both installed by `./scripts/test`): the numbers a person sees match
-//! the API, the blamed step is highlighted, and script payloads in span names, attribute
-//! keys and values, service names and status messages stay inert text.
+//! `playwright-core`; both installed by `./scripts/test`) at 1280×800: the numbers a
+//! person sees match the API, charts have time axes, each step keeps one colour, the
+//! blamed span is the one highlighted thing and the page says why, text and links meet
+//! WCAG AA contrast, alerts are labelled and grouped, runs inside the late-data grace
+//! show as pending, an empty server says how to send a first trace, anomalies render
+//! from their structured JSON, and script payloads in span names, attribute keys and
+//! values, service names and status messages stay inert text.
 
 use std::process::Command;
 
@@ -9,9 +13,11 @@ use faultline::model::Outcome;
 use serde_json::{json, Value};
 
 use crate::api::{feed, wait_all};
-use crate::support::{get_json, repo_path, start_server, wait_trajectory};
+use crate::support::{get_json, repo_path, start_server, start_server_graced, wait_trajectory};
 
 const XSS_TRACE: &str = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c";
+/// Sent by the page check to the quiet server: a span whose parent never arrives.
+const ORPHAN_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const PAYLOAD_NAME: &str = r#"<img src=x onerror="window.__xss=true;alert('name')">"#;
 const PAYLOAD_KEY: &str = r#"<script>window.__xss=true</script>"#;
 const PAYLOAD_VALUE: &str = r#""><svg onload="window.__xss=true;alert('value')">"#;
@@ -88,6 +94,9 @@ async fn page_shows_the_api_numbers_and_keeps_payloads_inert() {
     )
     .await;
 
+    // A second server, empty, whose runs stay pending (a long late-data grace).
+    let quiet = start_server_graced(Default::default(), "300ms", "10m").await;
+
     // Screenshots go to FAULTLINE_SCREENSHOTS when set (to look at the page), else away.
     let shots = tempfile::tempdir().expect("tempdir");
     let shots_dir = std::env::var_os("FAULTLINE_SCREENSHOTS")
@@ -104,6 +113,9 @@ async fn page_shows_the_api_numbers_and_keeps_payloads_inert() {
         .arg(&failed.trace_id)
         .arg(XSS_TRACE)
         .arg(&shots_dir)
+        .arg(format!("http://{}", quiet.api_address))
+        .arg(quiet.otlp_http_address.to_string())
+        .arg(ORPHAN_TRACE)
         .output()
         .expect("node is required: run ./scripts/test");
     assert!(
@@ -176,5 +188,221 @@ async fn page_shows_the_api_numbers_and_keeps_payloads_inert() {
         "{cells:?}"
     );
     assert!(seen["list_rows"].as_u64().unwrap_or(0) >= labels.len() as u64);
+    assert_eq!(seen["csp_violations"], json!([]), "{seen}");
+
+    check_overview(&seen, &breakdown);
+    check_trajectory_view(&seen);
+    check_lists_alerts_and_compare(&seen);
+    check_readability(&seen);
+    check_quiet_server(&seen, &quiet).await;
+    quiet.shutdown().await;
     running.shutdown().await;
+}
+
+/// A duration as a person writes it: "850 ms", "36.7 s", "2 min 5 s" — never 1000 ms or
+/// more.
+fn person_duration(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts.as_slice() {
+        [n, "ms"] => n.parse::<f64>().is_ok_and(|v| v < 1000.0),
+        [n, "s"] => n.parse::<f64>().is_ok_and(|v| v < 60.0),
+        [n, "min", ..] | [n, "h", ..] => n.parse::<u64>().is_ok(),
+        _ => false,
+    }
+}
+
+fn check_overview(seen: &Value, breakdown: &Value) {
+    // Runs still inside the grace: none here (every run was waited for).
+    assert_eq!(
+        seen["pending_card"], breakdown["pending_trajectories"],
+        "{seen}"
+    );
+    let steps = seen["steps"].as_array().expect("steps");
+    let mut colours: Vec<&str> = Vec::new();
+    let mut widest = 0.0f64;
+    for s in steps {
+        for col in ["p50", "p99"] {
+            let text = s[col].as_str().unwrap_or_default();
+            assert!(text == "–" || person_duration(text), "{col} `{text}`: {s}");
+        }
+        colours.push(s["swatch"].as_str().expect("swatch"));
+        for w in s["bar_widths"].as_array().expect("bars") {
+            widest = widest.max(w.as_f64().unwrap_or(0.0));
+        }
+    }
+    // One distinct colour per step, and the same in the timeline's lines and legend.
+    let mut distinct = colours.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), colours.len(), "{colours:?}");
+    for entry in seen["legend"].as_array().expect("legend") {
+        let row = steps
+            .iter()
+            .find(|s| s["step"] == entry["step"])
+            .unwrap_or_else(|| panic!("legend step not in the table: {entry}"));
+        assert_eq!(row["swatch"], entry["swatch"], "{entry}");
+    }
+    assert!(!seen["timeline_lines"].as_array().expect("lines").is_empty());
+    // Bars are scaled to the largest value, which fills its bar.
+    assert!(widest > 0.97, "the largest bar fills {widest}");
+    // The time axis: ticks with local time, and local and UTC on hover.
+    let ticks = seen["timeline_ticks"].as_array().expect("ticks");
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    for t in ticks {
+        let hover = t["hover"].as_str().unwrap_or_default();
+        assert!(hover.contains("local") && hover.contains("UTC"), "{t}");
+        assert!(t["label"].as_str().unwrap_or_default().contains(':'), "{t}");
+    }
+    let explain = seen["explains_root_causes"].as_str().unwrap_or_default();
+    assert!(
+        explain.contains("Failures:") && explain.contains("Root causes:"),
+        "{explain}"
+    );
+}
+
+fn check_trajectory_view(seen: &Value) {
+    let ticks = seen["waterfall_ticks"].as_array().expect("waterfall axis");
+    assert!(ticks.len() >= 2, "{ticks:?}");
+    assert!(ticks.iter().all(|t| t["hover"]
+        .as_str()
+        .is_some_and(|h| h.contains("UTC") && h.contains("local"))));
+    let why = seen["why"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("Why this span: ") && why.len() > 40,
+        "{why}"
+    );
+    // Bars take their step's colour: an error span is not painted red.
+    let bad = seen["bad_color"].as_str().expect("--bad");
+    for b in seen["bar_colors"].as_array().expect("bars") {
+        assert_ne!(b["bar"].as_str(), Some(bad), "{b}");
+    }
+    assert!(
+        seen["bar_colors"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["error"] == true)),
+        "the failed run has an error span: {}",
+        seen["bar_colors"]
+    );
+}
+
+fn check_lists_alerts_and_compare(seen: &Value) {
+    let headers: Vec<&str> = seen["list_headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        headers.contains(&"reason") && headers.contains(&"model"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers[1], "end ↓",
+        "sorted by end, as the CLI: {headers:?}"
+    );
+    assert!(seen["list_reasons"].as_u64().unwrap_or(0) > 0, "{seen}");
+
+    // Alerts: one incident holding the failure and root-cause alerts, told apart by
+    // their signal, each with kind and start time; the pending one on its own.
+    let groups = seen["alert_groups"].as_array().expect("alert groups");
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let incident = &groups[0];
+    assert_eq!(incident["group"], "incident 7");
+    let signals: Vec<&str> = incident["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["signal"].as_str())
+        .collect();
+    assert_eq!(signals, ["failure rate", "root-cause rate"]);
+    for a in incident["alerts"].as_array().expect("alerts") {
+        assert_eq!(a["kind"], "spike");
+        assert_eq!(a["start"], seen["alert_expected_start"], "{a}");
+        assert!(a["start_hover"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UTC"));
+    }
+    assert!(!incident["reason"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(groups[1]["alerts"][0]["kind"], "sustained shift");
+    assert_eq!(groups[1]["alerts"][0]["state"], "pending");
+
+    // Compare: the significant row is marked, the other is not.
+    assert_eq!(
+        seen["compare_rows"],
+        json!([
+            {"step": "retriever", "significant": true, "marked": true},
+            {"step": "tool", "significant": false, "marked": false}
+        ])
+    );
+}
+
+fn check_readability(seen: &Value) {
+    for (view, c) in seen["contrast"].as_object().expect("contrast") {
+        assert!(c["checked"].as_u64().unwrap_or(0) > 5, "{view}: {c}");
+        let text = c["min_text"].as_f64().unwrap_or(0.0);
+        assert!(text >= 4.5, "{view}: text contrast {text} < 4.5: {c}");
+        if c["links"].as_u64().unwrap_or(0) > 0 {
+            let link = c["min_link"].as_f64().unwrap_or(0.0);
+            assert!(link >= 4.5, "{view}: link contrast {link} < 4.5: {c}");
+        }
+    }
+    assert!(
+        seen["contrast"]["trajectories"]["links"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "links were checked"
+    );
+    for (view, px) in seen["overflow_px"].as_object().expect("overflow") {
+        assert!(
+            px.as_i64().is_some_and(|px| px <= 0),
+            "{view} is wider than 1280 px: {px}"
+        );
+    }
+}
+
+async fn check_quiet_server(seen: &Value, quiet: &faultline::server::Running) {
+    // Empty: how to send a first trace, with this server's own OTLP addresses.
+    let empty = seen["empty_state"].as_str().unwrap_or_default();
+    assert!(
+        empty.contains(&format!("http://{}", quiet.otlp_http_address))
+            && empty.contains(&quiet.otlp_grpc_address.to_string())
+            && empty.contains("OTEL_EXPORTER_OTLP_ENDPOINT")
+            && empty.contains("otlphttp"),
+        "{empty}"
+    );
+    assert_eq!(seen["orphan_sent"], 200);
+    // Inside the grace: a pending count, not an absence.
+    assert_eq!(seen["quiet_pending_card"], 1, "{seen}");
+    let pending = seen["pending_state"].as_str().unwrap_or_default();
+    assert!(
+        pending.contains("1 trajectory") && pending.contains("grace"),
+        "{pending}"
+    );
+    assert_eq!(seen["quiet_list_pending"], 1);
+    // The anomaly, from structured JSON.
+    let (_, doc) = get_json(quiet, &format!("/api/v1/trajectories/{ORPHAN_TRACE}")).await;
+    assert_eq!(
+        doc["anomalies"][0],
+        json!({
+            "kind": "missing_parent",
+            "span_id": "eee19b7ec3c1b174",
+            "parent_span_id": "eee19b7ec3c1b173",
+            "message": "the parent span eee19b7ec3c1b173 never arrived; this span hangs under the root"
+        })
+    );
+    let shown = seen["anomalies"].as_array().expect("anomalies shown");
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["kind"], "missing_parent");
+    let text = shown[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("missing parent")
+            && text.contains("eee19b7ec3c1b174")
+            && text.contains("eee19b7ec3c1b173"),
+        "{text}"
+    );
+    let (_, b) = get_json(quiet, "/api/v1/breakdown?window=1h").await;
+    assert_eq!(b["pending_trajectories"], 1, "{b}");
+    assert_eq!(b["totals"]["trajectories"], 0, "{b}");
 }

@@ -260,8 +260,14 @@ async fn demo_populates_the_page_within_30_seconds_and_stops_on_ctrl_c() {
     let (page, data_dir) = (page.expect("page"), data_dir.expect("dir"));
     assert!(page.starts_with("http://127.0.0.1:"), "{page}");
     assert!(data_dir.exists());
-    // Keep reading stdout so the demo never blocks on a full pipe.
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep reading stdout so the demo never blocks on a full pipe; keep it to check.
+    let drain = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    });
 
     // The page and the breakdown it reads are populated within 30 seconds.
     let html = reqwest::get(&page)
@@ -291,6 +297,24 @@ async fn demo_populates_the_page_within_30_seconds_and_stops_on_ctrl_c() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // Nothing the demo sent has a timestamp in the future.
+    let list: Value = reqwest::get(format!("{page}api/v1/trajectories?limit=200"))
+        .await
+        .expect("API answers")
+        .json()
+        .await
+        .expect("JSON");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let listed = list["trajectories"].as_array().expect("list");
+    assert!(!listed.is_empty());
+    for t in listed {
+        let end = t["end_unix_nano"].as_u64().expect("end");
+        assert!(end <= now, "ends in the future: {t}");
+    }
+
     // Ctrl-C stops it cleanly and removes the data directory.
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
@@ -304,5 +328,22 @@ async fn demo_populates_the_page_within_30_seconds_and_stops_on_ctrl_c() {
         .expect("wait");
     assert_eq!(exit.code(), Some(0));
     assert!(!data_dir.exists(), "the data directory is removed");
-    drain.abort();
+    let rest = tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .expect("stdout closes")
+        .expect("drained");
+    // The backfill sends the number of runs it announces.
+    let runs_in = |prefix: &str| -> String {
+        let line = rest
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {rest:?}"));
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        match prefix {
+            "Backfilling" => digits(line.split('(').nth(1).unwrap_or_default()),
+            _ => digits(line.split(" runs").next().unwrap_or_default()),
+        }
+    };
+    assert_eq!(runs_in("Backfilling"), "1800", "{rest:?}");
+    assert_eq!(runs_in("Backfilled"), "1800", "{rest:?}");
 }

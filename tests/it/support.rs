@@ -12,7 +12,17 @@ pub async fn start_server(idle_timeout: &str) -> Running {
     start_server_with(FileConfig::default(), idle_timeout).await
 }
 
-pub async fn start_server_with(mut file: FileConfig, idle_timeout: &str) -> Running {
+pub async fn start_server_with(file: FileConfig, idle_timeout: &str) -> Running {
+    start_server_graced(file, idle_timeout, "1s").await
+}
+
+/// As [`start_server_with`], with the given late-data grace (how long a released run
+/// stays pending before it is counted).
+pub async fn start_server_graced(
+    mut file: FileConfig,
+    idle_timeout: &str,
+    late_grace: &str,
+) -> Running {
     // Every successful run is stored too, so lists are complete.
     file.store
         .get_or_insert_with(|| faultline::store::RawStoreConfig {
@@ -27,8 +37,9 @@ pub async fn start_server_with(mut file: FileConfig, idle_timeout: &str) -> Runn
             otlp_http_address: Some("127.0.0.1:0".into()),
             api_address: Some("127.0.0.1:0".into()),
             idle_timeout: Some(idle_timeout.into()),
-            // Short, so that counts (taken when a trace's grace ends) show up quickly.
-            late_grace: Some("1s".into()),
+            // Short by default, so that counts (taken when a trace's grace ends) show up
+            // quickly.
+            late_grace: Some(late_grace.into()),
             shards: Some(2),
             data_dir: Some(fresh_data_dir()),
             ..Overrides::default()

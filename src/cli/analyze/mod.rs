@@ -22,9 +22,11 @@
 //!
 //! Gates, for CI: `--max-failure-rate R` (failed trajectories / all) and
 //! `--max-root-cause-rate STEP=R`, repeatable (failed trajectories blamed on STEP / all
-//! trajectories). Exit codes: 0 all gates pass, 1 a gate is exceeded (or gates were
-//! given and there was no trajectory at all), 2 unreadable or malformed input, invalid
-//! config or arguments.
+//! trajectories). Exit codes: 0 all gates pass, 1 a gate is exceeded, 2 unreadable or
+//! malformed input, invalid config or arguments, a gate naming a step that is neither
+//! built in, named by a config rule nor seen in the input (with the nearest known name
+//! suggested), or gates over an input without a single trajectory (nothing is printed
+//! as passing then).
 
 pub mod input;
 #[cfg(test)]
@@ -555,6 +557,52 @@ fn root_causes(analyses: &[Analysis]) -> Vec<RootCauseRow> {
     rows
 }
 
+/// Why the gates cannot be checked: exit code 2, before any verdict is printed.
+pub fn gate_usage_error(
+    report: &Report,
+    settings: &AnalyzeSettings,
+    max_failure_rate: Option<f64>,
+    max_root_cause_rate: &[StepGate],
+) -> Option<String> {
+    if max_failure_rate.is_none() && max_root_cause_rate.is_empty() {
+        return None;
+    }
+    if report.overall.totals.total() == 0 {
+        return Some(
+            "the input holds no trajectory, so the gates cannot be checked (are these the right files? \
+             a logs file alone holds no spans)"
+                .into(),
+        );
+    }
+    let mut known: Vec<String> = crate::model::StepKind::BUILTIN
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    known.extend(
+        settings
+            .analyze
+            .classify
+            .rules
+            .iter()
+            .map(|r| r.step.as_str().to_owned()),
+    );
+    known.extend(report.overall.steps.iter().map(|r| r.step.to_string()));
+    for gate in max_root_cause_rate {
+        if !known.contains(&gate.step) {
+            let hint = match super::format::nearest(&gate.step, known.iter().map(String::as_str)) {
+                Some(near) => format!("; did you mean `{near}`?"),
+                None => String::new(),
+            };
+            return Some(format!(
+                "--max-root-cause-rate names an unknown step `{}`: it is not a built-in step, \
+                 not named by a classify rule and not seen in the input{hint}",
+                gate.step
+            ));
+        }
+    }
+    None
+}
+
 /// The verdict of one gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateResult {
@@ -808,6 +856,15 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         }
     };
     tracing::debug!(elapsed = ?started.elapsed(), "Analysed.");
+    if let Some(problem) = gate_usage_error(
+        &report,
+        &settings,
+        args.max_failure_rate,
+        &args.max_root_cause_rate,
+    ) {
+        eprintln!("faultline analyze: {problem}");
+        return 2;
+    }
     let gates = check_gates(
         &report.overall,
         args.max_failure_rate,
@@ -826,11 +883,6 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         format::emit(&format!("{}\n", report_json(&report, &gates)));
     } else {
         format::emit(&render_report(&report, &gates, args.top));
-    }
-    let gated = args.max_failure_rate.is_some() || !args.max_root_cause_rate.is_empty();
-    if gated && report.overall.totals.total() == 0 {
-        eprintln!("faultline analyze: no trajectories in the input: the gates cannot pass");
-        return 1;
     }
     if gates.iter().any(|g| !g.passed) {
         eprintln!("faultline analyze: a gate is exceeded");
