@@ -39,13 +39,15 @@ pub fn output_text(span: &SpanRecord) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
-/// The finish reasons a span's raw output records, for outputs that carry the model's
-/// whole response as JSON rather than in attributes of their own: a LangChain
-/// `LLMResult` (`generations[][].generation_info.finish_reason`, or the message's
+/// The first of `reasons` (compared without case) that a span's raw output records as
+/// its finish reason, for outputs that carry the model's whole response as JSON rather
+/// than in attributes of their own: a LangChain `LLMResult`
+/// (`generations[][].generation_info.finish_reason`, or the message's
 /// `response_metadata.finish_reason`), an OpenAI response (`choices[].finish_reason`),
-/// an Anthropic one (`stop_reason`), a Gemini or Vercel one (`finishReason`). Returns the
-/// first that `pick` accepts. The output is parsed only when it names one of those keys.
-pub fn output_finish_reason(span: &SpanRecord, pick: impl Fn(&str) -> bool) -> Option<String> {
+/// an Anthropic one (`stop_reason`), a Gemini or Vercel one (`finishReason`). The output
+/// is parsed only when its text names one of those keys and one of `reasons`, so the
+/// common answer (`stop`) costs two substring scans.
+pub fn output_finish_reason(span: &SpanRecord, reasons: &[&str]) -> Option<String> {
     const OUTPUT_KEYS: [&str; 3] = [
         "output.value",
         "traceloop.entity.output",
@@ -55,10 +57,18 @@ pub fn output_finish_reason(span: &SpanRecord, pick: impl Fn(&str) -> bool) -> O
     let raw = OUTPUT_KEYS
         .iter()
         .find_map(|k| span.attributes.get_str(k))?;
-    if !REASON_KEYS.iter().any(|k| raw.contains(k)) {
+    let names = |words: &[&str]| {
+        words.iter().any(|w| {
+            raw.as_bytes()
+                .windows(w.len())
+                .any(|win| win.eq_ignore_ascii_case(w.as_bytes()))
+        })
+    };
+    if !names(&REASON_KEYS) || !names(reasons) {
         return None;
     }
-    fn walk(v: &Json, depth: usize, pick: &dyn Fn(&str) -> bool) -> Option<String> {
+    let is_reason = |r: &str| reasons.iter().any(|w| r.trim().eq_ignore_ascii_case(w));
+    fn walk(v: &Json, depth: usize, is_reason: &dyn Fn(&str) -> bool) -> Option<String> {
         if depth > 12 {
             return None;
         }
@@ -66,18 +76,18 @@ pub fn output_finish_reason(span: &SpanRecord, pick: impl Fn(&str) -> bool) -> O
             Json::Object(map) => {
                 for (k, v) in map {
                     if REASON_KEYS.contains(&k.as_str()) {
-                        if let Some(r) = v.as_str().filter(|r| pick(r)) {
+                        if let Some(r) = v.as_str().filter(|r| is_reason(r)) {
                             return Some(r.to_string());
                         }
                     }
                 }
-                map.values().find_map(|v| walk(v, depth + 1, pick))
+                map.values().find_map(|v| walk(v, depth + 1, is_reason))
             }
-            Json::Array(items) => items.iter().find_map(|v| walk(v, depth + 1, pick)),
+            Json::Array(items) => items.iter().find_map(|v| walk(v, depth + 1, is_reason)),
             _ => None,
         }
     }
-    walk(&parse_json(raw)?, 0, &pick)
+    walk(&parse_json(raw)?, 0, &is_reason)
 }
 
 /// The text a model call or a step answered, normalised across conventions: message

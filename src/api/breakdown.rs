@@ -216,20 +216,24 @@ mod tests {
                 .times(NOW_MS - 50, NOW_MS)
                 .attr("gen_ai.request.model", *model)
                 .build()]);
-            let analysis = Analysis {
-                trajectory: Arc::new(traj),
-                steps: vec![StepAssignment {
-                    kind: StepKind::Generator,
-                    source: StepSource::Root,
-                    run_start: true,
-                }],
-                findings: Vec::new(),
-                outcome: Outcome::Success,
-                root_cause: None,
-            };
-            agg.record(&analysis, NOW_MS * 1_000_000);
+            agg.record(&generator_success(traj), NOW_MS * 1_000_000);
         }
         Router::new().route("/api/v1/breakdown", breakdown_route(agg))
+    }
+
+    /// A successful run of one generator span.
+    fn generator_success(traj: crate::model::Trajectory) -> Analysis {
+        Analysis {
+            trajectory: Arc::new(traj),
+            steps: vec![StepAssignment {
+                kind: StepKind::Generator,
+                source: StepSource::Root,
+                run_start: true,
+            }],
+            findings: Vec::new(),
+            outcome: Outcome::Success,
+            root_cause: None,
+        }
     }
 
     async fn get_json(uri: &str) -> (StatusCode, serde_json::Value) {
@@ -274,17 +278,7 @@ mod tests {
         let release = |trace: u64, revision: u32| {
             let mut traj = trajectory(vec![span(trace, 1, 0).times(NOW_MS - 50, NOW_MS).build()]);
             traj.revision = revision;
-            Arc::new(Analysis {
-                trajectory: Arc::new(traj),
-                steps: vec![StepAssignment {
-                    kind: StepKind::Generator,
-                    source: StepSource::Root,
-                    run_start: true,
-                }],
-                findings: Vec::new(),
-                outcome: Outcome::Success,
-                root_cause: None,
-            })
+            Arc::new(generator_success(traj))
         };
         let router = Router::new().route("/api/v1/breakdown", breakdown_route(agg.clone()));
         let get = |router: Router| async move {

@@ -53,32 +53,7 @@ struct Collector {
     _child: tokio::process::Child,
     grpc: SocketAddr,
     http: SocketAddr,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    use std::path::PathBuf;
-
-    /// A directory under the target directory, removed on drop.
-    pub struct Dir(pub PathBuf);
-
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("{name}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Dir(dir)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _dir: tempfile::TempDir,
 }
 
 /// Starts the collector on `collector-config/<file>` with its receivers on free loopback
@@ -109,11 +84,11 @@ async fn start_collector(
             );
             config = config.replace(from, to);
         }
-        let dir = tempdir::Dir::new("otelcol");
-        let path = dir.0.join(file);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(file);
         std::fs::write(&path, config).expect("config written");
         // The collector's own telemetry would listen on :8888; the test needs none.
-        let quiet = dir.0.join("quiet.yaml");
+        let quiet = dir.path().join("quiet.yaml");
         std::fs::write(
             &quiet,
             "service:\n  telemetry:\n    metrics:\n      level: none\n",

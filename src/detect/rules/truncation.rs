@@ -92,5 +92,5 @@ fn truncating_reason(span: &SpanRecord) -> Option<(&'static str, String)> {
     if !crate::detect::signals::is_llm_call(span) {
         return None;
     }
-    crate::content::output_finish_reason(span, is_truncating).map(|v| ("output", v))
+    crate::content::output_finish_reason(span, &TRUNCATING).map(|v| ("output", v))
 }
