@@ -221,31 +221,42 @@ async fn malformed_files_name_the_file_and_offset_and_exit_2() {
     assert!(err.contains("broken.jsonl: line 1"), "{err}");
 }
 
-/// The breakdown of a server, polled until it counts `expected` trajectories.
+/// The breakdown of a server, polled until it counts `expected` trajectories, has none
+/// pending in the late-data grace, and reads the same three times in a row (500 ms
+/// apart), so a late revision still in flight cannot slip past the comparison.
 async fn live_breakdown(
     running: &faultline::server::Running,
     from: u64,
     to: u64,
     expected: u64,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let path = format!("/api/v1/breakdown?from={from}&to={to}");
+    let mut last: Option<Value> = None;
+    let mut same = 0;
     loop {
-        let (status, body) =
-            get_json(running, &format!("/api/v1/breakdown?from={from}&to={to}")).await;
+        let (status, body) = get_json(running, &path).await;
         assert_eq!(status, 200, "{body}");
         let n = body["totals"]["trajectories"].as_u64().unwrap_or(0);
-        if n >= expected {
-            // Let anything still in flight land before comparing.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let (_, body) =
-                get_json(running, &format!("/api/v1/breakdown?from={from}&to={to}")).await;
-            return body;
+        let pending = body["pending_trajectories"].as_u64().unwrap_or(0);
+        if n == expected && pending == 0 && last.as_ref() == Some(&body) {
+            same += 1;
+            if same == 2 {
+                return body;
+            }
+        } else {
+            same = 0;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            n <= expected,
             "the server counted {n} of {expected} trajectories"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the breakdown did not settle: {n} of {expected} trajectories, {pending} pending"
+        );
+        last = Some(body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

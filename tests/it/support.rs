@@ -155,6 +155,31 @@ pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// Makes sure this process may hold `wanted` open files, raising the soft limit up to the
+/// hard one if needed; panics up front, naming both limits, when even the hard limit is
+/// lower, so a test that opens thousands of connections fails for the right reason.
+pub fn ensure_open_files(wanted: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert_eq!(got, 0, "getrlimit(RLIMIT_NOFILE) failed");
+    if (lim.rlim_cur as u64) >= wanted {
+        return;
+    }
+    assert!(
+        (lim.rlim_max as u64) >= wanted,
+        "this test needs {wanted} open files; the hard limit is {} (raise it with `ulimit -Hn`)",
+        lim.rlim_max
+    );
+    lim.rlim_cur = wanted as libc::rlim_t;
+    // SAFETY: as above.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(set, 0, "setrlimit(RLIMIT_NOFILE, {wanted}) failed");
+}
+
 /// A port free on 127.0.0.1 now (for a child process that takes its ports as flags).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
