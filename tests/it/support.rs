@@ -158,7 +158,7 @@ pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
 /// Makes sure this process may hold `wanted` open files, raising the soft limit up to the
 /// hard one if needed; panics up front, naming both limits, when even the hard limit is
 /// lower, so a test that opens thousands of connections fails for the right reason.
-pub fn ensure_open_files(wanted: u64) {
+pub fn ensure_open_files(wanted: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -166,15 +166,15 @@ pub fn ensure_open_files(wanted: u64) {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
     let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     assert_eq!(got, 0, "getrlimit(RLIMIT_NOFILE) failed");
-    if (lim.rlim_cur as u64) >= wanted {
+    if lim.rlim_cur >= wanted {
         return;
     }
     assert!(
-        (lim.rlim_max as u64) >= wanted,
+        lim.rlim_max >= wanted,
         "this test needs {wanted} open files; the hard limit is {} (raise it with `ulimit -Hn`)",
         lim.rlim_max
     );
-    lim.rlim_cur = wanted as libc::rlim_t;
+    lim.rlim_cur = wanted;
     // SAFETY: as above.
     let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(set, 0, "setrlimit(RLIMIT_NOFILE, {wanted}) failed");
