@@ -212,6 +212,25 @@ async fn bad_requests_get_400_with_a_message_and_unknowns_404() {
     running.shutdown().await;
 }
 
+/// The sum of every series of metric `name` (exactly that name, any labels).
+fn series_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The sum of every series line starting with `prefix` (a name and its first labels).
+fn prefix_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_page() {
     let running = start_server("300ms").await;
@@ -240,21 +259,44 @@ async fn metrics_health_and_page() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for name in [
-        "faultline_spans_received_total{transport=\"http\"}",
-        "faultline_spans_rejected_total",
-        "faultline_traces_evicted_total",
-        "faultline_late_spans_total",
-        "faultline_buffered_spans",
-        "faultline_build_info{version=",
-        "faultline_trajectories_total",
-        "faultline_step_runs_total",
-        "faultline_step_failures_total",
-        "faultline_root_causes_total",
-        "faultline_step_duration_seconds",
-    ] {
-        assert!(text.contains(name), "/metrics lacks {name}");
-    }
+    // The values, not only the names: every run counted once by outcome as planted, one
+    // root cause per failed run, one duration sample per step run, nothing refused.
+    let planted = |o: Outcome| labels.iter().filter(|l| l.outcome == o).count() as f64;
+    let outcome = |o: &str| format!("faultline_trajectories_total{{outcome=\"{o}\",");
+    assert_eq!(series_sum(&text, "faultline_trajectories_total"), 30.0);
+    assert_eq!(
+        prefix_sum(&text, &outcome("failed")),
+        planted(Outcome::Failed)
+    );
+    assert_eq!(
+        prefix_sum(&text, &outcome("recovered")),
+        planted(Outcome::Recovered)
+    );
+    assert_eq!(
+        prefix_sum(&text, &outcome("success")),
+        planted(Outcome::Success)
+    );
+    assert!(
+        planted(Outcome::Failed) > 0.0,
+        "the sample holds failed runs"
+    );
+    assert_eq!(
+        series_sum(&text, "faultline_root_causes_total"),
+        planted(Outcome::Failed)
+    );
+    let runs = series_sum(&text, "faultline_step_runs_total");
+    assert!(runs >= 30.0 * 2.0, "{runs} step runs");
+    assert_eq!(
+        series_sum(&text, "faultline_step_duration_seconds_count"),
+        runs
+    );
+    assert!(series_sum(&text, "faultline_step_failures_total") >= planted(Outcome::Failed));
+    let spans: usize = labels.iter().map(|l| l.span_count).sum();
+    assert!(prefix_sum(&text, "faultline_spans_received_total{transport=\"http\"") >= spans as f64);
+    assert_eq!(series_sum(&text, "faultline_spans_rejected_total"), 0.0);
+    assert_eq!(series_sum(&text, "faultline_traces_evicted_total"), 0.0);
+    assert!(text.contains("faultline_buffered_spans"));
+    assert_eq!(prefix_sum(&text, "faultline_build_info{version="), 1.0);
     let health = reqwest::get(api_url(&running, "/healthz"))
         .await
         .expect("healthz");
