@@ -3,7 +3,6 @@
 //! both transports and both encodings while the server's peak RSS stays low; and two
 //! 8 MB gRPC requests decoding do not stop `/healthz` from answering.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
@@ -11,69 +10,29 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::support::{free_port, heavy, metric_at};
+use crate::support::{heavy, ServeChild};
 
-struct Child {
-    process: tokio::process::Child,
-    api: String,
-    http: String,
-    grpc: String,
-}
-
-async fn start_binary(memory_bytes: u64) -> Child {
-    let (grpc, http, api) = (free_port(), free_port(), free_port());
+async fn start_binary(memory_bytes: u64) -> ServeChild {
     let dir = crate::support::fresh_data_dir();
-    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
-        .args(["--api-address", &format!("127.0.0.1:{api}")])
-        .args(["--max-memory-bytes", &memory_bytes.to_string()])
-        .args(["--shards", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the faultline binary starts");
-    let child = Child {
-        process,
-        api: format!("http://127.0.0.1:{api}"),
-        http: format!("http://127.0.0.1:{http}"),
-        grpc: format!("http://127.0.0.1:{grpc}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
-            if r.status() == 200 {
-                return child;
-            }
-        }
-        assert!(Instant::now() < deadline, "the binary did not get ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut args = vec!["--data-dir".into(), dir.into_os_string()];
+    args.extend(
+        [
+            "--max-memory-bytes",
+            &memory_bytes.to_string(),
+            "--shards",
+            "2",
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    ServeChild::start(args).await
 }
 
-impl Child {
-    /// The peak resident set of the child so far (`VmHWM`), in bytes.
-    fn peak_rss(&self) -> u64 {
-        let pid = self.process.id().expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .expect("VmHWM")
-            * 1024
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        metric_at(&self.api, series)
-            .await
-            .unwrap_or_else(|| panic!("no series {series}"))
-    }
+/// The value of one series on the child's `/metrics`; panics if it is not there.
+async fn metric(child: &ServeChild, series: &str) -> f64 {
+    child
+        .metric(series)
+        .await
+        .unwrap_or_else(|| panic!("no series {series}"))
 }
 
 fn len_field(field: u8, content: &[u8], out: &mut Vec<u8>) {
@@ -167,7 +126,7 @@ async fn a_64_kib_gzip_of_33_million_empty_spans_is_refused_and_rss_stays_low() 
 
     let started = Instant::now();
     let resp = client
-        .post(format!("{}/v1/traces", child.http))
+        .post(format!("{}/v1/traces", child.otlp_http))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
         .body(zipped.clone())
@@ -186,7 +145,7 @@ async fn a_64_kib_gzip_of_33_million_empty_spans_is_refused_and_rss_stays_low() 
         j
     };
     let resp = client
-        .post(format!("{}/v1/traces", child.http))
+        .post(format!("{}/v1/traces", child.otlp_http))
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
         .body(gzip_best(&json))
@@ -197,7 +156,7 @@ async fn a_64_kib_gzip_of_33_million_empty_spans_is_refused_and_rss_stays_low() 
     let message = resp.text().await.expect("body");
     assert!(message.contains("one request may hold"), "{message}");
 
-    let err = grpc_export(&child.grpc, Bytes::from(body), true)
+    let err = grpc_export(&child.otlp_grpc, Bytes::from(body), true)
         .await
         .expect_err("refused");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
@@ -210,19 +169,23 @@ async fn a_64_kib_gzip_of_33_million_empty_spans_is_refused_and_rss_stays_low() 
     assert!(peak < 400 << 20, "peak RSS {} MiB", peak >> 20);
     assert!(peak < BUDGET);
     assert_eq!(
-        child
-            .metric("faultline_spans_rejected_total{reason=\"too_large\"}")
-            .await,
+        metric(
+            &child,
+            "faultline_spans_rejected_total{reason=\"too_large\"}"
+        )
+        .await,
         3.0
     );
     assert_eq!(
-        child.metric("faultline_memory_budget_bytes").await,
+        metric(&child, "faultline_memory_budget_bytes").await,
         BUDGET as f64
     );
     assert_eq!(
-        child
-            .metric("faultline_memory_used_bytes{component=\"requests\"}")
-            .await,
+        metric(
+            &child,
+            "faultline_memory_used_bytes{component=\"requests\"}"
+        )
+        .await,
         0.0
     );
 }
@@ -283,9 +246,9 @@ async fn healthz_answers_while_two_8_mb_grpc_requests_decode() {
         let a = large_request(2 * round + 1);
         let b = large_request(2 * round + 2);
         assert!(a.len() > 8 << 20, "{} bytes", a.len());
-        let grpc = child.grpc.clone();
+        let grpc = child.otlp_grpc.clone();
         let first = tokio::spawn(async move { grpc_export(&grpc, a, false).await });
-        let grpc = child.grpc.clone();
+        let grpc = child.otlp_grpc.clone();
         let second = tokio::spawn(async move { grpc_export(&grpc, b, false).await });
         while !(first.is_finished() && second.is_finished()) {
             let started = Instant::now();

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use faultline::config::FileConfig;
@@ -13,7 +12,7 @@ use faultline::simulate::{Label, Scenario, SimConfig, Simulator};
 use prost::Message;
 use serde_json::Value;
 
-use crate::support::{api_url, fresh_data_dir, get_json, start_server_with};
+use crate::support::{api_url, fresh_data_dir, get_json, start_server_with, ServeChild};
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -401,74 +400,32 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-struct Child {
-    process: tokio::process::Child,
-    api: String,
-    otlp: String,
-}
-
-async fn start_binary(data_dir: &Path) -> Child {
-    let (grpc, http, api) = (
-        crate::support::free_port(),
-        crate::support::free_port(),
-        crate::support::free_port(),
-    );
+async fn start_binary(data_dir: &Path) -> ServeChild {
     let config = data_dir.with_extension("toml");
     std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
-    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
-        .args(["--api-address", &format!("127.0.0.1:{api}")])
-        .args([
+    let mut args = vec![
+        "--config".into(),
+        config.into_os_string(),
+        "--data-dir".into(),
+        data_dir.as_os_str().to_owned(),
+    ];
+    args.extend(
+        [
             "--idle-timeout",
             "300ms",
             "--late-grace",
             "1s",
             "--shards",
             "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the faultline binary starts");
-    let child = Child {
-        process,
-        api: format!("http://127.0.0.1:{api}"),
-        otlp: format!("http://127.0.0.1:{http}"),
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
-            if r.status() == 200 {
-                return child;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the binary did not get ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    ServeChild::start(args).await
 }
 
-impl Child {
-    async fn kill9(mut self) {
-        // SIGKILL: no shutdown code runs.
-        self.process.start_kill().expect("kill");
-        let _ = self.process.wait().await;
-    }
-
-    async fn metric(&self, series: &str) -> u64 {
-        crate::support::metric_at(&self.api, series)
-            .await
-            .map_or(0, |v| v as u64)
-    }
+/// A counter of the child's `/metrics`, 0 while it has no series yet.
+async fn counter(child: &ServeChild, series: &str) -> u64 {
+    child.metric(series).await.map_or(0, |v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,15 +438,11 @@ async fn survives_kill_9_with_trajectories_and_counts_intact() {
 
     // 1. Traffic, then quiescence: everything analysed, finalized and committed.
     let child = start_binary(&data_dir).await;
-    let labels = feed_to(&child.otlp, 60, 5).await;
+    let labels = feed_to(&child.otlp_http, 60, 5).await;
     assert_eq!(labels.len(), 60);
     wait_listed(&child.api, 60).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while child
-        .metric("faultline_store_writes_total{op=\"finalize\"}")
-        .await
-        < 60
-    {
+    while counter(&child, "faultline_store_writes_total{op=\"finalize\"}").await < 60 {
         assert!(tokio::time::Instant::now() < deadline, "not finalized");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -518,14 +471,10 @@ async fn survives_kill_9_with_trajectories_and_counts_intact() {
     }
 
     // 3. SIGKILL in the middle of ingest.
-    let otlp = child.otlp.clone();
+    let otlp = child.otlp_http.clone();
     let feeding = tokio::spawn(async move { feed_to(&otlp, 20_000, 6).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while child
-        .metric("faultline_store_writes_total{op=\"put\"}")
-        .await
-        < 80
-    {
+    while counter(&child, "faultline_store_writes_total{op=\"put\"}").await < 80 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no writes during ingest"

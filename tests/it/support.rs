@@ -180,7 +180,9 @@ pub fn ensure_open_files(wanted: libc::rlim_t) {
     assert_eq!(set, 0, "setrlimit(RLIMIT_NOFILE, {wanted}) failed");
 }
 
-/// A port free on 127.0.0.1 now (for a child process that takes its ports as flags).
+/// A port free on 127.0.0.1 now, for programs that cannot report the port they bound
+/// (Prometheus, Alertmanager, the collector). faultline itself binds port 0: see
+/// [`ServeChild`].
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -204,4 +206,131 @@ pub async fn metric_at(api: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// `faultline serve` as a child process (so that its RSS, its crash and its restart are
+/// its own), on port 0 for every listener: the addresses are read back from its
+/// "Serving." log line, so no port is probed free and then lost to another process.
+pub struct ServeChild {
+    pub process: tokio::process::Child,
+    /// `http://host:port` of the API, the OTLP/HTTP and the OTLP/gRPC listeners.
+    pub api: String,
+    pub otlp_http: String,
+    pub otlp_grpc: String,
+    log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl ServeChild {
+    /// Starts `faultline serve` with `args` (data directory, limits, …) and waits until it
+    /// serves and answers `/readyz`. Panics with the child's last log lines otherwise.
+    pub async fn start<I, S>(args: I) -> ServeChild
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("serve")
+            .args(["--otlp-grpc-address", "127.0.0.1:0"])
+            .args(["--otlp-http-address", "127.0.0.1:0"])
+            .args(["--api-address", "127.0.0.1:0"])
+            .args(args)
+            .env("FAULTLINE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the faultline binary starts");
+        let stderr = process.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let keep = log.clone();
+        // Reads the log for the whole life of the child (a full pipe would block it),
+        // keeping the last lines for failure messages.
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Serving.") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line.clone());
+                    }
+                }
+                let mut log = keep.lock().expect("log lock");
+                if log.len() == 200 {
+                    log.pop_front();
+                }
+                log.push_back(line);
+            }
+        });
+        let serving = tokio::time::timeout(Duration::from_secs(60), rx).await;
+        let tail = |log: &std::sync::Mutex<std::collections::VecDeque<String>>| {
+            let log = log.lock().expect("log lock");
+            log.iter().cloned().collect::<Vec<_>>().join("\n")
+        };
+        let line = match serving {
+            Ok(Ok(line)) => line,
+            Ok(Err(_)) => panic!("faultline exited before serving:\n{}", tail(&log)),
+            Err(_) => panic!("faultline did not serve within 60 s:\n{}", tail(&log)),
+        };
+        let address = |key: &str| -> String {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in `{line}`"));
+            format!("http://{addr}")
+        };
+        let child = ServeChild {
+            process,
+            api: address("api="),
+            otlp_http: address("otlp_http="),
+            otlp_grpc: address("otlp_grpc="),
+            log,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
+                if r.status() == 200 {
+                    return child;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "faultline is not ready:\n{}",
+                child.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The child's last log lines (at most 200).
+    pub fn log_tail(&self) -> String {
+        let log = self.log.lock().expect("log lock");
+        log.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill9(mut self) {
+        self.process.start_kill().expect("kill");
+        let _ = self.process.wait().await;
+    }
+
+    /// The peak resident set of the child so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.process.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
+    }
+
+    /// The value of one series on the child's `/metrics`, if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_at(&self.api, series).await
+    }
 }
