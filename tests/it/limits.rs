@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    api_url, ensure_open_files, heavy, start_server, start_server_with, wait_trajectory,
+    api_url, ensure_open_files, heavy, start_server, start_server_with, wait_trajectory, Listeners,
+    ServeChild,
 };
 
 /// One OTLP request holding spans `ids` of a chain of `len` in trace `trace`: span k's
@@ -199,13 +200,13 @@ async fn closed_after(
 }
 
 /// An empty OTLP/HTTP export and a health check, each answered within 2 s.
-async fn normal_requests_are_served(running: &faultline::server::Running) {
+async fn normal_requests_are_served(running: &impl Listeners) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("client");
     let resp = client
-        .post(format!("http://{}/v1/traces", running.otlp_http_address))
+        .post(format!("http://{}/v1/traces", running.otlp_http_address()))
         .header("content-type", "application/x-protobuf")
         .body(ExportTraceServiceRequest::default().encode_to_vec())
         .send()
@@ -213,7 +214,7 @@ async fn normal_requests_are_served(running: &faultline::server::Running) {
         .expect("OTLP/HTTP answers a normal client");
     assert_eq!(resp.status(), 200);
     let resp = client
-        .get(format!("http://{}/healthz", running.api_address))
+        .get(format!("http://{}/healthz", running.api_address()))
         .send()
         .await
         .expect("the API answers a normal client");
@@ -414,10 +415,10 @@ enum H2Listener {
 const H2_LISTENERS: [H2Listener; 2] = [H2Listener::Grpc, H2Listener::Http];
 
 impl H2Listener {
-    fn addr(self, running: &faultline::server::Running) -> std::net::SocketAddr {
+    fn addr(self, running: &impl Listeners) -> std::net::SocketAddr {
         match self {
-            H2Listener::Grpc => running.otlp_grpc_address,
-            H2Listener::Http => running.otlp_http_address,
+            H2Listener::Grpc => running.otlp_grpc_address(),
+            H2Listener::Http => running.otlp_http_address(),
         }
     }
 
@@ -494,7 +495,7 @@ async fn h2_export(
 
 /// Normal clients of every listener are answered within 2 s, each on a new connection:
 /// OTLP/HTTP over HTTP/1.1, the API, and an export over HTTP/2 to gRPC and to h2c.
-async fn all_listeners_serve_normal_clients(running: &faultline::server::Running) {
+async fn all_listeners_serve_normal_clients(running: &impl Listeners) {
     normal_requests_are_served(running).await;
     for listener in H2_LISTENERS {
         let addr = listener.addr(running);
@@ -544,22 +545,20 @@ fn ended_by_server(listener: H2Listener, ended: Result<(), h2::Error>) {
     );
 }
 
-/// The process's resident memory, in bytes (the server runs in this process).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
+/// A server in a child process of its own, so that the growth of its resident memory is
+/// its own and not that of tests running beside it in this process.
+async fn child_server() -> ServeChild {
+    let dir = crate::support::fresh_data_dir();
+    let mut args = vec!["--data-dir".into(), dir.into_os_string()];
+    args.extend(["--idle-timeout", "1s"].map(std::ffi::OsString::from));
+    ServeChild::start(args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_streams_end_the_connection_with_goaway() {
     let _heavy = heavy().await;
-    let running = start_server("1s").await;
-    let before = resident_bytes();
+    let running = child_server().await;
+    let before = running.resident_bytes();
     for listener in H2_LISTENERS {
         let addr = listener.addr(&running);
         let (mut send, conn) = h2_connect(addr).await;
@@ -592,16 +591,16 @@ async fn rapid_reset_streams_end_the_connection_with_goaway() {
         ended_by_server(listener, ended);
         all_listeners_serve_normal_clients(&running).await;
     }
-    let grown = resident_bytes().saturating_sub(before);
+    let grown = running.resident_bytes().saturating_sub(before);
     assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
-    running.shutdown().await;
+    drop(running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_empty_data_frames_ends_the_connection_with_goaway() {
     let _heavy = heavy().await;
-    let running = start_server("1s").await;
-    let before = resident_bytes();
+    let running = child_server().await;
+    let before = running.resident_bytes();
     for listener in H2_LISTENERS {
         let addr = listener.addr(&running);
         let (send, conn) = h2_connect(addr).await;
@@ -638,9 +637,9 @@ async fn a_flood_of_empty_data_frames_ends_the_connection_with_goaway() {
         ended_by_server(listener, ended);
         all_listeners_serve_normal_clients(&running).await;
     }
-    let grown = resident_bytes().saturating_sub(before);
+    let grown = running.resident_bytes().saturating_sub(before);
     assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
-    running.shutdown().await;
+    drop(running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

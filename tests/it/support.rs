@@ -217,6 +217,7 @@ pub struct ServeChild {
     pub api: String,
     pub otlp_http: String,
     pub otlp_grpc: String,
+    addresses: [std::net::SocketAddr; 3],
     log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
@@ -274,18 +275,23 @@ impl ServeChild {
             Ok(Err(_)) => panic!("faultline exited before serving:\n{}", tail(&log)),
             Err(_) => panic!("faultline did not serve within 60 s:\n{}", tail(&log)),
         };
-        let address = |key: &str| -> String {
-            let addr = line
-                .split_whitespace()
+        let address = |key: &str| -> std::net::SocketAddr {
+            line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in `{line}`"));
-            format!("http://{addr}")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} address in `{line}`"))
         };
+        let addresses = [
+            address("otlp_grpc="),
+            address("otlp_http="),
+            address("api="),
+        ];
         let child = ServeChild {
             process,
-            api: address("api="),
-            otlp_http: address("otlp_http="),
-            otlp_grpc: address("otlp_grpc="),
+            otlp_grpc: format!("http://{}", addresses[0]),
+            otlp_http: format!("http://{}", addresses[1]),
+            api: format!("http://{}", addresses[2]),
+            addresses,
             log,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -329,8 +335,51 @@ impl ServeChild {
             * 1024
     }
 
+    /// The child's resident memory now (`/proc/PID/statm`), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let pid = self.process.id().expect("running");
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("statm");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("resident pages");
+        pages * 4096
+    }
+
     /// The value of one series on the child's `/metrics`, if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         metric_at(&self.api, series).await
+    }
+}
+
+/// The listen addresses of a server, in this process or a child.
+pub trait Listeners {
+    fn otlp_grpc_address(&self) -> std::net::SocketAddr;
+    fn otlp_http_address(&self) -> std::net::SocketAddr;
+    fn api_address(&self) -> std::net::SocketAddr;
+}
+
+impl Listeners for Running {
+    fn otlp_grpc_address(&self) -> std::net::SocketAddr {
+        self.otlp_grpc_address
+    }
+    fn otlp_http_address(&self) -> std::net::SocketAddr {
+        self.otlp_http_address
+    }
+    fn api_address(&self) -> std::net::SocketAddr {
+        self.api_address
+    }
+}
+
+impl Listeners for ServeChild {
+    fn otlp_grpc_address(&self) -> std::net::SocketAddr {
+        self.addresses[0]
+    }
+    fn otlp_http_address(&self) -> std::net::SocketAddr {
+        self.addresses[1]
+    }
+    fn api_address(&self) -> std::net::SocketAddr {
+        self.addresses[2]
     }
 }
