@@ -1,5 +1,6 @@
 //! Alert detection benchmark: simulated traffic with planted spikes and shifts, replayed
-//! in event time through decode → `Trajectory::build` → analyze → the aggregator's
+//! in event time through decode → assembly (with linked evaluators and evaluation logs)
+//! → analyze → the aggregator's
 //! minute buckets → the alert engine, hours of traffic in seconds.
 //!
 //! Scenarios (seeded; `Scenario` time windows multiply the planted fault rates):
@@ -7,13 +8,15 @@
 //!   drawn from 0.8..1.25 every 30 minutes): any alert is a false alarm;
 //! - spike: after 2 h of warm-up, the planner's root-cause rate × 3 for 10 minutes (its
 //!   own faults multiplied by the factor that triples the step's rate, calibrated from
-//!   the simulator's labels), in trials starting at different seconds of a minute:
+//!   the analyser's verdicts on simulated runs), in trials starting at different seconds of a minute:
 //!   detection delay in event time;
 //! - shift: after 2 h, the planner's root-cause rate × 2 for good: detected, and
 //!   labelled `sustained`.
 //!
 //! Run with `cargo bench --bench alerts`. `FAULTLINE_BENCH_RPS` sets the simulated runs
 //! per second of event time (default 4).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,8 +28,7 @@ use rand::{Rng, SeedableRng};
 use faultline::aggregate::{AggregateConfig, Aggregator, Clock};
 use faultline::alerts::{AlertEngine, AlertFilter, AlertKind, AlertState, AlertsConfig};
 use faultline::analyze::{analyze, AnalyzeConfig};
-use faultline::ingest::decode::decode_traces;
-use faultline::model::{Interner, Trajectory};
+use faultline::model::Interner;
 use faultline::simulate::{FaultKind, Scenario, SimConfig, Simulator, TimeWindow};
 
 const MIN: u64 = 60_000_000_000;
@@ -43,16 +45,26 @@ const STEP_FAULTS: [FaultKind; 3] = [
     FaultKind::UnknownTool,
 ];
 
-/// The factor on [`STEP_FAULTS`] that multiplies the step's root-cause rate by `ratio`,
-/// from the share of the step's root causes those faults make in the default scenario.
+/// The factor on [`STEP_FAULTS`] that multiplies the step's root-cause rate, as the
+/// analyser counts it, by `ratio`: from the share of the runs the analyser blames on the
+/// step whose planted fault is one of those, in the default scenario.
 fn factor_for(ratio: f64) -> f64 {
     let mut sim = Simulator::new(SimConfig::new(9, T0));
+    let interner = Interner::default();
+    let config = AnalyzeConfig::default();
     let (mut own, mut all) = (0u64, 0u64);
     for _ in 0..50_000 {
-        let l = sim.next_run().label;
-        if l.root_cause_step == Some(STEP) {
+        let (label, trajectory) = sim
+            .next_run()
+            .assemble(&interner)
+            .expect("simulated runs decode");
+        let a = analyze(Arc::new(trajectory), &config);
+        if a.root_cause
+            .as_ref()
+            .is_some_and(|rc| rc.step.as_str() == STEP)
+        {
             all += 1;
-            own += l.fault.is_some_and(|f| STEP_FAULTS.contains(&f)) as u64;
+            own += label.fault.is_some_and(|f| STEP_FAULTS.contains(&f)) as u64;
         }
     }
     let share = own as f64 / all.max(1) as f64;
@@ -81,7 +93,7 @@ impl Ord for Ordered {
 
 struct Outcome {
     runs: u64,
-    /// The step's root-cause rate (ground truth labels) before and inside the window.
+    /// The step's root-cause rate (as analysed) before and inside the window.
     truth_before: f64,
     truth_inside: f64,
     /// (event time of the newest run fed when the alert was first seen firing, kind,
@@ -156,7 +168,14 @@ fn run(seed: u64, rps: f64, hours: u64, window: Option<TimeWindow>) -> Outcome {
             break;
         }
         runs += 1;
-        let rc = r.label.root_cause_step == Some(STEP);
+        // The run as the pipeline assembles it (its trace, linked late evaluators, its
+        // evaluation logs), analysed: the rates below are the analyser's, not the labels'.
+        let (_, trajectory) = r.assemble(&interner).expect("simulated runs decode");
+        let a = analyze(Arc::new(trajectory), &analyze_config);
+        let rc = a
+            .root_cause
+            .as_ref()
+            .is_some_and(|rc| rc.step.as_str() == STEP);
         match &window {
             Some(w) if t >= w.start_unix_nano && t < w.end_unix_nano => {
                 inside += 1;
@@ -168,18 +187,9 @@ fn run(seed: u64, rps: f64, hours: u64, window: Option<TimeWindow>) -> Outcome {
             }
             _ => {}
         }
-        let decoded = decode_traces(r.traces, &interner);
-        let mut by_trace: std::collections::BTreeMap<_, Vec<_>> = Default::default();
-        for s in decoded.items {
-            by_trace.entry(s.trace_id).or_default().push(s);
-        }
-        for (id, spans) in by_trace {
-            let t = Trajectory::build(id, spans, Vec::new(), Vec::new());
-            let a = analyze(Arc::new(t), &analyze_config);
-            let end = a.trajectory.end_unix_nano();
-            ended.push(std::cmp::Reverse((end, ended_seq, Ordered(a))));
-            ended_seq += 1;
-        }
+        let end = a.trajectory.end_unix_nano();
+        ended.push(std::cmp::Reverse((end, ended_seq, Ordered(a))));
+        ended_seq += 1;
         // As in the server, a run is counted once it has ended: in end-time order, up to
         // the event time reached.
         while ended.peek().is_some_and(|e| e.0 .0 <= t) {
@@ -441,15 +451,5 @@ fn main() {
     if delays.iter().any(|d| *d > 2.0) {
         ok = false;
     }
-    println!(
-        "{}",
-        if ok {
-            "all targets met"
-        } else {
-            "TARGETS MISSED"
-        }
-    );
-    if !ok {
-        std::process::exit(1);
-    }
+    common::finish(ok);
 }

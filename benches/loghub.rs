@@ -50,11 +50,13 @@ fn main() {
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/loghub-2k"),
     };
     if !dir.is_dir() {
+        // A benchmark that cannot run fails: a skip would read as a pass.
         eprintln!(
-            "loghub bench skipped: no Loghub-2k data at {} (set FAULTLINE_LOGHUB_DIR)",
+            "loghub bench: no Loghub-2k data at {} (set FAULTLINE_LOGHUB_DIR to the directory \
+             holding HDFS/, Apache/, ...)",
             dir.display()
         );
-        return;
+        std::process::exit(2);
     }
     let mut original = Vec::new();
     let mut corrected = Vec::new();

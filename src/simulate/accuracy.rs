@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::detect::{DetectConfig, RawDetectConfig, RawOutputRule};
-use crate::ingest::decode::{decode_logs, decode_traces};
 use crate::model::{Analysis, Interner, Outcome, SpanStatus, TraceId, Trajectory};
 use crate::simulate::{Label, Scenario, SimConfig, Simulator};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -77,35 +76,14 @@ fn analyse(runs: usize, seed: u64) -> Vec<(Label, Analysis)> {
     out
 }
 
-/// The trajectory of trace `id` as the pipeline assembles it from these requests: its
-/// own spans, the spans of other traces that link into it (post-hoc evaluators), and
-/// its log events.
+/// [`super::assemble`], for simulator output that must decode cleanly.
 pub(super) fn assemble(
     id: TraceId,
     traces: impl IntoIterator<Item = ExportTraceServiceRequest>,
     logs: impl IntoIterator<Item = ExportLogsServiceRequest>,
     interner: &Interner,
 ) -> Trajectory {
-    let mut own = Vec::new();
-    let mut linked = Vec::new();
-    for req in traces {
-        let decoded = decode_traces(req, interner);
-        assert_eq!(decoded.rejected, 0, "{:?}", decoded.first_error);
-        for span in decoded.items {
-            if span.trace_id == id {
-                own.push(span);
-            } else if span.links.iter().any(|l| l.trace_id == id) {
-                // The pipeline routes a span linking into another trace to that trace.
-                linked.push(span);
-            }
-        }
-    }
-    let logs = logs
-        .into_iter()
-        .flat_map(|req| decode_logs(req, interner).items)
-        .filter(|l| l.trace_id == Some(id))
-        .collect();
-    Trajectory::build(id, own, logs, linked)
+    super::assemble(id, traces, logs, interner).expect("simulated spans decode")
 }
 
 /// The naive answer: the deepest errored span's step, else the first finding's step.

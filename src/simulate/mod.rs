@@ -37,7 +37,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::model::Outcome;
+use crate::ingest::decode::{decode_logs, decode_traces};
+use crate::model::{Interner, Outcome, TraceId, Trajectory};
 
 pub use cli::{run, SimulateArgs, SimulateError, SimulateReport};
 pub use output::{read_length_prefixed, to_otlp_json, ReadError};
@@ -148,6 +149,55 @@ pub struct SimRun {
     /// `gen_ai.evaluation.result` log records for the logs endpoint.
     pub logs: Option<ExportLogsServiceRequest>,
     pub label: Label,
+}
+
+impl SimRun {
+    /// The run's label and its trajectory as the pipeline assembles it (its own trace,
+    /// its linked late evaluator spans and its evaluation log events), for benchmarks
+    /// that score what the analyser makes of a run rather than what was planted.
+    pub fn assemble(self, interner: &Interner) -> Result<(Label, Trajectory), String> {
+        let id = TraceId::from_hex(&self.label.trace_id)
+            .map_err(|e| format!("label trace id {}: {e}", self.label.trace_id))?;
+        let traces = std::iter::once(self.traces).chain(self.late_traces);
+        let t = assemble(id, traces, self.logs, interner)?;
+        Ok((self.label, t))
+    }
+}
+
+/// The trajectory of trace `id` as the pipeline assembles it from these requests: its
+/// own spans, the spans of other traces that link into it (post-hoc evaluators), and
+/// its log events. An error names the first span that does not decode.
+pub fn assemble(
+    id: TraceId,
+    traces: impl IntoIterator<Item = ExportTraceServiceRequest>,
+    logs: impl IntoIterator<Item = ExportLogsServiceRequest>,
+    interner: &Interner,
+) -> Result<Trajectory, String> {
+    let mut own = Vec::new();
+    let mut linked = Vec::new();
+    for req in traces {
+        let decoded = decode_traces(req, interner);
+        if decoded.rejected > 0 {
+            return Err(format!(
+                "{} spans rejected: {:?}",
+                decoded.rejected, decoded.first_error
+            ));
+        }
+        for span in decoded.items {
+            if span.trace_id == id {
+                own.push(span);
+            } else if span.links.iter().any(|l| l.trace_id == id) {
+                // The pipeline routes a span linking into another trace to that trace.
+                linked.push(span);
+            }
+        }
+    }
+    let logs = logs
+        .into_iter()
+        .flat_map(|req| decode_logs(req, interner).items)
+        .filter(|l| l.trace_id == Some(id))
+        .collect();
+    Ok(Trajectory::build(id, own, logs, linked))
 }
 
 /// Several runs merged into requests of about a target number of spans.
