@@ -188,6 +188,11 @@ pub struct Alert {
     pub failures: u64,
     /// The incident (notification group) it belongs to, once firing.
     pub incident: Option<u64>,
+    /// The step's most frequent failure reason (the reason index's pattern template)
+    /// in the minutes before the alert opened, refreshed when it fires (control characters
+    /// stripped, cut at 200 characters); `None` when the
+    /// step has no reason recorded or no reason index is attached.
+    pub reason: Option<String>,
 }
 
 /// Counters about the engine.
@@ -1136,6 +1141,7 @@ impl AlertEngine {
         let id = state.next_id;
         state.next_id += 1;
         state.stats.alerts_created += 1;
+        let reason = self.step_reason(&s.step).map(|r| truncate(&r));
         state.alerts.insert(
             id,
             Alert {
@@ -1153,6 +1159,7 @@ impl AlertEngine {
                 runs,
                 failures,
                 incident: None,
+                reason,
             },
         );
         Some(id)
@@ -1181,6 +1188,9 @@ impl AlertEngine {
             return;
         }
         a.state = AlertState::Firing;
+        if let Some(reason) = self.step_reason(&a.step) {
+            a.reason = Some(truncate(&reason));
+        }
         let key = IncidentKey {
             step: a.step.clone(),
             kind: a.kind,
@@ -1221,6 +1231,14 @@ impl AlertEngine {
             },
         );
         state.dirty.insert(key);
+    }
+
+    /// The step's most frequent failure reason over the last spike window (at least
+    /// five minutes), from the reason index.
+    fn step_reason(&self, step: &str) -> Option<String> {
+        let lookup = self.reasons.as_ref()?;
+        let minutes = (self.config.spike_window_minutes as u64).max(5);
+        lookup(step, minutes)
     }
 
     fn drop_pending(&self, state: &mut State, id: u64) {
@@ -1356,11 +1374,8 @@ impl AlertEngine {
         annotations.insert("baseline".to_owned(), format!("{baseline:.6}"));
         annotations.insert("cohorts".to_owned(), cohort_text);
         annotations.insert("link".to_owned(), self.link(&key.step));
-        if let Some(lookup) = &self.reasons {
-            let minutes = (self.config.spike_window_minutes as u64).max(5);
-            if let Some(reason) = lookup(&key.step, minutes) {
-                annotations.insert("top_reason".to_owned(), truncate(&reason));
-            }
+        if let Some(reason) = self.step_reason(&key.step) {
+            annotations.insert("top_reason".to_owned(), truncate(&reason));
         }
         Notification {
             incident: inc.id,

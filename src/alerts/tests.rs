@@ -812,3 +812,61 @@ fn a_shift_of_a_small_rate_fires_within_forty_minutes_against_the_level_before_i
     }
     assert!(fired >= 17, "{fired} of 20 shifts fired");
 }
+
+#[test]
+fn alerts_carry_their_steps_top_reason_from_the_reason_index() {
+    // The lookup stands for the reason index: one reason per step, as the server's
+    // `reason_lookup` gives it; asked with the spike window of at least five minutes.
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let lookup: ReasonLookup = Arc::new(move |step: &str, minutes: u64| {
+        seen.lock().unwrap().push((step.to_owned(), minutes));
+        (step == "retriever").then(|| format!("Timeout after <*> ms calling {step}\u{7}"))
+    });
+    let mut registry = Registry::default();
+    let engine = AlertEngine::new(
+        AlertsConfig::default(),
+        &mut registry,
+        None,
+        "http://faultline:8700",
+    )
+    .with_reasons(lookup);
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let spike_start = T0 + 120;
+    let rate = move |m: u64| {
+        if m >= spike_start {
+            (0.15, 0.15)
+        } else {
+            (0.05, 0.05)
+        }
+    };
+    traffic(&fake, &engine, &mut rng, T0, 125, 300, rate);
+    let all = engine.alerts(&AlertFilter::default());
+    assert!(
+        all.iter().any(|a| a.state == AlertState::Firing),
+        "{all:#?}"
+    );
+    for a in &all {
+        // Control characters are stripped, as in the notifications' `top_reason`.
+        assert_eq!(
+            a.reason.as_deref(),
+            Some("Timeout after <*> ms calling retriever"),
+            "{a:?}"
+        );
+    }
+    assert!(asked
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(s, m)| s == "retriever" && *m == 5));
+
+    // Without a reason index, no reason.
+    let (plain, _) = self::engine(AlertsConfig::default());
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(11);
+    traffic(&fake, &plain, &mut rng, T0, 125, 300, rate);
+    let all = plain.alerts(&AlertFilter::default());
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|a| a.reason.is_none()), "{all:#?}");
+}

@@ -12,11 +12,14 @@
 //!   "started_unix_nano": 1717200000000000000, "resolved_unix_nano": null,
 //!   "updated_unix_nano": 1717200180000000000, "rate": 0.31, "baseline": 0.08,
 //!   "runs": 412, "failures": 128, "incident": 8,
+//!   "reason": "Timeout after <*> ms calling <*>",
 //!   "link": "http://127.0.0.1:8700/#/trajectories?step=retriever&outcome=failed"}]}
 //! ```
 //! Times are event times. `cohort` is `{}` for the whole step. `rate` is the rate of the
 //! window that decided (a spike's short window, a shift's CUSUM excursion or its last
-//! ten minutes); `baseline` the learned rate it was compared with.
+//! ten minutes); `baseline` the learned rate it was compared with. `reason` is the step's
+//! most frequent failure reason pattern in the minutes before the alert opened (updated
+//! when it fires), `null` when none is recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub struct AlertDto {
     pub runs: u64,
     pub failures: u64,
     pub incident: Option<u64>,
+    /// The step's most frequent failure reason around the alert's start (the reason
+    /// index's pattern template, cut at 200 characters); `null` when none is recorded.
+    pub reason: Option<String>,
     pub link: String,
 }
 
@@ -83,6 +89,7 @@ impl AlertDto {
             runs: a.runs,
             failures: a.failures,
             incident: a.incident,
+            reason: a.reason.clone(),
             link: engine.link(&a.step),
         }
     }
@@ -167,4 +174,66 @@ where
     S: Clone + Send + Sync + 'static,
 {
     get(list_alerts).with_state(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every field of an alert is documented in `openapi.json`'s `Alert` schema, and
+    /// nothing else is.
+    #[test]
+    fn the_alert_schema_lists_exactly_the_fields_served() {
+        let dto = AlertDto {
+            id: 7,
+            step: "retriever".into(),
+            kind: "spike",
+            signal: "root_cause",
+            alertname: "FaultlineStepRootCauseRate",
+            severity: "critical",
+            cohort: BTreeMap::from([("model".to_owned(), "gpt-4o".to_owned())]),
+            state: "firing",
+            started_unix_nano: 1,
+            resolved_unix_nano: None,
+            updated_unix_nano: 2,
+            rate: 0.3,
+            baseline: 0.1,
+            runs: 10,
+            failures: 3,
+            incident: Some(8),
+            reason: Some("Timeout after <*> ms".into()),
+            link: "http://x/#/trajectories".into(),
+        };
+        let served = serde_json::to_value(&dto).expect("serializes");
+        let served: BTreeSet<String> = served
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::api::openapi::DOCUMENT).expect("the document parses");
+        let schema = &doc["components"]["schemas"]["Alert"];
+        let documented: BTreeSet<String> = schema["properties"]
+            .as_object()
+            .expect("Alert properties")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(served, documented);
+        let required: BTreeSet<String> = schema["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(required, documented, "every field is always present");
+        assert_eq!(
+            doc["paths"]["/api/v1/alerts"]["get"]["responses"]["200"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Alerts"
+        );
+    }
 }

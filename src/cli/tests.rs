@@ -481,3 +481,29 @@ fn client_options_are_accepted_before_or_after_the_subcommand() {
     };
     assert_eq!(t.server.server, super::client::DEFAULT_SERVER);
 }
+
+#[test]
+fn the_trajectory_list_marks_the_sorted_column_as_the_page_does() {
+    let v = json!({"trajectories": [{
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "outcome": "success",
+        "start_unix_nano": 1_717_200_000_000_000_000u64, "end_unix_nano": 1_717_200_001_000_000_000u64,
+        "span_count": 2, "finding_count": 0
+    }]});
+    let header = |sort, order| {
+        trajectories::render_sorted(&v, sort, order)
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let default = header("end", "desc");
+    assert!(default.contains("END (UTC) ↓"), "{default}");
+    assert!(!default.contains("DURATION ↓"), "{default}");
+    assert_eq!(
+        trajectories::render_list(&v).lines().next().unwrap(),
+        default
+    );
+    let by_duration = header("duration", "asc");
+    assert!(by_duration.contains("DURATION ↑"), "{by_duration}");
+    assert!(!by_duration.contains('↓'), "{by_duration}");
+}

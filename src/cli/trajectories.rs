@@ -1,6 +1,8 @@
 //! `faultline trajectories`: the list of analysed trajectories of a running server
-//! (`GET /api/v1/trajectories`), newest first by end time, with the API's filters
-//! passed through. The columns are the web page's list, in the same order.
+//! (`GET /api/v1/trajectories`), newest first by end time unless `--sort` / `--order`
+//! say otherwise, with the API's filters passed through. The columns, filters and sort
+//! are the web page's list, in the same order; the sorted column is marked `↓` (or `↑`)
+//! on both.
 
 use clap::Args;
 use serde_json::Value;
@@ -27,6 +29,19 @@ pub struct TrajectoriesArgs {
     /// Only runs with a finding whose reason contains this text (case-insensitive).
     #[arg(long, value_name = "TEXT")]
     pub q: Option<String>,
+    /// Only runs of this service (`service.name`).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Only runs of this session (`session.id`).
+    #[arg(long, value_name = "SESSION_ID")]
+    pub session_id: Option<String>,
+    /// Sort by `end` time or `duration` [server default: end], as the page's sortable
+    /// columns.
+    #[arg(long, value_name = "end|duration")]
+    pub sort: Option<String>,
+    /// `desc` (largest first) or `asc` [server default: desc].
+    #[arg(long, value_name = "desc|asc")]
+    pub order: Option<String>,
     /// Page size (1..=1000) [server default: 50].
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
@@ -43,6 +58,10 @@ fn query(args: &TrajectoriesArgs) -> Vec<(&'static str, String)> {
         ("root_cause_step", opt(&args.root_cause_step)),
         ("finding_kind", opt(&args.finding_kind)),
         ("q", opt(&args.q)),
+        ("service", opt(&args.service)),
+        ("session_id", opt(&args.session_id)),
+        ("sort", opt(&args.sort)),
+        ("order", opt(&args.order)),
         (
             "limit",
             args.limit.map(|l| l.to_string()).unwrap_or_default(),
@@ -59,18 +78,36 @@ pub async fn run(args: &TrajectoriesArgs) -> Result<(), ClientError> {
     if args.server.json {
         format::emit(&format!("{}\n", answer.text.trim_end()));
     } else {
-        format::emit(&render_list(&answer.json));
+        format::emit(&render_sorted(
+            &answer.json,
+            args.sort.as_deref().unwrap_or("end"),
+            args.order.as_deref().unwrap_or("desc"),
+        ));
     }
     Ok(())
 }
 
 /// The list JSON (`{"trajectories": [...], "next_cursor": ...}`) as a table.
 pub fn render_list(v: &Value) -> String {
-    // Sorted by end time (the API's default), so END is the first time shown.
+    render_sorted(v, "end", "desc")
+}
+
+/// The list as sorted by the API with `sort` (`end` or `duration`) and `order`
+/// (`desc` or `asc`): the sorted column's header carries the page's arrow.
+pub fn render_sorted(v: &Value, sort: &str, order: &str) -> String {
+    let arrow = if order == "asc" { " ↑" } else { " ↓" };
+    let mark = |name: &str, column: &str| {
+        if column == sort {
+            format!("{name}{arrow}")
+        } else {
+            name.to_owned()
+        }
+    };
+    let (end, duration) = (mark("END (UTC)", "end"), mark("DURATION", "duration"));
     let mut table = Table::new(&[
         ("TRACE ID", Align::Left),
-        ("END (UTC)", Align::Left),
-        ("DURATION", Align::Right),
+        (&end, Align::Left),
+        (&duration, Align::Right),
         ("OUTCOME", Align::Left),
         ("ROOT CAUSE", Align::Left),
         ("REASON", Align::Left),

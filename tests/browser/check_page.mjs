@@ -69,6 +69,7 @@ async function contrast(page) {
         text: el.textContent.trim().slice(0, 40),
         tag: el.tagName.toLowerCase(),
         link: !!el.closest("a"),
+        probe: el.closest("[data-probe]")?.dataset.probe || null,
         ratio: Math.round(((l1 + 0.05) / (l2 + 0.05)) * 100) / 100,
       });
     }
@@ -77,9 +78,10 @@ async function contrast(page) {
     return {
       checked: results.length,
       links: links.length,
-      min_text: min(results),
+      min_text: min(results.filter((r) => !r.link)),
       min_link: min(links),
-      worst: results.sort((a, b) => a.ratio - b.ratio).slice(0, 5),
+      worst: [...results].sort((a, b) => a.ratio - b.ratio).slice(0, 5),
+      probes: results.filter((r) => r.probe),
     };
   });
 }
@@ -136,32 +138,59 @@ try {
   })));
   out.contrast.overview = await contrast(page);
   out.overflow_px.overview = await overflow(page);
+  // The same check on the same view with known colour pairs added, to show it can fail
+  // (see check_contrast_probes in browser.rs); removed again before the screenshot.
+  await page.evaluate(() => {
+    const box = document.createElement("div");
+    box.id = "contrast-probes";
+    // Styles set through the CSSOM: the page's Content-Security-Policy refuses style
+    // attributes.
+    const add = (parent, tag, probe, [color, background], text) => {
+      const e = document.createElement(tag);
+      e.dataset.probe = probe;
+      if (color) e.style.color = color;
+      if (background) e.style.backgroundColor = background;
+      e.textContent = text;
+      parent.appendChild(e);
+      return e;
+    };
+    add(box, "p", "black-on-white", ["#000000", "#ffffff"], "black on white");
+    add(box, "p", "aa-grey-on-white", ["#767676", "#ffffff"], "AA grey on white");
+    add(box, "p", "lighter-grey-on-white", ["#777777", "#ffffff"], "lighter grey on white");
+    const dark = add(box, "div", "dark-panel", [null, "#0f172a"], "");
+    const a = add(dark, "a", "dark-link-on-dark", ["#1e3a8a", null], "dark link on dark");
+    a.href = "#/overview";
+    document.querySelector("main").appendChild(box);
+  });
+  out.contrast_probe = await contrast(page);
+  await page.evaluate(() => document.getElementById("contrast-probes").remove());
   await page.screenshot({ path: shots + "/overview.png", fullPage: true });
 
   // Alerts: two alerts differing only in signal, in one incident, and one pending alert
   // of another step; the API answer is given to the page as is.
   const t0 = Date.UTC(2026, 0, 2, 3, 4, 0);
-  const alert = (id, signal, state, incident, step, kind) => ({
+  const alert = (id, signal, state, incident, step, kind, reason) => ({
     id, step, kind, signal, alertname: "x", severity: "critical", cohort: { model: "gpt-4o" }, state,
     started_unix_nano: String(BigInt(t0) * 1000000n), resolved_unix_nano: null, updated_unix_nano: String(BigInt(t0) * 1000000n),
-    rate: 0.31, baseline: 0.08, runs: 412, failures: 128, incident, link: "",
+    rate: 0.31, baseline: 0.08, runs: 412, failures: 128, incident, reason, link: "",
   });
   await page.route(ALERTS_URL, (route) => route.fulfill({
     contentType: "application/json",
     body: JSON.stringify({ alerts: [
-      alert(1, "failure", "firing", 7, "retriever", "spike"),
-      alert(2, "root_cause", "firing", 7, "retriever", "spike"),
-      alert(3, "failure", "pending", null, "tool", "sustained"),
+      alert(1, "failure", "firing", 7, "retriever", "spike", "Timeout after <*> ms calling <*>"),
+      alert(2, "root_cause", "firing", 7, "retriever", "spike", "Timeout after <*> ms calling <*>"),
+      alert(3, "failure", "pending", null, "tool", "sustained", null),
     ] }),
   }));
   await page.goto(base + "/#/overview?window=15m");
   await page.waitForSelector("#alerts .alert", { timeout: 60000 });
   out.alert_groups = await page.$$eval("#alerts .incident", (gs) => gs.map((g) => ({
     group: g.dataset.group,
-    reason: g.querySelector(".alert-reason")?.textContent || "",
+    reason: g.querySelector(".incident-reason")?.textContent || "",
     alerts: [...g.querySelectorAll(".alert")].map((a) => ({
       signal: a.querySelector(".alert-signal").textContent,
       kind: a.querySelector(".alert-kind").textContent,
+      reason: a.querySelector(".alert-reason")?.textContent || "",
       start: a.querySelector(".alert-start").textContent,
       start_hover: a.querySelector(".alert-start").title,
       state: a.dataset.state,
@@ -214,10 +243,24 @@ try {
   await page.waitForSelector("#trajectory-list", { timeout: 60000 });
   out.list_rows = await page.$$eval("#trajectory-list tbody tr", (r) => r.length);
   out.list_headers = await page.$$eval("#trajectory-list thead th", (th) => th.map((e) => e.textContent));
+  out.list_traces = await page.$$eval("#trajectory-list tbody tr", (r) => r.map((e) => e.dataset.trace));
   out.list_reasons = await page.$$eval("#trajectory-list td.reason", (td) => td.filter((e) => e.textContent !== "–").length);
   out.xss_executed = out.xss_executed || (await page.evaluate(() => window.__xss === true));
   out.contrast.trajectories = await contrast(page);
   out.overflow_px.trajectories = await overflow(page);
+  // Sorted by duration, shortest first, by a click on its header (twice: descending,
+  // then ascending), as `faultline trajectories --sort duration --order asc`.
+  for (const want of ["desc", "asc"]) {
+    await page.click('#trajectory-list th[data-sort="duration"] a');
+    await page.waitForFunction((o) => location.hash.includes("sort=duration") && location.hash.includes("order=" + o)
+      && document.querySelector('#trajectory-list th[data-sort="duration"]')?.getAttribute("aria-sort") === (o === "asc" ? "ascending" : "descending"),
+      want, { timeout: 60000 });
+  }
+  out.list_by_duration = {
+    hash: await page.evaluate(() => location.hash),
+    headers: await page.$$eval("#trajectory-list thead th", (th) => th.map((e) => e.textContent)),
+    traces: await page.$$eval("#trajectory-list tbody tr", (r) => r.map((e) => e.dataset.trace)),
+  };
 
   // Reasons and cohorts, with a compare whose answer has one significant row.
   await page.goto(base + "/#/reasons?window=24h");

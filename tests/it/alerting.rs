@@ -357,6 +357,14 @@ async fn a_real_alertmanager_receives_a_firing_then_a_resolved_spike() {
         assert!(ours.get(key).is_some(), "no {key}: {ours}");
     }
     assert_eq!(ours["state"], "firing");
+    // The reason it is about: the step's top reason pattern, as Alertmanager's
+    // `top_reason` annotation names it.
+    let reason = ours["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "no reason: {ours}");
+    assert!(
+        annotations["top_reason"].is_string(),
+        "no top_reason: {firing}"
+    );
     assert!(ours["resolved_unix_nano"].is_null());
     assert!(ours["cohort"].is_object());
     let started = ours["started_unix_nano"].as_u64().expect("started");

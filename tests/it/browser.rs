@@ -193,6 +193,7 @@ async fn page_shows_the_api_numbers_and_keeps_payloads_inert() {
     check_overview(&seen, &breakdown);
     check_trajectory_view(&seen);
     check_lists_alerts_and_compare(&seen);
+    check_list_matches_the_cli(&running, &seen).await;
     check_readability(&seen);
     check_quiet_server(&seen, &quiet).await;
     quiet.shutdown().await;
@@ -296,14 +297,11 @@ fn check_lists_alerts_and_compare(seen: &Value) {
         headers.contains(&"reason") && headers.contains(&"model"),
         "{headers:?}"
     );
-    assert_eq!(
-        headers[1], "end ↓",
-        "sorted by end, as the CLI: {headers:?}"
-    );
+    assert_eq!(headers[1], "end ↓", "sorted by end: {headers:?}");
     assert!(seen["list_reasons"].as_u64().unwrap_or(0) > 0, "{seen}");
 
     // Alerts: one incident holding the failure and root-cause alerts, told apart by
-    // their signal, each with kind and start time; the pending one on its own.
+    // their signal, each with kind, reason and start time; the pending one on its own.
     let groups = seen["alert_groups"].as_array().expect("alert groups");
     assert_eq!(groups.len(), 2, "{groups:?}");
     let incident = &groups[0];
@@ -317,13 +315,21 @@ fn check_lists_alerts_and_compare(seen: &Value) {
     assert_eq!(signals, ["failure rate", "root-cause rate"]);
     for a in incident["alerts"].as_array().expect("alerts") {
         assert_eq!(a["kind"], "spike");
+        assert_eq!(a["reason"], "Timeout after <*> ms calling <*>", "{a}");
         assert_eq!(a["start"], seen["alert_expected_start"], "{a}");
         assert!(a["start_hover"]
             .as_str()
             .unwrap_or_default()
             .contains("UTC"));
     }
-    assert!(!incident["reason"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(incident["reason"], "Timeout after <*> ms calling <*>");
+    assert_eq!(groups[1]["group"], "not yet firing · tool");
+    assert_eq!(groups[1]["alerts"][0]["signal"], "failure rate");
+    assert_eq!(groups[1]["alerts"][0]["reason"], "none recorded");
+    assert_eq!(
+        groups[1]["alerts"][0]["start"],
+        seen["alert_expected_start"]
+    );
     assert_eq!(groups[1]["alerts"][0]["kind"], "sustained shift");
     assert_eq!(groups[1]["alerts"][0]["state"], "pending");
 
@@ -337,16 +343,99 @@ fn check_lists_alerts_and_compare(seen: &Value) {
     );
 }
 
+/// The CLI's columns, as the page names them: lower case, without the time zone.
+fn cli_columns(text: &str) -> Vec<String> {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| c.replace(" (UTC)", "").to_lowercase())
+        .collect()
+}
+
+/// The trace ids of the CLI's rows, top to bottom.
+fn cli_traces(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with('(') && !l.starts_with("more:"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// `faultline trajectories` renders the same API answer with the page's columns, in the
+/// page's order and sort, for the default sort and for a sort by duration.
+async fn check_list_matches_the_cli(running: &faultline::server::Running, seen: &Value) {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    for (query, sort, order, page) in [
+        ("limit=1000", "end", "desc", &seen["list_headers"]),
+        (
+            "limit=1000&sort=duration&order=asc",
+            "duration",
+            "asc",
+            &seen["list_by_duration"]["headers"],
+        ),
+    ] {
+        let (_, answer) = get_json(running, &format!("/api/v1/trajectories?{query}")).await;
+        let text = faultline::cli::trajectories::render_sorted(&answer, sort, order);
+        assert_eq!(cli_columns(&text), strings(page), "{query}:\n{text}");
+        let page_traces = if sort == "end" {
+            strings(&seen["list_traces"])
+        } else {
+            strings(&seen["list_by_duration"]["traces"])
+        };
+        assert!(page_traces.len() > 100, "{query}: {}", page_traces.len());
+        assert_eq!(
+            cli_traces(&text),
+            page_traces,
+            "{query}: the same rows in the same order"
+        );
+    }
+    let hash = seen["list_by_duration"]["hash"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        hash.contains("sort=duration") && hash.contains("order=asc"),
+        "{hash}"
+    );
+    // Sorted by duration, the rows are not in end order (the data has varied durations).
+    assert_ne!(seen["list_traces"], seen["list_by_duration"]["traces"]);
+}
+
+/// What fails WCAG AA (4.5:1 for text and links) in one view's contrast report; empty
+/// when the view passes.
+fn contrast_failures(view: &str, c: &Value) -> Vec<String> {
+    let mut failures = Vec::new();
+    if c["checked"].as_u64().unwrap_or(0) == 0 {
+        failures.push(format!("{view}: no text checked: {c}"));
+    }
+    let text = c["min_text"].as_f64().unwrap_or(0.0);
+    if text < 4.5 {
+        failures.push(format!("{view}: text contrast {text} < 4.5: {c}"));
+    }
+    if c["links"].as_u64().unwrap_or(0) > 0 {
+        let link = c["min_link"].as_f64().unwrap_or(0.0);
+        if link < 4.5 {
+            failures.push(format!("{view}: link contrast {link} < 4.5: {c}"));
+        }
+    }
+    failures
+}
+
 fn check_readability(seen: &Value) {
     for (view, c) in seen["contrast"].as_object().expect("contrast") {
         assert!(c["checked"].as_u64().unwrap_or(0) > 5, "{view}: {c}");
-        let text = c["min_text"].as_f64().unwrap_or(0.0);
-        assert!(text >= 4.5, "{view}: text contrast {text} < 4.5: {c}");
-        if c["links"].as_u64().unwrap_or(0) > 0 {
-            let link = c["min_link"].as_f64().unwrap_or(0.0);
-            assert!(link >= 4.5, "{view}: link contrast {link} < 4.5: {c}");
-        }
+        let failures = contrast_failures(view, c);
+        assert!(failures.is_empty(), "{failures:#?}");
     }
+    check_contrast_probes(&seen["contrast_probe"]);
     assert!(
         seen["contrast"]["trajectories"]["links"]
             .as_u64()
@@ -360,6 +449,35 @@ fn check_readability(seen: &Value) {
             "{view} is wider than 1280 px: {px}"
         );
     }
+}
+
+/// The contrast check can fail: run on the overview with known colour pairs injected,
+/// it measures them as WCAG does (#767676 on white is 4.54:1, the lightest grey that
+/// passes; #777777 is 4.48:1; a dark blue link on a dark panel 1.72:1) and the
+/// check above reports the failing ones.
+fn check_contrast_probes(probe: &Value) {
+    let ratio = |name: &str| -> f64 {
+        probe["probes"]
+            .as_array()
+            .expect("probe results")
+            .iter()
+            .find(|p| p["probe"] == name)
+            .unwrap_or_else(|| panic!("probe {name} not measured: {probe}"))["ratio"]
+            .as_f64()
+            .expect("a ratio")
+    };
+    assert_eq!(ratio("black-on-white"), 21.0, "{probe}");
+    assert_eq!(ratio("aa-grey-on-white"), 4.54, "{probe}");
+    assert_eq!(ratio("lighter-grey-on-white"), 4.48, "{probe}");
+    let link = ratio("dark-link-on-dark");
+    assert_eq!(link, 1.72, "{probe}");
+    let failures = contrast_failures("probe", probe);
+    assert_eq!(failures.len(), 2, "text and link both fail: {failures:#?}");
+    assert!(failures[0].contains("text contrast 4.48"), "{failures:#?}");
+    assert!(
+        failures[1].contains(&format!("link contrast {link}")),
+        "{failures:#?}"
+    );
 }
 
 async fn check_quiet_server(seen: &Value, quiet: &faultline::server::Running) {

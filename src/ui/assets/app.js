@@ -217,8 +217,21 @@ views.trajectories = async (route) => {
       go("trajectories", null, p);
     },
   }, "Filter"));
-  // The CLI's `faultline trajectories` shows the same columns in the same order; both
-  // are sorted by end time, newest first (the API's default).
+  // The CLI's `faultline trajectories` shows the same columns in the same order, sorted
+  // the same way: by end time, newest first (the API's default), or as `sort` / `order`
+  // say; the sorted column is marked ↓ (descending) or ↑. A click on the end or duration
+  // header sorts by it (descending first, then the other way).
+  const sort = params.get("sort") === "duration" ? "duration" : "end";
+  const order = params.get("order") === "asc" ? "asc" : "desc";
+  const sortHead = (column, label, cls) => {
+    const active = column === sort;
+    const next = new URLSearchParams(route.params);
+    next.set("sort", column);
+    next.set("order", active && order === "desc" ? "asc" : "desc");
+    next.delete("cursor");
+    return h("th", { class: cls || "", "data-sort": column, "aria-sort": active ? (order === "asc" ? "ascending" : "descending") : "none" },
+      h("a", { href: "#/trajectories?" + next.toString() }, label + (active ? (order === "asc" ? " ↑" : " ↓") : "")));
+  };
   const rows = (data.trajectories || []).map((t) =>
     h("tr", { class: "link", onclick: () => go("trajectory", t.trace_id), "data-trace": t.trace_id },
       h("td", { class: "mono", title: t.trace_id }, h("a", { href: "#/trajectory/" + encodeURIComponent(t.trace_id) }, t.trace_id.slice(0, 12) + "…")),
@@ -236,7 +249,7 @@ views.trajectories = async (route) => {
       h("td", { title: t.service || "" }, h("div", { class: "clip" }, t.service || "–"))));
   const table = h("table", { id: "trajectory-list" },
     h("thead", {}, h("tr", {},
-      h("th", {}, "trace"), h("th", {}, "end ↓"), h("th", { class: "num" }, "duration"), h("th", {}, "outcome"),
+      h("th", {}, "trace id"), sortHead("end", "end"), sortHead("duration", "duration", "num"), h("th", {}, "outcome"),
       h("th", {}, "root cause"), h("th", {}, "reason"), h("th", {}, "model"),
       h("th", { class: "num" }, "spans"), h("th", { class: "num" }, "findings"), h("th", {}, "service"))),
     h("tbody", {}, rows));
@@ -586,16 +599,14 @@ const ALERT_KINDS = { spike: "spike", sustained: "sustained shift" };
 
 // Alerts, grouped by incident (firing alerts about one step and kind, notified together;
 // alerts not yet firing are grouped by step). Each alert says its signal, kind, cohort,
-// rate and start time; each group its step's most frequent failure reason. Recently
-// resolved ones are folded away below.
-async function alertsPanel(alerts) {
+// rate, start time and reason (the step's most frequent failure reason when it opened,
+// from the API); each group its step, start and reason. Recently resolved ones are
+// folded away below.
+function alertsPanel(alerts) {
   const open = alerts.filter((a) => a.state === "firing" || a.state === "pending");
   const resolved = alerts.filter((a) => a.state === "resolved").slice(0, 20);
   if (!open.length && !resolved.length) return null;
-  const steps = [...new Set([...open, ...resolved].map((a) => a.step))].slice(0, 8);
-  const reasons = new Map(await Promise.all(steps.map((step) =>
-    api("/api/v1/reasons?" + new URLSearchParams({ step, window: "1h", limit: "1" }).toString())
-      .then((r) => [step, (r.reasons || [])[0]]).catch(() => [step, null]))));
+  const reasonText = (r) => (r ? r : "none recorded");
   const grouped = (list) => {
     const groups = new Map();
     for (const a of list) {
@@ -604,13 +615,13 @@ async function alertsPanel(alerts) {
       groups.get(key).push(a);
     }
     return [...groups.entries()].map(([key, items]) => {
-      const top = reasons.get(items[0].step);
       const first = Math.min(...items.map((a) => nanosToMs(a.started_unix_nano)));
+      const reason = items.map((a) => a.reason).find((r) => r);
       return h("div", { class: "incident", "data-group": key },
         h("div", { class: "incident-head" }, key, " · ", stepLabel(items[0].step), " · since ",
           h("span", { title: fmtBoth(first) }, fmtLocal(first)),
           " · ", h("a", { href: "#/trajectories?" + new URLSearchParams({ step: items[0].step, outcome: "failed" }).toString() }, "failed runs")),
-        h("div", { class: "muted small" }, "top reason: ", h("span", { class: "alert-reason" }, top ? top.template || top.pattern_id : "none recorded")),
+        h("div", { class: "muted small" }, "reason: ", h("span", { class: "incident-reason" }, reasonText(reason))),
         h("ul", {}, items.map(item)));
     });
   };
@@ -623,7 +634,8 @@ async function alertsPanel(alerts) {
       Object.keys(a.cohort || {}).length ? " for " + cohortLabel(a.cohort) : " (whole step)",
       ": ", fmtPct(a.rate), " vs baseline ", fmtPct(a.baseline), " (" + a.failures + "/" + a.runs + " runs)",
       h("span", { class: "muted" }, " · started ", h("span", { class: "alert-start", title: fmtBoth(startMs) }, fmtLocal(startMs)),
-        a.resolved_unix_nano ? " · resolved " + fmtLocal(nanosToMs(a.resolved_unix_nano)) : ""));
+        a.resolved_unix_nano ? " · resolved " + fmtLocal(nanosToMs(a.resolved_unix_nano)) : ""),
+      h("div", { class: "muted small" }, "reason: ", h("span", { class: "alert-reason" }, reasonText(a.reason))));
   };
   return h("div", { class: "panel", id: "alerts" },
     h("h2", {}, open.length ? "Alerts" : "No open alerts"),
@@ -667,7 +679,7 @@ views.overview = async (route) => {
       h("div", { class: "label" }, "pending"), h("div", { class: "num" }, pending),
       h("div", { class: "muted small" }, "counted after the " + grace + " grace")));
 
-  const alertBox = alerts && Array.isArray(alerts.alerts) ? await alertsPanel(alerts.alerts) : null;
+  const alertBox = alerts && Array.isArray(alerts.alerts) ? alertsPanel(alerts.alerts) : null;
 
   const stepRows = data.steps || [];
   const scale = Math.max(0.0001, ...stepRows.map((s) => Math.max(s.failure_rate || 0, s.root_cause_rate || 0)));

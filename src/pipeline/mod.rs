@@ -609,3 +609,6 @@ fn recv_timeout(rx: &mut mpsc::Receiver<ShardMsg>, deadline: Instant) -> Recv {
         })
     })
 }
+
+#[cfg(test)]
+mod tests;
