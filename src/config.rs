@@ -114,6 +114,9 @@ pub struct FileConfig {
     pub auth: Option<RawAuth>,
     /// Resource limits (`[limits]`): `memory_bytes`, the memory budget.
     pub limits: Option<RawLimitsConfig>,
+    /// The write-ahead log of accepted data (`[wal]`): `enabled`, `fsync`,
+    /// `fsync_interval`, `segment_bytes`.
+    pub wal: Option<crate::wal::RawWalConfig>,
 }
 
 /// The `[limits]` table.
@@ -184,6 +187,8 @@ pub struct Overrides {
     pub max_memory_bytes: Option<u64>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
     pub metrics_push: crate::push::PushOverrides,
+    /// `--wal-*`, each over the `[wal]` key of the same name.
+    pub wal: crate::wal::WalOverrides,
     pub grpc_keepalive_min_time: Option<String>,
     pub grpc_max_connection_idle: Option<String>,
     /// `--tls-*-file`, over the `[tls]` keys of every listener.
@@ -232,6 +237,8 @@ pub struct Settings {
     pub alerts: crate::alerts::AlertsConfig,
     /// The OTLP metrics push; `None` when no endpoint is set.
     pub metrics_push: Option<crate::push::PushConfig>,
+    /// The write-ahead log of accepted data (`[wal]`).
+    pub wal: crate::wal::WalConfig,
     /// TLS, tokens, allowed hosts, CORS, gRPC keepalive enforcement.
     pub security: crate::security::SecuritySettings,
 }
@@ -376,6 +383,17 @@ impl Settings {
                     key: format!("metrics_push.{}", e.key),
                     message: e.message,
                 })?;
+        let wal = crate::wal::WalConfig::resolve(file.wal.as_ref(), &over.wal).map_err(|e| {
+            ConfigError::Invalid {
+                origin: if e.from_file {
+                    file_origin.clone()
+                } else {
+                    "flag or environment".to_owned()
+                },
+                key: format!("wal.{}", e.key),
+                message: e.message,
+            }
+        })?;
         let security = resolve_security(&file, &over, &file_origin)?;
         let keepalive = crate::security::GrpcKeepalive {
             min_ping_interval: duration(
@@ -515,6 +533,7 @@ impl Settings {
             store,
             alerts,
             metrics_push,
+            wal,
             security,
         })
     }

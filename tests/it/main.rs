@@ -20,3 +20,4 @@ mod prometheus;
 mod security;
 mod store;
 mod support;
+mod wal;
