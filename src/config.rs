@@ -7,7 +7,9 @@
 //! `idle_timeout`. Lists (classification rules, detection rules) live in the file's
 //! `[classify]` and `[detect]` tables. The OTLP metrics push is the exception to the
 //! top-level rule: `--metrics-push-endpoint` / `FAULTLINE_METRICS_PUSH_ENDPOINT` set the
-//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys. Likewise
+//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys; so do
+//! `--wal-enabled`, `--wal-fsync`, `--wal-fsync-interval`, `--wal-segment-bytes` for the
+//! keys of `[wal]` (`FAULTLINE_WAL_*`). Likewise
 //! `--tls-cert-file`, `--tls-key-file` and `--tls-client-ca-file` set the keys of `[tls]`
 //! (which per-listener tables `[tls.otlp_grpc]`, `[tls.otlp_http]`, `[tls.api]` refine),
 //! and `--ingest-token-file`, `--api-token-file`, `--api-allowed-hosts`,
