@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
 //! FAULTLINE_BENCH_MEMORY_ONLY=1 cargo bench --bench ingest   # the memory figures alone
+//! FAULTLINE_BENCH_WAL=1 cargo bench --bench ingest   # the write-ahead log's cost alone
 //! ```
 //!
 //! Prints, for realistic batches from `faultline simulate` (~350 spans per request):
@@ -14,7 +15,12 @@
 //!    aggregation sink (per-step metrics, breakdowns) and without the discovery sinks
 //!    (reason clusters, failure cohorts), and the cost each adds;
 //! 3. peak RSS, and RSS per buffered span (measured first) (spans held open with a long idle timeout),
-//!    next to the wire size per span.
+//!    next to the wire size per span;
+//! 4. with `FAULTLINE_BENCH_WAL=1`, only the cost of the write-ahead log: end to end with
+//!    every sink, the log off, on with `fsync = "batch"` (the default) and on with
+//!    `fsync = "interval"`, taking turns, `FAULTLINE_BENCH_WAL_RUNS` (default 5) runs
+//!    each; medians and their ratios. The other phases run with the log on (the
+//!    default).
 //!
 //! Every request carries fresh trace ids (the pre-encoded batches are re-sent with their
 //! trace-id bytes rewritten in place), so the server assembles new traces throughout.
@@ -144,7 +150,12 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn settings(idle: &str, sinks: (bool, bool), data_dir: &std::path::Path) -> Settings {
+fn settings(
+    idle: &str,
+    sinks: (bool, bool),
+    data_dir: &std::path::Path,
+    wal: Option<faultline::wal::FsyncPolicy>,
+) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
         None,
@@ -163,6 +174,10 @@ fn settings(idle: &str, sinks: (bool, bool), data_dir: &std::path::Path) -> Sett
     .expect("bench settings");
     (s.aggregation, s.discovery) = sinks;
     s.max_queued_spans = 400_000;
+    s.wal.enabled = wal.is_some();
+    if let Some(policy) = wal {
+        s.wal.fsync = policy;
+    }
     s
 }
 
@@ -243,7 +258,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, sinks: (bool, bool)) -> (f64, f64) {
+fn end_to_end(
+    batches: &Arc<Vec<Batch>>,
+    rounds: u32,
+    sinks: (bool, bool),
+    wal: Option<faultline::wal::FsyncPolicy>,
+) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -255,6 +275,7 @@ fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, sinks: (bool, bool)) -> (f
             "200ms",
             sinks,
             dir.path(),
+            wal,
         )))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
@@ -301,6 +322,11 @@ fn main() {
     );
     drop(reqs);
 
+    if std::env::var_os("FAULTLINE_BENCH_WAL").is_some() {
+        wal_cost(&batches, spans_per_round, target);
+        return;
+    }
+
     // 1. Memory (first, before other phases leave freed memory in the allocator): hold spans open (long idle timeout) and measure RSS growth per span.
     let mem_dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -313,6 +339,7 @@ fn main() {
             "10m",
             (true, true),
             mem_dir.path(),
+            Some(faultline::wal::FsyncPolicy::Batch),
         )))
         .expect("server starts");
     let before = rss_kib("VmRSS:");
@@ -443,7 +470,12 @@ fn main() {
     let mut analysed = vec![Vec::new(); variants.len()];
     for _ in 0..3 {
         for (i, (_, sinks)) in variants.iter().enumerate() {
-            let (a, d) = end_to_end(&batches, rounds, *sinks);
+            let (a, d) = end_to_end(
+                &batches,
+                rounds,
+                *sinks,
+                Some(faultline::wal::FsyncPolicy::Batch),
+            );
             accepted[i].push(a);
             analysed[i].push(d);
         }
@@ -472,4 +504,55 @@ fn main() {
         "peak RSS of the whole benchmark process: {} MiB",
         rss_kib("VmHWM:") / 1024
     );
+}
+
+/// The write-ahead log's cost: every sink, the log off / batch fsync / interval fsync,
+/// taking turns so that drift of the machine's load hits them alike.
+fn wal_cost(batches: &Arc<Vec<Batch>>, spans_per_round: usize, target: usize) {
+    use faultline::wal::FsyncPolicy;
+    let runs: usize = std::env::var("FAULTLINE_BENCH_WAL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let rounds = (target / spans_per_round).max(1) as u32;
+    let variants = [
+        ("wal off", None),
+        ("wal fsync=batch", Some(FsyncPolicy::Batch)),
+        (
+            "wal fsync=interval 1s",
+            Some(FsyncPolicy::Interval(Duration::from_secs(1))),
+        ),
+    ];
+    let mut accepted = vec![Vec::new(); variants.len()];
+    let mut analysed = vec![Vec::new(); variants.len()];
+    for _ in 0..runs {
+        for (i, (_, wal)) in variants.iter().enumerate() {
+            let (a, d) = end_to_end(batches, rounds, (true, true), *wal);
+            accepted[i].push(a);
+            analysed[i].push(d);
+        }
+    }
+    let mut medians = Vec::new();
+    for (i, (label, _)) in variants.iter().enumerate() {
+        let each: Vec<String> = accepted[i]
+            .iter()
+            .map(|a| format!("{:.0}k", a / 1000.0))
+            .collect();
+        let (a, d) = (median(accepted[i].clone()), median(analysed[i].clone()));
+        println!(
+            "end to end, gRPC, {} spans/run, {label:<22}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (accepted, {runs} runs: {})",
+            rounds as usize * spans_per_round,
+            each.join(", "),
+        );
+        medians.push((a, d));
+    }
+    for (i, (label, _)) in variants.iter().enumerate().skip(1) {
+        println!(
+            "{label}: accepted rate {:.3} of wal off ({:+.1}%), analysed rate {:.3} ({:+.1}%)",
+            medians[i].0 / medians[0].0,
+            100.0 * (medians[i].0 / medians[0].0 - 1.0),
+            medians[i].1 / medians[0].1,
+            100.0 * (medians[i].1 / medians[0].1 - 1.0),
+        );
+    }
 }

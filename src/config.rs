@@ -7,7 +7,9 @@
 //! `idle_timeout`. Lists (classification rules, detection rules) live in the file's
 //! `[classify]` and `[detect]` tables. The OTLP metrics push is the exception to the
 //! top-level rule: `--metrics-push-endpoint` / `FAULTLINE_METRICS_PUSH_ENDPOINT` set the
-//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys. Likewise
+//! key `endpoint` of the `[metrics_push]` table, and so on for its other keys; so do
+//! `--wal-enabled`, `--wal-fsync`, `--wal-fsync-interval`, `--wal-segment-bytes` for the
+//! keys of `[wal]` (`FAULTLINE_WAL_*`). Likewise
 //! `--tls-cert-file`, `--tls-key-file` and `--tls-client-ca-file` set the keys of `[tls]`
 //! (which per-listener tables `[tls.otlp_grpc]`, `[tls.otlp_http]`, `[tls.api]` refine),
 //! and `--ingest-token-file`, `--api-token-file`, `--api-allowed-hosts`,
@@ -114,6 +116,9 @@ pub struct FileConfig {
     pub auth: Option<RawAuth>,
     /// Resource limits (`[limits]`): `memory_bytes`, the memory budget.
     pub limits: Option<RawLimitsConfig>,
+    /// The write-ahead log of accepted data (`[wal]`): `enabled`, `fsync`,
+    /// `fsync_interval`, `segment_bytes`.
+    pub wal: Option<crate::wal::RawWalConfig>,
 }
 
 /// The `[limits]` table.
@@ -184,6 +189,8 @@ pub struct Overrides {
     pub max_memory_bytes: Option<u64>,
     /// `--metrics-push-*`, each over the `[metrics_push]` key of the same name.
     pub metrics_push: crate::push::PushOverrides,
+    /// `--wal-*`, each over the `[wal]` key of the same name.
+    pub wal: crate::wal::WalOverrides,
     pub grpc_keepalive_min_time: Option<String>,
     pub grpc_max_connection_idle: Option<String>,
     /// `--tls-*-file`, over the `[tls]` keys of every listener.
@@ -232,6 +239,8 @@ pub struct Settings {
     pub alerts: crate::alerts::AlertsConfig,
     /// The OTLP metrics push; `None` when no endpoint is set.
     pub metrics_push: Option<crate::push::PushConfig>,
+    /// The write-ahead log of accepted data (`[wal]`).
+    pub wal: crate::wal::WalConfig,
     /// TLS, tokens, allowed hosts, CORS, gRPC keepalive enforcement.
     pub security: crate::security::SecuritySettings,
 }
@@ -376,6 +385,17 @@ impl Settings {
                     key: format!("metrics_push.{}", e.key),
                     message: e.message,
                 })?;
+        let wal = crate::wal::WalConfig::resolve(file.wal.as_ref(), &over.wal).map_err(|e| {
+            ConfigError::Invalid {
+                origin: if e.from_file {
+                    file_origin.clone()
+                } else {
+                    "flag or environment".to_owned()
+                },
+                key: format!("wal.{}", e.key),
+                message: e.message,
+            }
+        })?;
         let security = resolve_security(&file, &over, &file_origin)?;
         let keepalive = crate::security::GrpcKeepalive {
             min_ping_interval: duration(
@@ -515,6 +535,7 @@ impl Settings {
             store,
             alerts,
             metrics_push,
+            wal,
             security,
         })
     }

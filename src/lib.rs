@@ -65,3 +65,4 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod ui;
+pub mod wal;

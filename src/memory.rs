@@ -7,7 +7,9 @@
 //! - `requests`: decoded requests in flight, at their estimated decoded size (see
 //!   `ingest::cost`), from before decoding until the records are queued;
 //! - `pipeline`: records queued for and buffered by the shards (open traces), at their
-//!   measured held size ([`held_bytes`]).
+//!   measured held size ([`held_bytes`]);
+//! - `wal`: the write-ahead log's table of traces whose data is in a segment but not yet
+//!   stored and counted (`crate::wal`), at a fixed size per trace.
 //!
 //! Marks (documented in ARCHITECTURE.md):
 //! - **soft** = 80 % of the budget: a new request whose decoded size would take the use
@@ -31,15 +33,18 @@ use prometheus_client::metrics::gauge::Gauge;
 pub enum Component {
     Requests,
     Pipeline,
+    /// The write-ahead log's table of traces not yet stored (`src/wal/`).
+    Wal,
 }
 
 impl Component {
-    pub const ALL: [Component; 2] = [Component::Requests, Component::Pipeline];
+    pub const ALL: [Component; 3] = [Component::Requests, Component::Pipeline, Component::Wal];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Component::Requests => "requests",
             Component::Pipeline => "pipeline",
+            Component::Wal => "wal",
         }
     }
 
@@ -47,6 +52,7 @@ impl Component {
         match self {
             Component::Requests => 0,
             Component::Pipeline => 1,
+            Component::Wal => 2,
         }
     }
 }
@@ -64,7 +70,7 @@ const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
-    used: [Gauge; 2],
+    used: [Gauge; 3],
     refused: Counter,
 }
 
@@ -95,7 +101,7 @@ impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             limit: limit.max(1),
-            used: [Gauge::default(), Gauge::default()],
+            used: [Gauge::default(), Gauge::default(), Gauge::default()],
             refused: Counter::default(),
         })
     }

@@ -50,6 +50,8 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Token(#[from] crate::security::token::TokenError),
+    #[error("{0}")]
+    Wal(#[from] crate::wal::WalError),
 }
 
 impl Handoff for Pipeline {
@@ -110,6 +112,7 @@ pub struct Running {
     api_task: JoinHandle<()>,
     workers: Workers,
     metrics_push: Option<crate::push::Pusher>,
+    pub wal: Option<Arc<crate::wal::Wal>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -201,12 +204,33 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     let restored = aggregator.import_minutes(&store.counts()?);
     tracing::info!(minutes = restored, path = %settings.data_dir.display(), "Store opened.");
     let store_metrics = Arc::new(crate::store::StoreMetrics::register(&mut registry));
-    let (store_writer, store_sink) = crate::store::StoreWriter::start(
+    // The write-ahead log: opened before anything is accepted; what a previous run
+    // left is replayed below, once the pipeline runs and before the listeners serve.
+    let wal_metrics = crate::wal::WalMetrics::register(&mut registry);
+    let wal = if settings.wal.enabled {
+        // Past this a trace never finalized had nothing the pipeline would finalize.
+        let expire_after = settings.max_trace_age
+            + settings.late_grace
+            + settings.idle_timeout
+            + Duration::from_secs(60);
+        Some(crate::wal::Wal::open(
+            &settings.data_dir,
+            &settings.wal,
+            expire_after,
+            Some(budget.clone()),
+            wal_metrics.clone(),
+        )?)
+    } else {
+        None
+    };
+    let (store_writer, store_sink) = crate::store::StoreWriter::start_observed(
         store.clone(),
         Some(aggregator.clone()),
         settings.store.clone(),
         settings.aggregate.dimensions.clone(),
         store_metrics.clone(),
+        wal.as_ref()
+            .map(|(w, _)| w.clone() as Arc<dyn crate::store::CommitObserver>),
     )
     .map_err(ServerError::StoreThread)?;
     let reason_clusterer = Arc::new(
@@ -243,6 +267,9 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         sinks.push(reasons);
         sinks.push(cohorts.clone());
     }
+    if let Some((w, _)) = &wal {
+        sinks.push(Arc::new(crate::wal::WalSink(w.clone())));
+    }
     // The store sink comes after the aggregator: its counts include the trace.
     sinks.push(Arc::new(store_sink));
     let (pipeline, workers) = Pipeline::start(
@@ -268,15 +295,33 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
     )
     .map_err(ServerError::Threads)?;
 
+    let interner = Arc::new(Interner::default());
+    let wal = match wal {
+        Some((w, found)) => {
+            w.replay(
+                found,
+                &pipeline,
+                &interner,
+                &budget,
+                settings.max_request_bytes.max(64 * 1024 * 1024),
+                &wal_metrics,
+                Some(store.clone()),
+            )
+            .await;
+            Some(w)
+        }
+        None => None,
+    };
     let ingest = Arc::new(Ingest {
         handoff: pipeline,
         observer: MetricsObserver(metrics.clone()),
-        interner: Arc::new(Interner::default()),
+        interner,
         limits: IngestLimits {
             max_request_bytes: settings.max_request_bytes,
             ..IngestLimits::default()
         },
         budget: budget.clone(),
+        wal: wal.clone(),
     });
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
@@ -423,6 +468,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         api_task,
         workers,
         metrics_push,
+        wal,
     })
 }
 
@@ -451,6 +497,15 @@ impl Running {
             .is_err()
         {
             tracing::error!("The store writer did not shut down cleanly.");
+        }
+        // Everything is stored: the log's last done records are written and fsynced.
+        if let Some(wal) = self.wal {
+            if tokio::task::spawn_blocking(move || wal.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::error!("The write-ahead log did not shut down cleanly.");
+            }
         }
         // Every trace is counted now: the final push carries the final values.
         if let Some(push) = self.metrics_push {

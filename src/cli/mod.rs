@@ -263,6 +263,25 @@ pub struct ServeArgs {
     /// system's. File: [metrics_push] ca_file.
     #[arg(long, env = "FAULTLINE_METRICS_PUSH_CA_FILE", value_name = "FILE")]
     pub metrics_push_ca_file: Option<PathBuf>,
+    /// Append every accepted request to the write-ahead log under the data directory
+    /// before acknowledging it, and replay it at startup: true or false. File: [wal]
+    /// enabled [default: true].
+    #[arg(long, env = "FAULTLINE_WAL_ENABLED", value_name = "BOOL")]
+    pub wal_enabled: Option<bool>,
+    /// When the write-ahead log is fsynced: batch (before each acknowledgement, shared by
+    /// the requests written together) or interval (every --wal-fsync-interval; an
+    /// acknowledged request survives a crash of the process, not of the machine within
+    /// the interval). File: [wal] fsync [default: batch].
+    #[arg(long, env = "FAULTLINE_WAL_FSYNC", value_name = "POLICY")]
+    pub wal_fsync: Option<String>,
+    /// Time between write-ahead log fsyncs with --wal-fsync interval. File: [wal]
+    /// fsync_interval [default: 1s].
+    #[arg(long, env = "FAULTLINE_WAL_FSYNC_INTERVAL", value_name = "DURATION")]
+    pub wal_fsync_interval: Option<String>,
+    /// A write-ahead log segment file is closed and a new one started past this size
+    /// (at least 65536). File: [wal] segment_bytes [default: 67108864].
+    #[arg(long, env = "FAULTLINE_WAL_SEGMENT_BYTES", value_name = "BYTES")]
+    pub wal_segment_bytes: Option<u64>,
     /// TLS certificate chain (PEM) of every listener; with --tls-key-file every listener
     /// speaks TLS only (1.2+). Re-read when the file changes. File: [tls] cert_file
     /// (per listener: [tls.otlp_grpc], [tls.otlp_http], [tls.api]).
@@ -345,6 +364,12 @@ impl ServeArgs {
                     timeout: self.metrics_push_timeout.clone(),
                     headers: self.metrics_push_headers.clone(),
                     ca_file: self.metrics_push_ca_file.clone(),
+                },
+                wal: crate::wal::WalOverrides {
+                    enabled: self.wal_enabled,
+                    fsync: self.wal_fsync.clone(),
+                    fsync_interval: self.wal_fsync_interval.clone(),
+                    segment_bytes: self.wal_segment_bytes,
                 },
                 grpc_keepalive_min_time: self.grpc_keepalive_min_time.clone(),
                 grpc_max_connection_idle: self.grpc_max_connection_idle.clone(),

@@ -336,20 +336,26 @@ fn cohorts_render_generically() {
     );
 }
 
+/// The settings of `faultline serve` with these flags.
+fn serve_settings(flags: &[&str]) -> crate::config::Settings {
+    use clap::Parser;
+    let cli = super::Cli::try_parse_from(["faultline", "serve"].iter().chain(flags)).unwrap();
+    match cli.command {
+        Some(super::Command::Serve(args)) => args.settings().unwrap(),
+        other => panic!("not serve: {other:?}"),
+    }
+}
+
 #[test]
 fn the_depth_cap_is_a_flag_a_file_key_and_defaults_to_1000() {
     use crate::config::{FileConfig, Overrides, Settings};
-    use clap::Parser;
     let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
     assert_eq!(default.max_trace_depth, 1000);
 
-    let cli =
-        super::Cli::try_parse_from(["faultline", "serve", "--max-trace-depth", "50"]).unwrap();
-    let args = match cli.command {
-        Some(super::Command::Serve(args)) => args,
-        other => panic!("not serve: {other:?}"),
-    };
-    assert_eq!(args.settings().unwrap().max_trace_depth, 50);
+    assert_eq!(
+        serve_settings(&["--max-trace-depth", "50"]).max_trace_depth,
+        50
+    );
 
     let path = std::path::Path::new("faultline.toml");
     let file = FileConfig::parse("max_trace_depth = 7\n", path).unwrap();
@@ -385,7 +391,6 @@ fn show_draws_a_deep_chain_with_short_prefixes() {
 #[test]
 fn connection_limits_are_flags_and_file_keys_with_defaults() {
     use crate::config::{FileConfig, Overrides, Settings};
-    use clap::Parser;
     use std::time::Duration;
     let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
     assert_eq!(default.conn_limits, crate::net::ConnLimits::default());
@@ -395,20 +400,7 @@ fn connection_limits_are_flags_and_file_keys_with_defaults() {
         Duration::from_secs(10)
     );
 
-    let cli = super::Cli::try_parse_from([
-        "faultline",
-        "serve",
-        "--max-connections",
-        "64",
-        "--header-read-timeout",
-        "3s",
-    ])
-    .unwrap();
-    let args = match cli.command {
-        Some(super::Command::Serve(args)) => args,
-        other => panic!("not serve: {other:?}"),
-    };
-    let s = args.settings().unwrap();
+    let s = serve_settings(&["--max-connections", "64", "--header-read-timeout", "3s"]);
     assert_eq!(s.conn_limits.max_connections, 64);
     assert_eq!(s.conn_limits.header_read_timeout, Duration::from_secs(3));
 
@@ -506,4 +498,54 @@ fn the_trajectory_list_marks_the_sorted_column_as_the_page_does() {
     let by_duration = header("duration", "asc");
     assert!(by_duration.contains("DURATION ↑"), "{by_duration}");
     assert!(!by_duration.contains('↓'), "{by_duration}");
+}
+
+#[test]
+fn the_write_ahead_log_is_flags_and_a_file_table_with_defaults() {
+    use crate::config::{FileConfig, Overrides, Settings};
+    use crate::wal::FsyncPolicy;
+    use std::time::Duration;
+    let default = Settings::resolve(FileConfig::default(), None, Overrides::default()).unwrap();
+    assert!(default.wal.enabled);
+    assert_eq!(default.wal.fsync, FsyncPolicy::Batch);
+    assert_eq!(default.wal.segment_bytes, 64 * 1024 * 1024);
+
+    let s = serve_settings(&[
+        "--wal-fsync",
+        "interval",
+        "--wal-fsync-interval",
+        "200ms",
+        "--wal-segment-bytes",
+        "1048576",
+        "--wal-enabled",
+        "false",
+    ]);
+    assert!(!s.wal.enabled);
+    assert_eq!(
+        s.wal.fsync,
+        FsyncPolicy::Interval(Duration::from_millis(200))
+    );
+    assert_eq!(s.wal.segment_bytes, 1 << 20);
+
+    let path = std::path::Path::new("faultline.toml");
+    let file = FileConfig::parse(
+        "[wal]\nfsync = \"interval\"\nfsync_interval = \"2s\"\nsegment_bytes = 131072\n",
+        path,
+    )
+    .unwrap();
+    let s = Settings::resolve(file, Some(path), Overrides::default()).unwrap();
+    assert_eq!(s.wal.fsync, FsyncPolicy::Interval(Duration::from_secs(2)));
+    assert_eq!(s.wal.segment_bytes, 131072);
+
+    for (bad, key) in [
+        ("[wal]\nfsync = \"sometimes\"\n", "wal.fsync"),
+        ("[wal]\nfsync_interval = \"0s\"\n", "wal.fsync_interval"),
+        ("[wal]\nsegment_bytes = 100\n", "wal.segment_bytes"),
+    ] {
+        let file = FileConfig::parse(bad, path).unwrap();
+        let err = Settings::resolve(file, Some(path), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+        assert!(err.to_string().contains("faultline.toml"), "{err}");
+    }
+    assert!(FileConfig::parse("[wal]\nfsynk = \"batch\"\n", path).is_err());
 }

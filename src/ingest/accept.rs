@@ -68,6 +68,9 @@ pub(crate) enum Refusal {
     },
     /// The memory budget is past its soft mark (retryable).
     OverBudget { over: OverSoftMark, items: u64 },
+    /// The write-ahead log could not take the request (retryable): nothing of it was
+    /// handed to the pipeline.
+    WalUnavailable(String),
     /// A bug on our side (a decode task that panicked); not the client's fault.
     Internal,
 }
@@ -83,6 +86,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => RejectReason::MethodNotAllowed,
             Refusal::Timeout => RejectReason::Timeout,
             Refusal::Overloaded(_) | Refusal::OverBudget { .. } => RejectReason::Overloaded,
+            Refusal::WalUnavailable(_) => RejectReason::WalError,
             Refusal::TooCostly { .. } => RejectReason::TooLarge,
             Refusal::Internal => return None,
         })
@@ -92,7 +96,9 @@ impl Refusal {
     pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Refusal::Overloaded(o) => Some(o.retry_after),
-            Refusal::OverBudget { .. } => Some(std::time::Duration::from_secs(1)),
+            Refusal::OverBudget { .. } | Refusal::WalUnavailable(_) => {
+                Some(std::time::Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -123,6 +129,9 @@ impl Refusal {
                  budget, [limits] memory_bytes)"
             ),
             Refusal::OverBudget { over, .. } => format!("{over}; retry later"),
+            Refusal::WalUnavailable(error) => {
+                format!("the request could not be made durable ({error}); retry later")
+            }
             Refusal::Internal => "internal error".to_string(),
         };
         bounded(message)
@@ -156,6 +165,27 @@ pub(crate) struct Accepted {
     pub first_error: Option<String>,
 }
 
+/// The write-ahead log entry of a decoded body, when the log is on: compressed here
+/// (on the thread that decoded it).
+pub(crate) fn wal_entry(
+    wal_on: bool,
+    signal: crate::wal::Signal,
+    json: bool,
+    body: &[u8],
+) -> Result<Option<crate::wal::Entry>, Refusal> {
+    if !wal_on {
+        return Ok(None);
+    }
+    let format = if json {
+        crate::wal::Format::Json
+    } else {
+        crate::wal::Format::Protobuf
+    };
+    crate::wal::Entry::new(signal, format, body)
+        .map(Some)
+        .map_err(|e| Refusal::WalUnavailable(e.to_string()))
+}
+
 /// Longest `error_message` sent back; the rest of a hostile message is cut.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
@@ -186,6 +216,8 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
     /// Counts a request refused as a whole and logs our own failures.
     pub(crate) fn count_refusal(&self, refusal: &Refusal) {
         match refusal.reason() {
+            // Counted with their item count in `accept`.
+            Some(RejectReason::WalError) => {}
             // Overloaded requests are counted with their item count in `accept_*`.
             Some(RejectReason::Overloaded) => {
                 if let Refusal::OverBudget { items, .. } = refusal {
@@ -198,39 +230,54 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         }
     }
 
-    /// Hands decoded spans over and counts them; both transports end here.
+    /// Appends the request to the write-ahead log (when on and given its entry), hands
+    /// decoded spans over and counts them; both transports end here.
     pub(crate) async fn accept_spans(
         &self,
         transport: Transport,
         decoded: Decoded<SpanRecord>,
         held: Charge,
+        wal: Option<crate::wal::Entry>,
     ) -> Result<Accepted, Refusal> {
-        self.accept(transport, "spans", decoded, |items| {
+        let traces = wal
+            .as_ref()
+            .map(|_| crate::wal::span_traces(&decoded.items));
+        self.accept(transport, "spans", decoded, wal.zip(traces), |items| {
             self.handoff.spans(items, Arc::new(held))
         })
         .await
     }
 
-    /// Hands decoded log events over and counts them.
+    /// Appends the request to the write-ahead log, hands decoded log events over and
+    /// counts them.
     pub(crate) async fn accept_logs(
         &self,
         transport: Transport,
         decoded: Decoded<LogEvent>,
         held: Charge,
+        wal: Option<crate::wal::Entry>,
     ) -> Result<Accepted, Refusal> {
-        self.accept(transport, "log records", decoded, |items| {
-            self.handoff.logs(items, Arc::new(held))
-        })
+        let traces = wal.as_ref().map(|_| crate::wal::log_traces(&decoded.items));
+        self.accept(
+            transport,
+            "log records",
+            decoded,
+            wal.zip(traces),
+            |items| self.handoff.logs(items, Arc::new(held)),
+        )
         .await
     }
 
-    /// Counts what decoding refused, hands the rest over with `hand_over`, and counts it
-    /// as received, or every item as refused when the pipeline has no room.
+    /// Counts what decoding refused, appends the request to the write-ahead log (the
+    /// acknowledgement waits for it), hands the rest over with `hand_over`, and counts
+    /// it as received, or every item as refused when the log or the pipeline cannot
+    /// take it (a request the pipeline refuses after its append is cancelled in the log).
     async fn accept<T, F, Fut>(
         &self,
         transport: Transport,
         what: &'static str,
         decoded: Decoded<T>,
+        wal: Option<(crate::wal::Entry, Vec<crate::model::TraceId>)>,
         hand_over: F,
     ) -> Result<Accepted, Refusal>
     where
@@ -241,7 +288,20 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         log_decoded(what, &decoded);
         let n = decoded.items.len() as u64;
         if n > 0 {
+            let appended = match (&self.wal, wal) {
+                (Some(log), Some((entry, traces))) => match log.append(entry, traces).await {
+                    Ok(appended) => Some((log, appended)),
+                    Err(error) => {
+                        self.observer.rejected(RejectReason::WalError, n);
+                        return Err(Refusal::WalUnavailable(error.to_string()));
+                    }
+                },
+                _ => None,
+            };
             if let Err(overloaded) = hand_over(decoded.items).await {
+                if let Some((log, appended)) = appended {
+                    log.cancel(appended);
+                }
                 self.observer.rejected(RejectReason::Overloaded, n);
                 return Err(Refusal::Overloaded(overloaded));
             }

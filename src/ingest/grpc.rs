@@ -52,7 +52,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
 use tower::Service;
 
-use crate::ingest::accept::{decode_off_thread, price, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, wal_entry, Refusal};
 use crate::ingest::{
     cost, decode_logs, decode_traces, parse_logs_proto, parse_traces_proto, Handoff, Ingest,
     IngestError, IngestObserver, RejectReason, Transport,
@@ -175,11 +175,13 @@ fn refused<H: Handoff, O: IngestObserver>(ingest: &Ingest<H, O>, refusal: &Refus
 fn status_for(refusal: &Refusal) -> Status {
     let message = refusal.message();
     match refusal {
-        Refusal::Overloaded(_) | Refusal::OverBudget { .. } => Status::with_error_details(
-            Code::Unavailable,
-            message,
-            ErrorDetails::with_retry_info(refusal.retry_after()),
-        ),
+        Refusal::Overloaded(_) | Refusal::OverBudget { .. } | Refusal::WalUnavailable(_) => {
+            Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_retry_info(refusal.retry_after()),
+            )
+        }
         // No RetryInfo: not retryable.
         Refusal::TooLarge { .. } | Refusal::TooCostly { .. } => Status::resource_exhausted(message),
         Refusal::Timeout => Status::deadline_exceeded(message),
@@ -239,16 +241,22 @@ impl SignalService for Traces {
     ) -> Result<ExportTraceServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
         let budget = Arc::clone(&ingest.budget);
+        let wal_on = ingest.wal.is_some();
         let decoded = decode_off_thread(body.len(), move || {
             let charge = price(&budget, &body, cost::Signal::Traces, false)?;
             let req = parse_traces_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+            let entry = wal_entry(wal_on, crate::wal::Signal::Traces, false, &body)?;
             drop(body);
-            Ok((decode_traces(req, &interner), charge))
+            Ok((decode_traces(req, &interner), charge, entry))
         })
         .await
         .and_then(|r| r);
         let result = match decoded {
-            Ok((decoded, charge)) => ingest.accept_spans(Transport::Grpc, decoded, charge).await,
+            Ok((decoded, charge, entry)) => {
+                ingest
+                    .accept_spans(Transport::Grpc, decoded, charge, entry)
+                    .await
+            }
             Err(refusal) => Err(refusal),
         };
         match result {
@@ -274,16 +282,22 @@ impl SignalService for Logs {
     ) -> Result<ExportLogsServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
         let budget = Arc::clone(&ingest.budget);
+        let wal_on = ingest.wal.is_some();
         let decoded = decode_off_thread(body.len(), move || {
             let charge = price(&budget, &body, cost::Signal::Logs, false)?;
             let req = parse_logs_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+            let entry = wal_entry(wal_on, crate::wal::Signal::Logs, false, &body)?;
             drop(body);
-            Ok((decode_logs(req, &interner), charge))
+            Ok((decode_logs(req, &interner), charge, entry))
         })
         .await
         .and_then(|r| r);
         let result = match decoded {
-            Ok((decoded, charge)) => ingest.accept_logs(Transport::Grpc, decoded, charge).await,
+            Ok((decoded, charge, entry)) => {
+                ingest
+                    .accept_logs(Transport::Grpc, decoded, charge, entry)
+                    .await
+            }
             Err(refusal) => Err(refusal),
         };
         match result {

@@ -35,7 +35,7 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingest::accept::{decode_off_thread, price, Accepted, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, wal_entry, Accepted, Refusal};
 use crate::ingest::cost;
 use crate::ingest::decode::{
     decode_logs, decode_traces, parse_logs_json, parse_logs_proto, parse_traces_json,
@@ -170,9 +170,10 @@ async fn handle<H: Handoff, O: IngestObserver>(
     let interner = Arc::clone(&ingest.interner);
     let budget = Arc::clone(&ingest.budget);
     let json = encoding == Encoding::Json;
+    let wal_on = ingest.wal.is_some();
     match signal {
         Signal::Traces => {
-            let (decoded, charge) = decode_off_thread(size, move || {
+            let (decoded, charge, entry) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
                 let charge = price(&budget, &body, cost::Signal::Traces, json)?;
                 let req = if json {
@@ -181,14 +182,17 @@ async fn handle<H: Handoff, O: IngestObserver>(
                     parse_traces_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
+                let entry = wal_entry(wal_on, crate::wal::Signal::Traces, json, &body)?;
                 drop(body);
-                Ok((decode_traces(req, &interner), charge))
+                Ok((decode_traces(req, &interner), charge, entry))
             })
             .await??;
-            ingest.accept_spans(Transport::Http, decoded, charge).await
+            ingest
+                .accept_spans(Transport::Http, decoded, charge, entry)
+                .await
         }
         Signal::Logs => {
-            let (decoded, charge) = decode_off_thread(size, move || {
+            let (decoded, charge, entry) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
                 let charge = price(&budget, &body, cost::Signal::Logs, json)?;
                 let req = if json {
@@ -197,11 +201,14 @@ async fn handle<H: Handoff, O: IngestObserver>(
                     parse_logs_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
+                let entry = wal_entry(wal_on, crate::wal::Signal::Logs, json, &body)?;
                 drop(body);
-                Ok((decode_logs(req, &interner), charge))
+                Ok((decode_logs(req, &interner), charge, entry))
             })
             .await??;
-            ingest.accept_logs(Transport::Http, decoded, charge).await
+            ingest
+                .accept_logs(Transport::Http, decoded, charge, entry)
+                .await
         }
     }
 }
@@ -362,7 +369,7 @@ fn refusal_response(refusal: &Refusal, encoding: Encoding) -> Response {
             Code::Internal,
             ErrorDetails::new(),
         ),
-        Refusal::Overloaded(_) | Refusal::OverBudget { .. } => (
+        Refusal::Overloaded(_) | Refusal::OverBudget { .. } | Refusal::WalUnavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Code::Unavailable,
             ErrorDetails::with_retry_info(refusal.retry_after()),

@@ -18,9 +18,13 @@
 //!
 //! Status mapping (`accept::Refusal`, mapped by one function per transport):
 //! undecodable → HTTP 400 / INVALID_ARGUMENT; over the size limit → 413 /
-//! RESOURCE_EXHAUSTED (no RetryInfo: not retryable); pipeline full → 503 +
-//! `Retry-After` / UNAVAILABLE + `RetryInfo`. Invalid single spans → 200 with
-//! `partial_success`.
+//! RESOURCE_EXHAUSTED (no RetryInfo: not retryable); pipeline full or the write-ahead
+//! log failing → 503 + `Retry-After` / UNAVAILABLE + `RetryInfo`. Invalid single spans
+//! → 200 with `partial_success`.
+//!
+//! Durability: with the write-ahead log on (`crate::wal`), a request that decoded is
+//! appended to it (and fsynced, by the default policy) before it is handed to the
+//! pipeline and acknowledged.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -122,10 +126,12 @@ pub enum RejectReason {
     Overloaded,
     /// The body did not arrive within the request timeout.
     Timeout,
+    /// The write-ahead log could not write the request (retryable).
+    WalError,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::InvalidTraceId,
         RejectReason::InvalidSpanId,
         RejectReason::InvalidParentSpanId,
@@ -136,6 +142,7 @@ impl RejectReason {
         RejectReason::MethodNotAllowed,
         RejectReason::Overloaded,
         RejectReason::Timeout,
+        RejectReason::WalError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -150,6 +157,7 @@ impl RejectReason {
             RejectReason::MethodNotAllowed => "method_not_allowed",
             RejectReason::Overloaded => "overloaded",
             RejectReason::Timeout => "timeout",
+            RejectReason::WalError => "wal_error",
         }
     }
 }
@@ -201,6 +209,9 @@ pub struct Ingest<H: Handoff, O: IngestObserver> {
     pub limits: IngestLimits,
     /// The memory budget decoded requests are charged to (and refused by).
     pub budget: Arc<crate::memory::MemoryBudget>,
+    /// The write-ahead log every accepted request is appended to before it is
+    /// acknowledged; `None` when it is off.
+    pub wal: Option<Arc<crate::wal::Wal>>,
 }
 
 /// Errors of the servers themselves (not of a request).

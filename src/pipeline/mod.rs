@@ -40,6 +40,13 @@ pub trait Sink: Send + Sync + 'static {
     fn finalize(&self, analysis: Arc<Analysis>) {
         let _ = analysis;
     }
+
+    /// A trace released but not analysed as a trajectory of its own (an annotation
+    /// trace: its evaluator spans went to the trace they evaluate). It is never
+    /// published nor finalized.
+    fn not_a_trajectory(&self, trace: TraceId) {
+        let _ = trace;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +506,9 @@ impl Shard {
                 // Post-hoc evaluations of another trace (sent to that trace's shard as
                 // linked spans): not an agent run of its own.
                 self.metrics.annotation_traces.inc();
+                for sink in self.sinks.iter() {
+                    sink.not_a_trajectory(trajectory.trace_id);
+                }
                 continue;
             }
             let analysis = Arc::new(analyze(trajectory, &self.analyze));

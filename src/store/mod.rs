@@ -33,7 +33,7 @@ use crate::pipeline::Sink;
 pub use config::{RawStoreConfig, StoreConfig, StoreConfigError};
 pub use record::{Record, Summary};
 pub use sqlite::SqliteStore;
-pub use writer::{StoreMetrics, StoreSink, StoreWriter};
+pub use writer::{CommitObserver, StoreMetrics, StoreSink, StoreWriter};
 
 /// A store failure. The startup variants name the file and say what to do.
 #[derive(Debug, thiserror::Error)]

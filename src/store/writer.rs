@@ -15,6 +15,8 @@
 //! - A failed transaction is retried with backoff (the queue keeps filling meanwhile, and
 //!   overflows are counted); after [`MAX_ATTEMPTS`] the batch is dropped and counted.
 //! - Retention runs on this thread too, every `retention_interval`.
+//! - A [`CommitObserver`] (the write-ahead log) is told which traces the store is done
+//!   with: those whose finalize was committed (row and counts), or dropped and counted.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::aggregate::{minute_of, Aggregator, Dimension};
-use crate::model::Analysis;
+use crate::model::{Analysis, TraceId};
 use crate::pipeline::Sink;
 use crate::store::config::StoreConfig;
 use crate::store::record::{keep, record};
@@ -133,6 +135,14 @@ impl StoreMetrics {
     }
 }
 
+/// Told which traces the store is done with: their finalize was committed (the row, if
+/// kept, and the per-minute counts that include them), or dropped and counted in
+/// `faultline_store_dropped_total`. Called on the writer thread, or on a shard thread
+/// for a write the full queue dropped; must be quick.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn committed(&self, traces: &[TraceId]);
+}
+
 enum Msg {
     Publish(Arc<Analysis>),
     Finalize(Arc<Analysis>),
@@ -143,18 +153,24 @@ enum Msg {
 pub struct StoreSink {
     tx: SyncSender<Msg>,
     metrics: Arc<StoreMetrics>,
+    observer: Option<Arc<dyn CommitObserver>>,
 }
 
 impl StoreSink {
     fn send(&self, msg: Msg) {
-        match self.tx.try_send(msg) {
+        let dropped = match self.tx.try_send(msg) {
             Ok(()) => {
                 self.metrics.queued.inc();
+                return;
             }
-            Err(TrySendError::Full(_)) => self.metrics.drop_one("queue_full", 1),
+            Err(TrySendError::Full(m)) => m,
             // The writer has stopped (shutdown): nothing to do.
-            Err(TrySendError::Disconnected(_)) => self.metrics.drop_one("queue_full", 1),
+            Err(TrySendError::Disconnected(m)) => m,
         };
+        self.metrics.drop_one("queue_full", 1);
+        if let (Msg::Finalize(a), Some(o)) = (dropped, &self.observer) {
+            o.committed(&[a.trajectory.trace_id]);
+        }
     }
 }
 
@@ -180,6 +196,7 @@ struct Worker {
     config: StoreConfig,
     dims: Vec<Dimension>,
     metrics: Arc<StoreMetrics>,
+    observer: Option<Arc<dyn CommitObserver>>,
 }
 
 impl StoreWriter {
@@ -192,6 +209,18 @@ impl StoreWriter {
         dims: Vec<Dimension>,
         metrics: Arc<StoreMetrics>,
     ) -> std::io::Result<(StoreWriter, StoreSink)> {
+        StoreWriter::start_observed(store, aggregator, config, dims, metrics, None)
+    }
+
+    /// [`StoreWriter::start`], telling `observer` which traces the store is done with.
+    pub fn start_observed(
+        store: Arc<dyn Store>,
+        aggregator: Option<Arc<Aggregator>>,
+        config: StoreConfig,
+        dims: Vec<Dimension>,
+        metrics: Arc<StoreMetrics>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> std::io::Result<(StoreWriter, StoreSink)> {
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
         let worker = Worker {
             store,
@@ -199,6 +228,7 @@ impl StoreWriter {
             config,
             dims,
             metrics: metrics.clone(),
+            observer: observer.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("faultline-store".into())
@@ -208,7 +238,11 @@ impl StoreWriter {
                 tx: tx.clone(),
                 thread,
             },
-            StoreSink { tx, metrics },
+            StoreSink {
+                tx,
+                metrics,
+                observer,
+            },
         ))
     }
 
@@ -274,6 +308,7 @@ impl Worker {
         let now = now_unix_nano();
         let mut writes: Vec<Write> = Vec::with_capacity(batch.len() + 2);
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
+        let mut finalized: Vec<TraceId> = Vec::new();
         for msg in batch.drain(..) {
             match msg {
                 Msg::Publish(a) => {
@@ -290,6 +325,7 @@ impl Worker {
                     }
                 }
                 Msg::Finalize(a) => {
+                    finalized.push(a.trajectory.trace_id);
                     if keep(&a, self.config.success_sample) {
                         writes.push(Write::Finalized(a.trajectory.trace_id));
                     }
@@ -308,12 +344,14 @@ impl Worker {
             }
         }
         if writes.is_empty() {
+            self.done(&finalized);
             return;
         }
         let mut backoff = Duration::from_millis(50);
         for attempt in 1..=MAX_ATTEMPTS {
             match self.store.write(&writes) {
                 Ok(()) => {
+                    self.done(&finalized);
                     self.metrics.healthy.store(true, Ordering::Relaxed);
                     let mut n = [0u64; 4];
                     for w in &writes {
@@ -346,6 +384,13 @@ impl Worker {
             "Store writes dropped after repeated failures."
         );
         self.metrics.drop_one("write_error", writes.len() as u64);
+        self.done(&finalized);
+    }
+
+    fn done(&self, finalized: &[TraceId]) {
+        if let (Some(o), false) = (&self.observer, finalized.is_empty()) {
+            o.committed(finalized);
+        }
     }
 
     fn encode(&self, a: &Analysis) -> std::io::Result<crate::store::Record> {

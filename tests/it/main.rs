@@ -22,3 +22,4 @@ mod readme;
 mod security;
 mod store;
 mod support;
+mod wal;

@@ -22,7 +22,8 @@ fn now_nanos() -> u64 {
 }
 
 /// Sends `n` simulated runs to an OTLP/HTTP base URL; returns their labels. Stops early
-/// (returning what was sent) when the server stops answering.
+/// when the server stops answering, returning the runs sent so far with the one in
+/// flight (the write-ahead log may hold a request whose answer the kill cut off).
 async fn feed_to(base: &str, n: usize, seed: u64) -> Vec<Label> {
     let mut sim = Simulator::new(SimConfig {
         scenario: Scenario::uniform(0.04, 0.08),
@@ -48,7 +49,10 @@ async fn feed_to(base: &str, n: usize, seed: u64) -> Vec<Label> {
                 .await;
             match sent {
                 Ok(r) if r.status() == 200 => {}
-                _ => return labels,
+                _ => {
+                    labels.push(run.label);
+                    return labels;
+                }
             }
         }
         labels.push(run.label);

@@ -132,6 +132,7 @@ fn ingest(
         interner: Arc::new(Interner::default()),
         limits,
         budget,
+        wal: None,
     })
 }
 

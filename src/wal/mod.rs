@@ -1,0 +1,351 @@
+//! The write-ahead log of accepted OTLP data.
+//!
+//! ```text
+//! receiver: decode ok ──append(zstd body, trace ids)──► writer thread: write, fsync (batch) ──► ack
+//!                 └── then hand off to the pipeline (refused: a cancel record is appended)
+//! store writer: commit ──resolved(trace ids)──► tracker ──► done record; oldest empty segments deleted
+//! startup: segments replayed through decode → pipeline, less cancelled records and done traces
+//! ```
+//!
+//! Invariant: **an acknowledged request is in the log**, written by the writer thread
+//! before the acknowledgement and, with `fsync = "batch"` (the default), fsynced before
+//! it; with `fsync = "interval"` the write is in the operating system's cache (it
+//! survives `kill -9`) and on disk within `fsync_interval`.
+//!
+//! What is appended is the request body as received and size-checked (after transport
+//! decompression), compressed with zstd on the receiving thread, with the signal and
+//! wire format: replay decodes it as the receiver did. The writer thread assigns each
+//! record a sequence number, groups what is waiting into one write and one fsync, and
+//! starts a new segment past `segment_bytes`.
+//!
+//! A trace's data may be deleted once the trace is *stored and counted*: the store
+//! writer's commit of its final analysis (the row, and the per-minute counts the
+//! aggregator took at finalize) calls [`Wal::resolved`]. The traces resolved are then
+//! written as a done record, so that a replay skips them (their counts are already in
+//! the store) even when their segment is still there for other traces. See
+//! [`tracker`] for the other ways a trace is resolved and for the order of deletion.
+
+pub mod config;
+pub mod segment;
+pub mod tracker;
+
+mod replay;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::memory::MemoryBudget;
+use crate::model::{Analysis, LogEvent, SpanRecord, TraceId};
+use crate::pipeline::Sink;
+
+pub use config::{FsyncPolicy, RawWalConfig, WalConfig, WalConfigError, WalOverrides};
+pub use replay::ReplayStats;
+pub use segment::{Format, Signal};
+
+/// zstd level of appended bodies: the fastest of the standard levels.
+const ZSTD_LEVEL: i32 = 1;
+
+/// A failure of the log.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("cannot use the write-ahead log directory {path}: {source}; `--data-dir` must name a writable directory (or turn the log off with `--wal-enabled false`)")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("write-ahead log segment {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the write-ahead log writer has stopped")]
+    Stopped,
+    #[error("cannot start the write-ahead log writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot compress a request for the write-ahead log: {0}")]
+    Compress(std::io::Error),
+}
+
+/// The log's self-metrics.
+#[derive(Clone, Default)]
+pub struct WalMetrics {
+    /// Data records appended.
+    pub appended: Counter,
+    /// Bytes written to segments (frames, compressed).
+    pub appended_bytes: Counter,
+    /// fsync calls.
+    pub fsyncs: Counter,
+    /// Data records replayed at startup.
+    pub replayed_records: Counter,
+    /// Spans and log records replayed at startup.
+    pub replayed_items: Counter,
+    /// Segments whose reading stopped at a torn or corrupt frame at startup.
+    pub corrupt_segments: Counter,
+    /// Traces that expired without being finalized (see `tracker`).
+    pub expired_traces: Counter,
+    /// Write or fsync failures (the requests concerned were refused, retryably).
+    pub errors: Counter,
+    /// Segments on disk.
+    pub segments: Gauge,
+    /// Traces with data in a segment not yet stored and counted.
+    pub tracked_traces: Gauge,
+}
+
+impl WalMetrics {
+    pub fn register(registry: &mut Registry) -> WalMetrics {
+        let m = WalMetrics::default();
+        registry.register(
+            "faultline_wal_appended_records",
+            "Accepted requests appended to the write-ahead log",
+            m.appended.clone(),
+        );
+        registry.register(
+            "faultline_wal_appended_bytes",
+            "Bytes appended to write-ahead log segments (compressed)",
+            m.appended_bytes.clone(),
+        );
+        registry.register(
+            "faultline_wal_fsyncs",
+            "fsync calls of the write-ahead log",
+            m.fsyncs.clone(),
+        );
+        registry.register(
+            "faultline_wal_replayed_records",
+            "Write-ahead log records replayed into the pipeline at startup",
+            m.replayed_records.clone(),
+        );
+        registry.register(
+            "faultline_wal_replayed_items",
+            "Spans and log records replayed from the write-ahead log at startup",
+            m.replayed_items.clone(),
+        );
+        registry.register(
+            "faultline_wal_corrupt_segments",
+            "Write-ahead log segments read only up to a torn or corrupt record at startup",
+            m.corrupt_segments.clone(),
+        );
+        registry.register(
+            "faultline_wal_expired_traces",
+            "Traces in the write-ahead log never finalized by the pipeline (late data, logs of unknown traces), released by age",
+            m.expired_traces.clone(),
+        );
+        registry.register(
+            "faultline_wal_errors",
+            "Write-ahead log write or fsync failures",
+            m.errors.clone(),
+        );
+        registry.register(
+            "faultline_wal_segments",
+            "Write-ahead log segment files on disk",
+            m.segments.clone(),
+        );
+        registry.register(
+            "faultline_wal_tracked_traces",
+            "Traces with data in the write-ahead log not yet stored and counted",
+            m.tracked_traces.clone(),
+        );
+        m
+    }
+}
+
+/// A request body ready to append: compressed, with what replay needs to decode it.
+pub struct Entry {
+    pub signal: Signal,
+    pub format: Format,
+    pub compressed: Vec<u8>,
+}
+
+impl Entry {
+    /// Compresses a size-checked request body (after transport decompression).
+    pub fn new(signal: Signal, format: Format, body: &[u8]) -> Result<Entry, WalError> {
+        let compressed = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(WalError::Compress)?;
+        Ok(Entry {
+            signal,
+            format,
+            compressed,
+        })
+    }
+}
+
+/// A record appended (and, with the batch policy, fsynced): its sequence number, for a
+/// cancel if the pipeline refuses the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+}
+
+/// The handle: appends from the receivers, resolutions from the store, the sink.
+pub struct Wal {
+    tx: std::sync::mpsc::Sender<writer::Cmd>,
+    tracker: Arc<Mutex<tracker::Tracker>>,
+    dir: PathBuf,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Segments found at startup, to replay.
+pub struct Found {
+    segments: Vec<u64>,
+}
+
+impl Found {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+}
+
+impl Wal {
+    /// Opens `data_dir/wal`, starts a new segment after those found and the writer
+    /// thread. `expire_after` is the time after which a trace never finalized is
+    /// released (see [`tracker`]).
+    pub fn open(
+        data_dir: &Path,
+        config: &WalConfig,
+        expire_after: Duration,
+        budget: Option<Arc<MemoryBudget>>,
+        metrics: WalMetrics,
+    ) -> Result<(Arc<Wal>, Found), WalError> {
+        let dir = data_dir.join("wal");
+        let dir_err = |source| WalError::Dir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let found = segment::list(&dir).map_err(dir_err)?;
+        let next = found.last().map_or(1, |last| last + 1);
+        let mut tracker = tracker::Tracker::new(expire_after, budget);
+        for id in &found {
+            tracker.add_segment(*id, true);
+        }
+        let tracker = Arc::new(Mutex::new(tracker));
+        let (tx, thread) =
+            writer::start(dir.clone(), next, config.clone(), tracker.clone(), metrics)?;
+        Ok((
+            Arc::new(Wal {
+                tx,
+                tracker,
+                dir,
+                thread: Mutex::new(Some(thread)),
+            }),
+            Found { segments: found },
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a record of `traces` and waits until it is written (and fsynced, with the
+    /// batch policy). The traces are tracked from here on.
+    pub async fn append(&self, entry: Entry, traces: Vec<TraceId>) -> Result<Appended, WalError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(writer::Cmd::Append {
+                entry,
+                traces,
+                reply,
+            })
+            .map_err(|_| WalError::Stopped)?;
+        rx.await.map_err(|_| WalError::Stopped)?
+    }
+
+    /// The request of `appended` was refused after all: replay must skip it.
+    pub fn cancel(&self, appended: Appended) {
+        let _ = self.tx.send(writer::Cmd::Cancel { seq: appended.seq });
+    }
+
+    /// The store committed the final analyses of these traces (row and counts): their
+    /// data is no longer needed.
+    pub fn resolved(&self, traces: &[TraceId]) {
+        let done = match self.tracker.lock() {
+            Ok(mut t) => t.resolve(traces),
+            Err(_) => return,
+        };
+        if !done.is_empty() {
+            let _ = self.tx.send(writer::Cmd::Done { traces: done });
+        }
+    }
+
+    /// Writes what is queued, fsyncs, and stops the writer. Blocking.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(writer::Cmd::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("The write-ahead log writer panicked.");
+            }
+        }
+    }
+
+    /// Traces tracked and segments on disk (tests, metrics).
+    pub fn tracked(&self) -> (usize, usize) {
+        self.tracker
+            .lock()
+            .map(|t| (t.traces(), t.segments()))
+            .unwrap_or((0, 0))
+    }
+}
+
+/// The trace ids a batch of spans must be tracked under: each span's own trace, and the
+/// trace an evaluator span evaluates (its linked copy is merged there).
+pub fn span_traces(spans: &[SpanRecord]) -> Vec<TraceId> {
+    let mut ids: Vec<TraceId> = Vec::new();
+    let mut last = None;
+    for span in spans {
+        if last != Some(span.trace_id) {
+            ids.push(span.trace_id);
+            last = Some(span.trace_id);
+        }
+        if !span.links.is_empty() && crate::pipeline::is_evaluator(span) {
+            ids.extend(
+                span.links
+                    .iter()
+                    .filter(|l| l.trace_id != span.trace_id)
+                    .map(|l| l.trace_id),
+            );
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The trace ids of log records (records without one are not part of any trajectory).
+pub fn log_traces(logs: &[LogEvent]) -> Vec<TraceId> {
+    let mut ids: Vec<TraceId> = logs.iter().filter_map(|l| l.trace_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The log's [`Sink`]: marks traces finalized (so they no longer expire), and resolves
+/// at once the traces the pipeline finds are not trajectories of their own.
+pub struct WalSink(pub Arc<Wal>);
+
+impl Sink for WalSink {
+    fn publish(&self, _analysis: Arc<Analysis>) {}
+
+    fn finalize(&self, analysis: Arc<Analysis>) {
+        if let Ok(mut t) = self.0.tracker.lock() {
+            t.finalized(analysis.trajectory.trace_id);
+        }
+    }
+
+    fn not_a_trajectory(&self, trace: TraceId) {
+        self.0.resolved(&[trace]);
+    }
+}
+
+impl crate::store::CommitObserver for Wal {
+    fn committed(&self, traces: &[TraceId]) {
+        self.resolved(traces);
+    }
+}

@@ -1,0 +1,338 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+use super::segment::{self, Reader, Record, Torn};
+use super::tracker::Tracker;
+use super::*;
+use crate::ingest::{Handoff, Overloaded};
+use crate::memory::{Charge, Component, MemoryBudget};
+use crate::model::{Interner, LogEvent, SpanRecord};
+use crate::test_support::trace_id;
+
+/// One OTLP traces request body: `spans` spans of trace `trace`.
+fn body(trace: u64, spans: u64) -> Vec<u8> {
+    let spans = (1..=spans)
+        .map(|i| Span {
+            trace_id: trace_id(trace).as_bytes().to_vec(),
+            span_id: (i + trace * 1000).to_be_bytes().to_vec(),
+            name: format!("span {i}"),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            ..Span::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[derive(Default)]
+struct Collect {
+    spans: Mutex<Vec<SpanRecord>>,
+    /// Refuse this many hand-offs first (overloaded).
+    refuse: Mutex<u32>,
+}
+
+impl Handoff for Arc<Collect> {
+    async fn spans(&self, spans: Vec<SpanRecord>, _held: Arc<Charge>) -> Result<(), Overloaded> {
+        {
+            let mut refuse = self.refuse.lock().unwrap();
+            if *refuse > 0 {
+                *refuse -= 1;
+                return Err(Overloaded {
+                    retry_after: Duration::from_millis(1),
+                });
+            }
+        }
+        self.spans.lock().unwrap().extend(spans);
+        Ok(())
+    }
+
+    async fn logs(&self, _logs: Vec<LogEvent>, _held: Arc<Charge>) -> Result<(), Overloaded> {
+        Ok(())
+    }
+}
+
+fn config(segment_bytes: u64) -> WalConfig {
+    WalConfig {
+        segment_bytes,
+        ..WalConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path, c: &WalConfig) -> (Arc<Wal>, Found, Arc<MemoryBudget>) {
+    let budget = MemoryBudget::new(1 << 30);
+    let (wal, found) = Wal::open(
+        dir,
+        c,
+        Duration::from_secs(600),
+        Some(budget.clone()),
+        WalMetrics::default(),
+    )
+    .unwrap();
+    (wal, found, budget)
+}
+
+async fn replay(
+    wal: &Wal,
+    found: Found,
+    budget: &Arc<MemoryBudget>,
+) -> (ReplayStats, Vec<SpanRecord>) {
+    let sink = Arc::new(Collect::default());
+    let stats = wal
+        .replay(
+            found,
+            &sink,
+            &Interner::default(),
+            budget,
+            64 << 20,
+            &WalMetrics::default(),
+            None,
+        )
+        .await;
+    let spans = std::mem::take(&mut *sink.spans.lock().unwrap());
+    (stats, spans)
+}
+
+async fn append(wal: &Wal, trace: u64, spans: u64) -> Appended {
+    let entry = Entry::new(Signal::Traces, Format::Protobuf, &body(trace, spans)).unwrap();
+    wal.append(entry, vec![trace_id(trace)]).await.unwrap()
+}
+
+#[test]
+fn frames_read_back_and_a_torn_or_corrupt_tail_stops_the_reader() {
+    let mut bytes = segment::MAGIC.to_vec();
+    segment::encode_data(&mut bytes, 7, Signal::Logs, Format::Json, b"payload");
+    segment::encode_cancel(&mut bytes, 7);
+    segment::encode_done(&mut bytes, &[trace_id(1), trace_id(2)]);
+    let whole = bytes.clone();
+    let mut r = Reader::new(&whole[..]);
+    assert_eq!(
+        r.next_record().unwrap(),
+        Some(Record::Data {
+            seq: 7,
+            signal: Signal::Logs,
+            format: Format::Json,
+            compressed: b"payload".to_vec()
+        })
+    );
+    assert_eq!(r.next_record().unwrap(), Some(Record::Cancel { seq: 7 }));
+    assert_eq!(
+        r.next_record().unwrap(),
+        Some(Record::Done {
+            traces: vec![trace_id(1), trace_id(2)]
+        })
+    );
+    assert_eq!(r.next_record().unwrap(), None);
+
+    // Cut inside the last frame: the first two records, then a short frame.
+    let cut = &whole[..whole.len() - 5];
+    let mut r = Reader::new(cut);
+    assert!(r.next_record().unwrap().is_some());
+    assert!(r.next_record().unwrap().is_some());
+    assert!(matches!(r.next_record(), Err(Torn::Short { .. })));
+
+    // A flipped byte in the first frame's body: its checksum fails.
+    let mut flipped = whole.clone();
+    flipped[8 + 8 + 3] ^= 0xff;
+    let mut r = Reader::new(&flipped[..]);
+    assert_eq!(r.next_record(), Err(Torn::Checksum { offset: 8 }));
+
+    // Not a segment at all.
+    let mut r = Reader::new(&b"garbage!garbage"[..]);
+    assert_eq!(r.next_record(), Err(Torn::BadMagic));
+}
+
+#[test]
+fn tracker_deletes_segments_in_order_once_their_traces_resolve_and_expires_only_unfinalized() {
+    let budget = MemoryBudget::new(1 << 30);
+    let mut t = Tracker::new(Duration::from_secs(10), Some(budget.clone()));
+    let now = Instant::now();
+    t.add_segment(1, false);
+    t.register(1, &[trace_id(1), trace_id(2)], now);
+    t.register(1, &[trace_id(1)], now);
+    t.close_segment(1);
+    t.add_segment(2, false);
+    t.register(2, &[trace_id(2), trace_id(3)], now);
+    t.close_segment(2);
+    t.add_segment(3, false);
+    assert_eq!(t.outstanding(1), Some(2));
+    assert_eq!(t.outstanding(2), Some(2));
+    assert_eq!(
+        budget.used_by(Component::Wal) as i64,
+        3 * tracker::BYTES_PER_TRACE
+    );
+
+    // Segment 2 is waiting for nothing of its own only after trace 2 and 3 resolve, and
+    // is deleted only after segment 1.
+    assert_eq!(t.resolve(&[trace_id(3), trace_id(9)]), vec![trace_id(3)]);
+    assert!(t.deletable().is_empty());
+    t.resolve(&[trace_id(2)]);
+    assert_eq!(t.outstanding(1), Some(1));
+    assert_eq!(t.outstanding(2), Some(0));
+    assert!(
+        t.deletable().is_empty(),
+        "segment 1 still waits for trace 1"
+    );
+
+    // Trace 1 finalized (waiting for the store): never expires.
+    t.finalized(trace_id(1));
+    t.expire(now + Duration::from_secs(3600));
+    assert_eq!(t.take_expired(), 0);
+    assert!(t.deletable().is_empty());
+    t.resolve(&[trace_id(1)]);
+    assert_eq!(t.deletable(), vec![1, 2], "the open segment 3 stays");
+    assert_eq!(budget.used_by(Component::Wal), 0);
+
+    // A trace never finalized expires after its last record's deadline.
+    t.register(3, &[trace_id(4)], now);
+    t.register(3, &[trace_id(4)], now + Duration::from_secs(5));
+    t.expire(now + Duration::from_secs(11));
+    assert_eq!(
+        t.take_expired(),
+        0,
+        "its deadline moved with the second record"
+    );
+    t.expire(now + Duration::from_secs(16));
+    assert_eq!(t.take_expired(), 1);
+    assert_eq!(t.traces(), 0);
+}
+
+#[tokio::test]
+async fn replay_gives_back_what_was_appended_less_cancelled_and_done_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(segment::MAGIC.len() as u64 + 1);
+    {
+        let (wal, found, _) = open(dir.path(), &c);
+        assert!(found.is_empty());
+        append(&wal, 1, 3).await;
+        let refused = append(&wal, 2, 2).await;
+        wal.cancel(refused);
+        append(&wal, 3, 4).await;
+        append(&wal, 4, 1).await;
+        // Trace 3 was stored and counted.
+        wal.resolved(&[trace_id(3)]);
+        wal.shutdown();
+        // Killed here: nothing else runs.
+    }
+    let (wal, found, budget) = open(dir.path(), &c);
+    assert!(!found.is_empty());
+    let (stats, spans) = replay(&wal, found, &budget).await;
+    let mut traces: Vec<_> = spans.iter().map(|s| s.trace_id).collect();
+    traces.dedup();
+    assert_eq!(traces, vec![trace_id(1), trace_id(4)]);
+    assert_eq!(spans.len(), 4);
+    assert_eq!(stats.records, 2);
+    assert_eq!(stats.items, 4);
+    assert_eq!(stats.skipped_records, 2, "one cancelled, one done");
+    assert_eq!(stats.corrupt_segments, 0);
+    // The replayed traces are tracked again; once stored their segments go.
+    assert_eq!(wal.tracked().0, 2);
+    wal.resolved(&[trace_id(1), trace_id(4)]);
+    wal.shutdown();
+    let left = segment::list(&dir.path().join("wal")).unwrap();
+    assert_eq!(left.len(), 1, "only the last open segment stays: {left:?}");
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_replayed_up_to_the_tear_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(1 << 20);
+    {
+        let (wal, _, _) = open(dir.path(), &c);
+        append(&wal, 1, 2).await;
+        append(&wal, 2, 2).await;
+        wal.shutdown();
+    }
+    let seg = segment::path(&dir.path().join("wal"), 1);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // A write cut in the middle of the second record.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    let (wal, found, budget) = open(dir.path(), &c);
+    let (stats, spans) = replay(&wal, found, &budget).await;
+    assert_eq!(stats.corrupt_segments, 1);
+    assert_eq!(stats.records, 1);
+    assert!(spans.iter().all(|s| s.trace_id == trace_id(1)));
+    assert_eq!(spans.len(), 2);
+    wal.shutdown();
+}
+
+#[tokio::test]
+async fn replay_waits_while_the_pipeline_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(1 << 20);
+    {
+        let (wal, _, _) = open(dir.path(), &c);
+        append(&wal, 1, 2).await;
+        wal.shutdown();
+    }
+    let (wal, found, budget) = open(dir.path(), &c);
+    let sink = Arc::new(Collect::default());
+    *sink.refuse.lock().unwrap() = 3;
+    let stats = wal
+        .replay(
+            found,
+            &sink,
+            &Interner::default(),
+            &budget,
+            64 << 20,
+            &WalMetrics::default(),
+            None,
+        )
+        .await;
+    assert_eq!(stats.items, 2);
+    assert_eq!(sink.spans.lock().unwrap().len(), 2);
+    wal.shutdown();
+}
+
+#[test]
+fn config_resolves_flags_over_file_and_names_bad_keys() {
+    let raw = RawWalConfig {
+        enabled: Some(false),
+        fsync: Some("interval".into()),
+        fsync_interval: Some("250ms".into()),
+        segment_bytes: Some(1 << 20),
+    };
+    let c = WalConfig::resolve(Some(&raw), &WalOverrides::default()).unwrap();
+    assert!(!c.enabled);
+    assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
+    assert_eq!(c.segment_bytes, 1 << 20);
+    let over = WalOverrides {
+        enabled: Some(true),
+        fsync: Some("batch".into()),
+        ..WalOverrides::default()
+    };
+    let c = WalConfig::resolve(Some(&raw), &over).unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.fsync, FsyncPolicy::Batch);
+    assert_eq!(
+        WalConfig::resolve(None, &WalOverrides::default()).unwrap(),
+        WalConfig::default()
+    );
+    let bad = WalOverrides {
+        fsync: Some("always".into()),
+        ..WalOverrides::default()
+    };
+    let e = WalConfig::resolve(None, &bad).unwrap_err();
+    assert_eq!(e.key, "fsync");
+    assert!(e.message.contains("always"), "{e}");
+    let small = RawWalConfig {
+        segment_bytes: Some(10),
+        ..RawWalConfig::default()
+    };
+    let e = WalConfig::resolve(Some(&small), &WalOverrides::default()).unwrap_err();
+    assert_eq!((e.key, e.from_file), ("segment_bytes", true));
+}

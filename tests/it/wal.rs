@@ -1,0 +1,303 @@
+//! The write-ahead log against the release binary as a child process: failed runs sent
+//! over OTLP/gRPC and OTLP/HTTP (traces and logs) and acknowledged, then `kill -9` at
+//! once and one second later; restarted on the same data directory, every acknowledged
+//! run is listed and the breakdown's counts agree with the list. A segment ending in a
+//! torn write is replayed up to the tear, with the tear counted.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use faultline::model::Outcome;
+use faultline::simulate::{Scenario, SimConfig, Simulator};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use serde_json::Value;
+
+use crate::support::{free_port, fresh_data_dir, heavy, metric_at};
+
+struct Child {
+    process: tokio::process::Child,
+    api: String,
+    http: String,
+    grpc: String,
+}
+
+async fn start_binary(data_dir: &Path) -> Child {
+    let (grpc, http, api) = (free_port(), free_port(), free_port());
+    let config = data_dir.with_extension("toml");
+    std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        // Runs are released half a second after their last span and finalized two
+        // seconds later: a kill one second after the acknowledgements finds them
+        // published (listed, pending) but not counted.
+        .args([
+            "--idle-timeout",
+            "500ms",
+            "--late-grace",
+            "2s",
+            "--shards",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the faultline binary starts");
+    let child = Child {
+        process,
+        api: format!("http://127.0.0.1:{api}"),
+        http: format!("http://127.0.0.1:{http}"),
+        grpc: format!("http://127.0.0.1:{grpc}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Child {
+    async fn kill9(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.process.start_kill().expect("kill");
+        let _ = self.process.wait().await;
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.api, series).await.unwrap_or(0.0)
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+/// Sends `n` failed simulated runs, even ones over OTLP/HTTP and odd ones over
+/// OTLP/gRPC (their log records too), and returns their trace ids once every request
+/// was acknowledged.
+async fn send_failed_runs(child: &Child, n: usize, seed: u64) -> Vec<String> {
+    let mut sim = Simulator::new(SimConfig {
+        scenario: Scenario::uniform(0.2, 0.0),
+        ..SimConfig::new(seed, now_nanos() - 300_000_000_000)
+    });
+    let http = reqwest::Client::new();
+    let channel = tonic::transport::Channel::from_shared(child.grpc.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut traces = TraceServiceClient::new(channel.clone());
+    let mut logs = LogsServiceClient::new(channel);
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let run = sim.next_run();
+        if run.label.outcome != Outcome::Failed {
+            continue;
+        }
+        let mut requests = vec![run.traces];
+        requests.extend(run.late_traces);
+        if ids.len() % 2 == 0 {
+            for r in requests {
+                post(
+                    &http,
+                    &format!("{}/v1/traces", child.http),
+                    r.encode_to_vec(),
+                )
+                .await;
+            }
+            if let Some(l) = run.logs {
+                post(&http, &format!("{}/v1/logs", child.http), l.encode_to_vec()).await;
+            }
+        } else {
+            for r in requests {
+                let answer = traces.export(r).await.expect("gRPC traces acknowledged");
+                assert!(answer.get_ref().partial_success.is_none());
+            }
+            if let Some(l) = run.logs {
+                logs.export(l).await.expect("gRPC logs acknowledged");
+            }
+        }
+        ids.push(run.label.trace_id);
+    }
+    ids
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("OTLP/HTTP answers");
+    assert_eq!(r.status(), 200, "{url} acknowledged");
+}
+
+async fn get(url: &str) -> Value {
+    let r = reqwest::get(url).await.expect("API answers");
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.expect("JSON")
+}
+
+async fn list_all(api: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{api}/api/v1/trajectories?limit=100&cursor={c}"),
+            None => format!("{api}/api/v1/trajectories?limit=100"),
+        };
+        let body = get(&url).await;
+        out.extend(
+            body["trajectories"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .cloned(),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Polls until every sent run is listed, none is pending, and the breakdown counts what
+/// the list holds; panics with the last state at the deadline.
+async fn wait_all_listed_and_counted(child: &Child, sent: &[String]) {
+    let from = now_nanos() - 3 * 3600 * 1_000_000_000;
+    let to = now_nanos() + 3600 * 1_000_000_000;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = list_all(&child.api).await;
+        let listed: HashSet<&str> = list.iter().filter_map(|t| t["trace_id"].as_str()).collect();
+        let missing = sent
+            .iter()
+            .filter(|id| !listed.contains(id.as_str()))
+            .count();
+        let pending = list.iter().filter(|t| t["pending"] == true).count();
+        let failed_listed = list.iter().filter(|t| t["outcome"] == "failed").count() as u64;
+        let breakdown = get(&format!(
+            "{}/api/v1/breakdown?from={from}&to={to}&by=service",
+            child.api
+        ))
+        .await;
+        let totals = &breakdown["totals"];
+        let counted = totals["trajectories"].as_u64().unwrap_or(0);
+        let failed_counted = totals["failed"].as_u64().unwrap_or(0);
+        if missing == 0
+            && pending == 0
+            && counted == list.len() as u64
+            && failed_counted == failed_listed
+        {
+            assert_eq!(list.len(), sent.len(), "nothing listed twice or invented");
+            assert!(failed_listed > 0);
+            return;
+        }
+        let last = format!(
+            "{missing} of {} missing, {pending} pending, {} listed ({failed_listed} failed), \
+             breakdown {counted} ({failed_counted} failed)",
+            sent.len(),
+            list.len()
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{last}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn kill_after_acks_and_restart(delay: Duration, tear: bool, seed: u64) {
+    const RUNS: usize = 300;
+    let data_dir = fresh_data_dir();
+    let child = start_binary(&data_dir).await;
+    let sent = send_failed_runs(&child, RUNS, seed).await;
+    assert_eq!(sent.len(), RUNS);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    child.kill9().await;
+
+    let wal_dir = data_dir.join("wal");
+    let segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("the log's directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    assert!(!segments.is_empty(), "segments under {}", wal_dir.display());
+    if tear {
+        // A write cut by the crash: a frame header announcing 4 KiB, then 10 bytes.
+        let last = segments.iter().max().expect("a segment");
+        let mut bytes = std::fs::read(last).expect("segment");
+        bytes.extend_from_slice(&4096u32.to_le_bytes());
+        bytes.extend_from_slice(&[0xab; 14]);
+        std::fs::write(last, bytes).expect("tear the tail");
+    }
+
+    let child = start_binary(&data_dir).await;
+    assert!(
+        child.metric("faultline_wal_replayed_records_total").await > 0.0,
+        "the restart replayed the log"
+    );
+    assert_eq!(
+        child.metric("faultline_wal_corrupt_segments_total").await,
+        if tear { 1.0 } else { 0.0 }
+    );
+    wait_all_listed_and_counted(&child, &sent).await;
+
+    // Once stored and counted, the segments of the first run are deleted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while segments.iter().any(|p| p.exists()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replayed segments were not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second kill finds nothing more to replay and the same counts.
+    let before = list_all(&child.api).await.len();
+    child.kill9().await;
+    let child = start_binary(&data_dir).await;
+    assert_eq!(
+        child.metric("faultline_wal_replayed_records_total").await,
+        0.0
+    );
+    wait_all_listed_and_counted(&child, &sent).await;
+    assert_eq!(list_all(&child.api).await.len(), before);
+    child.kill9().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_file(data_dir.with_extension("toml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_runs_survive_kill_9_at_once_with_a_torn_tail() {
+    let _heavy = heavy().await;
+    kill_after_acks_and_restart(Duration::ZERO, true, 71).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_runs_survive_kill_9_after_one_second() {
+    let _heavy = heavy().await;
+    kill_after_acks_and_restart(Duration::from_secs(1), false, 72).await;
+}
