@@ -193,6 +193,7 @@ async fn a_full_pipeline_answers_503_and_queues_nothing_then_takes_the_retry() {
         interner: Arc::new(Interner::new(200_000, 96)),
         limits: IngestLimits::default(),
         budget: MemoryBudget::new(1 << 30),
+        wal: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
