@@ -384,23 +384,31 @@ impl Client {
 /// The certificate problem of a failed TLS handshake (the server's certificate does not
 /// chain to a trusted CA, has expired, names another host), if that is why `e` failed.
 fn untrusted(e: &reqwest::Error) -> Option<String> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        // rustls's error sits inside an io::Error, whose `source` skips it.
-        let inner = s
+    // Every cause, also those an io::Error wraps (its `source` skips them).
+    let mut stack: Vec<&(dyn std::error::Error + 'static)> =
+        std::error::Error::source(e).into_iter().collect();
+    let mut seen = 0;
+    while let Some(error) = stack.pop() {
+        seen += 1;
+        if seen > 32 {
+            break;
+        }
+        if let Some(error @ rustls::Error::InvalidCertificate(_)) =
+            error.downcast_ref::<rustls::Error>()
+        {
+            return Some(error.to_string());
+        }
+        if let Some(inner) = error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .map(|e| e as &(dyn std::error::Error + 'static));
-        for candidate in [Some(s), inner].into_iter().flatten() {
-            if let Some(error @ rustls::Error::InvalidCertificate(_)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                return Some(error.to_string());
-            }
+        {
+            stack.push(inner);
         }
-        source = s.source();
+        stack.extend(error.source());
     }
-    None
+    // rustls's own words, if its error could not be reached as a type.
+    let text = error_chain(e);
+    text.contains("invalid peer certificate").then_some(text)
 }
 
 /// The innermost cause of an error ("Connection refused (os error 111)"), which says
