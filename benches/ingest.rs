@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
 //! FAULTLINE_BENCH_MEMORY_ONLY=1 cargo bench --bench ingest   # the memory figures alone
+//! FAULTLINE_BENCH_TLS=1 cargo bench --bench ingest   # plain text against TLS alone
 //! ```
 //!
 //! Prints, for realistic batches from `faultline simulate` (~350 spans per request):
@@ -15,6 +16,11 @@
 //!    (reason clusters, failure cohorts), and the cost each adds;
 //! 3. peak RSS, and RSS per buffered span (measured first) (spans held open with a long idle timeout),
 //!    next to the wire size per span.
+//!
+//! With `FAULTLINE_BENCH_TLS=1` it prints only the cost of TLS: end to end over OTLP/gRPC
+//! (every sink) in plain text and with TLS on every listener (a certificate generated
+//! here; TLS 1.3, the client on the same machine), the two taking turns for
+//! `FAULTLINE_BENCH_RUNS` runs each (default 5), their medians and the ratio.
 //!
 //! Every request carries fresh trace ids (the pre-encoded batches are re-sent with their
 //! trace-id bytes rewritten in place), so the server assembles new traces throughout.
@@ -144,7 +150,49 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// TLS for a run: the server's certificate and key files, and the CA the client trusts.
+struct BenchTls {
+    _dir: tempfile::TempDir,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    ca_pem: String,
+}
+
+impl BenchTls {
+    /// A CA and a certificate for localhost and 127.0.0.1 signed by it, in files.
+    fn generate() -> BenchTls {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("leaf params");
+        let key = KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&key, &*ca).expect("leaf");
+        let dir = tempfile::tempdir().expect("cert dir");
+        let cert_file = dir.path().join("server.pem");
+        let key_file = dir.path().join("server.key");
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        BenchTls {
+            _dir: dir,
+            cert_file,
+            key_file,
+            ca_pem: ca.pem(),
+        }
+    }
+}
+
 fn settings(idle: &str, sinks: (bool, bool), data_dir: &std::path::Path) -> Settings {
+    settings_tls(idle, sinks, data_dir, None)
+}
+
+fn settings_tls(
+    idle: &str,
+    sinks: (bool, bool),
+    data_dir: &std::path::Path,
+    tls: Option<&BenchTls>,
+) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
         None,
@@ -157,6 +205,8 @@ fn settings(idle: &str, sinks: (bool, bool), data_dir: &std::path::Path) -> Sett
             max_buffered_spans: Some(20_000_000),
             shards: Some(2),
             data_dir: Some(data_dir.to_owned()),
+            tls_cert_file: tls.map(|t| t.cert_file.clone()),
+            tls_key_file: tls.map(|t| t.key_file.clone()),
             ..Overrides::default()
         },
     )
@@ -175,13 +225,35 @@ fn send_all(
     first_round: u32,
     streams: usize,
 ) -> (u64, u64, f64) {
+    send_all_tls(addr, batches, rounds, first_round, streams, None)
+}
+
+/// [`send_all`], over TLS trusting `ca_pem` when given.
+fn send_all_tls(
+    addr: std::net::SocketAddr,
+    batches: &Arc<Vec<Batch>>,
+    rounds: u32,
+    first_round: u32,
+    streams: usize,
+    ca_pem: Option<&str>,
+) -> (u64, u64, f64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
     rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = match ca_pem {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")),
+            Some(pem) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| {
+                    e.tls_config(
+                        tonic::transport::ClientTlsConfig::new()
+                            .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                    )
+                }),
+        };
+        let channel = endpoint
             .expect("endpoint")
             .connect()
             .await
@@ -244,6 +316,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, sinks: (bool, bool)) -> (f64, f64) {
+    end_to_end_tls(batches, rounds, sinks, None)
+}
+
+fn end_to_end_tls(
+    batches: &Arc<Vec<Batch>>,
+    rounds: u32,
+    sinks: (bool, bool),
+    tls: Option<&BenchTls>,
+) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -251,16 +332,18 @@ fn end_to_end(batches: &Arc<Vec<Batch>>, rounds: u32, sinks: (bool, bool)) -> (f
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings(
+        .block_on(faultline::server::start(&settings_tls(
             "200ms",
             sinks,
             dir.path(),
+            tls,
         )))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
     let analysed0 = running.metrics.trajectories_analysed.get();
     let start = Instant::now();
-    let (spans, traces, accept_secs) = send_all(addr, batches, rounds, 1, 4);
+    let (spans, traces, accept_secs) =
+        send_all_tls(addr, batches, rounds, 1, 4, tls.map(|t| t.ca_pem.as_str()));
     // Wait until every trace sent has been released and analysed.
     while running.metrics.trajectories_analysed.get() - analysed0 < traces {
         std::thread::sleep(Duration::from_millis(5));
@@ -300,6 +383,11 @@ fn main() {
         attrs as f64 / spans_per_round as f64
     );
     drop(reqs);
+
+    if std::env::var_os("FAULTLINE_BENCH_TLS").is_some() {
+        tls_overhead(&batches, target, spans_per_round);
+        return;
+    }
 
     // 1. Memory (first, before other phases leave freed memory in the allocator): hold spans open (long idle timeout) and measure RSS growth per span.
     let mem_dir = tempfile::tempdir().expect("data dir");
@@ -471,5 +559,46 @@ fn main() {
     println!(
         "peak RSS of the whole benchmark process: {} MiB",
         rss_kib("VmHWM:") / 1024
+    );
+}
+
+/// End to end over OTLP/gRPC, every sink, plain text and TLS taking turns.
+fn tls_overhead(batches: &Arc<Vec<Batch>>, target: usize, spans_per_round: usize) {
+    let runs: usize = std::env::var("FAULTLINE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let rounds = (target / spans_per_round).max(1) as u32;
+    let tls = BenchTls::generate();
+    let variants: [(&str, Option<&BenchTls>); 2] = [("plain text", None), ("TLS", Some(&tls))];
+    let mut accepted = vec![Vec::new(); variants.len()];
+    let mut analysed = vec![Vec::new(); variants.len()];
+    for _ in 0..runs {
+        for (i, (_, tls)) in variants.iter().enumerate() {
+            let (a, d) = end_to_end_tls(batches, rounds, (true, true), *tls);
+            accepted[i].push(a);
+            analysed[i].push(d);
+        }
+    }
+    let mut medians = Vec::new();
+    for (i, (label, _)) in variants.iter().enumerate() {
+        let each: Vec<String> = analysed[i]
+            .iter()
+            .map(|d| format!("{:.0}k", d / 1000.0))
+            .collect();
+        let (a, d) = (median(accepted[i].clone()), median(analysed[i].clone()));
+        println!(
+            "end to end, gRPC, {} spans/run, {label:<10}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of {runs}, interleaved: {})",
+            rounds as usize * spans_per_round,
+            each.join(", "),
+        );
+        medians.push((a, d));
+    }
+    println!(
+        "TLS / plain text: accepted {:.3}, assembled + analysed {:.3} (throughput {:+.1}%)",
+        medians[1].0 / medians[0].0,
+        medians[1].1 / medians[0].1,
+        100.0 * (medians[1].1 / medians[0].1 - 1.0),
     );
 }
