@@ -491,11 +491,11 @@ mod tests {
             assert!(text.contains(&path.display().to_string()), "{text}");
             assert!(text.contains(problem), "{text}");
         }
-        let err = resolve_token(None, &env_of(&[(TOKEN_ENV, "  ")])).expect_err("empty");
+        let err = resolve_token(None, env_of(&[(TOKEN_ENV, "  ")])).expect_err("empty");
         assert!(err.to_string().contains(TOKEN_ENV), "{err}");
         assert_eq!(err.exit_code(), 2);
         let missing_var = missing.display().to_string();
-        let err = resolve_token(None, &env_of(&[(TOKEN_FILE_ENV, &missing_var)]))
+        let err = resolve_token(None, env_of(&[(TOKEN_FILE_ENV, &missing_var)]))
             .expect_err("missing file");
         assert!(err.to_string().starts_with(TOKEN_FILE_ENV), "{err}");
     }
