@@ -4,6 +4,7 @@
 //! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
 //! FAULTLINE_BENCH_MEMORY_ONLY=1 cargo bench --bench ingest   # the memory figures alone
 //! FAULTLINE_BENCH_WAL=1 cargo bench --bench ingest   # the write-ahead log's cost alone
+//! FAULTLINE_BENCH_TLS=1 cargo bench --bench ingest   # plain text against TLS alone
 //! ```
 //!
 //! Prints, for realistic batches from `faultline simulate` (~350 spans per request):
@@ -21,6 +22,11 @@
 //!    `fsync = "interval"`, taking turns, `FAULTLINE_BENCH_WAL_RUNS` (default 5) runs
 //!    each; medians and their ratios. The other phases run with the log on (the
 //!    default).
+//!
+//! With `FAULTLINE_BENCH_TLS=1` it prints only the cost of TLS: end to end over OTLP/gRPC
+//! (every sink) in plain text and with TLS on every listener (a certificate generated
+//! here; TLS 1.3, the client on the same machine), the two taking turns for
+//! `FAULTLINE_BENCH_RUNS` runs each (default 5), their medians and the ratio.
 //!
 //! Every request carries fresh trace ids (the pre-encoded batches are re-sent with their
 //! trace-id bytes rewritten in place), so the server assembles new traces throughout.
@@ -150,11 +156,58 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// TLS for a run: the server's certificate and key files, and the CA the client trusts.
+struct BenchTls {
+    _dir: tempfile::TempDir,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    ca_pem: String,
+}
+
+impl BenchTls {
+    /// A CA and a certificate for localhost and 127.0.0.1 signed by it, in files.
+    fn generate() -> BenchTls {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("leaf params");
+        let key = KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&key, &*ca).expect("leaf");
+        let dir = tempfile::tempdir().expect("cert dir");
+        let cert_file = dir.path().join("server.pem");
+        let key_file = dir.path().join("server.key");
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        BenchTls {
+            _dir: dir,
+            cert_file,
+            key_file,
+            ca_pem: ca.pem(),
+        }
+    }
+}
+
+/// The server as it runs by default: plain text, the write-ahead log on with batch fsync.
+const DEFAULT_SERVER: Variant<'static> = Variant {
+    tls: None,
+    wal: Some(faultline::wal::FsyncPolicy::Batch),
+};
+
+/// How a run's server differs from the default: TLS on its listeners, the write-ahead
+/// log (off unless a policy is given).
+#[derive(Clone, Copy, Default)]
+struct Variant<'a> {
+    tls: Option<&'a BenchTls>,
+    wal: Option<faultline::wal::FsyncPolicy>,
+}
+
 fn settings(
     idle: &str,
     sinks: (bool, bool),
     data_dir: &std::path::Path,
-    wal: Option<faultline::wal::FsyncPolicy>,
+    variant: Variant<'_>,
 ) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
@@ -168,14 +221,16 @@ fn settings(
             max_buffered_spans: Some(20_000_000),
             shards: Some(2),
             data_dir: Some(data_dir.to_owned()),
+            tls_cert_file: variant.tls.map(|t| t.cert_file.clone()),
+            tls_key_file: variant.tls.map(|t| t.key_file.clone()),
             ..Overrides::default()
         },
     )
     .expect("bench settings");
     (s.aggregation, s.discovery) = sinks;
     s.max_queued_spans = 400_000;
-    s.wal.enabled = wal.is_some();
-    if let Some(policy) = wal {
+    s.wal.enabled = variant.wal.is_some();
+    if let Some(policy) = variant.wal {
         s.wal.fsync = policy;
     }
     s
@@ -190,13 +245,35 @@ fn send_all(
     first_round: u32,
     streams: usize,
 ) -> (u64, u64, f64) {
+    send_all_tls(addr, batches, rounds, first_round, streams, None)
+}
+
+/// [`send_all`], over TLS trusting `ca_pem` when given.
+fn send_all_tls(
+    addr: std::net::SocketAddr,
+    batches: &Arc<Vec<Batch>>,
+    rounds: u32,
+    first_round: u32,
+    streams: usize,
+    ca_pem: Option<&str>,
+) -> (u64, u64, f64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
     rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = match ca_pem {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")),
+            Some(pem) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| {
+                    e.tls_config(
+                        tonic::transport::ClientTlsConfig::new()
+                            .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                    )
+                }),
+        };
+        let channel = endpoint
             .expect("endpoint")
             .connect()
             .await
@@ -262,7 +339,7 @@ fn end_to_end(
     batches: &Arc<Vec<Batch>>,
     rounds: u32,
     sinks: (bool, bool),
-    wal: Option<faultline::wal::FsyncPolicy>,
+    variant: Variant<'_>,
 ) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("data dir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -275,13 +352,20 @@ fn end_to_end(
             "200ms",
             sinks,
             dir.path(),
-            wal,
+            variant,
         )))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
     let analysed0 = running.metrics.trajectories_analysed.get();
     let start = Instant::now();
-    let (spans, traces, accept_secs) = send_all(addr, batches, rounds, 1, 4);
+    let (spans, traces, accept_secs) = send_all_tls(
+        addr,
+        batches,
+        rounds,
+        1,
+        4,
+        variant.tls.map(|t| t.ca_pem.as_str()),
+    );
     // Wait until every trace sent has been released and analysed.
     while running.metrics.trajectories_analysed.get() - analysed0 < traces {
         std::thread::sleep(Duration::from_millis(5));
@@ -326,6 +410,10 @@ fn main() {
         wal_cost(&batches, spans_per_round, target);
         return;
     }
+    if std::env::var_os("FAULTLINE_BENCH_TLS").is_some() {
+        tls_overhead(&batches, target, spans_per_round);
+        return;
+    }
 
     // 1. Memory (first, before other phases leave freed memory in the allocator): hold spans open (long idle timeout) and measure RSS growth per span.
     let mem_dir = tempfile::tempdir().expect("data dir");
@@ -339,7 +427,7 @@ fn main() {
             "10m",
             (true, true),
             mem_dir.path(),
-            Some(faultline::wal::FsyncPolicy::Batch),
+            DEFAULT_SERVER,
         )))
         .expect("server starts");
     let before = rss_kib("VmRSS:");
@@ -470,12 +558,7 @@ fn main() {
     let mut analysed = vec![Vec::new(); variants.len()];
     for _ in 0..3 {
         for (i, (_, sinks)) in variants.iter().enumerate() {
-            let (a, d) = end_to_end(
-                &batches,
-                rounds,
-                *sinks,
-                Some(faultline::wal::FsyncPolicy::Batch),
-            );
+            let (a, d) = end_to_end(&batches, rounds, *sinks, DEFAULT_SERVER);
             accepted[i].push(a);
             analysed[i].push(d);
         }
@@ -506,49 +589,90 @@ fn main() {
     );
 }
 
-/// The write-ahead log's cost: every sink, the log off / batch fsync / interval fsync,
-/// taking turns so that drift of the machine's load hits them alike.
+/// Interleaved runs per variant: `FAULTLINE_BENCH_RUNS` (or `FAULTLINE_BENCH_WAL_RUNS`),
+/// default 5.
+fn bench_runs() -> usize {
+    ["FAULTLINE_BENCH_RUNS", "FAULTLINE_BENCH_WAL_RUNS"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
+
+/// The write-ahead log's cost: every sink, the log off / batch fsync / interval fsync.
 fn wal_cost(batches: &Arc<Vec<Batch>>, spans_per_round: usize, target: usize) {
     use faultline::wal::FsyncPolicy;
-    let runs: usize = std::env::var("FAULTLINE_BENCH_WAL_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let wal = |policy| Variant {
+        wal: Some(policy),
+        ..Variant::default()
+    };
+    compare(
+        batches,
+        target,
+        spans_per_round,
+        &[
+            ("wal off", Variant::default()),
+            ("wal fsync=batch", wal(FsyncPolicy::Batch)),
+            (
+                "wal fsync=interval 1s",
+                wal(FsyncPolicy::Interval(Duration::from_secs(1))),
+            ),
+        ],
+    );
+}
+
+/// End to end over OTLP/gRPC, every sink, plain text and TLS.
+fn tls_overhead(batches: &Arc<Vec<Batch>>, target: usize, spans_per_round: usize) {
+    let tls = BenchTls::generate();
+    let with_tls = Variant {
+        tls: Some(&tls),
+        ..Variant::default()
+    };
+    compare(
+        batches,
+        target,
+        spans_per_round,
+        &[("plain text", Variant::default()), ("TLS", with_tls)],
+    );
+}
+
+/// End to end over OTLP/gRPC with every sink, the variants taking turns so that drift
+/// of the machine's load hits them alike; medians, and each against the first.
+fn compare(
+    batches: &Arc<Vec<Batch>>,
+    target: usize,
+    spans_per_round: usize,
+    variants: &[(&str, Variant<'_>)],
+) {
+    let runs = bench_runs();
     let rounds = (target / spans_per_round).max(1) as u32;
-    let variants = [
-        ("wal off", None),
-        ("wal fsync=batch", Some(FsyncPolicy::Batch)),
-        (
-            "wal fsync=interval 1s",
-            Some(FsyncPolicy::Interval(Duration::from_secs(1))),
-        ),
-    ];
     let mut accepted = vec![Vec::new(); variants.len()];
     let mut analysed = vec![Vec::new(); variants.len()];
     for _ in 0..runs {
-        for (i, (_, wal)) in variants.iter().enumerate() {
-            let (a, d) = end_to_end(batches, rounds, (true, true), *wal);
+        for (i, (_, variant)) in variants.iter().enumerate() {
+            let (a, d) = end_to_end(batches, rounds, (true, true), *variant);
             accepted[i].push(a);
             analysed[i].push(d);
         }
     }
     let mut medians = Vec::new();
     for (i, (label, _)) in variants.iter().enumerate() {
-        let each: Vec<String> = accepted[i]
+        let each: Vec<String> = analysed[i]
             .iter()
-            .map(|a| format!("{:.0}k", a / 1000.0))
+            .map(|d| format!("{:.0}k", d / 1000.0))
             .collect();
         let (a, d) = (median(accepted[i].clone()), median(analysed[i].clone()));
         println!(
-            "end to end, gRPC, {} spans/run, {label:<22}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (accepted, {runs} runs: {})",
+            "end to end, gRPC, {} spans/run, {label:<22}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of {runs}, interleaved; analysed: {})",
             rounds as usize * spans_per_round,
             each.join(", "),
         );
         medians.push((a, d));
     }
+    let (reference, _) = variants[0];
     for (i, (label, _)) in variants.iter().enumerate().skip(1) {
         println!(
-            "{label}: accepted rate {:.3} of wal off ({:+.1}%), analysed rate {:.3} ({:+.1}%)",
+            "{label} / {reference}: accepted {:.3} ({:+.1}%), assembled + analysed {:.3} ({:+.1}%)",
             medians[i].0 / medians[0].0,
             100.0 * (medians[i].0 / medians[0].0 - 1.0),
             medians[i].1 / medians[0].1,

@@ -63,9 +63,13 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     };
     match faultline::server::serve(&settings, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.exit_code() == 2 => {
+            eprintln!("faultline: invalid configuration: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("faultline: {error}");
-            ExitCode::from(1)
+            ExitCode::from(error.exit_code())
         }
     }
 }

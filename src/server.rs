@@ -49,9 +49,23 @@ pub enum ServerError {
         source: crate::security::TlsError,
     },
     #[error("{0}")]
-    Token(#[from] crate::security::token::TokenError),
-    #[error("{0}")]
     Wal(#[from] crate::wal::WalError),
+    #[error("{option} ([auth] {key}): {source}")]
+    Token {
+        option: &'static str,
+        key: &'static str,
+        source: crate::security::token::TokenError,
+    },
+}
+
+impl ServerError {
+    /// 2 for a TLS or token file that cannot be used (configuration), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServerError::Tls { .. } | ServerError::Token { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 impl Handoff for Pipeline {
@@ -128,27 +142,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Binds every listener (port 0 picks a free port) and starts serving.
 pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
-    let grpc_listener = bind("OTLP/gRPC", settings.otlp_grpc_address).await?;
-    let http_listener = bind("OTLP/HTTP", settings.otlp_http_address).await?;
-    let api_listener = bind("API", settings.api_address).await?;
-    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-    let otlp_grpc_address = local(&grpc_listener, settings.otlp_grpc_address);
-    let otlp_http_address = local(&http_listener, settings.otlp_http_address);
-    let api_address = local(&api_listener, settings.api_address);
-
-    let mut registry = Registry::default();
-    let metrics = Arc::new(SelfMetrics::register(&mut registry));
-    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
-    crate::metrics::register_memory(&mut registry, budget.clone());
-    metrics.init_series(
-        &[
-            ingest::Transport::Grpc.as_str(),
-            ingest::Transport::Http.as_str(),
-        ],
-        &ingest::RejectReason::ALL.map(|r| r.as_str()),
-    );
-    // TLS files and token files are read before anything starts: a bad file stops
-    // startup with its name.
+    // TLS files and token files are read before anything starts, even binding: a bad
+    // file stops startup with its option and name.
     let security = &settings.security;
     let tls = |what: &'static str, files: Option<&crate::security::TlsFiles>, alpn| {
         crate::security::tls::acceptor(files, alpn)
@@ -169,18 +164,47 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         security.api_tls.as_ref(),
         crate::security::tls::ALPN_HTTP,
     )?;
-    let ingest_tokens = security
-        .ingest_token_file
-        .as_deref()
-        .map(crate::security::TokenFile::load)
-        .transpose()?
-        .map(Arc::new);
-    let api_tokens = security
-        .api_token_file
-        .as_deref()
-        .map(crate::security::TokenFile::load)
-        .transpose()?
-        .map(Arc::new);
+    let tokens = |option, key, path: Option<&std::path::Path>| {
+        path.map(|p| {
+            crate::security::TokenFile::load(p)
+                .map(Arc::new)
+                .map_err(|source| ServerError::Token {
+                    option,
+                    key,
+                    source,
+                })
+        })
+        .transpose()
+    };
+    let ingest_tokens = tokens(
+        "--ingest-token-file",
+        "ingest_token_file",
+        security.ingest_token_file.as_deref(),
+    )?;
+    let api_tokens = tokens(
+        "--api-token-file",
+        "api_token_file",
+        security.api_token_file.as_deref(),
+    )?;
+    let grpc_listener = bind("OTLP/gRPC", settings.otlp_grpc_address).await?;
+    let http_listener = bind("OTLP/HTTP", settings.otlp_http_address).await?;
+    let api_listener = bind("API", settings.api_address).await?;
+    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+    let otlp_grpc_address = local(&grpc_listener, settings.otlp_grpc_address);
+    let otlp_http_address = local(&http_listener, settings.otlp_http_address);
+    let api_address = local(&api_listener, settings.api_address);
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
+    crate::metrics::register_memory(&mut registry, budget.clone());
+    metrics.init_series(
+        &[
+            ingest::Transport::Grpc.as_str(),
+            ingest::Transport::Http.as_str(),
+        ],
+        &ingest::RejectReason::ALL.map(|r| r.as_str()),
+    );
     let guard = |tokens: &Option<Arc<crate::security::TokenFile>>, listener| {
         tokens.as_ref().map(|t| {
             crate::security::layers::TokenGuard::new(t.clone(), metrics.token_refusals(listener))

@@ -870,3 +870,185 @@ fn alerts_carry_their_steps_top_reason_from_the_reason_index() {
     assert!(!all.is_empty());
     assert!(all.iter().all(|a| a.reason.is_none()), "{all:#?}");
 }
+
+/// Three steps whose failure rate jumps from 2% to 40% two minutes apart: three
+/// incidents' worth of firing alerts. Returns the engine and its registry.
+fn three_failing_steps(config: AlertsConfig) -> (AlertEngine, Registry) {
+    let (engine, registry) = engine(AlertsConfig {
+        warmup_minutes: 5,
+        min_baseline_runs: 50.0,
+        ..config
+    });
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(2);
+    for m in T0..T0 + 40 {
+        let mut rows = Vec::new();
+        for (i, step) in ["planner", "tool", "retriever"].into_iter().enumerate() {
+            let p = if m >= T0 + 30 + 2 * i as u64 {
+                0.4
+            } else {
+                0.02
+            };
+            let f = binomial(&mut rng, 200, p);
+            rows.push(row(step, None, 200, f, f));
+        }
+        fake.put(m, rows);
+        engine.tick(&fake);
+    }
+    (engine, registry)
+}
+
+/// The incidents of the firing alerts (`None`: an alert outside any incident).
+fn firing_incidents(engine: &AlertEngine) -> Vec<Option<u64>> {
+    engine
+        .alerts(&AlertFilter::default())
+        .iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .map(|a| a.incident)
+        .collect()
+}
+
+fn distinct(incidents: &[Option<u64>]) -> std::collections::HashSet<u64> {
+    incidents.iter().flatten().copied().collect()
+}
+
+#[test]
+fn incidents_stop_at_max_incidents_and_the_rest_are_counted() {
+    // Unbounded enough: every firing alert is in an incident, one per step and kind.
+    let (engine, _) = three_failing_steps(AlertsConfig::default());
+    let all = firing_incidents(&engine);
+    let n = distinct(&all).len();
+    assert!(n >= 3, "one incident per failing step at least: {all:?}");
+    assert!(!all.contains(&None), "{all:?}");
+    assert_eq!(engine.stats().incidents_created, n as u64);
+    assert_eq!(engine.stats().incidents_refused, 0);
+
+    // One fewer allowed: the alerts of the last one fire outside any incident, counted.
+    let (engine, registry) = three_failing_steps(AlertsConfig {
+        max_incidents: n - 1,
+        ..AlertsConfig::default()
+    });
+    let stats = engine.stats();
+    let bounded = firing_incidents(&engine);
+    assert_eq!(stats.incidents_created, (n - 1) as u64, "{stats:?}");
+    assert_eq!(distinct(&bounded).len(), n - 1, "{bounded:?}");
+    assert!(bounded.contains(&None), "{bounded:?}");
+    assert_eq!(
+        bounded.len(),
+        all.len(),
+        "the same alerts fire: {bounded:?}"
+    );
+    assert!(stats.incidents_refused > 0, "{stats:?}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let refused: f64 = text
+        .lines()
+        .find(|l| l.starts_with("faultline_alerts_suppressed_total{reason=\"max_incidents\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(refused, stats.incidents_refused as f64, "{text}");
+}
+
+/// The bodies a webhook receiver got, in order.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl Received {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The incident ids of request `i`.
+    fn incidents(&self, i: usize) -> Vec<u64> {
+        self.0.lock().unwrap()[i]["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["incident"].as_u64().expect("id"))
+            .collect()
+    }
+
+    async fn until(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} requests arrived",
+                self.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn note(incident: u64) -> Notification {
+    Notification {
+        incident,
+        labels: [("step".to_string(), format!("step{incident}"))].into(),
+        annotations: Default::default(),
+        starts_unix_nano: 1_717_200_000_000_000_000,
+        resolved_unix_nano: None,
+        generator_url: "http://f".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_rate_limited_per_destination_and_flushed_at_shutdown() {
+    let received = Received::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let received = received.clone();
+                async move {
+                    received.0.lock().unwrap().push(body);
+                    "ok"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Two a minute: a burst of two, then one every 30 s.
+    let config = super::deliver::DeliveryConfig {
+        alertmanager_url: None,
+        webhook_url: Some(format!("http://{addr}/hook")),
+        alertmanager_headers: Default::default(),
+        webhook_headers: Default::default(),
+        ca_file: None,
+        max_per_minute: 2,
+        resend_interval: Duration::from_secs(3600),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = super::deliver::DeliveryMetrics::register(&mut Registry::default());
+    let task = tokio::spawn(super::deliver::run(config, rx, metrics, stop_rx));
+    // Each incident is sent alone while tokens last: the next one is handed over only
+    // after the previous request arrived.
+    tx.send(vec![note(1)]).await.unwrap();
+    received.until(1).await;
+    tx.send(vec![note(2)]).await.unwrap();
+    received.until(2).await;
+    tx.send(vec![note(3)]).await.unwrap();
+    tx.send(vec![note(4)]).await.unwrap();
+    // The bucket is empty: nothing more for the next 30 s (watched for 3).
+    let watch = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < watch {
+        assert_eq!(received.len(), 2, "sent past the rate limit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At shutdown what waits is sent at once, in one request.
+    stop_tx.send(true).unwrap();
+    received.until(3).await;
+    task.await.unwrap();
+    assert_eq!(received.len(), 3);
+    assert_eq!(received.incidents(0), vec![1]);
+    assert_eq!(received.incidents(1), vec![2]);
+    let mut last = received.incidents(2);
+    last.sort_unstable();
+    assert_eq!(last, vec![3, 4]);
+}

@@ -29,7 +29,8 @@ use crate::config::{FileConfig, Overrides, Settings};
 agent run from its spans, classifies every span into a step (planner, retriever, generator, \
 critic, tool, ...), finds failures and blames the step that caused them.\n\n\
 Without a subcommand, `faultline` runs `serve`. The options of the commands that read a \
-running server (--server, --json) are accepted before or after the subcommand."
+running server (--server, --json, --api-token-file, --ca-file) are accepted before or after \
+the subcommand."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,17 +54,39 @@ pub struct GlobalArgs {
     /// Client commands and analyze: print JSON instead of a table.
     #[arg(long, id = "json", global = true)]
     pub json: bool,
+    /// Client commands: CA certificates (PEM) to trust for an https --server
+    /// [env: FAULTLINE_CA_FILE]. (`--api-token-file` before a client command is its token
+    /// file; after `serve`, or with no command, the server's.)
+    #[arg(long, id = "ca_file", global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
+
+/// The `serve` option that a client command takes too, with the same meaning seen from
+/// the other side: the file of the API token.
+const SHARED_WITH_CLIENTS: &str = "api_token_file";
 
 /// Parses the command line, or exits with code 2 and clap's message: as
 /// [`Parser::parse`], and also refuses `serve` options before another subcommand
-/// (`faultline --idle-timeout 5s top`), and `--server` or `--json` given to a command
-/// that does not take them.
+/// (`faultline --idle-timeout 5s top`), and `--server`, `--json` or `--ca-file` given to
+/// a command that does not take them. `--api-token-file` before a client command is
+/// handed to it.
 pub fn parse() -> Cli {
+    match parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
+}
+
+/// [`parse`] of the given arguments; the error is clap's, to print and exit with.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
     let mut command = Cli::command();
-    let matches = command.clone().get_matches();
+    let matches = command.clone().try_get_matches_from(args)?;
     let given = |id: &str| {
         matches!(
             matches.try_get_raw(id),
@@ -75,45 +98,54 @@ pub fn parse() -> Cli {
             .get_arguments()
             .map(|a| a.get_id().to_string())
             .collect();
-        if let Some(id) = serve_ids.iter().find(|id| given(id)) {
-            command
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!(
-                        "--{} is an option of `serve`; give it after `serve`, not before `{name}`",
-                        id.replace('_', "-")
-                    ),
-                )
-                .exit();
+        let takes_server = !matches!(name, "serve" | "simulate" | "analyze" | "demo");
+        if let Some(id) = serve_ids
+            .iter()
+            .find(|id| given(id) && !(takes_server && id.as_str() == SHARED_WITH_CLIENTS))
+        {
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--{} is an option of `serve`; give it after `serve`, not before `{name}`",
+                    id.replace('_', "-")
+                ),
+            ));
         }
         let sub_given = |id: &str| {
             matches!(sub.try_get_raw(id), Ok(Some(_)))
                 && sub.value_source(id) == Some(ValueSource::CommandLine)
         };
-        let takes_server = !matches!(name, "serve" | "simulate" | "analyze" | "demo");
         let takes_json = takes_server || name == "analyze";
-        for (id, takes) in [("server", takes_server), ("json", takes_json)] {
+        for (id, takes) in [
+            ("server", takes_server),
+            ("json", takes_json),
+            ("ca_file", takes_server),
+        ] {
             if !takes && (given(id) || sub_given(id)) {
-                command
-                    .error(
-                        clap::error::ErrorKind::ArgumentConflict,
-                        format!("`{name}` does not take --{id}"),
-                    )
-                    .exit();
+                return Err(command.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`{name}` does not take --{}", id.replace('_', "-")),
+                ));
             }
         }
-    } else if given("server") || given("json") {
-        command
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--server and --json are options of the client commands (top, trajectories, show, reasons, cohorts); `serve` does not take them",
-            )
-            .exit();
+    } else if given("server") || given("json") || given("ca_file") {
+        return Err(command.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--server, --json and --ca-file are options of the client commands (top, trajectories, show, reasons, cohorts); `serve` does not take them",
+        ));
     }
-    match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.format(&mut command).exit(),
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    // `faultline --api-token-file FILE top`: the top-level option is `serve`'s (the
+    // default command); before a client command it is that command's, unless the
+    // command was given its own.
+    if given(SHARED_WITH_CLIENTS) {
+        if let Some(args) = cli.command.as_mut().and_then(Command::server_args_mut) {
+            if args.api_token_file.is_none() {
+                args.api_token_file = cli.serve.api_token_file.take();
+            }
+        }
     }
+    Ok(cli)
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +170,22 @@ pub enum Command {
     /// Start a server fed with simulated traffic (a spike and a bad cohort planted) and
     /// print the address of its web page.
     Demo(demo::DemoArgs),
+}
+
+impl Command {
+    /// The options of a client command (one that reads a running server).
+    pub fn server_args_mut(&mut self) -> Option<&mut client::ServerArgs> {
+        match self {
+            Command::Top(a) => Some(&mut a.server),
+            Command::Trajectories(a) => Some(&mut a.server),
+            Command::Show(a) => Some(&mut a.server),
+            Command::Reasons(a) => Some(&mut a.server),
+            Command::Cohorts(a) => Some(&mut a.server),
+            Command::Serve(_) | Command::Simulate(_) | Command::Analyze(_) | Command::Demo(_) => {
+                None
+            }
+        }
+    }
 }
 
 /// Runs a command other than `serve` and `simulate`; returns the process exit code.
@@ -291,7 +339,8 @@ pub struct ServeArgs {
     /// File: [tls] key_file.
     #[arg(long, env = "FAULTLINE_TLS_KEY_FILE", value_name = "FILE")]
     pub tls_key_file: Option<PathBuf>,
-    /// Mutual TLS: clients must present a certificate signed by a CA of this PEM file.
+    /// Mutual TLS: clients must present a certificate signed by a CA of this PEM file
+    /// (re-read when the file changes).
     /// File: [tls] client_ca_file (per listener, e.g. [tls.otlp_grpc] only).
     #[arg(long, env = "FAULTLINE_TLS_CLIENT_CA_FILE", value_name = "FILE")]
     pub tls_client_ca_file: Option<PathBuf>,

@@ -41,7 +41,7 @@ pub struct CohortsArgs {
 }
 
 pub async fn run_reasons(args: &ReasonsArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::from_args(&args.server)?;
     let query = vec![
         ("window", args.window.clone().unwrap_or_default()),
         ("step", args.step.clone().unwrap_or_default()),
@@ -60,7 +60,7 @@ pub async fn run_reasons(args: &ReasonsArgs) -> Result<(), ClientError> {
 }
 
 pub async fn run_cohorts(args: &CohortsArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::from_args(&args.server)?;
     let query = vec![("window", args.window.clone().unwrap_or_default())];
     let answer = match client.get(&["api", "v1", "cohorts"], &query).await {
         Err(ClientError::Refused { status: 404, .. }) => {

@@ -24,7 +24,7 @@ pub struct ShowArgs {
 }
 
 pub async fn run(args: &ShowArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::from_args(&args.server)?;
     let id = args.trace_id.trim().to_ascii_lowercase();
     let query = if args.attributes {
         vec![("attributes", "true".to_owned())]

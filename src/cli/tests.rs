@@ -19,8 +19,12 @@ fn server_urls_parse_with_or_without_scheme() {
             .as_str(),
         "http://example.test:9/prefix/"
     );
+    assert_eq!(
+        parse_server("https://example.test:8700").unwrap().as_str(),
+        "https://example.test:8700/"
+    );
     for bad in [
-        "https://x:1",
+        "ftp://x:1",
         "http://",
         "http://x:1/?a=b",
         "not a url at all:",
@@ -548,4 +552,63 @@ fn the_write_ahead_log_is_flags_and_a_file_table_with_defaults() {
         assert!(err.to_string().contains("faultline.toml"), "{err}");
     }
     assert!(FileConfig::parse("[wal]\nfsynk = \"batch\"\n", path).is_err());
+}
+
+#[test]
+fn the_token_file_and_ca_file_options_go_before_or_after_the_subcommand() {
+    let parse = |argv: &[&str]| super::parse_from(argv);
+    for argv in [
+        &[
+            "faultline",
+            "--api-token-file",
+            "t",
+            "--ca-file",
+            "c",
+            "top",
+        ][..],
+        &[
+            "faultline",
+            "top",
+            "--api-token-file",
+            "t",
+            "--ca-file",
+            "c",
+        ][..],
+        &["faultline", "--ca-file=c", "top", "--api-token-file=t"][..],
+    ] {
+        let cli = parse(argv).expect("parses");
+        let Some(super::Command::Top(top)) = cli.command else {
+            panic!("{argv:?}: not top");
+        };
+        assert_eq!(
+            top.server.api_token_file.as_deref(),
+            Some("t".as_ref()),
+            "{argv:?}"
+        );
+        assert_eq!(
+            top.server.ca_file.as_deref(),
+            Some("c".as_ref()),
+            "{argv:?}"
+        );
+        assert!(cli.serve.api_token_file.is_none(), "{argv:?}");
+    }
+    // Without a subcommand, or after `serve`, --api-token-file is the server's.
+    let cli = parse(&["faultline", "--api-token-file", "t"]).expect("parses");
+    assert!(cli.command.is_none());
+    assert_eq!(cli.serve.api_token_file.as_deref(), Some("t".as_ref()));
+    let cli = parse(&["faultline", "serve", "--api-token-file", "t"]).expect("parses");
+    let Some(super::Command::Serve(serve)) = cli.command else {
+        panic!("not serve");
+    };
+    assert_eq!(serve.api_token_file.as_deref(), Some("t".as_ref()));
+    // Refused: --ca-file to serve, and serve's token option before a non-client command.
+    for argv in [
+        &["faultline", "serve", "--ca-file", "c"][..],
+        &["faultline", "--ca-file", "c"][..],
+        &["faultline", "--ca-file", "c", "demo"][..],
+        &["faultline", "--api-token-file", "t", "simulate"][..],
+    ] {
+        let err = parse(argv).expect_err("refused");
+        assert_eq!(err.exit_code(), 2, "{argv:?}: {err}");
+    }
 }

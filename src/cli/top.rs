@@ -44,7 +44,7 @@ fn query(args: &TopArgs) -> Vec<(&'static str, String)> {
 
 /// Runs `faultline top`. Ctrl-C ends the refresh loop with success.
 pub async fn run(args: &TopArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::from_args(&args.server)?;
     let q = query(args);
     // The first fetch decides: a server that cannot be reached, or a bad window, is an
     // error right away.

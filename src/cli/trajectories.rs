@@ -71,7 +71,7 @@ fn query(args: &TrajectoriesArgs) -> Vec<(&'static str, String)> {
 }
 
 pub async fn run(args: &TrajectoriesArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::from_args(&args.server)?;
     let answer = client
         .get(&["api", "v1", "trajectories"], &query(args))
         .await?;

@@ -742,3 +742,59 @@ fn symptoms_are_not_mined_by_default() {
         names(&with)
     );
 }
+
+#[test]
+fn the_candidate_cap_stops_the_search_at_exactly_the_cap() {
+    let w = planted(
+        20_000,
+        1,
+        |m, s, _, _| match (m, s) {
+            ("c", _) => 3.0,
+            ("a", "y") => 4.0,
+            _ => 1.0,
+        },
+        false,
+    );
+    let snap = Snapshot::from_window(&w, None);
+    let full = mine(&snap, &MineConfig::default());
+    assert!(!full.truncated, "{full:?}");
+    assert!(full.candidates > 20, "{full:?}");
+    let interaction = |r: &super::MineReport| {
+        names(r).iter().any(|k| {
+            k.starts_with("model=a&user_segment=y") || k.starts_with("user_segment=y&model=a")
+        })
+    };
+    assert!(interaction(&full), "{:?}", names(&full));
+
+    // Capped below what the search needs: it stops at the cap, says so, and what needs
+    // a pair is not found, while single items still are.
+    for cap in [0, 1, 10, full.candidates - 1] {
+        let capped = mine(
+            &snap,
+            &MineConfig {
+                max_candidates: cap,
+                ..MineConfig::default()
+            },
+        );
+        assert_eq!(capped.candidates, cap, "cap {cap}: {capped:?}");
+        assert!(capped.truncated, "cap {cap}");
+        if cap == 0 {
+            assert!(!interaction(&capped), "{:?}", names(&capped));
+            assert!(
+                names(&capped).iter().any(|k| k.starts_with("model=c")),
+                "{:?}",
+                names(&capped)
+            );
+        }
+    }
+    // A cap the search does not reach changes nothing.
+    let roomy = mine(
+        &snap,
+        &MineConfig {
+            max_candidates: full.candidates,
+            ..MineConfig::default()
+        },
+    );
+    assert!(!roomy.truncated);
+    assert_eq!(names(&roomy), names(&full));
+}

@@ -4,7 +4,7 @@
 //!
 //! - [`tls`]: rustls server configs whose certificate and key are re-read when their
 //!   files change (checked at most once a second, on a handshake); client CA files for
-//!   mutual TLS; CA bundles for the outgoing clients.
+//!   mutual TLS, re-read the same way; CA bundles for the outgoing clients.
 //! - [`token`]: token files (one token per line, re-read when changed) and the
 //!   constant-time check of an `Authorization: Bearer` header.
 //! - [`hosts`]: which `Host` values the API answers (DNS-rebinding guard), and the

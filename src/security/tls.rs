@@ -5,18 +5,23 @@
 //! most once a second, the files' modification times and lengths are compared with the
 //! loaded ones (two `stat` calls). A pair that does not load (a file half written, a key
 //! that does not match the certificate) is logged and the previous pair is kept; the
-//! next change is tried again. The client CA of mutual TLS is read at startup.
+//! next change is tried again. The client CA file of mutual TLS is re-read the same way,
+//! on a client certificate's verification (a CA file that does not load keeps the
+//! previous CAs); the server sends no CA names in its certificate request, so that a
+//! changed file needs nothing cached.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 /// A TLS file that cannot be used, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,23 @@ pub enum TlsError {
     Invalid { path: PathBuf, message: String },
     #[error("TLS setup: {0}")]
     Setup(String),
+    /// A file of one role, named by its option: `--tls-cert-file ([tls] cert_file): …`.
+    #[error("{option} ({key}): {source}")]
+    Option {
+        option: &'static str,
+        key: &'static str,
+        source: Box<TlsError>,
+    },
+}
+
+impl TlsError {
+    fn option(self, option: &'static str, key: &'static str) -> TlsError {
+        TlsError::Option {
+            option,
+            key,
+            source: Box::new(self),
+        }
+    }
 }
 
 /// The files of one listener's TLS.
@@ -87,9 +109,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+const CERT_OPTION: (&str, &str) = ("--tls-cert-file", "[tls] cert_file");
+const KEY_OPTION: (&str, &str) = ("--tls-key-file", "[tls] key_file");
+const CLIENT_CA_OPTION: (&str, &str) = ("--tls-client-ca-file", "[tls] client_ca_file");
+
 fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
-    let certs = load_certs(&files.cert_file)?;
-    let key = load_key(&files.key_file)?;
+    let certs = load_certs(&files.cert_file).map_err(|e| e.option(CERT_OPTION.0, CERT_OPTION.1))?;
+    let key = load_key(&files.key_file).map_err(|e| e.option(KEY_OPTION.0, KEY_OPTION.1))?;
     CertifiedKey::from_der(certs, key, &provider())
         .map(Arc::new)
         .map_err(|e| {
@@ -100,6 +126,7 @@ fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
                     files.cert_file.display()
                 ),
             )
+            .option(KEY_OPTION.0, KEY_OPTION.1)
         })
 }
 
@@ -181,6 +208,141 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
+/// The verifier of the client certificates of a CA file.
+fn client_verifier(
+    path: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(path, format!("not a usable CA certificate ({e})")))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .clear_root_hint_subjects()
+        .build()
+        .map_err(|e| invalid(path, e))
+}
+
+struct CurrentCa {
+    verifier: Arc<dyn ClientCertVerifier>,
+    stamp: Stamp,
+    checked: Instant,
+}
+
+/// Mutual TLS with the CAs of a file, re-read when the file changes.
+pub struct ReloadingClientCa {
+    path: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: Mutex<CurrentCa>,
+}
+
+impl fmt::Debug for ReloadingClientCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingClientCa")
+            .field("client_ca_file", &self.path)
+            .finish()
+    }
+}
+
+impl ReloadingClientCa {
+    /// Loads the CA file now; an error if it holds no usable CA certificate.
+    pub fn load(
+        path: &Path,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<ReloadingClientCa, TlsError> {
+        let stamp = stamp(path);
+        let verifier = client_verifier(path, &provider)?;
+        Ok(ReloadingClientCa {
+            path: path.to_owned(),
+            provider,
+            current: Mutex::new(CurrentCa {
+                verifier,
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The verifier of the CAs in force, re-read first if the file changed.
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(current.checked) >= RECHECK {
+            current.checked = now;
+            let stamp = stamp(&self.path);
+            if stamp != current.stamp {
+                current.stamp = stamp;
+                match client_verifier(&self.path, &self.provider) {
+                    Ok(verifier) => {
+                        current.verifier = verifier;
+                        tracing::info!(
+                            client_ca = %self.path.display(),
+                            "TLS client CA file reloaded."
+                        );
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "The TLS client CA file changed but does not load; keeping the previous CAs."
+                    ),
+                }
+            }
+        }
+        current.verifier.clone()
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientCa {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verifier()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// ALPN of the gRPC listener.
 pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
 /// ALPN of the HTTP listeners (HTTP/2 and HTTP/1.1).
@@ -194,18 +356,10 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Setup(e.to_string()))?;
     let builder = match &files.client_ca_file {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in load_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| invalid(ca, format!("not a usable CA certificate ({e})")))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| invalid(ca, e))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(
+            ReloadingClientCa::load(ca, provider)
+                .map_err(|e| e.option(CLIENT_CA_OPTION.0, CLIENT_CA_OPTION.1))?,
+        )),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(ReloadingCert::load(files)?));

@@ -8,6 +8,7 @@ mod cli;
 mod cli_client;
 mod cohorts;
 mod collector;
+mod config;
 mod frameworks;
 mod instrumentations;
 mod limits;

@@ -1104,3 +1104,415 @@ async fn alerts_are_delivered_over_https_with_a_ca_file_and_headers() {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
+
+/// Runs the `faultline` binary with `args` and `env` (the token and CA variables of the
+/// caller's environment removed), within a minute.
+pub async fn faultline_bin(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"));
+    command
+        .args(args)
+        .env("FAULTLINE_LOG", "warn")
+        .env_remove("FAULTLINE_SERVER")
+        .env_remove("FAULTLINE_API_TOKEN")
+        .env_remove("FAULTLINE_API_TOKEN_FILE")
+        .env_remove("FAULTLINE_CA_FILE")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the binary ends within a minute")
+        .expect("the binary runs")
+}
+
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_reach_a_server_with_tls_and_an_api_token() {
+    let files = Files::new();
+    let running = start_server_with(files.config(false, true), "300ms").await;
+    let server = format!("https://{}", running.api_address);
+    let (tokens, ca) = (files.path_str("api.tokens"), files.path_str("ca.pem"));
+
+    // Options before the subcommand, after it, and from the environment.
+    let ok = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(out));
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON answer")
+    };
+    let before = [
+        "--server",
+        &server,
+        "--api-token-file",
+        &tokens,
+        "--ca-file",
+        &ca,
+    ];
+    let out = faultline_bin(&[&before[..], &["trajectories", "--json"]].concat(), &[]).await;
+    assert!(ok(&out)["trajectories"].is_array());
+    let out = faultline_bin(
+        &[
+            "top",
+            "--once",
+            "--json",
+            "--window",
+            "1h",
+            "--server",
+            &server,
+            "--api-token-file",
+            &tokens,
+            "--ca-file",
+            &ca,
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok(&out)["totals"].is_object());
+    let out = faultline_bin(
+        &["reasons", "--json"],
+        &[
+            ("FAULTLINE_SERVER", &server),
+            ("FAULTLINE_API_TOKEN", API_TOKEN),
+            ("FAULTLINE_CA_FILE", &ca),
+        ],
+    )
+    .await;
+    assert!(ok(&out)["reasons"].is_array());
+    let out = faultline_bin(
+        &["cohorts", "--json"],
+        &[
+            ("FAULTLINE_SERVER", &server),
+            ("FAULTLINE_API_TOKEN_FILE", &tokens),
+            ("FAULTLINE_CA_FILE", &ca),
+        ],
+    )
+    .await;
+    assert!(ok(&out)["cohorts"].is_array());
+    // The table form, over TLS with the token.
+    let out = faultline_bin(&[&before[..], &["top", "--once"]].concat(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trajectories 0"));
+
+    // Each failure is exit 2 with one line saying what to do, never the token.
+    let fails = |out: &std::process::Output, wants: &[&str]| {
+        let text = stderr_of(out);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+        for want in wants {
+            assert!(text.contains(want), "`{want}` missing: {text}");
+        }
+        assert!(!text.contains(API_TOKEN), "the token is shown: {text}");
+        assert!(!text.contains("{\""), "a raw body: {text}");
+    };
+    fn with<'a>(server: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["trajectories", "--server", server];
+        args.extend_from_slice(extra);
+        args
+    }
+    // No token.
+    let out = faultline_bin(&with(&server, &["--ca-file", &ca]), &[]).await;
+    fails(
+        &out,
+        &[
+            "needs an API token",
+            "HTTP 401",
+            "--api-token-file",
+            "FAULTLINE_API_TOKEN",
+        ],
+    );
+    // A token the server does not know.
+    files.write("wrong.tokens", "not-the-api-token\n");
+    let wrong = files.path_str("wrong.tokens");
+    let out = faultline_bin(
+        &with(&server, &["--ca-file", &ca, "--api-token-file", &wrong]),
+        &[],
+    )
+    .await;
+    fails(&out, &["refused the API token", &wrong, "HTTP 401"]);
+    let out = faultline_bin(
+        &with(&server, &["--ca-file", &ca]),
+        &[("FAULTLINE_API_TOKEN", "not-the-api-token")],
+    )
+    .await;
+    fails(&out, &["refused the API token from FAULTLINE_API_TOKEN"]);
+    // No CA, then a CA that did not sign the server's certificate.
+    let out = faultline_bin(&with(&server, &["--api-token-file", &tokens]), &[]).await;
+    fails(&out, &["is not trusted", "--ca-file"]);
+    files.write("other-ca.pem", &Ca::new("not the server's CA").pem);
+    let other = files.path_str("other-ca.pem");
+    let out = faultline_bin(
+        &with(&server, &["--api-token-file", &tokens, "--ca-file", &other]),
+        &[],
+    )
+    .await;
+    fails(&out, &["is not trusted", "--ca-file"]);
+    // Unusable files, named.
+    files.write("empty", "\n");
+    files.write("not-pem", "hello\n");
+    let (empty, not_pem) = (files.path_str("empty"), files.path_str("not-pem"));
+    let missing = files.path_str("missing");
+    for (extra, wants) in [
+        (
+            vec!["--api-token-file", &empty, "--ca-file", &ca],
+            vec!["--api-token-file", &empty, "holds no token"],
+        ),
+        (
+            vec!["--api-token-file", &missing, "--ca-file", &ca],
+            vec!["--api-token-file", &missing, "cannot read"],
+        ),
+        (
+            vec!["--api-token-file", &tokens, "--ca-file", &not_pem],
+            vec!["--ca-file", &not_pem, "no PEM certificate"],
+        ),
+        (
+            vec!["--api-token-file", &tokens, "--ca-file", &missing],
+            vec!["--ca-file", &missing, "cannot read"],
+        ),
+    ] {
+        let out = faultline_bin(&with(&server, &extra), &[]).await;
+        fails(&out, &wants);
+    }
+    let out = faultline_bin(
+        &with(&server, &["--ca-file", &ca]),
+        &[("FAULTLINE_API_TOKEN_FILE", &empty)],
+    )
+    .await;
+    fails(
+        &out,
+        &["FAULTLINE_API_TOKEN_FILE", &empty, "holds no token"],
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_unusable_tls_and_token_files_before_binding() {
+    let files = Files::new();
+    files.write("empty", "");
+    files.write("not-pem", "this is not PEM\n");
+    let data = tempfile::tempdir().expect("data dir");
+    // The API address is taken: a server that bound before reading its files would fail
+    // on it instead (exit 1, "cannot listen").
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let api = taken.local_addr().expect("addr").to_string();
+    let p = |name: &str| files.path_str(name);
+    let (cert, key) = (p("server.pem"), p("server.key"));
+    let (empty, not_pem, missing, dir) = (
+        p("empty"),
+        p("not-pem"),
+        p("missing"),
+        files.dir.path().display().to_string(),
+    );
+    let tls = |c: &str, k: &str| {
+        vec![
+            "--tls-cert-file".to_owned(),
+            c.to_owned(),
+            "--tls-key-file".to_owned(),
+            k.to_owned(),
+        ]
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            tls(&missing, &key),
+            vec!["--tls-cert-file", &missing, "cannot read"],
+        ),
+        (
+            tls(&dir, &key),
+            vec!["--tls-cert-file", &dir, "cannot read"],
+        ),
+        (
+            tls(&empty, &key),
+            vec!["--tls-cert-file", &empty, "no PEM certificate"],
+        ),
+        (
+            tls(&not_pem, &key),
+            vec!["--tls-cert-file", &not_pem, "no PEM certificate"],
+        ),
+        (
+            tls(&cert, &missing),
+            vec!["--tls-key-file", &missing, "cannot read"],
+        ),
+        (
+            tls(&cert, &empty),
+            vec!["--tls-key-file", &empty, "no usable PEM private key"],
+        ),
+        (
+            tls(&cert, &not_pem),
+            vec!["--tls-key-file", &not_pem, "no usable PEM private key"],
+        ),
+        (
+            tls(&cert, &p("client.key")),
+            vec!["--tls-key-file", "does not go with the certificate"],
+        ),
+        (
+            [
+                tls(&cert, &key),
+                vec!["--tls-client-ca-file".into(), not_pem.clone()],
+            ]
+            .concat(),
+            vec!["--tls-client-ca-file", &not_pem, "no PEM certificate"],
+        ),
+        (
+            vec!["--api-token-file".into(), missing.clone()],
+            vec!["--api-token-file", &missing, "cannot read"],
+        ),
+        (
+            vec!["--ingest-token-file".into(), empty.clone()],
+            vec!["--ingest-token-file", &empty, "holds no token"],
+        ),
+        (
+            [
+                tls(&cert, &key),
+                vec!["--api-token-file".into(), dir.clone()],
+            ]
+            .concat(),
+            vec!["--api-token-file", &dir, "cannot read"],
+        ),
+    ];
+    for (flags, wants) in cases {
+        let mut args: Vec<String> = [
+            "serve",
+            "--api-address",
+            &api,
+            "--otlp-grpc-address",
+            "127.0.0.1:0",
+            "--otlp-http-address",
+            "127.0.0.1:0",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(data.path().display().to_string());
+        args.extend(flags);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = faultline_bin(&argv, &[]).await;
+        let text = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {text}");
+        assert_eq!(text.trim().lines().count(), 1, "{argv:?}: one line: {text}");
+        assert!(
+            text.starts_with("faultline: invalid configuration: "),
+            "{text}"
+        );
+        assert!(!text.contains("cannot listen"), "bound first: {text}");
+        for want in wants {
+            assert!(text.contains(want), "{argv:?}: `{want}` missing: {text}");
+        }
+    }
+    // The same files from the config file are named by their keys too.
+    files.write(
+        "faultline.toml",
+        &format!("[tls]\ncert_file = {:?}\nkey_file = {key:?}\n", empty),
+    );
+    let out = faultline_bin(
+        &[
+            "serve",
+            "--config",
+            &p("faultline.toml"),
+            "--api-address",
+            &api,
+        ],
+        &[],
+    )
+    .await;
+    let text = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("[tls] cert_file") && text.contains(&empty),
+        "{text}"
+    );
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ca_rotated_by_rewriting_its_file_takes_effect_without_restart() {
+    let files = Files::new();
+    let running = start_server_with(files.config(true, false), "300ms").await;
+    let next = Ca::new("the next client CA");
+    let (next_cert, next_key) = next.leaf(false);
+    let old_client = (files.read("client.pem"), files.read("client.key"));
+    let new_client = (next_cert, next_key);
+    // A new client per request: every request makes a new handshake.
+    let post = |identity: &(String, String)| {
+        let request = https_client(&files.ca.pem, Some(identity.clone()))
+            .post(format!("https://{}/v1/traces", running.otlp_http_address))
+            .bearer_auth(INGEST_TOKEN)
+            .header("content-type", "application/json")
+            .body(r#"{"resourceSpans":[]}"#)
+            .send();
+        async move { request.await.map(|r| r.status().as_u16()).ok() }
+    };
+    assert_eq!(post(&old_client).await, Some(200));
+    assert_eq!(
+        post(&new_client).await,
+        None,
+        "the next CA is not trusted yet"
+    );
+
+    files.write("ca.pem", &next.pem);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while post(&new_client).await != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a client of the new CA was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        post(&old_client).await,
+        None,
+        "the old CA is no longer trusted"
+    );
+    // A CA file rewritten with something that does not load keeps the CAs in force.
+    files.write("ca.pem", "not a certificate\n");
+    let settle = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < settle {
+        assert_eq!(
+            post(&new_client).await,
+            Some(200),
+            "the CAs in force were dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The gRPC listener reloads it too.
+    files.write("ca.pem", &files.ca.pem);
+    let grpc = |identity: &(String, String)| {
+        let endpoint = tonic::transport::Channel::from_shared(format!(
+            "https://{}",
+            running.otlp_grpc_address
+        ))
+        .expect("uri")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&files.ca.pem))
+                .identity(tonic::transport::Identity::from_pem(
+                    &identity.0,
+                    &identity.1,
+                )),
+        )
+        .expect("tls");
+        async move {
+            let channel = endpoint.connect().await.ok()?;
+            let mut request = tonic::Request::new(ExportTraceServiceRequest::default());
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {INGEST_TOKEN}").parse().expect("metadata"),
+            );
+            TraceServiceClient::new(channel).export(request).await.ok()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while grpc(&old_client).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gRPC never accepted the restored CA's client"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        grpc(&new_client).await.is_none(),
+        "gRPC still trusts the removed CA"
+    );
+    running.shutdown().await;
+}
