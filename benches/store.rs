@@ -283,6 +283,7 @@ fn writer_bench(runs: u64, success_sample: f64) {
         store_config.clone(),
         dims,
         metrics.clone(),
+        None,
     )
     .expect("writer");
     let sink = Arc::new(sink);
@@ -297,7 +298,7 @@ fn writer_bench(runs: u64, success_sample: f64) {
                 // A finalize follows its publish by 1 000 releases, as after a grace.
                 for i in 0..mine.len() + 1000 {
                     while metrics.queued.get() >= room {
-                        std::thread::yield_now();
+                        std::thread::sleep(Duration::from_micros(200));
                     }
                     if let Some(a) = mine.get(i) {
                         sink.publish((*a).clone());
@@ -325,7 +326,7 @@ fn writer_bench(runs: u64, success_sample: f64) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let secs = start.elapsed().as_secs_f64();
-    let dropped: u64 = ["queue_full", "write_error", "encode_error"]
+    let dropped: u64 = ["queue_full", "write_error", "encode_error", "shed"]
         .iter()
         .map(|reason| {
             metrics
@@ -428,7 +429,7 @@ fn main() {
         recent: Arc::new(faultline::store::Recent::new(16)),
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
-        store_healthy: Arc::new(|| true),
+        store_health: Arc::new(Vec::new),
         info: faultline::api::ServerInfo::default(),
         cohorts: Arc::new(faultline::api::cohorts::CohortsState {
             index: Arc::new(faultline::cohorts::CohortIndex::new(

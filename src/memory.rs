@@ -7,7 +7,11 @@
 //! - `requests`: decoded requests in flight, at their estimated decoded size (see
 //!   `ingest::cost`), from before decoding until the records are queued;
 //! - `pipeline`: records queued for and buffered by the shards (open traces), at their
-//!   measured held size ([`held_bytes`]).
+//!   measured held size ([`held_bytes`]);
+//! - `store`: analyses waiting for the store's writer thread ([`analysis_bytes`]), from
+//!   the store sink's hand-off until their transaction commits. The store never drops a
+//!   failed or recovered trajectory for room: what it holds counts against the soft mark,
+//!   so a store that falls behind makes the receivers refuse (retryably) instead.
 //!
 //! Marks (documented in ARCHITECTURE.md):
 //! - **soft** = 80 % of the budget: a new request whose decoded size would take the use
@@ -31,15 +35,17 @@ use prometheus_client::metrics::gauge::Gauge;
 pub enum Component {
     Requests,
     Pipeline,
+    Store,
 }
 
 impl Component {
-    pub const ALL: [Component; 2] = [Component::Requests, Component::Pipeline];
+    pub const ALL: [Component; 3] = [Component::Requests, Component::Pipeline, Component::Store];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Component::Requests => "requests",
             Component::Pipeline => "pipeline",
+            Component::Store => "store",
         }
     }
 
@@ -47,6 +53,7 @@ impl Component {
         match self {
             Component::Requests => 0,
             Component::Pipeline => 1,
+            Component::Store => 2,
         }
     }
 }
@@ -64,7 +71,7 @@ const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
-    used: [Gauge; 2],
+    used: [Gauge; 3],
     refused: Counter,
 }
 
@@ -95,7 +102,7 @@ impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             limit: limit.max(1),
-            used: [Gauge::default(), Gauge::default()],
+            used: [Gauge::default(), Gauge::default(), Gauge::default()],
             refused: Counter::default(),
         })
     }
@@ -115,6 +122,11 @@ impl MemoryBudget {
 
     pub fn used(&self) -> u64 {
         Component::ALL.iter().map(|c| self.used_by(*c)).sum()
+    }
+
+    /// Whether the use has passed the soft mark (new requests are being refused).
+    pub fn past_soft(&self) -> bool {
+        self.used() > self.soft()
     }
 
     pub fn used_by(&self, component: Component) -> u64 {
@@ -225,6 +237,29 @@ pub fn held_bytes(span: &crate::model::SpanRecord) -> u64 {
         bytes += size_of::<crate::model::SpanLink>() as u64 + attributes(&link.attributes);
     }
     bytes
+}
+
+/// What one analysis holds while it waits for the store: its spans ([`held_bytes`]),
+/// their step assignments, and its findings and root cause with their reasons. The
+/// trajectory may be shared with the recent list; it is counted here in full, as the
+/// store's queue alone may be what keeps it alive.
+pub fn analysis_bytes(a: &crate::model::Analysis) -> u64 {
+    use std::mem::size_of;
+    let t = &a.trajectory;
+    let spans: u64 = t.spans.iter().map(held_bytes).sum();
+    let findings: u64 = a
+        .findings
+        .iter()
+        .map(|f| size_of::<crate::model::Finding>() as u64 + text(&f.reason))
+        .sum();
+    size_of::<crate::model::Analysis>() as u64
+        + size_of::<crate::model::Trajectory>() as u64
+        + spans
+        + (a.steps.len() * size_of::<crate::model::StepAssignment>()) as u64
+        + findings
+        + a.root_cause.as_ref().map_or(0, |r| {
+            size_of::<crate::model::RootCause>() as u64 + text(&r.reason)
+        })
 }
 
 fn text(s: &str) -> u64 {

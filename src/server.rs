@@ -52,6 +52,25 @@ pub enum ServerError {
     Token(#[from] crate::security::token::TokenError),
 }
 
+impl ServerError {
+    /// The exit code of `faultline serve` failing to start: 2 when the data directory or
+    /// the store file in it cannot be used as given (a file in the way, not writable,
+    /// not a faultline store or corrupted, a newer schema, a full disk), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        use crate::store::StoreError;
+        match self {
+            ServerError::Store(
+                StoreError::DataDir { .. }
+                | StoreError::NotWritable { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::NewerSchema { .. }
+                | StoreError::DiskFull { .. },
+            ) => 2,
+            _ => 1,
+        }
+    }
+}
+
 impl Handoff for Pipeline {
     async fn spans(
         &self,
@@ -207,6 +226,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         settings.store.clone(),
         settings.aggregate.dimensions.clone(),
         store_metrics.clone(),
+        Some(budget.clone()),
     )
     .map_err(ServerError::StoreThread)?;
     let reason_clusterer = Arc::new(
@@ -372,9 +392,9 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         alerts: alerts.clone(),
         registry,
         ready: ready.clone(),
-        store_healthy: {
+        store_health: {
             let m = store_metrics.clone();
-            Arc::new(move || m.healthy.load(std::sync::atomic::Ordering::Relaxed))
+            Arc::new(move || m.health())
         },
         info: crate::api::ServerInfo::new(
             otlp_grpc_address,
