@@ -7,6 +7,14 @@
 //!
 //! Run with `cargo bench --bench store` (release). `FAULTLINE_BENCH_ROWS` changes the
 //! row count; the database is written to a temporary directory.
+//!
+//! `FAULTLINE_BENCH_WRITER_ONLY=1 cargo bench --bench store` prints the store writer's
+//! sustained throughput instead: analyses handed to the store's sink (as the pipeline
+//! does: a publish at release, a finalize later) by two feeder threads, as fast as the
+//! writer takes them, through the real writer thread into SQLite, with the per-minute
+//! counts of an aggregator; once with the default success sample (10% failed, 5%
+//! recovered, 5% of successes kept) and once with every trajectory kept.
+//! `FAULTLINE_BENCH_WRITER_RUNS` changes the number of analyses (default 200 000).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -24,7 +32,8 @@ use faultline::model::{
     Analysis, Attributes, Resource, SpanId, SpanKind, SpanRecord, SpanStatus, TraceId, Trajectory,
     Value,
 };
-use faultline::store::{record, SqliteStore, Store, StoreConfig, Write};
+use faultline::pipeline::Sink;
+use faultline::store::{record, SqliteStore, Store, StoreConfig, StoreMetrics, StoreWriter, Write};
 
 const MINUTE_NS: u64 = 60_000_000_000;
 const MODELS: [&str; 4] = ["gpt-4o", "gpt-4o-mini", "claude-3-5", "llama-3-70b"];
@@ -231,7 +240,121 @@ async fn measure(app: &axum::Router, uris: &[String], rounds: usize) -> Vec<Dura
     times
 }
 
+/// The writer's throughput: analyses/s handled and trajectories/s stored, feeding the
+/// sink from two threads without ever overrunning the queue (a feeder waits while the
+/// queue is nearly full), so nothing is shed or dropped.
+fn writer_bench(runs: u64, success_sample: f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AggregateConfig::default_config();
+    let dims = config.dimensions.clone();
+    let store_config = StoreConfig {
+        success_sample,
+        ..StoreConfig::default()
+    };
+    let store = Arc::new(SqliteStore::open(dir.path(), store_config.clone()).expect("store"));
+    let mut registry = Registry::default();
+    let aggregator = Arc::new(Aggregator::new(
+        config,
+        &mut registry,
+        faultline::aggregate::system_clock(),
+    ));
+    let metrics = Arc::new(StoreMetrics::register(&mut registry));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    // Distinct analyses, prepared before the clock starts.
+    let analyses: Vec<Arc<Analysis>> = (0..runs)
+        .map(|n| {
+            let end = now - (runs - n) * 1_000_000;
+            Arc::new(run(n + 1, end, fault_of(n + 1)))
+        })
+        .collect();
+    let kept = analyses
+        .iter()
+        .filter(|a| record::keep(a, success_sample))
+        .count() as u64;
+    for a in &analyses {
+        aggregator.record(a, now);
+    }
+    let (writer, sink) = StoreWriter::start(
+        store.clone() as Arc<dyn Store>,
+        Some(aggregator),
+        store_config.clone(),
+        dims,
+        metrics.clone(),
+        None,
+    )
+    .expect("writer");
+    let sink = Arc::new(sink);
+    let analyses = Arc::new(analyses);
+    let room = store_config.queue as i64 - 64;
+    let start = Instant::now();
+    let feeders: Vec<_> = (0..2usize)
+        .map(|f| {
+            let (sink, analyses, metrics) = (sink.clone(), analyses.clone(), metrics.clone());
+            std::thread::spawn(move || {
+                let mine: Vec<&Arc<Analysis>> = analyses.iter().skip(f).step_by(2).collect();
+                // A finalize follows its publish by 1 000 releases, as after a grace.
+                for i in 0..mine.len() + 1000 {
+                    while metrics.queued.get() >= room {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    if let Some(a) = mine.get(i) {
+                        sink.publish((*a).clone());
+                    }
+                    if let Some(a) = i.checked_sub(1000).and_then(|j| mine.get(j)) {
+                        sink.finalize((*a).clone());
+                    }
+                }
+            })
+        })
+        .collect();
+    for f in feeders {
+        f.join().expect("feeder");
+    }
+    let finalized = |m: &StoreMetrics| {
+        m.writes
+            .get_or_create(&faultline::store::writer::OpLabels { op: "finalize" })
+            .get()
+    };
+    while finalized(&metrics) < kept {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "the writer did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let dropped: u64 = ["queue_full", "write_error", "encode_error", "shed"]
+        .iter()
+        .map(|reason| {
+            metrics
+                .dropped
+                .get_or_create(&faultline::store::writer::StoreReasonLabels { reason })
+                .get()
+        })
+        .sum();
+    println!(
+        "store writer, success_sample {success_sample}: {runs} analyses ({kept} stored) in {secs:.2} s: \
+         {:.0} analyses/s handled, {:.0} trajectories/s stored; {dropped} dropped",
+        runs as f64 / secs,
+        kept as f64 / secs,
+    );
+    drop(sink);
+    writer.shutdown();
+}
+
 fn main() {
+    if std::env::var_os("FAULTLINE_BENCH_WRITER_ONLY").is_some() {
+        let runs = std::env::var("FAULTLINE_BENCH_WRITER_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        writer_bench(runs, 0.05);
+        writer_bench(runs, 1.0);
+        return;
+    }
     let rows: u64 = std::env::var("FAULTLINE_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -306,7 +429,7 @@ fn main() {
         recent: Arc::new(faultline::store::Recent::new(16)),
         aggregator: aggregator.clone(),
         store: store.clone() as Arc<dyn Store>,
-        store_healthy: Arc::new(|| true),
+        store_health: Arc::new(Vec::new),
         info: faultline::api::ServerInfo::default(),
         cohorts: Arc::new(faultline::api::cohorts::CohortsState {
             index: Arc::new(faultline::cohorts::CohortIndex::new(

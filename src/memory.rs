@@ -10,6 +10,10 @@
 //!   measured held size ([`held_bytes`]);
 //! - `wal`: the write-ahead log's table of traces whose data is in a segment but not yet
 //!   stored and counted (`crate::wal`), at a fixed size per trace.
+//! - `store`: analyses waiting for the store's writer thread ([`analysis_bytes`]), from
+//!   the store sink's hand-off until their transaction commits. The store never drops a
+//!   failed or recovered trajectory for room: what it holds counts against the soft mark,
+//!   so a store that falls behind makes the receivers refuse (retryably) instead.
 //!
 //! Marks (documented in ARCHITECTURE.md):
 //! - **soft** = 80 % of the budget: a new request whose decoded size would take the use
@@ -35,16 +39,23 @@ pub enum Component {
     Pipeline,
     /// The write-ahead log's table of traces not yet stored (`src/wal/`).
     Wal,
+    Store,
 }
 
 impl Component {
-    pub const ALL: [Component; 3] = [Component::Requests, Component::Pipeline, Component::Wal];
+    pub const ALL: [Component; 4] = [
+        Component::Requests,
+        Component::Pipeline,
+        Component::Wal,
+        Component::Store,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Component::Requests => "requests",
             Component::Pipeline => "pipeline",
             Component::Wal => "wal",
+            Component::Store => "store",
         }
     }
 
@@ -53,6 +64,7 @@ impl Component {
             Component::Requests => 0,
             Component::Pipeline => 1,
             Component::Wal => 2,
+            Component::Store => 3,
         }
     }
 }
@@ -70,7 +82,7 @@ const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
-    used: [Gauge; 3],
+    used: [Gauge; Component::ALL.len()],
     refused: Counter,
 }
 
@@ -101,7 +113,7 @@ impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             limit: limit.max(1),
-            used: [Gauge::default(), Gauge::default(), Gauge::default()],
+            used: std::array::from_fn(|_| Gauge::default()),
             refused: Counter::default(),
         })
     }
@@ -121,6 +133,11 @@ impl MemoryBudget {
 
     pub fn used(&self) -> u64 {
         Component::ALL.iter().map(|c| self.used_by(*c)).sum()
+    }
+
+    /// Whether the use has passed the soft mark (new requests are being refused).
+    pub fn past_soft(&self) -> bool {
+        self.used() > self.soft()
     }
 
     pub fn used_by(&self, component: Component) -> u64 {
@@ -231,6 +248,29 @@ pub fn held_bytes(span: &crate::model::SpanRecord) -> u64 {
         bytes += size_of::<crate::model::SpanLink>() as u64 + attributes(&link.attributes);
     }
     bytes
+}
+
+/// What one analysis holds while it waits for the store: its spans ([`held_bytes`]),
+/// their step assignments, and its findings and root cause with their reasons. The
+/// trajectory may be shared with the recent list; it is counted here in full, as the
+/// store's queue alone may be what keeps it alive.
+pub fn analysis_bytes(a: &crate::model::Analysis) -> u64 {
+    use std::mem::size_of;
+    let t = &a.trajectory;
+    let spans: u64 = t.spans.iter().map(held_bytes).sum();
+    let findings: u64 = a
+        .findings
+        .iter()
+        .map(|f| size_of::<crate::model::Finding>() as u64 + text(&f.reason))
+        .sum();
+    size_of::<crate::model::Analysis>() as u64
+        + size_of::<crate::model::Trajectory>() as u64
+        + spans
+        + (a.steps.len() * size_of::<crate::model::StepAssignment>()) as u64
+        + findings
+        + a.root_cause.as_ref().map_or(0, |r| {
+            size_of::<crate::model::RootCause>() as u64 + text(&r.reason)
+        })
 }
 
 fn text(s: &str) -> u64 {

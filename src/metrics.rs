@@ -288,7 +288,8 @@ impl prometheus_client::collector::Collector for MemoryUsed {
         let mut family = encoder.encode_descriptor(
             "faultline_memory_used_bytes",
             "Bytes charged to the memory budget, by component (requests: decoded requests \
-             in flight; pipeline: records queued for and buffered by the shards)",
+             in flight; pipeline: records queued for and buffered by the shards; store: \
+             analyses waiting for the store writer)",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;

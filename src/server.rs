@@ -59,10 +59,21 @@ pub enum ServerError {
 }
 
 impl ServerError {
-    /// 2 for a TLS or token file that cannot be used (configuration), 1 otherwise.
+    /// The exit code of `faultline serve` failing to start: 2 for a configuration that
+    /// cannot be used as given — a TLS or token file, a data directory or store file (a
+    /// file in the way, not writable, not a faultline store or corrupted, a newer schema,
+    /// a full disk) — 1 otherwise.
     pub fn exit_code(&self) -> u8 {
+        use crate::store::StoreError;
         match self {
             ServerError::Tls { .. } | ServerError::Token { .. } => 2,
+            ServerError::Store(
+                StoreError::DataDir { .. }
+                | StoreError::NotWritable { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::NewerSchema { .. }
+                | StoreError::DiskFull { .. },
+            ) => 2,
             _ => 1,
         }
     }
@@ -253,6 +264,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         settings.store.clone(),
         settings.aggregate.dimensions.clone(),
         store_metrics.clone(),
+        Some(budget.clone()),
         wal.as_ref()
             .map(|(w, _)| w.clone() as Arc<dyn crate::store::CommitObserver>),
     )
@@ -441,9 +453,9 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         alerts: alerts.clone(),
         registry,
         ready: ready.clone(),
-        store_healthy: {
+        store_health: {
             let m = store_metrics.clone();
-            Arc::new(move || m.healthy.load(std::sync::atomic::Ordering::Relaxed))
+            Arc::new(move || m.health())
         },
         info: crate::api::ServerInfo::new(
             otlp_grpc_address,

@@ -44,7 +44,26 @@ fn echo(s: &str) -> String {
 
 fn store_error(e: StoreError) -> ApiError {
     tracing::warn!(error = %e, "A store read failed.");
-    ApiError::Unavailable("the store cannot answer right now; retry later".into())
+    match e {
+        StoreError::Corrupted(_) => ApiError::Unavailable(e.to_string()),
+        e if e.is_corruption() => {
+            ApiError::Unavailable(StoreError::Corrupted(e.to_string()).to_string())
+        }
+        _ => ApiError::Unavailable("the store cannot answer right now; retry later".into()),
+    }
+}
+
+/// A read of the store on the blocking pool; a store known to be corrupted answers a 503
+/// saying so, without being read.
+async fn read_store<T: Send + 'static>(
+    store: Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || match store.corruption() {
+        Some(c) => Err(StoreError::Corrupted(c)),
+        None => f(&*store),
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(
@@ -198,8 +217,7 @@ pub async fn list_trajectories(
     let config = state.aggregator.config();
     let dims: Vec<&str> = config.dimensions.iter().map(|d| &*d.name).collect();
     let query = parse_list(&params, &dims)?;
-    let store: Arc<dyn Store> = state.store.clone();
-    let page = blocking(move || store.list(&query)).await?;
+    let page = read_store(state.store.clone(), move |s| s.list(&query)).await?;
     let items: Vec<dto::TrajectorySummaryDto> = page.items.iter().map(summary_dto).collect();
     Ok(Json(serde_json::json!({
         "trajectories": items,
@@ -256,8 +274,7 @@ pub async fn get_trajectory(
             .map(Json)
             .map_err(|e| ApiError::Unavailable(format!("cannot encode the trajectory: {e}")));
     }
-    let store = state.store.clone();
-    let stored = blocking(move || store.get(id)).await?;
+    let stored = read_store(state.store.clone(), move |s| s.get(id)).await?;
     let Some(stored) = stored else {
         return Err(ApiError::NotFound(format!("no trajectory {}", id.to_hex())));
     };
@@ -300,9 +317,8 @@ pub async fn get_session(
             "`session_id` must be 1 to {MAX_VALUE_CHARS} characters"
         )));
     }
-    let store = state.store.clone();
     let sid = session_id.clone();
-    let mut items = blocking(move || store.session(&sid, limit)).await?;
+    let mut items = read_store(state.store.clone(), move |s| s.session(&sid, limit)).await?;
     // Trajectories still in memory that the store does not keep (sampled-out successes).
     for a in state.recent.list(usize::MAX) {
         if a.trajectory.session_id() == Some(session_id.as_str())

@@ -38,9 +38,10 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// False before startup completes and once shutdown begins.
     pub ready: Arc<AtomicBool>,
-    /// False while the store's last transaction failed (disk full, locked, ...):
-    /// `/healthz` then reports `degraded`; ingest and metrics go on.
-    pub store_healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Why the store is degraded (behind, failing, corrupted); empty when healthy.
+    /// `/healthz` and `/readyz` then report `degraded` with the reasons; ingest and
+    /// metrics go on.
+    pub store_health: Arc<dyn Fn() -> Vec<crate::store::Degraded> + Send + Sync>,
     /// What `GET /api/v1/info` tells a client about this server.
     pub info: ServerInfo,
 }
@@ -151,24 +152,40 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-/// 200 `ok`, or 200 `degraded: …` when a part is failing but the service still takes
-/// and analyses data (so an orchestrator does not restart it for a full disk).
+/// The body line of a degraded store: `degraded: store behind (…); store failing (…)`.
+fn degraded_line(state: &ApiState) -> Option<String> {
+    let reasons = (state.store_health)();
+    if reasons.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|d| format!("store {} ({})", d.reason(), d.detail()))
+        .collect();
+    Some(format!("degraded: {}\n", parts.join("; ")))
+}
+
+/// 200 `ok`, or 200 `degraded: store <reason> (<detail>); …` while the store is behind,
+/// failing or corrupted: the service still takes and analyses data (what the store
+/// cannot keep up with is refused retryably at the receivers), so a liveness probe must
+/// not restart it — a restart would not free a full disk or mend a file.
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    if (state.store_healthy)() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::OK,
-            "degraded: the store's last write failed (see faultline_store_errors_total)\n",
-        )
-            .into_response()
+    match degraded_line(&state) {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(line) => (StatusCode::OK, line).into_response(),
     }
 }
 
+/// 503 `not ready` before startup completes and once shutdown begins; otherwise 200
+/// `ready`, or 200 `degraded: …` (as `/healthz`) while the store is degraded: the
+/// receivers still take what fits and refuse the rest per request, so the instance stays
+/// in rotation and its API keeps answering.
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response();
+    }
+    match degraded_line(&state) {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(line) => (StatusCode::OK, line).into_response(),
     }
 }

@@ -33,7 +33,7 @@ use crate::pipeline::Sink;
 pub use config::{RawStoreConfig, StoreConfig, StoreConfigError};
 pub use record::{Record, Summary};
 pub use sqlite::SqliteStore;
-pub use writer::{CommitObserver, StoreMetrics, StoreSink, StoreWriter};
+pub use writer::{CommitObserver, Degraded, StoreMetrics, StoreSink, StoreWriter};
 
 /// A store failure. The startup variants name the file and say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,11 @@ pub enum StoreError {
     },
     #[error("{path} is not a faultline store or is corrupted ({detail}); faultline does not overwrite it: move it away (or restore a backup) and start again")]
     Corrupt {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("cannot open the store {path}: the disk is full ({detail}); free some space on the file system of `--data-dir` (or choose another `--data-dir`) and start again")]
+    DiskFull {
         path: std::path::PathBuf,
         detail: String,
     },
@@ -74,9 +79,30 @@ pub enum StoreError {
     },
     #[error("store data: {0}")]
     Data(String),
+    /// Found corrupted while running (sticky until restart).
+    #[error("the store is corrupted ({0}); it is no longer written: move the file away (or restore a backup) and restart faultline")]
+    Corrupted(String),
 }
 
 impl StoreError {
+    /// Whether the error says the file is corrupted (or not a database at all).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::Corrupted(_) => true,
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether retrying the same writes cannot help (the data itself cannot be
+    /// encoded).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Data(_))
+    }
+
     pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         move |source| StoreError::Sqlite { what, source }
     }
@@ -223,6 +249,11 @@ pub trait Store: Send + Sync + 'static {
     fn retain(&self, now_unix_nano: u64) -> Result<Retained, StoreError>;
     /// Bytes used by live pages.
     fn used_bytes(&self) -> Result<u64, StoreError>;
+    /// Why the store is known to be corrupted, after a cheap check; `None` when it is
+    /// not known to be. Once corrupted, a store stays so until restart.
+    fn corruption(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What one retention pass deleted.

@@ -11,6 +11,9 @@
 //!   (outcome, each step, each finding kind, root-cause step, service, session, each
 //!   cohort value). Ordered by end time within a tag, so a filtered list newest-first is
 //!   a range scan of one tag, whatever the tag's frequency.
+//!   Each trajectory row lists its tags (`tag_list`, JSON), so they are deleted by this
+//!   key: there is no index of tags by trace id (schema 3), which saves a random index
+//!   insert per tag of every write.
 //! - `minute_counts`: the aggregator's counts of one event minute, as JSON.
 //!
 //! Every query is a fixed SQL text with bound parameters; the only variable parts are
@@ -72,6 +75,13 @@ pub const MIGRATIONS: &[&str] = &[
     );",
     // 2: the root cause's reason, shown in the trajectory list.
     "ALTER TABLE trajectories ADD COLUMN root_cause_reason TEXT;",
+    // 3: fewer index rows per write. Each row lists its tags (a JSON array), so that
+    // its tag rows are deleted by their primary key, and the index of tags by trace id
+    // (one random insert per tag of every trajectory) goes.
+    "ALTER TABLE trajectories ADD COLUMN tag_list TEXT NOT NULL DEFAULT '[]';
+    UPDATE trajectories SET tag_list = (SELECT json_group_array(g.tag) FROM tags g
+        WHERE g.trace_id = trajectories.trace_id);
+    DROP INDEX tags_trace;",
 ];
 
 /// The schema version this build writes.
@@ -86,6 +96,17 @@ const CHECK_ON_START_BYTES: u64 = 512 << 20;
 const RETENTION_CHUNK: usize = 2000;
 /// Read connections kept open.
 const READERS: usize = 4;
+/// Page cache of the write connection, in KiB (SQLite's negative `cache_size`): large
+/// enough that a batch's index pages stay in memory instead of being re-read and spilled
+/// mid-transaction. A fixed amount, outside the memory budget.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages between automatic checkpoints (SQLite's default is 1 000): fewer, larger
+/// checkpoints on the writer thread.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// What is written to the data directory to tell a full disk from other I/O errors.
+const SPACE_PROBE_BYTES: usize = 64 * 1024;
 
 const SUMMARY_COLS: &str = "t.trace_id, t.session_id, t.service, t.start_ns, t.end_ns, \
      t.complete, t.late_spans, t.revision, t.outcome, t.root_cause_step, t.root_cause_kind, \
@@ -97,6 +118,9 @@ pub struct SqliteStore {
     config: StoreConfig,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Why the file is known to be corrupted; set by the first read or write that finds
+    /// it so, or by the header check, and kept until restart.
+    corrupted: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,11 +137,32 @@ fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// Whether the directory `dir` has no room for a small file: writes (and removes) a probe
+/// file. Tells a full disk apart from other I/O errors, which SQLite reports alike.
+fn disk_full(dir: &Path) -> bool {
+    let probe = dir.join(".faultline-space-probe");
+    let written = std::fs::write(&probe, vec![0u8; SPACE_PROBE_BYTES]);
+    let _ = std::fs::remove_file(&probe);
+    matches!(written, Err(e) if e.kind() == std::io::ErrorKind::StorageFull)
+}
+
 /// Classifies an open/first-read error into an actionable startup error.
-fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let detail = e.to_string();
+    let full = || {
+        e.sqlite_error_code() == Some(ErrorCode::DiskFull) || path.parent().is_some_and(disk_full)
+    };
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_owned(),
+            detail,
+        },
+        Some(
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly,
+        ) if full() => StoreError::DiskFull {
             path: path.to_owned(),
             detail,
         },
@@ -143,6 +188,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
@@ -171,8 +219,17 @@ impl SqliteStore {
                 detail: "it is a directory, not a file".into(),
             });
         }
-        let existed = path.exists();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // An empty file holds nothing to lose (SQLite itself treats it as an empty
+        // database): it is initialised, with a warning, since it may be the remains of a
+        // failed copy or a disk that filled up.
+        let existed = path.exists() && size > 0;
+        if path.exists() && size == 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "The store file is empty (zero bytes); initialising a new store in it."
+            );
+        }
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -216,6 +273,7 @@ impl SqliteStore {
             config,
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            corrupted: Mutex::new(None),
         };
         // Fail now, not on the first request, when readers cannot open.
         let reader = store.reader()?;
@@ -261,6 +319,20 @@ impl SqliteStore {
         let conn = self.reader()?;
         let out = f(&conn);
         self.give_back(conn);
+        self.noted(out)
+    }
+
+    /// Remembers a corruption that `out` reports, and passes it on.
+    fn noted<T>(&self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &out {
+            if e.is_corruption() {
+                let mut c = lock(&self.corrupted);
+                if c.is_none() {
+                    tracing::error!(path = %self.path.display(), error = %e, "The store is corrupted; it is no longer written. Move the file away (or restore a backup) and restart.");
+                    *c = Some(format!("{}: {e}", self.path.display()));
+                }
+            }
+        }
         out
     }
 
@@ -270,24 +342,64 @@ impl SqliteStore {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::sql("begin"))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::sql("commit"))?;
-        Ok(out)
+        let out = (|| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::sql("begin"))?;
+            let out = f(&tx)?;
+            tx.commit().map_err(StoreError::sql("commit"))?;
+            Ok(out)
+        })();
+        drop(conn);
+        self.noted(out)
     }
 
-    /// Deletes the trajectories `ids` and their tags.
+    /// Checks the file's header (16 bytes read): a file overwritten or truncated under a
+    /// running server is found within one check, although SQLite may go on reading
+    /// cached pages and appending to its WAL for a while.
+    fn check_header(&self) -> Option<String> {
+        use std::io::Read;
+        let mut head = [0u8; 16];
+        let read = std::fs::File::open(&self.path).and_then(|mut f| f.read_exact(&mut head));
+        match read {
+            Ok(()) if &head == SQLITE_MAGIC => None,
+            Ok(()) => Some("the file no longer starts with the SQLite header".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Some("the file is shorter than a SQLite header".into())
+            }
+            // Unreadable for another reason (removed, permissions): not corruption; the
+            // next write says what it is.
+            Err(_) => None,
+        }
+    }
+
+    /// Deletes the trajectories `ids` and their tags (by primary key, from the row's
+    /// list of its tags).
     fn delete_ids(tx: &rusqlite::Transaction<'_>, ids: &[Vec<u8>]) -> Result<(), StoreError> {
-        let mut del_tags = tx
-            .prepare_cached("DELETE FROM tags WHERE trace_id = ?1")
+        let mut find = tx
+            .prepare_cached("SELECT end_ns, tag_list FROM trajectories WHERE trace_id = ?1")
+            .map_err(StoreError::sql("delete"))?;
+        let mut del_tag = tx
+            .prepare_cached("DELETE FROM tags WHERE tag = ?1 AND end_ns = ?2 AND trace_id = ?3")
             .map_err(StoreError::sql("delete"))?;
         let mut del = tx
             .prepare_cached("DELETE FROM trajectories WHERE trace_id = ?1")
             .map_err(StoreError::sql("delete"))?;
         for id in ids {
-            del_tags.execute([id]).map_err(StoreError::sql("delete"))?;
+            let row: Option<(i64, String)> = find
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(StoreError::sql("delete"))?;
+            let Some((end_ns, tag_list)) = row else {
+                continue;
+            };
+            let tags: Vec<String> = serde_json::from_str(&tag_list)
+                .map_err(|e| StoreError::Data(format!("stored tag list: {e}")))?;
+            for t in &tags {
+                del_tag
+                    .execute(params![t, end_ns, id])
+                    .map_err(StoreError::sql("delete"))?;
+            }
             del.execute([id]).map_err(StoreError::sql("delete"))?;
         }
         Ok(())
@@ -310,7 +422,12 @@ fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<(), StoreErr
         let fail = |e: rusqlite::Error| {
             if matches!(
                 e.sqlite_error_code(),
-                Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen)
+                Some(
+                    ErrorCode::ReadOnly
+                        | ErrorCode::CannotOpen
+                        | ErrorCode::DiskFull
+                        | ErrorCode::SystemIoFailure
+                )
             ) {
                 return open_error(path, e);
             }
@@ -342,15 +459,18 @@ fn put(tx: &rusqlite::Transaction<'_>, r: &crate::store::Record) -> Result<(), S
             .collect::<Vec<_>>(),
     )
     .map_err(|e| StoreError::Data(e.to_string()))?;
+    let tag_list = serde_json::to_string(&r.tags).map_err(|e| StoreError::Data(e.to_string()))?;
+    // A new trace (the common case) has nothing to replace: one lookup of the unique
+    // index.
     SqliteStore::delete_ids(tx, std::slice::from_ref(&id))?;
     let mut ins = tx
         .prepare_cached(
             "INSERT INTO trajectories (trace_id, end_ns, start_ns, duration_ns, outcome,
                 session_id, service, complete, late_spans, revision, root_cause_step,
                 root_cause_kind, span_count, finding_count, reasons, cohort, body,
-                root_cause_reason)
+                root_cause_reason, tag_list)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18)",
+                ?18, ?19)",
         )
         .map_err(StoreError::sql("insert"))?;
     ins.execute(params![
@@ -372,6 +492,7 @@ fn put(tx: &rusqlite::Transaction<'_>, r: &crate::store::Record) -> Result<(), S
         cohort,
         r.body,
         s.root_cause_reason,
+        tag_list,
     ])
     .map_err(StoreError::sql("insert"))?;
     let mut tag = tx
@@ -687,6 +808,17 @@ impl Store for SqliteStore {
                 .map_err(StoreError::sql("retention"))?;
         }
         Ok(done)
+    }
+
+    fn corruption(&self) -> Option<String> {
+        if let Some(c) = lock(&self.corrupted).clone() {
+            return Some(c);
+        }
+        let found = self.check_header()?;
+        tracing::error!(path = %self.path.display(), detail = %found, "The store is corrupted; it is no longer written. Move the file away (or restore a backup) and restart.");
+        let detail = format!("{}: {found}", self.path.display());
+        *lock(&self.corrupted) = Some(detail.clone());
+        Some(detail)
     }
 
     fn used_bytes(&self) -> Result<u64, StoreError> {

@@ -601,6 +601,7 @@ fn writer_stores_kept_trajectories_and_counts() {
         config,
         dims(),
         metrics.clone(),
+        None,
     )
     .unwrap();
     let runs: Vec<_> = (1..=50u64)
@@ -662,63 +663,289 @@ fn writer_stores_kept_trajectories_and_counts() {
     );
 }
 
-#[test]
-fn a_full_queue_drops_and_counts_without_blocking() {
-    /// A store whose writes take long, so that the queue fills.
-    struct Slow;
-    impl Store for Slow {
-        fn write(&self, _: &[Write]) -> Result<(), StoreError> {
-            std::thread::sleep(Duration::from_millis(200));
-            Ok(())
+/// A store whose writes take `delay`, fail while `failing` is set (as a full disk does),
+/// and which reports corruption while `corrupt` is set; it remembers what was put.
+#[derive(Default)]
+struct Fake {
+    delay: Duration,
+    failing: std::sync::atomic::AtomicBool,
+    corrupt: std::sync::atomic::AtomicBool,
+    writes: std::sync::atomic::AtomicU64,
+    put: std::sync::Mutex<Vec<TraceId>>,
+}
+
+impl Store for Fake {
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        std::thread::sleep(self.delay);
+        self.writes.fetch_add(1, SeqCst);
+        if self.failing.load(SeqCst) {
+            return Err(StoreError::Sqlite {
+                what: "commit",
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    Some("database or disk is full".into()),
+                ),
+            });
         }
-        fn get(&self, _: TraceId) -> Result<Option<Stored>, StoreError> {
-            Ok(None)
+        let mut put = self.put.lock().unwrap();
+        for w in batch {
+            if let Write::Put(r) = w {
+                put.push(r.summary.trace_id);
+            }
         }
-        fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
-            Ok(Page {
-                items: Vec::new(),
-                next: None,
-            })
-        }
-        fn session(&self, _: &str, _: usize) -> Result<Vec<Summary>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn counts(&self) -> Result<Vec<crate::aggregate::MinuteCounts>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn retain(&self, _: u64) -> Result<Retained, StoreError> {
-            Ok(Retained::default())
-        }
-        fn used_bytes(&self) -> Result<u64, StoreError> {
-            Ok(0)
-        }
+        Ok(())
     }
+    fn get(&self, _: TraceId) -> Result<Option<Stored>, StoreError> {
+        Ok(None)
+    }
+    fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
+        Ok(Page {
+            items: Vec::new(),
+            next: None,
+        })
+    }
+    fn session(&self, _: &str, _: usize) -> Result<Vec<Summary>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn counts(&self) -> Result<Vec<crate::aggregate::MinuteCounts>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn retain(&self, _: u64) -> Result<Retained, StoreError> {
+        Ok(Retained::default())
+    }
+    fn used_bytes(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn corruption(&self) -> Option<String> {
+        self.corrupt
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| "the file no longer starts with the SQLite header".into())
+    }
+}
+
+fn metric(registry: &Registry, series: &str) -> u64 {
+    let text = crate::metrics::render(registry);
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in {text}"))
+}
+
+fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_slow_store_sheds_successes_keeps_every_failure_and_charges_the_budget() {
     let mut registry = Registry::default();
     let metrics = Arc::new(StoreMetrics::register(&mut registry));
+    let budget = crate::memory::MemoryBudget::new(1 << 30);
+    let store = Arc::new(Fake {
+        delay: Duration::from_millis(100),
+        ..Fake::default()
+    });
     let config = StoreConfig {
         queue: 4,
         success_sample: 1.0,
         ..StoreConfig::default()
     };
-    let (writer, sink) =
-        StoreWriter::start(Arc::new(Slow), None, config, dims(), metrics.clone()).unwrap();
+    let (writer, sink) = StoreWriter::start(
+        store.clone(),
+        None,
+        config,
+        dims(),
+        metrics.clone(),
+        Some(budget.clone()),
+    )
+    .unwrap();
+    let runs: Vec<_> = (1..=200u64)
+        .map(|i| run(i, 0, 10, "m", (i % 10 == 0).then_some("boom")))
+        .collect();
     let started = std::time::Instant::now();
-    for i in 1..=100 {
-        sink.publish(run(i, 0, 10, "m", None));
+    for r in &runs {
+        sink.publish(r.clone());
     }
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "publish blocked"
     );
-    let text = crate::metrics::render(&registry);
-    let dropped: u64 = text
-        .lines()
-        .find(|l| l.starts_with("faultline_store_dropped_total{reason=\"queue_full\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(dropped >= 90, "dropped {dropped}");
+    // What waits is charged to the budget, and the store says it is behind.
+    assert!(budget.used_by(crate::memory::Component::Store) > 0);
+    let health = metrics.health();
+    assert!(health.iter().any(|d| d.reason() == "behind"), "{health:?}");
+    assert_eq!(
+        metric(&registry, "faultline_store_degraded{reason=\"behind\"}"),
+        1
+    );
     writer.shutdown();
+    let put = store.put.lock().unwrap().clone();
+    for r in runs.iter().filter(|a| a.outcome != Outcome::Success) {
+        assert!(
+            put.contains(&r.trajectory.trace_id),
+            "a failure was not written"
+        );
+    }
+    let shed = metric(&registry, "faultline_store_dropped_total{reason=\"shed\"}");
+    assert!(shed > 100, "successes shed: {shed}");
+    assert_eq!(put.len() as u64 + shed, 200, "every run written or shed");
+    assert_eq!(
+        metric(
+            &registry,
+            "faultline_store_dropped_total{reason=\"write_error\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        budget.used_by(crate::memory::Component::Store),
+        0,
+        "charges given back"
+    );
+}
+
+#[test]
+fn a_failing_store_is_retried_until_it_recovers_and_health_says_failing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(StoreMetrics::register(&mut registry));
+    let store = Arc::new(Fake::default());
+    store.failing.store(true, SeqCst);
+    let config = StoreConfig {
+        success_sample: 1.0,
+        ..StoreConfig::default()
+    };
+    let (writer, sink) =
+        StoreWriter::start(store.clone(), None, config, dims(), metrics.clone(), None).unwrap();
+    let failed = run(1, 0, 10, "m", Some("boom"));
+    sink.publish(failed.clone());
+    // More attempts than the old limit, and the failure still waits.
+    poll("retries", || store.writes.load(SeqCst) >= 3);
+    let health = metrics.health();
+    assert!(
+        health
+            .iter()
+            .any(|d| d.reason() == "failing" && d.detail().contains("disk is full")),
+        "{health:?}"
+    );
+    assert_eq!(
+        metric(&registry, "faultline_store_degraded{reason=\"failing\"}"),
+        1
+    );
+    // A success offered while failing is shed, not queued behind the failure.
+    sink.publish(run(2, 0, 10, "m", None));
+    assert_eq!(
+        metric(&registry, "faultline_store_dropped_total{reason=\"shed\"}"),
+        1
+    );
+    store.failing.store(false, SeqCst);
+    poll("the failure written once the store recovers", || {
+        store
+            .put
+            .lock()
+            .unwrap()
+            .contains(&failed.trajectory.trace_id)
+    });
+    poll("healthy again", || {
+        !metrics.health().iter().any(|d| d.reason() == "failing")
+    });
+    assert_eq!(
+        metric(&registry, "faultline_store_writes_total{op=\"put\"}"),
+        1
+    );
+    writer.shutdown();
+    assert_eq!(
+        metric(
+            &registry,
+            "faultline_store_dropped_total{reason=\"write_error\"}"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_corrupted_store_is_not_written_and_health_says_corrupted() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(StoreMetrics::register(&mut registry));
+    let store = Arc::new(Fake::default());
+    let config = StoreConfig {
+        success_sample: 1.0,
+        ..StoreConfig::default()
+    };
+    let (writer, sink) =
+        StoreWriter::start(store.clone(), None, config, dims(), metrics.clone(), None).unwrap();
+    sink.publish(run(1, 0, 10, "m", Some("boom")));
+    poll("first write", || store.writes.load(SeqCst) == 1);
+    store.corrupt.store(true, SeqCst);
+    poll("corruption found", || {
+        metrics.health().iter().any(|d| d.reason() == "corrupted")
+    });
+    sink.publish(run(2, 0, 10, "m", Some("boom")));
+    sink.publish(run(3, 0, 10, "m", None));
+    // Held, not written, and never counted as written.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(store.writes.load(SeqCst), 1);
+    assert_eq!(
+        metric(&registry, "faultline_store_writes_total{op=\"put\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&registry, "faultline_store_dropped_total{reason=\"shed\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&registry, "faultline_store_degraded{reason=\"corrupted\"}"),
+        1
+    );
+    // Given up only at shutdown, and counted.
+    writer.shutdown();
+    assert_eq!(store.writes.load(SeqCst), 1);
+    assert_eq!(
+        metric(
+            &registry,
+            "faultline_store_dropped_total{reason=\"write_error\"}"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_store_file_overwritten_while_open_is_found_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path(), StoreConfig::default()).unwrap();
+    put_all(&s, &[run(1, 0, 10, "m", Some("boom"))]);
+    assert_eq!(s.corruption(), None);
+    let path = dir.path().join(sqlite::DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&path, &bytes).unwrap();
+    let found = s.corruption().expect("found");
+    assert!(found.contains("faultline.db"), "{found}");
+    assert!(found.contains("header"), "{found}");
+}
+
+#[test]
+fn an_empty_store_file_is_initialised_and_a_full_disk_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(sqlite::DB_FILE), b"").unwrap();
+    let s = SqliteStore::open(dir.path(), StoreConfig::default()).unwrap();
+    put_all(&s, &[run(1, 0, 10, "m", Some("boom"))]);
+    assert!(s.get(crate::test_support::trace_id(1)).unwrap().is_some());
+    // SQLITE_FULL from the file's first write is a full disk, naming the file.
+    let e = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("database or disk is full".into()),
+    );
+    let path = dir.path().join(sqlite::DB_FILE);
+    let text = sqlite::open_error(&path, e).to_string();
+    assert!(text.contains("disk is full"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("free some space"), "{text}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The store's writer thread and the [`Sink`] that feeds it.
 //!
 //! ```text
-//! shard threads ──publish/finalize──► [bounded queue] ──► writer thread: batch → one transaction
-//!                 (try_send; full: dropped and counted)      + per-minute counts of the batch
+//! shard threads ──publish/finalize──► [queue, charged to the memory budget] ──► writer thread:
+//!                 (never blocks; successes shed          batch → one transaction
+//!                  when behind, counted)                 + per-minute counts of the batch
 //! ```
 //!
 //! - `publish`: upsert the trajectory by trace id when it is kept (every failed or
@@ -12,16 +13,29 @@
 //!   batch the aggregator's counts of every dirty minute are written in the same
 //!   transaction. The store sink runs after the aggregator in the sink list, so those
 //!   counts include the trace.
-//! - A failed transaction is retried with backoff (the queue keeps filling meanwhile, and
-//!   overflows are counted); after [`MAX_ATTEMPTS`] the batch is dropped and counted.
+//! - Nothing failed or recovered is dropped for room: each queued analysis is charged to
+//!   the memory budget (`store` component) until its transaction commits, so a writer
+//!   that falls behind makes the receivers refuse retryably at the soft mark. First
+//!   release of a sampled *success* is shed instead of queued while the store is behind
+//!   (more than `[store] queue` writes waiting, the budget past its soft mark, or the
+//!   store failing), counted in `faultline_store_dropped_total{reason="shed"}`.
+//! - A failed transaction is retried with backoff (50 ms doubling to 5 s) for as long as
+//!   it fails, holding its writes; only at shutdown, after [`MAX_ATTEMPTS`], is it
+//!   dropped and counted. Writes that cannot be encoded are dropped at once and counted.
+//! - A store found corrupted (by a read, a write or the header check every second) is no
+//!   longer written: what is queued is held (and charged) until restart.
+//! - [`StoreMetrics::health`] tells the health endpoints whether the store is behind,
+//!   failing or corrupted.
 //! - Retention runs on this thread too, every `retention_interval`.
 //! - A [`CommitObserver`] (the write-ahead log) is told which traces the store is done
-//!   with: those whose finalize was committed (row and counts), or dropped and counted.
+//!   with: those whose finalize was committed (row and counts), or whose writes can never
+//!   be encoded (dropped and counted). Writes given up at shutdown are not reported, so
+//!   the log replays them at the next start.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,14 +46,73 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::aggregate::{minute_of, Aggregator, Dimension};
-use crate::model::{Analysis, TraceId};
+use crate::memory::{Charge, Component, MemoryBudget};
+use crate::model::{Analysis, Outcome, TraceId};
 use crate::pipeline::Sink;
 use crate::store::config::StoreConfig;
 use crate::store::record::{keep, record};
 use crate::store::{Store, Write};
 
-/// Attempts of one batch before it is dropped.
+/// Attempts of one failing batch before it is dropped, once shutdown has begun.
 pub const MAX_ATTEMPTS: u32 = 8;
+/// The store is behind when the oldest write of a batch waited longer than this, or
+/// writes wait while the writer has made no progress for this long.
+pub const BEHIND_AFTER: Duration = Duration::from_secs(5);
+/// The store is behind for this long after a success was shed.
+pub const SHED_WINDOW: Duration = Duration::from_secs(10);
+/// The longest the writer waits for work before it checks the store's health.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why the store is degraded; the `reason` label of `faultline_store_degraded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Degraded {
+    /// Writes wait longer than [`BEHIND_AFTER`], or successes are being shed.
+    Behind(String),
+    /// The last transaction failed (disk full, lock held elsewhere, I/O error).
+    Failing(String),
+    /// The file is corrupted: no longer written until restart.
+    Corrupted(String),
+}
+
+impl Degraded {
+    pub const REASONS: [&'static str; 3] = ["behind", "failing", "corrupted"];
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Degraded::Behind(_) => "behind",
+            Degraded::Failing(_) => "failing",
+            Degraded::Corrupted(_) => "corrupted",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Degraded::Behind(d) | Degraded::Failing(d) | Degraded::Corrupted(d) => d,
+        }
+    }
+}
+
+/// What the writer and the sink know of the store's health.
+struct HealthState {
+    /// Milliseconds are counted from here.
+    epoch: Instant,
+    /// The last failed transaction's error, cleared by a commit.
+    last_error: Mutex<Option<String>>,
+    /// Why the store is corrupted (sticky).
+    corrupted: Mutex<Option<String>>,
+    /// When a success was last shed (ms since `epoch`, 0: never).
+    shed_at: AtomicU64,
+    /// When the writer last took or committed writes (ms since `epoch`).
+    progress_at: AtomicU64,
+    /// How long the oldest write of the latest batch waited (ms); 0 when idle.
+    lag: AtomicU64,
+}
+
+impl HealthState {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis().min(u64::MAX as u128) as u64
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -67,6 +140,10 @@ pub struct StoreMetrics {
     pub retained: Family<StoreReasonLabels, Counter>,
     /// False while the last transaction failed.
     pub healthy: AtomicBool,
+    /// 1 while the store is degraded for the label's reason: `behind`, `failing`,
+    /// `corrupted`.
+    pub degraded: Family<StoreReasonLabels, Gauge>,
+    state: HealthState,
 }
 
 impl StoreMetrics {
@@ -79,12 +156,24 @@ impl StoreMetrics {
             bytes: Gauge::default(),
             retained: Family::default(),
             healthy: AtomicBool::new(true),
+            degraded: Family::default(),
+            state: HealthState {
+                epoch: Instant::now(),
+                last_error: Mutex::new(None),
+                corrupted: Mutex::new(None),
+                shed_at: AtomicU64::new(0),
+                progress_at: AtomicU64::new(0),
+                lag: AtomicU64::new(0),
+            },
         };
         for op in ["put", "remove", "finalize", "counts"] {
             let _ = m.writes.get_or_create(&OpLabels { op });
         }
-        for reason in ["queue_full", "write_error", "encode_error"] {
+        for reason in ["queue_full", "write_error", "encode_error", "shed"] {
             let _ = m.dropped.get_or_create(&StoreReasonLabels { reason });
+        }
+        for reason in Degraded::REASONS {
+            let _ = m.degraded.get_or_create(&StoreReasonLabels { reason });
         }
         for reason in ["age", "size"] {
             let _ = m.retained.get_or_create(&StoreReasonLabels { reason });
@@ -96,7 +185,9 @@ impl StoreMetrics {
         );
         registry.register(
             "faultline_store_dropped",
-            "Store writes not made (queue full, write error after retries, encode error)",
+            "Store writes not made: successes shed while the store is behind (shed), writes \
+             given up at shutdown after failing (write_error), unencodable (encode_error); \
+             queue_full is no longer used",
             m.dropped.clone(),
         );
         registry.register(
@@ -115,6 +206,11 @@ impl StoreMetrics {
             m.bytes.clone(),
         );
         registry.register(
+            "faultline_store_degraded",
+            "1 while the store is degraded for the reason: behind, failing, corrupted",
+            m.degraded.clone(),
+        );
+        registry.register(
             "faultline_store_retained",
             "Trajectories deleted by retention, by reason",
             m.retained.clone(),
@@ -128,6 +224,60 @@ impl StoreMetrics {
             .inc_by(n);
     }
 
+    /// Why the store is degraded now (empty: healthy); also sets
+    /// `faultline_store_degraded`.
+    pub fn health(&self) -> Vec<Degraded> {
+        let st = &self.state;
+        let now = st.now_ms();
+        let lock = |m: &'_ Mutex<Option<String>>| m.lock().map(|g| g.clone()).unwrap_or(None);
+        let mut out = Vec::new();
+        let queued = self.queued.get().max(0);
+        let lag = st.lag.load(Ordering::Relaxed);
+        let idle_for = now.saturating_sub(st.progress_at.load(Ordering::Relaxed));
+        let shed_at = st.shed_at.load(Ordering::Relaxed);
+        let behind_ms = BEHIND_AFTER.as_millis() as u64;
+        if shed_at != 0 && now.saturating_sub(shed_at) < SHED_WINDOW.as_millis() as u64 {
+            out.push(Degraded::Behind(format!(
+                "successful trajectories are being shed; {queued} writes waiting"
+            )));
+        } else if lag > behind_ms {
+            out.push(Degraded::Behind(format!(
+                "writes waited {:.1} s; {queued} writes waiting",
+                lag as f64 / 1000.0
+            )));
+        } else if queued > 0 && idle_for > behind_ms {
+            out.push(Degraded::Behind(format!(
+                "no write for {:.1} s; {queued} writes waiting",
+                idle_for as f64 / 1000.0
+            )));
+        }
+        if let Some(e) = lock(&st.last_error) {
+            out.push(Degraded::Failing(format!("the last write failed: {e}")));
+        }
+        if let Some(c) = lock(&st.corrupted) {
+            out.push(Degraded::Corrupted(c));
+        }
+        for reason in Degraded::REASONS {
+            let on = out.iter().any(|d| d.reason() == reason);
+            self.degraded
+                .get_or_create(&StoreReasonLabels { reason })
+                .set(on as i64);
+        }
+        out
+    }
+
+    /// Whether writes cannot currently be made (failing or corrupted).
+    fn blocked(&self) -> bool {
+        let some = |m: &Mutex<Option<String>>| m.lock().map(|g| g.is_some()).unwrap_or(false);
+        some(&self.state.last_error) || some(&self.state.corrupted)
+    }
+
+    fn set(&self, slot: &Mutex<Option<String>>, value: Option<String>) {
+        if let Ok(mut g) = slot.lock() {
+            *g = value;
+        }
+    }
+
     fn wrote(&self, op: &'static str, n: u64) {
         if n > 0 {
             self.writes.get_or_create(&OpLabels { op }).inc_by(n);
@@ -136,57 +286,121 @@ impl StoreMetrics {
 }
 
 /// Told which traces the store is done with: their finalize was committed (the row, if
-/// kept, and the per-minute counts that include them), or dropped and counted in
-/// `faultline_store_dropped_total`. Called on the writer thread, or on a shard thread
-/// for a write the full queue dropped; must be quick.
+/// kept, and the per-minute counts that include them), or could never be encoded and was
+/// counted in `faultline_store_dropped_total`. Called on the writer thread; must be
+/// quick.
 pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, traces: &[TraceId]);
 }
 
 enum Msg {
-    Publish(Arc<Analysis>),
-    Finalize(Arc<Analysis>),
+    /// A kept analysis to upsert, with its charge to the memory budget.
+    Publish {
+        analysis: Arc<Analysis>,
+        _charge: Option<Charge>,
+        at: Instant,
+    },
+    /// A revision no longer kept: its row goes.
+    Remove {
+        trace_id: TraceId,
+        at: Instant,
+    },
+    /// A trace's grace ended: its row is final (when kept) and its minute's counts are
+    /// written.
+    Finalize {
+        trace_id: TraceId,
+        end_unix_nano: u64,
+        kept: bool,
+        at: Instant,
+    },
     Stop,
+}
+
+impl Msg {
+    fn at(&self) -> Option<Instant> {
+        match self {
+            Msg::Publish { at, .. } | Msg::Remove { at, .. } | Msg::Finalize { at, .. } => {
+                Some(*at)
+            }
+            Msg::Stop => None,
+        }
+    }
 }
 
 /// The [`Sink`] of the store: hands analyses to the writer thread without blocking.
 pub struct StoreSink {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     metrics: Arc<StoreMetrics>,
-    observer: Option<Arc<dyn CommitObserver>>,
+    budget: Option<Arc<MemoryBudget>>,
+    success_sample: f64,
+    /// Writes waiting past which successes are shed.
+    queue: usize,
 }
 
 impl StoreSink {
     fn send(&self, msg: Msg) {
-        let dropped = match self.tx.try_send(msg) {
+        match self.tx.send(msg) {
             Ok(()) => {
                 self.metrics.queued.inc();
-                return;
             }
-            Err(TrySendError::Full(m)) => m,
-            // The writer has stopped (shutdown): nothing to do.
-            Err(TrySendError::Disconnected(m)) => m,
+            // The writer has stopped (after shutdown): nothing can be written any more.
+            Err(_) => self.metrics.drop_one("write_error", 1),
         };
-        self.metrics.drop_one("queue_full", 1);
-        if let (Msg::Finalize(a), Some(o)) = (dropped, &self.observer) {
-            o.committed(&[a.trajectory.trace_id]);
-        }
+    }
+
+    /// Whether a first release of a success is shed rather than queued.
+    fn shed(&self) -> bool {
+        self.metrics.queued.get() >= self.queue as i64
+            || self.budget.as_ref().is_some_and(|b| b.past_soft())
+            || self.metrics.blocked()
     }
 }
 
 impl Sink for StoreSink {
     fn publish(&self, analysis: Arc<Analysis>) {
-        self.send(Msg::Publish(analysis));
+        let trace_id = analysis.trajectory.trace_id;
+        if !keep(&analysis, self.success_sample) {
+            // A first release not kept has nothing stored to replace.
+            if analysis.trajectory.revision > 0 {
+                self.send(Msg::Remove {
+                    trace_id,
+                    at: Instant::now(),
+                });
+            }
+            return;
+        }
+        if analysis.outcome == Outcome::Success && analysis.trajectory.revision == 0 && self.shed()
+        {
+            self.metrics.drop_one("shed", 1);
+            let st = &self.metrics.state;
+            st.shed_at.store(st.now_ms().max(1), Ordering::Relaxed);
+            return;
+        }
+        let _charge = self
+            .budget
+            .as_ref()
+            .map(|b| b.charge(Component::Store, crate::memory::analysis_bytes(&analysis)));
+        self.send(Msg::Publish {
+            analysis,
+            _charge,
+            at: Instant::now(),
+        });
     }
 
     fn finalize(&self, analysis: Arc<Analysis>) {
-        self.send(Msg::Finalize(analysis));
+        self.send(Msg::Finalize {
+            trace_id: analysis.trajectory.trace_id,
+            end_unix_nano: analysis.trajectory.end_unix_nano(),
+            kept: keep(&analysis, self.success_sample),
+            at: Instant::now(),
+        });
     }
 }
 
 /// The writer thread; [`StoreWriter::shutdown`] drains its queue and stops it.
 pub struct StoreWriter {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    stopping: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
@@ -196,20 +410,23 @@ struct Worker {
     config: StoreConfig,
     dims: Vec<Dimension>,
     metrics: Arc<StoreMetrics>,
+    stopping: Arc<AtomicBool>,
     observer: Option<Arc<dyn CommitObserver>>,
 }
 
 impl StoreWriter {
     /// Starts the writer thread. `aggregator` (when given) supplies the per-minute
-    /// counts; `dims` are the cohort dimensions stored with each trajectory.
+    /// counts; `dims` are the cohort dimensions stored with each trajectory; `budget`
+    /// (when given) is charged with what waits for the writer.
     pub fn start(
         store: Arc<dyn Store>,
         aggregator: Option<Arc<Aggregator>>,
         config: StoreConfig,
         dims: Vec<Dimension>,
         metrics: Arc<StoreMetrics>,
+        budget: Option<Arc<MemoryBudget>>,
     ) -> std::io::Result<(StoreWriter, StoreSink)> {
-        StoreWriter::start_observed(store, aggregator, config, dims, metrics, None)
+        StoreWriter::start_observed(store, aggregator, config, dims, metrics, budget, None)
     }
 
     /// [`StoreWriter::start`], telling `observer` which traces the store is done with.
@@ -219,36 +436,47 @@ impl StoreWriter {
         config: StoreConfig,
         dims: Vec<Dimension>,
         metrics: Arc<StoreMetrics>,
+        budget: Option<Arc<MemoryBudget>>,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> std::io::Result<(StoreWriter, StoreSink)> {
-        let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
+        let (tx, rx) = mpsc::channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let sink = StoreSink {
+            tx: tx.clone(),
+            metrics: metrics.clone(),
+            budget,
+            success_sample: config.success_sample,
+            queue: config.queue,
+        };
+        let st = &metrics.state;
+        st.progress_at.store(st.now_ms(), Ordering::Relaxed);
         let worker = Worker {
             store,
             aggregator,
             config,
             dims,
-            metrics: metrics.clone(),
-            observer: observer.clone(),
+            metrics,
+            stopping: stopping.clone(),
+            observer,
         };
         let thread = std::thread::Builder::new()
             .name("faultline-store".into())
             .spawn(move || worker.run(rx))?;
         Ok((
             StoreWriter {
-                tx: tx.clone(),
+                tx,
+                stopping,
                 thread,
             },
-            StoreSink {
-                tx,
-                metrics,
-                observer,
-            },
+            sink,
         ))
     }
 
     /// Writes what is queued and stops. Blocking: call after the pipeline has drained.
+    /// A batch that keeps failing is given up after [`MAX_ATTEMPTS`] (counted).
     pub fn shutdown(self) {
-        // Waits for room: everything queued before is written first.
+        self.stopping.store(true, Ordering::Relaxed);
+        // Everything queued before is written first.
         let _ = self.tx.send(Msg::Stop);
         if self.thread.join().is_err() {
             tracing::error!("The store writer panicked.");
@@ -268,9 +496,12 @@ impl Worker {
         let mut batch: Vec<Msg> = Vec::with_capacity(self.config.max_batch);
         // First retention pass soon after start.
         let mut next_retention = Instant::now() + Duration::from_secs(1);
+        let st = &self.metrics.state;
         loop {
             let mut stop = false;
-            let wait = next_retention.saturating_duration_since(Instant::now());
+            let wait = next_retention
+                .saturating_duration_since(Instant::now())
+                .min(TICK);
             match rx.recv_timeout(wait) {
                 Ok(Msg::Stop) => stop = true,
                 Ok(m) => {
@@ -286,21 +517,47 @@ impl Worker {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => st.lag.store(0, Ordering::Relaxed),
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
+            self.check_corruption();
             if !batch.is_empty() {
-                self.metrics.queued.dec_by(batch.len() as i64);
+                let oldest = batch.iter().filter_map(Msg::at).min();
+                let lag = oldest.map_or(0, |at| at.elapsed().as_millis() as u64);
+                st.lag.store(lag, Ordering::Relaxed);
+                st.progress_at.store(st.now_ms(), Ordering::Relaxed);
+                let n = batch.len() as i64;
                 self.commit(&mut batch);
+                // Counted as waiting until written (or given up).
+                self.metrics.queued.dec_by(n);
+                st.progress_at.store(st.now_ms(), Ordering::Relaxed);
             }
+            let _ = self.metrics.health();
             if stop {
                 // Anything sent before Stop was received before it.
                 return;
             }
             if Instant::now() >= next_retention {
-                self.retention();
+                if !self.metrics.blocked() {
+                    self.retention();
+                }
                 next_retention = Instant::now() + self.config.retention_interval;
             }
+        }
+    }
+
+    /// Asks the store whether it is corrupted (a cheap check) and remembers it.
+    fn check_corruption(&self) -> bool {
+        let st = &self.metrics.state;
+        if st.corrupted.lock().map(|g| g.is_some()).unwrap_or(false) {
+            return true;
+        }
+        match self.store.corruption() {
+            Some(c) => {
+                self.metrics.set(&st.corrupted, Some(c));
+                true
+            }
+            None => false,
         }
     }
 
@@ -309,28 +566,28 @@ impl Worker {
         let mut writes: Vec<Write> = Vec::with_capacity(batch.len() + 2);
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         let mut finalized: Vec<TraceId> = Vec::new();
-        for msg in batch.drain(..) {
+        for msg in batch.iter() {
             match msg {
-                Msg::Publish(a) => {
-                    if keep(&a, self.config.success_sample) {
-                        match self.encode(&a) {
-                            Ok(r) => writes.push(Write::Put(r)),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "A trajectory could not be encoded for the store.");
-                                self.metrics.drop_one("encode_error", 1);
-                            }
-                        }
-                    } else if a.trajectory.revision > 0 {
-                        writes.push(Write::Remove(a.trajectory.trace_id));
+                Msg::Publish { analysis: a, .. } => match self.encode(a) {
+                    Ok(r) => writes.push(Write::Put(r)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "A trajectory could not be encoded for the store.");
+                        self.metrics.drop_one("encode_error", 1);
                     }
-                }
-                Msg::Finalize(a) => {
-                    finalized.push(a.trajectory.trace_id);
-                    if keep(&a, self.config.success_sample) {
-                        writes.push(Write::Finalized(a.trajectory.trace_id));
+                },
+                Msg::Remove { trace_id, .. } => writes.push(Write::Remove(*trace_id)),
+                Msg::Finalize {
+                    trace_id,
+                    end_unix_nano,
+                    kept,
+                    ..
+                } => {
+                    finalized.push(*trace_id);
+                    if *kept {
+                        writes.push(Write::Finalized(*trace_id));
                     }
                     if let Some(agg) = &self.aggregator {
-                        dirty.insert(minute_of(agg.config(), a.trajectory.end_unix_nano(), now));
+                        dirty.insert(minute_of(agg.config(), *end_unix_nano, now));
                     }
                 }
                 Msg::Stop => {}
@@ -343,18 +600,46 @@ impl Worker {
                 }
             }
         }
-        if writes.is_empty() {
-            self.done(&finalized);
-            return;
+        if writes.is_empty() || self.write(&writes) {
+            if let (Some(o), false) = (&self.observer, finalized.is_empty()) {
+                o.committed(&finalized);
+            }
         }
+        // The analyses and their charges to the budget go now.
+        batch.clear();
+    }
+
+    /// Writes one batch, retrying while it fails; gives up only at shutdown. True when
+    /// the batch is settled (committed, or dropped for good because it cannot be
+    /// encoded), false when given up at shutdown.
+    fn write(&self, writes: &[Write]) -> bool {
+        let st = &self.metrics.state;
         let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self.store.write(&writes) {
+        let mut attempt = 0u32;
+        loop {
+            let stopping = self.stopping.load(Ordering::Relaxed);
+            if self.check_corruption() {
+                // Not written: the file cannot be trusted. Held (and charged) until
+                // restart, unless shutting down.
+                if stopping {
+                    tracing::error!(
+                        writes = writes.len(),
+                        "Store writes given up at shutdown: the store is corrupted."
+                    );
+                    self.metrics.drop_one("write_error", writes.len() as u64);
+                    return false;
+                }
+                let _ = self.metrics.health();
+                std::thread::sleep(TICK);
+                continue;
+            }
+            attempt += 1;
+            match self.store.write(writes) {
                 Ok(()) => {
-                    self.done(&finalized);
                     self.metrics.healthy.store(true, Ordering::Relaxed);
+                    self.metrics.set(&st.last_error, None);
                     let mut n = [0u64; 4];
-                    for w in &writes {
+                    for w in writes {
                         n[match w {
                             Write::Put(_) => 0,
                             Write::Remove(_) => 1,
@@ -366,30 +651,36 @@ impl Worker {
                     self.metrics.wrote("remove", n[1]);
                     self.metrics.wrote("finalize", n[2]);
                     self.metrics.wrote("counts", n[3]);
-                    return;
+                    return true;
+                }
+                Err(e) if e.is_permanent() => {
+                    tracing::error!(error = %e, writes = writes.len(), "Store writes dropped: they cannot be encoded.");
+                    self.metrics.drop_one("encode_error", writes.len() as u64);
+                    return true;
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
                     self.metrics.healthy.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, attempt, "A store transaction failed; retrying.");
-                    if attempt < MAX_ATTEMPTS {
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if e.is_corruption() {
+                        self.metrics.set(&st.corrupted, Some(e.to_string()));
+                    } else {
+                        self.metrics.set(&st.last_error, Some(e.to_string()));
                     }
+                    let _ = self.metrics.health();
+                    if stopping && attempt >= MAX_ATTEMPTS {
+                        tracing::error!(
+                            error = %e,
+                            writes = writes.len(),
+                            "Store writes given up at shutdown after repeated failures."
+                        );
+                        self.metrics.drop_one("write_error", writes.len() as u64);
+                        return false;
+                    }
+                    tracing::warn!(error = %e, attempt, "A store transaction failed; retrying.");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-        }
-        tracing::error!(
-            writes = writes.len(),
-            "Store writes dropped after repeated failures."
-        );
-        self.metrics.drop_one("write_error", writes.len() as u64);
-        self.done(&finalized);
-    }
-
-    fn done(&self, finalized: &[TraceId]) {
-        if let (Some(o), false) = (&self.observer, finalized.is_empty()) {
-            o.committed(finalized);
         }
     }
 

@@ -405,15 +405,22 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn start_binary(data_dir: &Path) -> ServeChild {
-    let config = data_dir.with_extension("toml");
-    std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
-    let mut args = vec![
+    start_binary_with(data_dir, "[store]\nsuccess_sample = 1.0\n", &[]).await
+}
+
+/// The binary on port 0 with `config` as its config file and `args` added; returns once
+/// it serves and `/readyz` answers 200.
+async fn start_binary_with(data_dir: &Path, config: &str, args: &[&str]) -> ServeChild {
+    let config_path = data_dir.with_extension("toml");
+    std::fs::create_dir_all(config_path.parent().expect("parent")).expect("dir");
+    std::fs::write(&config_path, config).expect("config");
+    let mut all = vec![
         "--config".into(),
-        config.into_os_string(),
+        config_path.into_os_string(),
         "--data-dir".into(),
         data_dir.as_os_str().to_owned(),
     ];
-    args.extend(
+    all.extend(
         [
             "--idle-timeout",
             "300ms",
@@ -422,9 +429,11 @@ async fn start_binary(data_dir: &Path) -> ServeChild {
             "--shards",
             "2",
         ]
+        .iter()
+        .chain(args)
         .map(std::ffi::OsString::from),
     );
-    ServeChild::start(args).await
+    ServeChild::start(all).await
 }
 
 /// A counter of the child's `/metrics`, 0 while it has no series yet.
@@ -547,4 +556,184 @@ async fn bad_data_dir_fails_startup_with_a_message() {
     assert!(stderr.contains("--data-dir"), "{stderr}");
     assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
     let _ = std::fs::remove_file(&dir);
+}
+
+/// What one flood sender saw: runs acknowledged (their whole request answered 200) and
+/// refusals, each of which must be retryable.
+#[derive(Default)]
+struct Flooded {
+    acknowledged: usize,
+    refused: usize,
+}
+
+/// Sends `requests` batches of about 1 000 spans (~10% of runs failing) to `base`,
+/// retrying a refused batch as a collector does after `Retry-After`; fails on any
+/// answer but 200 or a retryable 503 with `Retry-After`.
+async fn flood(base: String, seed: u64, requests: usize) -> Flooded {
+    let mut sim = Simulator::new(SimConfig {
+        scenario: Scenario::uniform(0.0085, 0.03),
+        ..SimConfig::new(seed, now_nanos() - 600_000_000_000)
+    });
+    let client = reqwest::Client::new();
+    let mut out = Flooded::default();
+    for _ in 0..requests {
+        let batch = sim.next_batch(1000);
+        let body = batch.traces.encode_to_vec();
+        loop {
+            let r = client
+                .post(format!("{base}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("the server answers");
+            match r.status().as_u16() {
+                200 => {
+                    out.acknowledged += batch.labels.len();
+                    break;
+                }
+                503 => {
+                    assert!(
+                        r.headers().contains_key("retry-after"),
+                        "a 503 without Retry-After"
+                    );
+                    out.refused += 1;
+                    // A client's backoff, not a wait for a condition.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!(
+                    "not retryable: {other} {}",
+                    r.text().await.unwrap_or_default()
+                ),
+            }
+        }
+    }
+    out
+}
+
+/// Issue 14, point 4: four senders flood the server (about 1 000-span requests, ~10% of
+/// runs failing) with a small memory budget and a short store queue. Every failed and
+/// recovered trajectory of an acknowledged request reaches the store: the stored rows
+/// of each outcome equal the server's own count of that outcome, every acknowledged run
+/// is counted, refusals are retryable, and the store dropped nothing (only successes may
+/// be shed, and are counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_loses_no_acknowledged_failure_and_refusals_are_retryable() {
+    let _heavy = crate::support::heavy().await;
+    let data_dir = fresh_data_dir();
+    let child = start_binary_with(
+        &data_dir,
+        "[store]\nsuccess_sample = 0.05\nqueue = 50\n",
+        &["--max-memory-bytes", "100000000"],
+    )
+    .await;
+    let senders: Vec<_> = (0..4u64)
+        .map(|i| tokio::spawn(flood(child.otlp_http.clone(), 100 + i, 30)))
+        .collect();
+    let mut acknowledged = 0;
+    let mut refused = 0;
+    for s in senders {
+        let f = s.await.expect("sender");
+        acknowledged += f.acknowledged;
+        refused += f.refused;
+    }
+    assert!(acknowledged > 1000, "{acknowledged} runs acknowledged");
+
+    // Every acknowledged run is analysed and counted once its grace ends.
+    let from = now_nanos() - 3 * 3600 * 1_000_000_000;
+    let to = now_nanos() + 3600 * 1_000_000_000;
+    let url = format!("{}/api/v1/breakdown?from={from}&to={to}", child.api);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let totals = loop {
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "{body}");
+        if body["totals"]["trajectories"].as_u64() == Some(acknowledged as u64) {
+            break body["totals"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counted {} of {acknowledged}",
+            body["totals"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let failed = totals["failed"].as_u64().expect("failed");
+    let recovered = totals["recovered"].as_u64().expect("recovered");
+    assert!(failed > 50, "{totals}");
+
+    // Every failed and recovered one reaches the store.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stored_failed = list_all(&child.api, "outcome=failed").await.len() as u64;
+        let stored_recovered = list_all(&child.api, "outcome=recovered").await.len() as u64;
+        if stored_failed == failed && stored_recovered == recovered {
+            break;
+        }
+        assert!(
+            stored_failed <= failed && stored_recovered <= recovered,
+            "more stored than counted"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored {stored_failed} of {failed} failed, {stored_recovered} of {recovered} recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for reason in ["queue_full", "write_error", "encode_error"] {
+        assert_eq!(
+            counter(
+                &child,
+                &format!("faultline_store_dropped_total{{reason=\"{reason}\"}}")
+            )
+            .await,
+            0,
+            "{reason}"
+        );
+    }
+    let shed = counter(&child, "faultline_store_dropped_total{reason=\"shed\"}").await;
+    eprintln!("{acknowledged} runs acknowledged, {refused} requests refused (retried), {shed} successes shed");
+    child.kill9().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// A full disk at startup: the data directory on a 256 KiB tmpfs already filled, in a
+/// private mount namespace (`unshare`, util-linux; a user namespace maps the caller to
+/// root, so no privilege is needed where user namespaces are enabled). The error says
+/// the disk is full and names the file; exit code 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_startup_is_named() {
+    let dir = fresh_data_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = r#"mount -t tmpfs -o size=256k tmpfs "$1" || exit 97
+cat /dev/zero > "$1/filler" 2>/dev/null
+exec "$2" serve --data-dir "$1" --otlp-grpc-address 127.0.0.1:0 --otlp-http-address 127.0.0.1:0 --api-address 127.0.0.1:0"#;
+    let out = tokio::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&dir)
+        .arg(env!("CARGO_BIN_EXE_faultline"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("unshare (util-linux) is installed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(97),
+        "cannot mount a tmpfs: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the disk is full"), "{stderr}");
+    assert!(
+        stderr.contains(&dir.join("faultline.db").display().to_string()),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
