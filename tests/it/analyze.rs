@@ -11,14 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::Value;
 
-use crate::support::{get_json, start_server_with};
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-}
+use crate::support::{get_json, now_nanos, start_server_with};
 
 /// Writes `runs` simulated runs with the library, as `faultline simulate --out` does.
 async fn simulate(dir: &Path, runs: u64, seed: u64) {

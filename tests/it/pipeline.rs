@@ -22,7 +22,7 @@ use faultline::pipeline::{Pipeline, PipelineConfig, Sink};
 use faultline::server::MetricsObserver;
 use serde_json::{json, Value};
 
-use crate::support::{get_json, metrics_sum, start_server_graced};
+use crate::support::{get_json, metrics_sum, now_nanos, start_server_graced};
 
 /// Polls until `cond` holds, with a generous deadline for a loaded machine.
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -31,13 +31,6 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
 }
 
 /// The OTLP/JSON trace id of run `n`.

@@ -12,14 +12,7 @@ use faultline::simulate::{Label, Scenario, SimConfig, Simulator};
 use prost::Message;
 use serde_json::Value;
 
-use crate::support::{api_url, fresh_data_dir, get_json, start_server_with, ServeChild};
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-}
+use crate::support::{api_url, fresh_data_dir, get_json, now_nanos, start_server_with, ServeChild};
 
 /// Sends `n` simulated runs to an OTLP/HTTP base URL; returns their labels. Stops early
 /// when the server stops answering, returning the runs sent so far with the one in

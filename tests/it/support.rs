@@ -49,6 +49,14 @@ pub async fn start_server_graced(
     server::start(&settings).await.expect("server starts")
 }
 
+/// The wall clock in unix nanoseconds.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
 /// An empty data directory of its own for one server, under the target directory.
 pub fn fresh_data_dir() -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

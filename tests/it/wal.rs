@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use faultline::model::Outcome;
@@ -16,94 +15,49 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use prost::Message;
 use serde_json::Value;
 
-use crate::support::{free_port, fresh_data_dir, heavy, metric_at};
+use crate::support::{fresh_data_dir, heavy, now_nanos, ServeChild};
 
-struct Child {
-    process: tokio::process::Child,
-    api: String,
-    http: String,
-    grpc: String,
-}
-
-async fn start_binary(data_dir: &Path) -> Child {
-    let (grpc, http, api) = (free_port(), free_port(), free_port());
+async fn start_binary(data_dir: &Path) -> ServeChild {
     let config = data_dir.with_extension("toml");
     std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
-    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--otlp-grpc-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-address", &format!("127.0.0.1:{http}")])
-        .args(["--api-address", &format!("127.0.0.1:{api}")])
-        // Runs are released half a second after their last span and finalized two
-        // seconds later: a kill one second after the acknowledgements finds them
-        // published (listed, pending) but not counted.
-        .args([
+    let mut args = vec![
+        "--config".into(),
+        config.into_os_string(),
+        "--data-dir".into(),
+        data_dir.as_os_str().to_owned(),
+    ];
+    // Runs are released half a second after their last span and finalized two seconds
+    // later: a kill one second after the acknowledgements finds them published (listed,
+    // pending) but not counted.
+    args.extend(
+        [
             "--idle-timeout",
             "500ms",
             "--late-grace",
             "2s",
             "--shards",
             "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the faultline binary starts");
-    let child = Child {
-        process,
-        api: format!("http://127.0.0.1:{api}"),
-        http: format!("http://127.0.0.1:{http}"),
-        grpc: format!("http://127.0.0.1:{grpc}"),
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", child.api)).await {
-            if r.status() == 200 {
-                return child;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the binary did not get ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    ServeChild::start(args).await
 }
 
-impl Child {
-    async fn kill9(mut self) {
-        // SIGKILL: no shutdown code runs.
-        self.process.start_kill().expect("kill");
-        let _ = self.process.wait().await;
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        metric_at(&self.api, series).await.unwrap_or(0.0)
-    }
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
+/// A counter of the child's `/metrics`, 0 while it has no series yet.
+async fn counter(child: &ServeChild, series: &str) -> f64 {
+    child.metric(series).await.unwrap_or(0.0)
 }
 
 /// Sends `n` failed simulated runs, even ones over OTLP/HTTP and odd ones over
 /// OTLP/gRPC (their log records too), and returns their trace ids once every request
 /// was acknowledged.
-async fn send_failed_runs(child: &Child, n: usize, seed: u64) -> Vec<String> {
+async fn send_failed_runs(child: &ServeChild, n: usize, seed: u64) -> Vec<String> {
     let mut sim = Simulator::new(SimConfig {
         scenario: Scenario::uniform(0.2, 0.0),
         ..SimConfig::new(seed, now_nanos() - 300_000_000_000)
     });
     let http = reqwest::Client::new();
-    let channel = tonic::transport::Channel::from_shared(child.grpc.clone())
+    let channel = tonic::transport::Channel::from_shared(child.otlp_grpc.clone())
         .expect("uri")
         .connect()
         .await
@@ -122,13 +76,18 @@ async fn send_failed_runs(child: &Child, n: usize, seed: u64) -> Vec<String> {
             for r in requests {
                 post(
                     &http,
-                    &format!("{}/v1/traces", child.http),
+                    &format!("{}/v1/traces", child.otlp_http),
                     r.encode_to_vec(),
                 )
                 .await;
             }
             if let Some(l) = run.logs {
-                post(&http, &format!("{}/v1/logs", child.http), l.encode_to_vec()).await;
+                post(
+                    &http,
+                    &format!("{}/v1/logs", child.otlp_http),
+                    l.encode_to_vec(),
+                )
+                .await;
             }
         } else {
             for r in requests {
@@ -186,7 +145,7 @@ async fn list_all(api: &str) -> Vec<Value> {
 
 /// Polls until every sent run is listed, none is pending, and the breakdown counts what
 /// the list holds; panics with the last state at the deadline.
-async fn wait_all_listed_and_counted(child: &Child, sent: &[String]) {
+async fn wait_all_listed_and_counted(child: &ServeChild, sent: &[String]) {
     let from = now_nanos() - 3 * 3600 * 1_000_000_000;
     let to = now_nanos() + 3600 * 1_000_000_000;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -256,11 +215,11 @@ async fn kill_after_acks_and_restart(delay: Duration, tear: bool, seed: u64) {
 
     let child = start_binary(&data_dir).await;
     assert!(
-        child.metric("faultline_wal_replayed_records_total").await > 0.0,
+        counter(&child, "faultline_wal_replayed_records_total").await > 0.0,
         "the restart replayed the log"
     );
     assert_eq!(
-        child.metric("faultline_wal_corrupt_segments_total").await,
+        counter(&child, "faultline_wal_corrupt_segments_total").await,
         if tear { 1.0 } else { 0.0 }
     );
     wait_all_listed_and_counted(&child, &sent).await;
@@ -280,7 +239,7 @@ async fn kill_after_acks_and_restart(delay: Duration, tear: bool, seed: u64) {
     child.kill9().await;
     let child = start_binary(&data_dir).await;
     assert_eq!(
-        child.metric("faultline_wal_replayed_records_total").await,
+        counter(&child, "faultline_wal_replayed_records_total").await,
         0.0
     );
     wait_all_listed_and_counted(&child, &sent).await;
