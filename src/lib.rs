@@ -38,31 +38,30 @@
 
 pub mod aggregate;
 pub mod alerts;
-pub mod analyze;
 pub mod api;
-pub mod assemble;
-pub mod attribute;
-pub mod classify;
 pub mod cli;
 pub mod cohorts;
 pub mod config;
-pub mod content;
-pub mod detect;
 #[cfg(test)]
-pub(crate) mod golden;
+mod goldens;
 pub mod ingest;
 pub mod memory;
 pub mod metrics;
-pub mod model;
 pub mod net;
 pub mod pipeline;
 pub mod push;
 pub mod reasons;
 pub mod security;
 pub mod server;
-pub mod simulate;
 pub mod store;
-#[cfg(test)]
-pub(crate) mod test_support;
 pub mod ui;
 pub mod wal;
+
+// The layers below, under the paths the service has always used for them.
+pub use faultline_core::{
+    analyze, assemble, attribute, classify, content, conventions, detect, model,
+};
+pub use faultline_sim as simulate;
+
+#[cfg(test)]
+pub(crate) use faultline_core::{golden, test_support};

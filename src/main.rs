@@ -28,16 +28,6 @@ fn main() -> ExitCode {
     match cli.command {
         None => runtime.block_on(serve(&cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve(&args)),
-        Some(Command::Simulate(args)) => match runtime.block_on(faultline::simulate::run(&args)) {
-            Ok(report) => {
-                eprintln!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("faultline simulate: {error}");
-                ExitCode::from(error.exit_code())
-            }
-        },
         Some(command) => ExitCode::from(runtime.block_on(faultline::cli::run_command(command))),
     }
 }

@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use crate::aggregate::Aggregator;
 use crate::assemble::AssembleConfig;
 use crate::config::Settings;
-use crate::ingest::{self, Handoff, Ingest, IngestLimits, IngestObserver, Overloaded};
+use crate::ingest::{self, Ingest, IngestLimits, IngestObserver};
 use crate::metrics::SelfMetrics;
-use crate::model::{Interner, LogEvent, SpanRecord};
+use crate::model::Interner;
 use crate::pipeline::{Pipeline, PipelineConfig, Sink, Workers};
 use crate::reasons::{ReasonConfig, ReasonIndex, ReasonStats, ReasonStatsConfig, SharedClusterer};
 use crate::store::Recent;
@@ -76,32 +76,6 @@ impl ServerError {
             ) => 2,
             _ => 1,
         }
-    }
-}
-
-impl Handoff for Pipeline {
-    async fn spans(
-        &self,
-        spans: Vec<SpanRecord>,
-        held: Arc<crate::memory::Charge>,
-    ) -> Result<(), Overloaded> {
-        self.submit_spans(spans, Some(held))
-            .await
-            .map_err(|f| Overloaded {
-                retry_after: f.retry_after,
-            })
-    }
-
-    async fn logs(
-        &self,
-        logs: Vec<LogEvent>,
-        held: Arc<crate::memory::Charge>,
-    ) -> Result<(), Overloaded> {
-        self.submit_logs(logs, Some(held))
-            .await
-            .map_err(|f| Overloaded {
-                retry_after: f.retry_after,
-            })
     }
 }
 
@@ -426,6 +400,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             ingest::http::http_router(ingest.clone()),
             http_guard,
             crate::security::OriginPatterns::new(&security.otlp_http_cors_origins),
+            ingest::http::unauthenticated_response,
         );
         let shutdown = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(crate::net::serve_https(

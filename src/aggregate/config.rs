@@ -12,6 +12,7 @@
 //! scope = "step"             # optional: "run" (default) or "step"
 //! ```
 
+use crate::conventions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,20 +178,25 @@ fn dimension(name: &str, keys: &[&str], scope: Scope) -> Dimension {
 /// service, route, model, prompt_version, user_segment, environment.
 pub fn default_dimensions() -> Vec<Dimension> {
     vec![
-        dimension("service", &["service.name"], Scope::Run),
+        dimension("service", &[conventions::SERVICE_NAME], Scope::Run),
         dimension(
             "route",
-            &["http.route", "url.template", "url.path", "http.target"],
+            &[
+                conventions::HTTP_ROUTE,
+                "url.template",
+                "url.path",
+                "http.target",
+            ],
             Scope::Run,
         ),
         dimension(
             "model",
             &[
-                "gen_ai.request.model",
-                "llm.model_name",
+                conventions::GEN_AI_REQUEST_MODEL,
+                conventions::LLM_MODEL_NAME,
                 "llm.request.model_name",
                 "llm.request.model",
-                "gen_ai.response.model",
+                conventions::GEN_AI_RESPONSE_MODEL,
                 "llm.response.model_name",
             ],
             Scope::Step,
@@ -202,7 +208,7 @@ pub fn default_dimensions() -> Vec<Dimension> {
                 "gen_ai.prompt.version",
                 "gen_ai.prompt.template.version",
                 "traceloop.prompt.version",
-                "prompt.version",
+                conventions::PROMPT_VERSION,
             ],
             Scope::Step,
         ),

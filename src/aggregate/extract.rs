@@ -5,6 +5,7 @@
 //! it, and [`value_of`] reads it when the counts are taken. The scratch buffers are
 //! reused between calls on the same thread, so extracting allocates nothing once warm.
 
+use crate::conventions;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -189,7 +190,11 @@ pub(crate) fn extract(analysis: &Analysis, dims: &[Dimension], scratch: &mut Scr
                     if !name.trim().is_empty() {
                         // `value_of` falls back to the resource's service name.
                         for (d, dim) in dims.iter().take(n_dims).enumerate() {
-                            if let Some(k) = dim.keys.iter().position(|k| &**k == "service.name") {
+                            if let Some(k) = dim
+                                .keys
+                                .iter()
+                                .position(|k| &**k == conventions::SERVICE_NAME)
+                            {
                                 m[d] |= 1 << k;
                             }
                         }
@@ -363,7 +368,9 @@ pub(crate) fn value_of<'a>(span: &'a SpanRecord, key: &str) -> Option<Cow<'a, st
         Some(Value::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
         Some(Value::Double(f)) if f.is_finite() => Cow::Owned(f.to_string()),
         Some(_) => return None,
-        None if key == "service.name" => Cow::Borrowed(span.resource.service_name.as_deref()?),
+        None if key == conventions::SERVICE_NAME => {
+            Cow::Borrowed(span.resource.service_name.as_deref()?)
+        }
         None => return None,
     };
     (!text.trim().is_empty()).then_some(text)

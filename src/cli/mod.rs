@@ -8,6 +8,7 @@ pub mod demo;
 pub mod format;
 pub mod reasons;
 pub mod show;
+pub mod simulate;
 pub mod top;
 pub mod trajectories;
 
@@ -154,7 +155,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Generate realistic agent traffic with planted faults and known root causes: send it
     /// to an OTLP endpoint, or write OTLP files and a labels file.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(simulate::SimulateArgs),
     /// Per-step failure table of a running server, redrawn like `top` (or --once).
     Top(top::TopArgs),
     /// List a running server's analysed trajectories, newest first, with filters.
@@ -188,7 +189,7 @@ impl Command {
     }
 }
 
-/// Runs a command other than `serve` and `simulate`; returns the process exit code.
+/// Runs a command other than `serve`; returns the process exit code.
 pub async fn run_command(command: Command) -> u8 {
     let client = |name: &str, r: Result<(), client::ClientError>| match r {
         Ok(()) => 0,
@@ -211,7 +212,8 @@ pub async fn run_command(command: Command) -> u8 {
                 error.exit_code()
             }
         },
-        Command::Serve(_) | Command::Simulate(_) => {
+        Command::Simulate(args) => simulate::run(&args).await,
+        Command::Serve(_) => {
             eprintln!("faultline: this command is run by main");
             2
         }

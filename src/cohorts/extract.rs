@@ -8,6 +8,7 @@
 //! the root and the per-call counts on the LLM spans; either alone, or both, give the
 //! run total).
 
+use crate::conventions;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ const DENY_SUBSTRINGS: [&str; 20] = [
     "evaluation",
     "session",
     "conversation",
-    "user.id",
+    conventions::USER_ID,
     "user_id",
     "input",
     "output",

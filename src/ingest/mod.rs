@@ -12,8 +12,8 @@
 //! - Sizes are checked after decompression, on both transports, while the body streams
 //!   in: a compressed bomb never allocates more than the limit.
 //!
-//! Layout: [`decode`] (pure: bytes to wire types to model records, shared with
-//! `faultline analyze`), `json` (the OTLP/JSON reader behind [`decode::parse_traces_json`]),
+//! Layout: [`decode`] and [`cost`] (pure: bytes to wire types to model records, in the
+//! `faultline-otlp` crate, shared with `faultline analyze` and the simulator),
 //! [`grpc`] and [`http`] (the two servers), and here the types both servers share.
 //!
 //! Status mapping (`accept::Refusal`, mapped by one function per transport):
@@ -26,19 +26,21 @@
 //! appended to it (and fsynced, by the default policy) before it is handed to the
 //! pipeline and acknowledged.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::memory::Charge;
-use crate::model::{Interner, LogEvent, SpanRecord};
+use crate::model::Interner;
 
 mod accept;
-pub mod cost;
-pub mod decode;
 pub mod grpc;
 pub mod http;
-mod json;
+
+/// OTLP wire types to model records, and the cost of decoding them: the
+/// `faultline-otlp` crate, shared with `faultline analyze` and the simulator.
+pub use faultline_otlp::{cost, decode, RejectReason};
+
+/// Where ingest hands decoded records: the pipeline's entrance.
+pub use crate::pipeline::{Handoff, Overloaded};
 
 #[cfg(test)]
 mod tests;
@@ -49,33 +51,6 @@ pub use decode::{
 };
 pub use grpc::serve_grpc;
 pub use http::http_router;
-
-/// Where ingest hands decoded records (implemented by the pipeline; tests use a mock).
-///
-/// `held` is the request's charge to the memory budget: the pipeline keeps it until its
-/// shards have taken the records (and charged them as buffered), so that records
-/// waiting in the queues stay counted.
-pub trait Handoff: Send + Sync + 'static {
-    /// Hands spans over, waiting a bounded time for room. Err = overloaded (retryable).
-    fn spans(
-        &self,
-        spans: Vec<SpanRecord>,
-        held: Arc<Charge>,
-    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
-    /// Hands log events over, waiting a bounded time for room. Err = overloaded.
-    fn logs(
-        &self,
-        logs: Vec<LogEvent>,
-        held: Arc<Charge>,
-    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
-}
-
-/// The pipeline had no room; the client should retry after `retry_after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the pipeline is full, retry after {retry_after:?}")]
-pub struct Overloaded {
-    pub retry_after: Duration,
-}
 
 /// Counters ingest updates (implemented over prometheus-client by the metrics module).
 pub trait IngestObserver: Send + Sync + 'static {
@@ -98,66 +73,6 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
-        }
-    }
-}
-
-/// Why items were refused. A closed set: the values of the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Trace id empty, all zero, or not 16 bytes.
-    InvalidTraceId,
-    /// Span id empty, all zero, or not 8 bytes.
-    InvalidSpanId,
-    /// Parent span id present but all zero or not 8 bytes.
-    InvalidParentSpanId,
-    /// The body is not OTLP (garbage, truncated protobuf, bad JSON, nested too deep,
-    /// bad gzip).
-    Undecodable,
-    /// The body is over the size limit after decompression.
-    TooLarge,
-    /// HTTP `Content-Type` other than protobuf or JSON.
-    UnsupportedMediaType,
-    /// HTTP `Content-Encoding` other than gzip or identity.
-    UnsupportedEncoding,
-    /// HTTP method other than POST.
-    MethodNotAllowed,
-    /// The pipeline had no room (retryable).
-    Overloaded,
-    /// The body did not arrive within the request timeout.
-    Timeout,
-    /// The write-ahead log could not write the request (retryable).
-    WalError,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
-        RejectReason::InvalidTraceId,
-        RejectReason::InvalidSpanId,
-        RejectReason::InvalidParentSpanId,
-        RejectReason::Undecodable,
-        RejectReason::TooLarge,
-        RejectReason::UnsupportedMediaType,
-        RejectReason::UnsupportedEncoding,
-        RejectReason::MethodNotAllowed,
-        RejectReason::Overloaded,
-        RejectReason::Timeout,
-        RejectReason::WalError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::InvalidTraceId => "invalid_trace_id",
-            RejectReason::InvalidSpanId => "invalid_span_id",
-            RejectReason::InvalidParentSpanId => "invalid_parent_span_id",
-            RejectReason::Undecodable => "undecodable",
-            RejectReason::TooLarge => "too_large",
-            RejectReason::UnsupportedMediaType => "unsupported_media_type",
-            RejectReason::UnsupportedEncoding => "unsupported_encoding",
-            RejectReason::MethodNotAllowed => "method_not_allowed",
-            RejectReason::Overloaded => "overloaded",
-            RejectReason::Timeout => "timeout",
-            RejectReason::WalError => "wal_error",
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   retryable status. A batch is either queued whole or refused whole.
 //! - The core stages run on the shard threads, never on the async runtime.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
-use crate::assemble::{AssembleConfig, AssembleStats, Assembler};
+use crate::assemble::{linked_evaluations, AssembleConfig, AssembleStats, Assembler};
 use crate::memory::{held_bytes, Charge, Component, MemoryBudget};
 use crate::metrics::{KindLabels, SelfMetrics};
 use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
@@ -183,16 +184,8 @@ impl Pipeline {
     pub async fn submit_spans(&self, spans: Vec<SpanRecord>, held: Held) -> Result<(), Full> {
         let n = self.shards.len();
         let mut per: Vec<Vec<SpanRecord>> = (0..n).map(|_| Vec::new()).collect();
-        let mut linked: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
+        let linked = linked_evaluations(&spans);
         for span in spans {
-            for link in &span.links {
-                if link.trace_id != span.trace_id && is_evaluator(&span) {
-                    match linked.iter_mut().find(|(t, _)| *t == link.trace_id) {
-                        Some((_, v)) => v.push(span.clone()),
-                        None => linked.push((link.trace_id, vec![span.clone()])),
-                    }
-                }
-            }
             per[span.trace_id.shard(n)].push(span);
         }
         let mut msgs: Vec<(usize, ShardMsg)> = per
@@ -282,26 +275,57 @@ impl Pipeline {
     }
 }
 
-/// An evaluator span (OpenInference, traceAI): its links point at what it evaluated.
-pub(crate) fn is_evaluator(span: &SpanRecord) -> bool {
-    [
-        "openinference.span.kind",
-        "fi.span.kind",
-        "gen_ai.span.kind",
-    ]
-    .iter()
-    .any(|k| {
-        span.attributes
-            .get_str(k)
-            .is_some_and(|v| v.eq_ignore_ascii_case("EVALUATOR"))
-    })
+/// The pipeline's entrance: where the receivers and the write-ahead log's replay hand
+/// decoded records (implemented by [`Pipeline`]; tests use a mock).
+///
+/// `held` is the request's charge to the memory budget: the pipeline keeps it until its
+/// shards have taken the records (and charged them as buffered), so that records
+/// waiting in the queues stay counted.
+pub trait Handoff: Send + Sync + 'static {
+    /// Hands spans over, waiting a bounded time for room. Err = overloaded (retryable).
+    fn spans(
+        &self,
+        spans: Vec<SpanRecord>,
+        held: Arc<Charge>,
+    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
+    /// Hands log events over, waiting a bounded time for room. Err = overloaded.
+    fn logs(
+        &self,
+        logs: Vec<LogEvent>,
+        held: Arc<Charge>,
+    ) -> impl Future<Output = Result<(), Overloaded>> + Send;
+}
+
+/// The pipeline had no room; the client should retry after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is full, retry after {retry_after:?}")]
+pub struct Overloaded {
+    pub retry_after: Duration,
+}
+
+impl Handoff for Pipeline {
+    async fn spans(&self, spans: Vec<SpanRecord>, held: Arc<Charge>) -> Result<(), Overloaded> {
+        self.submit_spans(spans, Some(held))
+            .await
+            .map_err(|f| Overloaded {
+                retry_after: f.retry_after,
+            })
+    }
+
+    async fn logs(&self, logs: Vec<LogEvent>, held: Arc<Charge>) -> Result<(), Overloaded> {
+        self.submit_logs(logs, Some(held))
+            .await
+            .map_err(|f| Overloaded {
+                retry_after: f.retry_after,
+            })
+    }
 }
 
 /// A trace whose root is an evaluator span pointing at a span of another trace: the
 /// carrier of post-hoc feedback (OpenInference), analysed as part of its target.
 pub(crate) fn is_annotation_trace(t: &Trajectory) -> bool {
     t.root_span().is_some_and(|root| {
-        is_evaluator(root) && root.links.iter().any(|l| l.trace_id != root.trace_id)
+        root.is_evaluator() && root.links.iter().any(|l| l.trace_id != root.trace_id)
     })
 }
 

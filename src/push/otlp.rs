@@ -9,6 +9,7 @@
 //! first time, or whose value went down (removed from `/metrics` and created again),
 //! starts at the previous snapshot, so a consumer sees a reset rather than a decrease.
 
+use crate::conventions;
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -57,9 +58,9 @@ impl Identity {
         let version = env!("CARGO_PKG_VERSION");
         Identity {
             resource: vec![
-                kv("service.name", "faultline"),
-                kv("service.version", version),
-                kv("service.instance.id", &instance_id),
+                kv(conventions::SERVICE_NAME, "faultline"),
+                kv(conventions::SERVICE_VERSION, version),
+                kv(conventions::SERVICE_INSTANCE_ID, &instance_id),
             ],
             scope_name: "faultline".into(),
             scope_version: version.into(),

@@ -84,12 +84,19 @@ pub fn grpc_interceptor(
     }
 }
 
-async fn ingest_auth(State(guard): State<TokenGuard>, request: Request, next: Next) -> Response {
+/// The body of a refused OTLP/HTTP request, in the encoding the request asked for
+/// (ingest knows OTLP's status shapes; this module does not).
+pub type RefusalBody = fn(&HeaderMap, &str) -> Response;
+
+async fn ingest_auth(
+    State((guard, refusal)): State<(TokenGuard, RefusalBody)>,
+    request: Request,
+    next: Next,
+) -> Response {
     match guard.check_headers(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(reason) => {
-            let mut response =
-                crate::ingest::http::unauthenticated_response(request.headers(), reason.message());
+            let mut response = refusal(request.headers(), reason.message());
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, challenge(reason));
@@ -181,11 +188,20 @@ async fn cors(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Re
     response
 }
 
-/// The OTLP/HTTP router with its token check and CORS.
-pub fn otlp_http(router: Router, guard: Option<TokenGuard>, origins: OriginPatterns) -> Router {
+/// The OTLP/HTTP router with its token check and CORS; a refused token gets a 401 with
+/// the body `refusal` makes.
+pub fn otlp_http(
+    router: Router,
+    guard: Option<TokenGuard>,
+    origins: OriginPatterns,
+    refusal: RefusalBody,
+) -> Router {
     let authorization = guard.is_some();
     let router = match guard {
-        Some(guard) => router.layer(axum::middleware::from_fn_with_state(guard, ingest_auth)),
+        Some(guard) => router.layer(axum::middleware::from_fn_with_state(
+            (guard, refusal),
+            ingest_auth,
+        )),
         None => router,
     };
     if origins.is_empty() {

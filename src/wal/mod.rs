@@ -304,14 +304,7 @@ pub fn span_traces(spans: &[SpanRecord]) -> Vec<TraceId> {
             ids.push(span.trace_id);
             last = Some(span.trace_id);
         }
-        if !span.links.is_empty() && crate::pipeline::is_evaluator(span) {
-            ids.extend(
-                span.links
-                    .iter()
-                    .filter(|l| l.trace_id != span.trace_id)
-                    .map(|l| l.trace_id),
-            );
-        }
+        ids.extend(span.evaluation_targets());
     }
     ids.sort_unstable();
     ids.dedup();

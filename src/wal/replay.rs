@@ -13,9 +13,9 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ingest::{self, Handoff};
 use crate::memory::{Component, MemoryBudget};
 use crate::model::{Interner, TraceId};
+use crate::pipeline::Handoff;
 use crate::store::Store;
 use crate::wal::segment::{self, Format, Record, Signal};
 use crate::wal::{log_traces, span_traces, Found, Wal, WalMetrics};
@@ -225,13 +225,13 @@ impl Wal {
         match signal {
             Signal::Traces => {
                 let req = if json {
-                    ingest::parse_traces_json(&body)
+                    faultline_otlp::parse_traces_json(&body)
                 } else {
-                    ingest::parse_traces_proto(&body)
+                    faultline_otlp::parse_traces_proto(&body)
                 }
                 .map_err(|e| e.to_string())?;
                 drop(body);
-                let mut spans = ingest::decode_traces(req, interner).items;
+                let mut spans = faultline_otlp::decode_traces(req, interner).items;
                 seen.check(spans.iter().map(|s| s.trace_id)).await;
                 spans.retain(|s| !seen.done.contains(&s.trace_id));
                 if spans.is_empty() {
@@ -247,13 +247,13 @@ impl Wal {
             }
             Signal::Logs => {
                 let req = if json {
-                    ingest::parse_logs_json(&body)
+                    faultline_otlp::parse_logs_json(&body)
                 } else {
-                    ingest::parse_logs_proto(&body)
+                    faultline_otlp::parse_logs_proto(&body)
                 }
                 .map_err(|e| e.to_string())?;
                 drop(body);
-                let mut logs = ingest::decode_logs(req, interner).items;
+                let mut logs = faultline_otlp::decode_logs(req, interner).items;
                 seen.check(logs.iter().filter_map(|l| l.trace_id)).await;
                 logs.retain(|l| !l.trace_id.is_some_and(|t| seen.done.contains(&t)));
                 if logs.is_empty() {

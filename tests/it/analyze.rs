@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use faultline::simulate::{read_length_prefixed, SimulateArgs};
+use faultline::simulate::{read_length_prefixed, SimulateOptions};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -15,7 +15,7 @@ use crate::support::{get_json, now_nanos, start_server_with};
 
 /// Writes `runs` simulated runs with the library, as `faultline simulate --out` does.
 async fn simulate(dir: &Path, runs: u64, seed: u64) {
-    let args = SimulateArgs {
+    let args = SimulateOptions {
         seed,
         runs: Some(runs),
         out: Some(dir.to_path_buf()),

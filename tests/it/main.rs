@@ -11,6 +11,7 @@ mod collector;
 mod config;
 mod frameworks;
 mod instrumentations;
+mod layers;
 mod limits;
 mod memory;
 mod metrics_push;

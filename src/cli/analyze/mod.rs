@@ -45,10 +45,11 @@ use serde_json::{json, Value};
 use crate::aggregate::{Aggregator, Breakdown, BreakdownQuery, Window};
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::api::breakdown::BreakdownDto;
+use crate::assemble::linked_evaluations;
 use crate::assemble::{AssembleConfig, AssembleStats, Assembler};
 use crate::config::{ConfigError, FileConfig, Overrides, Settings};
-use crate::model::{Analysis, Interner, Outcome, SpanRecord, TraceId, Trajectory};
-use crate::pipeline::{is_annotation_trace, is_evaluator};
+use crate::model::{Analysis, Interner, Outcome, Trajectory};
+use crate::pipeline::is_annotation_trace;
 
 use super::format::{self, Align, Table};
 use input::{FileSummary, InputError, Records};
@@ -304,17 +305,7 @@ impl<'a> Offline<'a> {
             Records::Spans(spans) => {
                 // Evaluator spans linking to another trace also go to that trace, as
                 // the pipeline routes them.
-                let mut linked: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
-                for span in &spans {
-                    for link in &span.links {
-                        if link.trace_id != span.trace_id && is_evaluator(span) {
-                            match linked.iter_mut().find(|(t, _)| *t == link.trace_id) {
-                                Some((_, v)) => v.push(span.clone()),
-                                None => linked.push((link.trace_id, vec![span.clone()])),
-                            }
-                        }
-                    }
-                }
+                let linked = linked_evaluations(&spans);
                 self.assembler.push_spans(spans, self.now, &mut self.out);
                 for (target, spans) in linked {
                     self.assembler
