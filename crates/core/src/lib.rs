@@ -18,8 +18,8 @@
 //! - [`attribute`]: the outcome of the run and the step to blame.
 //! - [`analyze`]: chains classify, detect and attribute.
 //!
-//! With the `test-support` feature: [`test_support`] (span and trajectory builders) and
-//! [`golden`] (expectation files and the stable rendering of an analysis), for the tests
+//! With the `test-support` feature: `test_support` (span and trajectory builders) and
+//! `golden` (expectation files and the stable rendering of an analysis), for the tests
 //! of this crate and the crates above it.
 
 pub mod analyze;

@@ -1,15 +1,17 @@
-//! Simulate: LLM-agent traffic with planted faults and known root causes.
+//! faultline-sim: LLM-agent traffic with planted faults and known root causes.
 //!
-//! The simulator is a *client* of faultline. It builds OTLP wire types directly (the one
-//! module besides ingest allowed to) and serves three purposes:
+//! The simulator is a *client* of faultline: it builds OTLP wire types directly and
+//! sends them over OTLP (or writes them to files), and it knows `faultline-core` and
+//! `faultline-otlp` only to assemble what it sent as the pipeline would. It serves three
+//! purposes:
 //! - ground truth for the accuracy test of root-cause attribution: every run comes with a
 //!   [`Label`] naming the planted fault, the outcome and the step to blame;
 //! - load for the throughput benchmark: [`Simulator::next_batch`] pre-builds requests of
 //!   about 350 spans, about 900 bytes per span on the wire;
 //! - data for the demo (`faultline simulate --out DIR` or `--target URL`).
 //!
-//! A run is built in two stages: [`templates`] builds a convention-free plan (steps,
-//! timing, payloads, the fault and its propagation, evaluator results), then [`render`]
+//! A run is built in two stages: `templates` builds a convention-free plan (steps,
+//! timing, payloads, the fault and its propagation, evaluator results), then `render`
 //! writes it in one convention (OpenInference, traceAI, OpenLLMetry, OTel GenAI, or the
 //! explicit `agent.trajectory.step` attribute). Fault rates are a function of event time
 //! and cohort only ([`Scenario`]). All randomness comes from one seeded RNG: the same
