@@ -530,7 +530,7 @@ fn main() {
             analyses.iter().cloned().map(Arc::new).collect();
         let t = Instant::now();
         for a in &shared {
-            faultline::pipeline::Sink::finalize(&cohorts, a.clone());
+            faultline::pipeline::Sink::finalize(&cohorts, &a.clone().into());
         }
         let cohorts_us = t.elapsed().as_secs_f64() * 1e6 / n;
         let spans_per_traj = analyses

@@ -304,7 +304,7 @@ fn writer_bench(runs: u64, success_sample: f64) {
                         sink.publish((*a).clone());
                     }
                     if let Some(a) = i.checked_sub(1000).and_then(|j| mine.get(j)) {
-                        sink.finalize((*a).clone());
+                        sink.finalize(&(*a).clone().into());
                     }
                 }
             })
@@ -390,7 +390,7 @@ fn main() {
             let end = minute * MINUTE_NS + (k * 997_000_000) % MINUTE_NS;
             let a = run(n, end, fault_of(n));
             live.record(&a, now);
-            let doc = faultline::api::dto::TrajectoryDto::from_analysis(&a, true);
+            let doc = faultline::store::document::Document::from_analysis(&a);
             let json = serde_json::to_vec(&doc).expect("json");
             batch.push(record::record(&a, &dims, &json).expect("record"));
             if batch.len() == 50_000 {

@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::ingest::{self, Ingest, IngestLimits, IngestObserver};
 use crate::metrics::SelfMetrics;
 use crate::model::Interner;
-use crate::pipeline::{Pipeline, PipelineConfig, Sink, Workers};
+use crate::pipeline::{Pipeline, PipelineConfig, Workers};
 use crate::reasons::{ReasonConfig, ReasonIndex, ReasonStats, ReasonStatsConfig, SharedClusterer};
 use crate::store::Recent;
 
@@ -259,29 +259,30 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         reason_stats.clone(),
         crate::reasons::system_clock,
     ));
-    // Cohort discovery reads the blamed finding's pattern from the reason sink, which
-    // must come before it in the sink list.
+    // Cohort discovery reads the blamed finding's pattern from the discovery stage's
+    // output, which comes with every finalized analysis.
     let cohorts = Arc::new(crate::cohorts::CohortIndex::new(
         crate::cohorts::CohortConfig {
             dimensions: settings.aggregate.dimensions.clone(),
             ..crate::cohorts::CohortConfig::default()
         },
     ));
-    reasons.set_observer(crate::cohorts::root_pattern_observer());
     cohorts.spawn_miner().map_err(ServerError::Threads)?;
-    let mut sinks: Vec<Arc<dyn Sink>> = vec![recent.clone()];
+    // The aggregator is a count stage: the store writes its per-minute counts, which
+    // must include every trace the store is told is final.
+    let mut stages = crate::pipeline::Stages::default();
+    stages.sinks.push(recent.clone());
     if settings.aggregation {
-        sinks.push(aggregator.clone());
+        stages.count.push(aggregator.clone());
     }
     if settings.discovery {
-        sinks.push(reasons);
-        sinks.push(cohorts.clone());
+        stages.discovery = Some(reasons);
+        stages.sinks.push(cohorts.clone());
     }
     if let Some((w, _)) = &wal {
-        sinks.push(Arc::new(crate::wal::WalSink(w.clone())));
+        stages.sinks.push(Arc::new(crate::wal::WalSink(w.clone())));
     }
-    // The store sink comes after the aggregator: its counts include the trace.
-    sinks.push(Arc::new(store_sink));
+    stages.sinks.push(Arc::new(store_sink));
     let (pipeline, workers) = Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
@@ -300,7 +301,7 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             max_pending_final: settings.max_buffered_spans / 4,
             memory: Some(budget.clone()),
         },
-        sinks,
+        stages,
         metrics.clone(),
     )
     .map_err(ServerError::Threads)?;

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus_client::registry::Registry;
 
 use crate::model::{Analysis, FindingKind, Outcome, StepKind};
-use crate::pipeline::Sink;
+use crate::pipeline::{Finalized, Sink};
 
 use buckets::{DimKey, KindId, Ring, StepId, ALL_OTHER};
 use cohort::{Cohort, ValueId, OTHER_LABEL, UNSET};
@@ -270,12 +270,12 @@ impl Sink for Aggregator {
         }
     }
 
-    fn finalize(&self, analysis: Arc<Analysis>) {
+    fn finalize(&self, analysis: &Finalized) {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&analysis.trajectory.trace_id);
-        self.record(&analysis, self.now());
+        self.record(analysis, self.now());
     }
 }
 

@@ -657,7 +657,7 @@ fn the_same_analyses_in_any_order_or_interleaving_give_identical_breakdowns() {
             std::thread::spawn(move || {
                 for a in shared.iter().skip(k).step_by(4) {
                     agg.publish(a.clone()); // counts nothing
-                    agg.finalize(a.clone());
+                    agg.finalize(&a.clone().into());
                 }
             })
         })

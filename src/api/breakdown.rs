@@ -301,13 +301,13 @@ mod tests {
         let body = get(router.clone()).await;
         assert_eq!(body["pending_trajectories"], 2);
         assert_eq!(body["totals"]["trajectories"], 0);
-        agg.finalize(release(1, 1));
+        agg.finalize(&release(1, 1).into());
         // A revision of a run already finalized does not make it pending again.
         agg.publish(release(1, 2));
         let body = get(router.clone()).await;
         assert_eq!(body["pending_trajectories"], 1);
         assert_eq!(body["totals"]["trajectories"], 1);
-        agg.finalize(release(2, 0));
+        agg.finalize(&release(2, 0).into());
         let body = get(router).await;
         assert_eq!(body["pending_trajectories"], 0);
         assert_eq!(body["totals"]["trajectories"], 2);

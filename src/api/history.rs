@@ -233,17 +233,6 @@ fn parse_trace_id(trace_id: &str) -> Result<TraceId, ApiError> {
     })
 }
 
-/// Removes `attributes` from every step of a trajectory document.
-fn strip_attributes(doc: &mut Value) {
-    if let Some(steps) = doc.get_mut("steps").and_then(Value::as_array_mut) {
-        for step in steps {
-            if let Some(o) = step.as_object_mut() {
-                o.remove("attributes");
-            }
-        }
-    }
-}
-
 pub async fn get_trajectory(
     State(state): State<Arc<ApiState>>,
     Path(trace_id): Path<String>,
@@ -278,12 +267,11 @@ pub async fn get_trajectory(
     let Some(stored) = stored else {
         return Err(ApiError::NotFound(format!("no trajectory {}", id.to_hex())));
     };
-    let mut doc: Value = serde_json::from_slice(&stored.document)
+    let doc = crate::store::document::parse(&stored.document)
         .map_err(|e| store_error(StoreError::Data(e.to_string())))?;
-    if !with_attributes {
-        strip_attributes(&mut doc);
-    }
-    Ok(Json(doc))
+    serde_json::to_value(dto::TrajectoryDto::from_document(doc, with_attributes))
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable(format!("cannot encode the trajectory: {e}")))
 }
 
 pub async fn get_session(

@@ -15,11 +15,10 @@
 //!   `mine_every`), on-demand runs, the two-consecutive-runs rule, and the cached
 //!   results the API reads.
 //!
-//! Reason patterns: the blamed finding's pattern id comes from the reason clusterer
-//! without assigning twice. [`root_pattern_observer`] is installed on the
-//! `reasons::ReasonIndex`; it leaves the blamed finding's pattern in a thread-local
-//! slot, which [`CohortIndex::finalize`] reads for the same trace on the same shard
-//! thread. The reason sink must therefore come before this sink in the sink list.
+//! Reason patterns: the blamed finding's pattern id comes from the pipeline's discovery
+//! stage (the reason clusterer, run once per trace before any sink), with the analysis
+//! given to [`Sink::finalize`] ([`Finalized::root_pattern`]): nothing is assigned twice
+//! and nothing depends on the order of the sinks.
 
 pub mod compare;
 pub mod extract;
@@ -30,15 +29,13 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::aggregate::Dimension;
-use crate::model::{Analysis, TraceId};
-use crate::pipeline::Sink;
-use crate::reasons::PatternId;
+use crate::model::Analysis;
+use crate::pipeline::{Finalized, Sink};
 
 pub use compare::{compare, Comparison, Filter, FilterError};
 pub use mine::{mine, Clause, ClauseValue, Discovered, MineConfig, MineReport, Op, Snapshot};
@@ -127,26 +124,6 @@ pub struct CohortIndex {
     wake: Condvar,
     /// Serialises runs so two callers never mine at once.
     running: Mutex<()>,
-}
-
-thread_local! {
-    static ROOT_PATTERN: Cell<Option<(TraceId, u64)>> = const { Cell::new(None) };
-}
-
-/// The observer to install on the reason sink: remembers the blamed finding's pattern
-/// for [`CohortIndex::finalize`] on the same thread.
-pub fn root_pattern_observer() -> impl Fn(&Analysis, &[(usize, PatternId)]) + Send + Sync {
-    |analysis: &Analysis, assigned: &[(usize, PatternId)]| {
-        let root = analysis.root_cause.as_ref().and_then(|rc| {
-            assigned.iter().find(|(i, _)| {
-                analysis
-                    .findings
-                    .get(*i)
-                    .is_some_and(|f| f.span == rc.span && f.kind == rc.kind)
-            })
-        });
-        ROOT_PATTERN.with(|c| c.set(root.map(|(_, p)| (analysis.trajectory.trace_id, p.0))));
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -367,11 +344,7 @@ impl CohortIndex {
 impl Sink for CohortIndex {
     fn publish(&self, _analysis: Arc<Analysis>) {}
 
-    fn finalize(&self, analysis: Arc<Analysis>) {
-        let id = analysis.trajectory.trace_id;
-        let pattern = ROOT_PATTERN
-            .with(|c| c.take())
-            .and_then(|(t, p)| (t == id).then_some(p));
-        self.record(&analysis, pattern);
+    fn finalize(&self, analysis: &Finalized) {
+        self.record(analysis, analysis.root_pattern().map(|p| p.0));
     }
 }

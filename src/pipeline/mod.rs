@@ -2,8 +2,9 @@
 //! assembles its traces and runs the analysis core on every released trajectory.
 //!
 //! ```text
-//! ingest ──submit──► [bounded queue] ──► shard thread: Assembler → analyze() ──► sinks
-//!                    (one per shard)      (one per shard, owns its traces)     (store, ...)
+//! ingest ──submit──► [bounded queue] ──► shard thread: Assembler → analyze() ──► stages
+//!                    (one per shard)      (one per shard, owns its traces)     (discovery,
+//!                                                                               count, sinks)
 //! ```
 //!
 //! Invariants:
@@ -13,6 +14,9 @@
 //!   `submit_wait` for room and then refuses with [`Full`], which ingest turns into a
 //!   retryable status. A batch is either queued whole or refused whole.
 //! - The core stages run on the shard threads, never on the async runtime.
+//! - What runs after analysis is declared in [`Stages`] (see [`stages`]): discovery
+//!   outputs travel with the analysis ([`Finalized`]), and the only ordering between
+//!   sinks (counts before the store that writes them) is a stage, not a list position.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +32,10 @@ use crate::memory::{held_bytes, Charge, Component, MemoryBudget};
 use crate::metrics::{KindLabels, SelfMetrics};
 use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
 
+pub mod stages;
+
+pub use stages::{Finalized, Stages};
+
 /// Where analyses go. Called on shard threads: implementations must be quick and must
 /// not block on IO (hand off to their own thread if they write).
 pub trait Sink: Send + Sync + 'static {
@@ -36,9 +44,10 @@ pub trait Sink: Send + Sync + 'static {
     fn publish(&self, analysis: Arc<Analysis>);
 
     /// Once per trace, when its grace period for late data has ended: the final
-    /// analysis. Counts (metrics, aggregates) are taken here, so that a trajectory is
-    /// counted exactly once even when late data revised it.
-    fn finalize(&self, analysis: Arc<Analysis>) {
+    /// analysis, with what the discovery stage found for it. Counts (metrics,
+    /// aggregates) are taken here, so that a trajectory is counted exactly once even
+    /// when late data revised it.
+    fn finalize(&self, analysis: &Finalized) {
         let _ = analysis;
     }
 
@@ -126,12 +135,12 @@ pub struct Workers {
 impl Pipeline {
     pub fn start(
         config: PipelineConfig,
-        sinks: Vec<Arc<dyn Sink>>,
+        stages: impl Into<Stages>,
         metrics: Arc<SelfMetrics>,
     ) -> std::io::Result<(Pipeline, Workers)> {
         let n = config.shards.max(1);
         let queued = Arc::new(AtomicUsize::new(0));
-        let sinks: Arc<[Arc<dyn Sink>]> = sinks.into();
+        let stages: Arc<Stages> = Arc::new(stages.into());
         let mut senders = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         let mut assemble = config.assemble.clone();
@@ -145,7 +154,7 @@ impl Pipeline {
                 rx,
                 assembler: Assembler::new(assemble.clone()),
                 analyze: config.analyze.clone(),
-                sinks: sinks.clone(),
+                stages: stages.clone(),
                 metrics: metrics.clone(),
                 queued: queued.clone(),
                 tick: config.tick,
@@ -349,7 +358,7 @@ struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
     assembler: Assembler,
     analyze: Arc<AnalyzeConfig>,
-    sinks: Arc<[Arc<dyn Sink>]>,
+    stages: Arc<Stages>,
     metrics: Arc<SelfMetrics>,
     queued: Arc<AtomicUsize>,
     tick: Duration,
@@ -530,16 +539,12 @@ impl Shard {
                 // Post-hoc evaluations of another trace (sent to that trace's shard as
                 // linked spans): not an agent run of its own.
                 self.metrics.annotation_traces.inc();
-                for sink in self.sinks.iter() {
-                    sink.not_a_trajectory(trajectory.trace_id);
-                }
+                self.stages.not_a_trajectory(trajectory.trace_id);
                 continue;
             }
             let analysis = Arc::new(analyze(trajectory, &self.analyze));
             self.metrics.trajectories_analysed.inc();
-            for sink in self.sinks.iter() {
-                sink.publish(analysis.clone());
-            }
+            self.stages.publish(&analysis);
             self.pending.released(analysis, now, &mut due);
         }
         self.pending.due(now, &mut due);
@@ -557,9 +562,7 @@ impl Shard {
                     })
                     .inc();
             }
-            for sink in self.sinks.iter() {
-                sink.finalize(analysis.clone());
-            }
+            self.stages.finalize(analysis);
         }
     }
 

@@ -65,8 +65,12 @@ impl Sink for Recorder {
         }
     }
 
-    fn finalize(&self, analysis: Arc<Analysis>) {
-        self.seen.lock().expect("seen").finalized.push(analysis);
+    fn finalize(&self, analysis: &Finalized) {
+        self.seen
+            .lock()
+            .expect("seen")
+            .finalized
+            .push(analysis.analysis.clone());
     }
 }
 
@@ -464,4 +468,226 @@ async fn a_run_finalized_early_over_the_pending_bound_is_not_counted_again_when_
     // Counted once, with the verdict it had when it was counted.
     assert_eq!(finals[&trace_id(1).to_hex()], [Outcome::Success]);
     assert_eq!(finals[&trace_id(2).to_hex()], [Outcome::Success]);
+}
+
+// ---- stages: sink order carries no meaning -------------------------------------------
+
+/// A sink that records, at finalize, the blamed finding's reason template it is given
+/// and whether the count stage (the aggregator) had already counted the trace.
+struct Probe {
+    aggregator: Arc<crate::aggregate::Aggregator>,
+    clusterer: Arc<crate::reasons::SharedClusterer>,
+    seen: Mutex<Vec<(TraceId, Outcome, Option<String>)>>,
+    counted_before: Mutex<bool>,
+}
+
+impl Sink for Probe {
+    fn publish(&self, _analysis: Arc<Analysis>) {}
+
+    fn finalize(&self, analysis: &Finalized) {
+        let template = analysis
+            .root_pattern()
+            .and_then(|p| self.clusterer.pattern(p))
+            .map(|p| p.template);
+        let mut seen = self.seen.lock().expect("seen");
+        seen.push((analysis.trajectory.trace_id, analysis.outcome, template));
+        // Every trace this sink was given, this one included, was counted before.
+        if self.aggregator.stats().recorded < seen.len() as u64 {
+            *self.counted_before.lock().expect("flag") = false;
+        }
+    }
+}
+
+/// What one pipeline run with all the real stages produced.
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    /// (trace, outcome, blamed reason template) as the sinks were given them, sorted.
+    finalized: Vec<(TraceId, Outcome, Option<String>)>,
+    /// (trace, blamed reason template) of every cohort window row, sorted.
+    cohort_rows: Vec<(TraceId, Option<String>)>,
+    /// Trajectories counted by the aggregator.
+    counted: u64,
+    /// The store's per-minute counts after shutdown, and the aggregator's.
+    stored_counts: Vec<crate::aggregate::MinuteCounts>,
+    aggregated_counts: Vec<crate::aggregate::MinuteCounts>,
+    reason_patterns: usize,
+}
+
+/// Runs `runs` through a pipeline whose sinks are given in `order` (indices into
+/// [in-memory view, cohort window, store, probe]).
+async fn run_with_sink_order(order: [usize; 4], runs: &[Vec<SpanRecord>]) -> (Outputs, bool) {
+    use crate::aggregate::{AggregateConfig, Aggregator};
+    use crate::cohorts::{CohortConfig, CohortIndex, WindowSpec};
+    use crate::reasons::{ReasonConfig, ReasonIndex, ReasonStats, ReasonStatsConfig};
+    use crate::store::{Recent, SqliteStore, Store, StoreConfig, StoreMetrics, StoreWriter};
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    let aggregator = Arc::new(Aggregator::new(
+        AggregateConfig::default_config(),
+        &mut registry,
+        crate::aggregate::system_clock(),
+    ));
+    let clusterer = Arc::new(
+        crate::reasons::SharedClusterer::new(ReasonConfig::default(), 2).expect("clusterer"),
+    );
+    let reasons = Arc::new(ReasonIndex::new(
+        clusterer.clone(),
+        Arc::new(Mutex::new(ReasonStats::new(ReasonStatsConfig::default()))),
+        crate::reasons::system_clock,
+    ));
+    let cohorts = Arc::new(CohortIndex::new(CohortConfig::default()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), StoreConfig::default()).expect("store"));
+    let (writer, store_sink) = StoreWriter::start(
+        store.clone(),
+        Some(aggregator.clone()),
+        StoreConfig::default(),
+        AggregateConfig::default_config().dimensions,
+        Arc::new(StoreMetrics::register(&mut registry)),
+        None,
+    )
+    .expect("store writer");
+    let probe = Arc::new(Probe {
+        aggregator: aggregator.clone(),
+        clusterer: clusterer.clone(),
+        seen: Mutex::new(Vec::new()),
+        counted_before: Mutex::new(true),
+    });
+    let all: [Arc<dyn Sink>; 4] = [
+        Arc::new(Recent::new(1000)),
+        cohorts.clone(),
+        Arc::new(store_sink),
+        probe.clone(),
+    ];
+    let stages = Stages {
+        discovery: Some(reasons),
+        count: vec![aggregator.clone()],
+        sinks: order.iter().map(|&i| all[i].clone()).collect(),
+    };
+    let (pipeline, workers) = Pipeline::start(
+        PipelineConfig {
+            shards: 2,
+            max_queued_spans: 100_000,
+            submit_wait: Duration::from_secs(5),
+            tick: Duration::from_millis(10),
+            assemble: AssembleConfig {
+                idle_timeout: Duration::from_millis(30),
+                max_trace_age: Duration::from_secs(600),
+                late_grace: Duration::from_millis(20),
+                max_buffered_spans: 100_000,
+                max_spans_per_trace: 10_000,
+                max_trace_depth: 64,
+            },
+            analyze: Arc::new(AnalyzeConfig::default()),
+            max_pending_final: 1000,
+            memory: None,
+        },
+        stages,
+        metrics,
+    )
+    .expect("shard threads start");
+    for run in runs {
+        pipeline
+            .submit_spans(run.clone(), None)
+            .await
+            .expect("queued");
+    }
+    until("every run finalized", || {
+        probe.seen.lock().expect("seen").len() >= runs.len()
+    })
+    .await;
+    shutdown(workers).await;
+    tokio::task::spawn_blocking(move || writer.shutdown())
+        .await
+        .expect("store writer stops");
+
+    let mut finalized = probe.seen.lock().expect("seen").clone();
+    finalized.sort_by_key(|(t, _, _)| *t);
+    let snap = cohorts.snapshot(WindowSpec::Ring);
+    let mut cohort_rows: Vec<(TraceId, Option<String>)> = (0..snap.n)
+        .map(|r| {
+            let pattern = snap
+                .pattern_ids
+                .get(snap.root_pattern[r] as usize)
+                .copied()
+                .flatten()
+                .and_then(|id| clusterer.pattern(crate::reasons::PatternId(id)))
+                .map(|p| p.template);
+            (snap.trace_ids[r].expect("rows carry their trace"), pattern)
+        })
+        .collect();
+    cohort_rows.sort();
+    let stored_counts = store.counts().expect("stored counts");
+    let aggregated_counts = stored_counts
+        .iter()
+        .filter_map(|m| aggregator.export_minute(m.minute))
+        .collect();
+    let counted_before = *probe.counted_before.lock().expect("flag");
+    (
+        Outputs {
+            finalized,
+            cohort_rows,
+            counted: aggregator.stats().recorded,
+            stored_counts,
+            aggregated_counts,
+            reason_patterns: clusterer.live(),
+        },
+        counted_before,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_in_any_order_give_the_same_results() {
+    let reasons = [
+        "connection refused by vector-db-1",
+        "connection refused by vector-db-2",
+        "rate limit exceeded for model gpt-4o",
+    ];
+    let runs: Vec<Vec<SpanRecord>> = (1..=24u64)
+        .map(|t| {
+            let mut spans = run_of(t, 3);
+            if t % 3 != 0 {
+                let reason = reasons[(t % 3) as usize];
+                spans[2] = span(t, 3, 1)
+                    .name("answer")
+                    .times(3, 100)
+                    .error(reason)
+                    .build();
+            }
+            spans
+        })
+        .collect();
+    let (forward, counted_forward) = run_with_sink_order([0, 1, 2, 3], &runs).await;
+    let (reversed, counted_reversed) = run_with_sink_order([3, 2, 1, 0], &runs).await;
+    assert!(
+        counted_forward && counted_reversed,
+        "the count stage ran first"
+    );
+    assert_eq!(forward.counted, 24);
+    assert_eq!(forward.finalized.len(), 24);
+    assert_eq!(forward.cohort_rows.len(), 24);
+    // Failed runs carry their blamed reason's pattern to the sinks and the cohort rows.
+    let failed = forward
+        .finalized
+        .iter()
+        .filter(|(_, o, _)| *o == Outcome::Failed)
+        .count();
+    assert_eq!(failed, 16);
+    assert!(forward
+        .finalized
+        .iter()
+        .all(|(_, o, p)| (*o == Outcome::Failed) == p.is_some()));
+    assert_eq!(
+        forward
+            .cohort_rows
+            .iter()
+            .filter(|(_, p)| p.is_some())
+            .count(),
+        16
+    );
+    assert!(!forward.stored_counts.is_empty());
+    assert_eq!(forward.stored_counts, forward.aggregated_counts);
+    assert_eq!(forward, reversed);
 }

@@ -11,8 +11,9 @@
 //!   so clusters never cross keys or shards; ids carry their shard, so they stay unique.
 //! - [`ReasonStats`]: per pattern, counts per minute over a horizon, example trace ids,
 //!   steps and the share of root causes; [`ReasonStats::top`] ranks patterns in a window.
-//! - [`ReasonIndex`]: the pipeline sink that assigns and counts every original finding
-//!   of a finalized analysis.
+//! - [`ReasonIndex`]: assigns and counts every original finding of a finalized
+//!   analysis; the pipeline's discovery stage, whose patterns travel with the analysis
+//!   to every sink (`pipeline::Finalized`).
 //! - [`ga`]: grouping accuracy, the log-parsing metric the benchmark reports.
 //!
 //! Invariants: clusters never cross keys; an id once returned is never reused for a

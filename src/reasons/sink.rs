@@ -1,16 +1,13 @@
 //! The pipeline's side of reason clustering: every original finding of a finalized
-//! analysis is assigned to a pattern and counted.
+//! analysis is assigned to a pattern and counted. The pipeline runs it as its discovery
+//! stage (`pipeline::stages`), before any sink sees the analysis, and hands the
+//! assigned patterns to every sink with the analysis.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::model::Analysis;
-use crate::pipeline::Sink;
 
 use super::{PatternId, ReasonStats, SharedClusterer};
-
-/// Told, for each recorded analysis, the pattern of every assigned finding (index into
-/// `Analysis::findings`). Called on the shard thread, before `record` returns.
-pub type AssignObserver = dyn Fn(&Analysis, &[(usize, PatternId)]) + Send + Sync;
 
 /// Clusters and counts reasons; the API reads the same clusterer and stats.
 pub struct ReasonIndex {
@@ -19,7 +16,6 @@ pub struct ReasonIndex {
     /// Wall clock in unix nanoseconds: event times beyond it plus a tolerance are
     /// clamped, so one span stamped in the year 2100 cannot move the window.
     clock: fn() -> u64,
-    observer: OnceLock<Box<AssignObserver>>,
 }
 
 /// How far ahead of the wall clock an event time may be.
@@ -35,7 +31,6 @@ impl ReasonIndex {
             clusterer,
             stats,
             clock,
-            observer: OnceLock::new(),
         }
     }
 
@@ -48,21 +43,22 @@ impl ReasonIndex {
         }
     }
 
-    /// Installs the observer (once; later calls return false).
-    pub fn set_observer(
-        &self,
-        observer: impl Fn(&Analysis, &[(usize, PatternId)]) + Send + Sync + 'static,
-    ) -> bool {
-        self.observer.set(Box::new(observer)).is_ok()
-    }
-
-    pub fn record(&self, analysis: &Analysis) {
+    /// Assigns every original (not propagated) finding of a finalized analysis to a
+    /// pattern and counts it; returns (index into `analysis.findings`, pattern), in
+    /// finding order.
+    pub fn record(&self, analysis: &Analysis) -> Vec<(usize, PatternId)> {
         let t = &analysis.trajectory;
         let end = t
             .end_unix_nano()
             .min((self.clock)().saturating_add(FUTURE_TOLERANCE_NANOS));
         let mut assigned = Vec::new();
-        for f in analysis.findings.iter().filter(|f| !f.propagated) {
+        let mut ids = Vec::new();
+        for (i, f) in analysis
+            .findings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.propagated)
+        {
             let key = ReasonIndex::key(f.step.as_str(), f.kind.as_str(), f.subject.as_deref());
             let id = self.clusterer.assign(&key, &f.reason);
             let is_root = analysis
@@ -70,33 +66,16 @@ impl ReasonIndex {
                 .as_ref()
                 .is_some_and(|rc| rc.span == f.span && rc.kind == f.kind);
             assigned.push((id, f, is_root));
-        }
-        if let Some(observer) = self.observer.get() {
-            let ids: Vec<(usize, PatternId)> = analysis
-                .findings
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| !f.propagated)
-                .zip(&assigned)
-                .map(|((i, _), (id, _, _))| (i, *id))
-                .collect();
-            observer(analysis, &ids);
+            ids.push((i, id));
         }
         if assigned.is_empty() {
-            return;
+            return ids;
         }
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         for (id, f, is_root) in assigned {
             stats.record(id, end, t.trace_id, &f.step, is_root);
         }
-    }
-}
-
-impl Sink for ReasonIndex {
-    fn publish(&self, _analysis: Arc<Analysis>) {}
-
-    fn finalize(&self, analysis: Arc<Analysis>) {
-        self.record(&analysis);
+        ids
     }
 }
 

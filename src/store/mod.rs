@@ -16,6 +16,7 @@
 //! this file for the schema, crash behaviour and retention.
 
 pub mod config;
+pub mod document;
 pub mod record;
 pub mod sqlite;
 pub mod writer;

@@ -1,7 +1,8 @@
 //! What the store keeps of one analysis: the indexed columns of a summary, the filter
 //! tags, the text searched by `q`, the run's cohort values, and the full trajectory
-//! document (the API's `TrajectoryDto` with attributes, as compressed JSON), from which
-//! the API answers exactly as it does from memory.
+//! document (the store's own versioned [`Document`](super::document::Document), with
+//! attributes, as compressed JSON), from which the API answers exactly as it does from
+//! memory.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -61,7 +61,7 @@ fn put_all(store: &SqliteStore, runs: &[Arc<Analysis>]) {
     let writes: Vec<Write> = runs
         .iter()
         .map(|a| {
-            let doc = crate::api::dto::TrajectoryDto::from_analysis(a, true);
+            let doc = crate::store::document::Document::from_analysis(a);
             Write::Put(record(a, &dims(), &serde_json::to_vec(&doc).unwrap()).unwrap())
         })
         .collect();
@@ -199,7 +199,10 @@ fn put_get_and_revisions_replace() {
     let mut expected = record::summary(&a);
     expected.model = Some("m1".into());
     assert_eq!(got.summary, expected);
-    let doc: serde_json::Value = serde_json::from_slice(&got.document).unwrap();
+    let doc = crate::store::document::parse(&got.document).unwrap();
+    assert_eq!(doc.version, crate::store::document::DOCUMENT_VERSION);
+    let doc =
+        serde_json::to_value(crate::api::dto::TrajectoryDto::from_document(doc, true)).unwrap();
     let expected =
         serde_json::to_value(crate::api::dto::TrajectoryDto::from_analysis(&a, true)).unwrap();
     assert_eq!(doc, expected, "the document rebuilds the same DTO");
@@ -609,8 +612,9 @@ fn writer_stores_kept_trajectories_and_counts() {
         .collect();
     for r in &runs {
         sink.publish(r.clone());
-        agg.finalize(r.clone());
-        sink.finalize(r.clone());
+        let f = crate::pipeline::Finalized::from(r.clone());
+        agg.finalize(&f);
+        sink.finalize(&f);
     }
     writer.shutdown();
     let failed: Vec<_> = runs

@@ -11,8 +11,8 @@
 //!   longer kept removes the row.
 //! - `finalize`: marks the row final and makes its event minute dirty; at the end of the
 //!   batch the aggregator's counts of every dirty minute are written in the same
-//!   transaction. The store sink runs after the aggregator in the sink list, so those
-//!   counts include the trace.
+//!   transaction. The aggregator is in the pipeline's `count` stage, which finalizes a
+//!   trace before the store sink's stage sees it, so those counts include the trace.
 //! - Nothing failed or recovered is dropped for room: each queued analysis is charged to
 //!   the memory budget (`store` component) until its transaction commits, so a writer
 //!   that falls behind makes the receivers refuse retryably at the soft mark. First
@@ -48,7 +48,7 @@ use prometheus_client::registry::Registry;
 use crate::aggregate::{minute_of, Aggregator, Dimension};
 use crate::memory::{Charge, Component, MemoryBudget};
 use crate::model::{Analysis, Outcome, TraceId};
-use crate::pipeline::Sink;
+use crate::pipeline::{Finalized, Sink};
 use crate::store::config::StoreConfig;
 use crate::store::record::{keep, record};
 use crate::store::{Store, Write};
@@ -387,7 +387,7 @@ impl Sink for StoreSink {
         });
     }
 
-    fn finalize(&self, analysis: Arc<Analysis>) {
+    fn finalize(&self, analysis: &Finalized) {
         self.send(Msg::Finalize {
             trace_id: analysis.trajectory.trace_id,
             end_unix_nano: analysis.trajectory.end_unix_nano(),
@@ -685,7 +685,7 @@ impl Worker {
     }
 
     fn encode(&self, a: &Analysis) -> std::io::Result<crate::store::Record> {
-        let doc = crate::api::dto::TrajectoryDto::from_analysis(a, true);
+        let doc = crate::store::document::Document::from_analysis(a);
         let json = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
         record(a, &self.dims, &json)
     }

@@ -326,7 +326,7 @@ pub struct WalSink(pub Arc<Wal>);
 impl Sink for WalSink {
     fn publish(&self, _analysis: Arc<Analysis>) {}
 
-    fn finalize(&self, analysis: Arc<Analysis>) {
+    fn finalize(&self, analysis: &crate::pipeline::Finalized) {
         if let Ok(mut t) = self.0.tracker.lock() {
             t.finalized(analysis.trajectory.trace_id);
         }

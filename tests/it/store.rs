@@ -730,3 +730,65 @@ exec "$2" serve --data-dir "$1" --otlp-grpc-address 127.0.0.1:0 --otlp-http-addr
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A row in the format written before the store had its own document type (the API's
+/// trajectory JSON, without a `version` field, as the store wrote it then): the real
+/// binary, started on a data directory holding it, answers it exactly as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_written_in_the_first_document_format_reads_back_identically() {
+    use faultline::store::record::{compress, Record, Summary};
+    use faultline::store::{SqliteStore, Store, StoreConfig, Write};
+
+    let fixture: &[u8] = include_bytes!("../data/store/trajectory-v1.json");
+    let doc: Value = serde_json::from_slice(fixture).expect("fixture is JSON");
+    assert!(
+        doc.get("version").is_none(),
+        "the fixture is the unversioned format"
+    );
+    let hex = doc["trace_id"].as_str().expect("trace id").to_owned();
+    let trace_id = faultline::model::TraceId::from_hex(&hex).expect("trace id");
+    let data_dir = fresh_data_dir();
+    {
+        let store = SqliteStore::open(&data_dir, StoreConfig::default()).expect("store");
+        let summary = Summary {
+            trace_id,
+            session_id: doc["session_id"].as_str().map(str::to_owned),
+            service: doc["service"].as_str().map(str::to_owned),
+            start_unix_nano: doc["start_unix_nano"].as_u64().expect("start"),
+            end_unix_nano: doc["end_unix_nano"].as_u64().expect("end"),
+            complete: false,
+            late_spans: 2,
+            revision: 1,
+            outcome: Outcome::Failed,
+            root_cause_step: Some("tool".into()),
+            root_cause_kind: Some("exception".into()),
+            span_count: 5,
+            finding_count: 4,
+            root_cause_reason: doc["root_cause"]["reason"].as_str().map(str::to_owned),
+            model: None,
+            finalized: true,
+        };
+        let record = Record {
+            summary,
+            tags: vec!["o:failed".into()],
+            reasons: String::new(),
+            cohort: Vec::new(),
+            body: compress(fixture).expect("compress"),
+        };
+        store
+            .write(&[Write::Put(record), Write::Finalized(trace_id)])
+            .expect("write the old row");
+    }
+    let child = start_binary(&data_dir).await;
+    let url = format!("{}/api/v1/trajectories/{hex}", child.api);
+    let (status, with) = get(&format!("{url}?attributes=true")).await;
+    assert_eq!(status, 200, "{with}");
+    assert_eq!(with, doc, "read back with attributes exactly as written");
+    let (status, without) = get(&url).await;
+    assert_eq!(status, 200, "{without}");
+    let mut stripped = doc.clone();
+    for step in stripped["steps"].as_array_mut().expect("steps") {
+        step.as_object_mut().expect("step").remove("attributes");
+    }
+    assert_eq!(without, stripped, "read back without attributes");
+}
