@@ -37,9 +37,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
-use faultline::config::{FileConfig, Overrides, Settings};
+use faultline::config::{FileConfig, Overrides, RawTls, RawTopLevel, Settings};
 use faultline::ingest::decode::decode_traces;
 use faultline::model::Interner;
+use faultline::server::OptionalSinks;
 use faultline::simulate::{SimConfig, Simulator};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -203,31 +204,31 @@ struct Variant<'a> {
     wal: Option<faultline::wal::FsyncPolicy>,
 }
 
-fn settings(
-    idle: &str,
-    sinks: (bool, bool),
-    data_dir: &std::path::Path,
-    variant: Variant<'_>,
-) -> Settings {
+fn settings(idle: &str, data_dir: &std::path::Path, variant: Variant<'_>) -> Settings {
     let mut s = Settings::resolve(
         FileConfig::default(),
         None,
         Overrides {
-            otlp_grpc_address: Some("127.0.0.1:0".into()),
-            otlp_http_address: Some("127.0.0.1:0".into()),
-            api_address: Some("127.0.0.1:0".into()),
-            idle_timeout: Some(idle.into()),
-            late_grace: Some("1s".into()),
-            max_buffered_spans: Some(20_000_000),
-            shards: Some(2),
-            data_dir: Some(data_dir.to_owned()),
-            tls_cert_file: variant.tls.map(|t| t.cert_file.clone()),
-            tls_key_file: variant.tls.map(|t| t.key_file.clone()),
+            top: RawTopLevel {
+                otlp_grpc_address: Some("127.0.0.1:0".into()),
+                otlp_http_address: Some("127.0.0.1:0".into()),
+                api_address: Some("127.0.0.1:0".into()),
+                idle_timeout: Some(idle.into()),
+                late_grace: Some("1s".into()),
+                max_buffered_spans: Some(20_000_000),
+                shards: Some(2),
+                data_dir: Some(data_dir.to_owned()),
+                ..RawTopLevel::default()
+            },
+            tls: RawTls {
+                cert_file: variant.tls.map(|t| t.cert_file.clone()),
+                key_file: variant.tls.map(|t| t.key_file.clone()),
+                ..RawTls::default()
+            },
             ..Overrides::default()
         },
     )
     .expect("bench settings");
-    (s.aggregation, s.discovery) = sinks;
     s.max_queued_spans = 400_000;
     s.wal.enabled = variant.wal.is_some();
     if let Some(policy) = variant.wal {
@@ -348,12 +349,13 @@ fn end_to_end(
         .build()
         .expect("server runtime");
     let running = server_rt
-        .block_on(faultline::server::start(&settings(
-            "200ms",
-            sinks,
-            dir.path(),
-            variant,
-        )))
+        .block_on(faultline::server::start_with(
+            &settings("200ms", dir.path(), variant),
+            OptionalSinks {
+                aggregation: sinks.0,
+                discovery: sinks.1,
+            },
+        ))
         .expect("server starts");
     let addr = running.otlp_grpc_address;
     let analysed0 = running.metrics.trajectories_analysed.get();
@@ -425,7 +427,6 @@ fn main() {
     let running = server_rt
         .block_on(faultline::server::start(&settings(
             "10m",
-            (true, true),
             mem_dir.path(),
             DEFAULT_SERVER,
         )))

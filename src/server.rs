@@ -125,30 +125,44 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Which optional sinks run. `serve` runs all of them ([`OptionalSinks::ALL`]); the
+/// ingest benchmark turns some off (with [`start_with`]) to measure their cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalSinks {
+    /// The per-step aggregation sink (metrics, breakdowns).
+    pub aggregation: bool,
+    /// The discovery sinks (reason clusters, failure cohorts).
+    pub discovery: bool,
+}
+
+impl OptionalSinks {
+    pub const ALL: OptionalSinks = OptionalSinks {
+        aggregation: true,
+        discovery: true,
+    };
+}
+
 /// Binds every listener (port 0 picks a free port) and starts serving.
 pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
-    // TLS files and token files are read before anything starts, even binding: a bad
-    // file stops startup with its option and name.
-    let security = &settings.security;
+    start_with(settings, OptionalSinks::ALL).await
+}
+
+/// The TLS acceptors and token files of the listeners.
+struct Secrets {
+    grpc_tls: Option<tokio_rustls::TlsAcceptor>,
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
+    api_tls: Option<tokio_rustls::TlsAcceptor>,
+    ingest_tokens: Option<Arc<crate::security::TokenFile>>,
+    api_tokens: Option<Arc<crate::security::TokenFile>>,
+}
+
+/// TLS files and token files are read before anything starts, even binding: a bad
+/// file stops startup with its option and name.
+fn load_secrets(security: &crate::security::SecuritySettings) -> Result<Secrets, ServerError> {
     let tls = |what: &'static str, files: Option<&crate::security::TlsFiles>, alpn| {
         crate::security::tls::acceptor(files, alpn)
             .map_err(|source| ServerError::Tls { what, source })
     };
-    let grpc_tls = tls(
-        "OTLP/gRPC",
-        security.otlp_grpc_tls.as_ref(),
-        crate::security::tls::ALPN_GRPC,
-    )?;
-    let http_tls = tls(
-        "OTLP/HTTP",
-        security.otlp_http_tls.as_ref(),
-        crate::security::tls::ALPN_HTTP,
-    )?;
-    let api_tls = tls(
-        "API",
-        security.api_tls.as_ref(),
-        crate::security::tls::ALPN_HTTP,
-    )?;
     let tokens = |option, key, path: Option<&std::path::Path>| {
         path.map(|p| {
             crate::security::TokenFile::load(p)
@@ -161,61 +175,88 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         })
         .transpose()
     };
-    let ingest_tokens = tokens(
-        "--ingest-token-file",
-        "ingest_token_file",
-        security.ingest_token_file.as_deref(),
-    )?;
-    let api_tokens = tokens(
-        "--api-token-file",
-        "api_token_file",
-        security.api_token_file.as_deref(),
-    )?;
-    let grpc_listener = bind("OTLP/gRPC", settings.otlp_grpc_address).await?;
-    let http_listener = bind("OTLP/HTTP", settings.otlp_http_address).await?;
-    let api_listener = bind("API", settings.api_address).await?;
-    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-    let otlp_grpc_address = local(&grpc_listener, settings.otlp_grpc_address);
-    let otlp_http_address = local(&http_listener, settings.otlp_http_address);
-    let api_address = local(&api_listener, settings.api_address);
+    Ok(Secrets {
+        grpc_tls: tls(
+            "OTLP/gRPC",
+            security.otlp_grpc_tls.as_ref(),
+            crate::security::tls::ALPN_GRPC,
+        )?,
+        http_tls: tls(
+            "OTLP/HTTP",
+            security.otlp_http_tls.as_ref(),
+            crate::security::tls::ALPN_HTTP,
+        )?,
+        api_tls: tls(
+            "API",
+            security.api_tls.as_ref(),
+            crate::security::tls::ALPN_HTTP,
+        )?,
+        ingest_tokens: tokens(
+            "--ingest-token-file",
+            "ingest_token_file",
+            security.ingest_token_file.as_deref(),
+        )?,
+        api_tokens: tokens(
+            "--api-token-file",
+            "api_token_file",
+            security.api_token_file.as_deref(),
+        )?,
+    })
+}
 
-    let mut registry = Registry::default();
-    let metrics = Arc::new(SelfMetrics::register(&mut registry));
-    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
-    crate::metrics::register_memory(&mut registry, budget.clone());
-    metrics.init_series(
-        &[
-            ingest::Transport::Grpc.as_str(),
-            ingest::Transport::Http.as_str(),
-        ],
-        &ingest::RejectReason::ALL.map(|r| r.as_str()),
-    );
-    let guard = |tokens: &Option<Arc<crate::security::TokenFile>>, listener| {
-        tokens.as_ref().map(|t| {
-            crate::security::layers::TokenGuard::new(t.clone(), metrics.token_refusals(listener))
-        })
-    };
-    let grpc_guard = guard(&ingest_tokens, "otlp_grpc");
-    let http_guard = guard(&ingest_tokens, "otlp_http");
-    let api_guard = guard(&api_tokens, "api");
-    let recent = Arc::new(Recent::new(settings.recent_trajectories));
-    let aggregator = Arc::new(Aggregator::new(
-        settings.aggregate.clone(),
-        &mut registry,
-        crate::aggregate::system_clock(),
-    ));
-    // The embedded store; its per-minute counts go back into the aggregator, so the
-    // breakdown covers the stored period after a restart.
+/// The three listeners, bound, and their actual addresses.
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+    api: TcpListener,
+    otlp_grpc_address: SocketAddr,
+    otlp_http_address: SocketAddr,
+    api_address: SocketAddr,
+}
+
+async fn bind_listeners(settings: &Settings) -> Result<Listeners, ServerError> {
+    let grpc = bind("OTLP/gRPC", settings.otlp_grpc_address).await?;
+    let http = bind("OTLP/HTTP", settings.otlp_http_address).await?;
+    let api = bind("API", settings.api_address).await?;
+    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+    Ok(Listeners {
+        otlp_grpc_address: local(&grpc, settings.otlp_grpc_address),
+        otlp_http_address: local(&http, settings.otlp_http_address),
+        api_address: local(&api, settings.api_address),
+        grpc,
+        http,
+        api,
+    })
+}
+
+/// The store and the write-ahead log.
+struct Storage {
+    store: Arc<dyn crate::store::Store>,
+    store_metrics: Arc<crate::store::StoreMetrics>,
+    /// The log and what a previous run left in it (replayed once the pipeline runs).
+    wal: Option<(Arc<crate::wal::Wal>, crate::wal::Found)>,
+    wal_metrics: crate::wal::WalMetrics,
+    store_writer: crate::store::StoreWriter,
+    store_sink: crate::store::StoreSink,
+}
+
+/// The embedded store; its per-minute counts go back into the aggregator, so the
+/// breakdown covers the stored period after a restart. The write-ahead log is opened
+/// before anything is accepted; the store's writer tells it what is committed.
+fn open_storage(
+    settings: &Settings,
+    registry: &mut Registry,
+    aggregator: &Arc<Aggregator>,
+    budget: &Arc<crate::memory::MemoryBudget>,
+) -> Result<Storage, ServerError> {
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::SqliteStore::open(
         &settings.data_dir,
         settings.store.clone(),
     )?);
     let restored = aggregator.import_minutes(&store.counts()?);
     tracing::info!(minutes = restored, path = %settings.data_dir.display(), "Store opened.");
-    let store_metrics = Arc::new(crate::store::StoreMetrics::register(&mut registry));
-    // The write-ahead log: opened before anything is accepted; what a previous run
-    // left is replayed below, once the pipeline runs and before the listeners serve.
-    let wal_metrics = crate::wal::WalMetrics::register(&mut registry);
+    let store_metrics = Arc::new(crate::store::StoreMetrics::register(registry));
+    let wal_metrics = crate::wal::WalMetrics::register(registry);
     let wal = if settings.wal.enabled {
         // Past this a trace never finalized had nothing the pipeline would finalize.
         let expire_after = settings.max_trace_age
@@ -243,6 +284,26 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             .map(|(w, _)| w.clone() as Arc<dyn crate::store::CommitObserver>),
     )
     .map_err(ServerError::StoreThread)?;
+    Ok(Storage {
+        store,
+        store_metrics,
+        wal,
+        wal_metrics,
+        store_writer,
+        store_sink,
+    })
+}
+
+/// Reason clustering and cohort discovery.
+struct Discovery {
+    reason_clusterer: Arc<SharedClusterer>,
+    reason_stats: Arc<std::sync::Mutex<ReasonStats>>,
+    reasons_horizon: Duration,
+    reasons: Arc<ReasonIndex>,
+    cohorts: Arc<crate::cohorts::CohortIndex>,
+}
+
+fn start_discovery(settings: &Settings) -> Result<Discovery, ServerError> {
     let reason_clusterer = Arc::new(
         SharedClusterer::new(ReasonConfig::default(), settings.shards.max(1))
             .map_err(|e| ServerError::Reasons(e.to_string()))?,
@@ -268,22 +329,23 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         },
     ));
     cohorts.spawn_miner().map_err(ServerError::Threads)?;
-    // The aggregator is a count stage: the store writes its per-minute counts, which
-    // must include every trace the store is told is final.
-    let mut stages = crate::pipeline::Stages::default();
-    stages.sinks.push(recent.clone());
-    if settings.aggregation {
-        stages.count.push(aggregator.clone());
-    }
-    if settings.discovery {
-        stages.discovery = Some(reasons);
-        stages.sinks.push(cohorts.clone());
-    }
-    if let Some((w, _)) = &wal {
-        stages.sinks.push(Arc::new(crate::wal::WalSink(w.clone())));
-    }
-    stages.sinks.push(Arc::new(store_sink));
-    let (pipeline, workers) = Pipeline::start(
+    Ok(Discovery {
+        reason_clusterer,
+        reason_stats,
+        reasons_horizon,
+        reasons,
+        cohorts,
+    })
+}
+
+/// The pipeline's shards and its configuration from the settings.
+fn start_pipeline(
+    settings: &Settings,
+    stages: crate::pipeline::Stages,
+    metrics: Arc<SelfMetrics>,
+    budget: &Arc<crate::memory::MemoryBudget>,
+) -> Result<(Pipeline, Workers), ServerError> {
+    Pipeline::start(
         PipelineConfig {
             shards: settings.shards,
             max_queued_spans: settings.max_queued_spans,
@@ -302,10 +364,83 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             memory: Some(budget.clone()),
         },
         stages,
-        metrics.clone(),
+        metrics,
     )
-    .map_err(ServerError::Threads)?;
+    .map_err(ServerError::Threads)
+}
 
+type ServerIngest = Ingest<Pipeline, MetricsObserver>;
+
+/// The OTLP/gRPC and OTLP/HTTP receivers, until `stop_rx` says stop.
+fn serve_ingest(
+    ingest: &Arc<ServerIngest>,
+    listeners: (TcpListener, TcpListener),
+    secrets: &mut Secrets,
+    settings: &Settings,
+    metrics: &SelfMetrics,
+    stop_rx: &watch::Receiver<bool>,
+) -> [JoinHandle<()>; 2] {
+    let security = &settings.security;
+    let conn_limits = settings.conn_limits;
+    let guard = |listener| {
+        secrets.ingest_tokens.as_ref().map(|t| {
+            crate::security::layers::TokenGuard::new(t.clone(), metrics.token_refusals(listener))
+        })
+    };
+    let (grpc_guard, http_guard) = (guard("otlp_grpc"), guard("otlp_http"));
+    let (grpc_listener, http_listener) = listeners;
+    let grpc = {
+        let ingest = ingest.clone();
+        let shutdown = stopped(stop_rx.clone());
+        let grpc_conns = metrics.listener("otlp_grpc");
+        let grpc_security = ingest::grpc::GrpcSecurity {
+            tls: secrets.grpc_tls.take(),
+            tokens: grpc_guard,
+            keepalive: Some(security.grpc_keepalive),
+        };
+        tokio::spawn(async move {
+            if let Err(error) = ingest::grpc::serve_grpc_secured(
+                ingest,
+                grpc_listener,
+                conn_limits,
+                grpc_conns,
+                grpc_security,
+                shutdown,
+            )
+            .await
+            {
+                tracing::error!(%error, "The OTLP/gRPC server stopped.");
+            }
+        })
+    };
+    let router = crate::security::layers::otlp_http(
+        ingest::http::http_router(ingest.clone()),
+        http_guard,
+        crate::security::OriginPatterns::new(&security.otlp_http_cors_origins),
+        ingest::http::unauthenticated_response,
+    );
+    let http = tokio::spawn(crate::net::serve_https(
+        http_listener,
+        router,
+        conn_limits,
+        metrics.listener("otlp_http"),
+        secrets.http_tls.take(),
+        stopped(stop_rx.clone()),
+    ));
+    [grpc, http]
+}
+
+/// What a previous run left in the write-ahead log is replayed into the pipeline
+/// before the receivers serve; then the receivers' shared state.
+async fn open_ingest(
+    pipeline: Pipeline,
+    wal: Option<(Arc<crate::wal::Wal>, crate::wal::Found)>,
+    wal_metrics: &crate::wal::WalMetrics,
+    store: &Arc<dyn crate::store::Store>,
+    metrics: &Arc<SelfMetrics>,
+    budget: &Arc<crate::memory::MemoryBudget>,
+    settings: &Settings,
+) -> (Arc<ServerIngest>, Option<Arc<crate::wal::Wal>>) {
     let interner = Arc::new(Interner::default());
     let wal = match wal {
         Some((w, found)) => {
@@ -313,9 +448,9 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
                 found,
                 &pipeline,
                 &interner,
-                &budget,
+                budget,
                 settings.max_request_bytes.max(64 * 1024 * 1024),
-                &wal_metrics,
+                wal_metrics,
                 Some(store.clone()),
             )
             .await;
@@ -334,16 +469,33 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         budget: budget.clone(),
         wal: wal.clone(),
     });
-    let ready = Arc::new(AtomicBool::new(false));
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    (ingest, wal)
+}
+
+/// Alerting, and the OTLP metrics push (registered last: every other metric is in the
+/// registry the push reads).
+struct Monitoring {
+    tasks: Vec<JoinHandle<()>>,
+    alerts: Arc<crate::alerts::AlertEngine>,
+    registry: Arc<Registry>,
+    metrics_push: Option<crate::push::Pusher>,
+}
+
+fn start_monitoring(
+    settings: &Settings,
+    mut registry: Registry,
+    aggregator: &Arc<Aggregator>,
+    discovery: &Discovery,
+    api_address: SocketAddr,
+    stop_rx: &watch::Receiver<bool>,
+) -> Monitoring {
     let alert_tasks = crate::alerts::start(
         settings.alerts.clone(),
         &mut registry,
         aggregator.clone(),
         Some(crate::alerts::reason_lookup(
-            reason_clusterer.clone(),
-            reason_stats.clone(),
+            discovery.reason_clusterer.clone(),
+            discovery.reason_stats.clone(),
         )),
         &format!(
             "{}://{api_address}",
@@ -355,9 +507,6 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         ),
         stop_rx.clone(),
     );
-    tasks.extend(alert_tasks.tasks);
-    let alerts = alert_tasks.engine;
-    // Registered last: every other metric is in the registry the push reads.
     let push_metrics = settings
         .metrics_push
         .as_ref()
@@ -368,63 +517,153 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
         .clone()
         .zip(push_metrics)
         .map(|(config, m)| crate::push::Pusher::start(config, registry.clone(), m));
+    Monitoring {
+        tasks: alert_tasks.tasks,
+        alerts: alert_tasks.engine,
+        registry,
+        metrics_push,
+    }
+}
 
-    let conn_limits = settings.conn_limits;
-    let grpc_conns = metrics.listener("otlp_grpc");
-    let http_conns = metrics.listener("otlp_http");
-    let api_conns = metrics.listener("api");
-    {
-        let ingest = ingest.clone();
-        let shutdown = stopped(stop_rx.clone());
-        let grpc_security = ingest::grpc::GrpcSecurity {
-            tls: grpc_tls,
-            tokens: grpc_guard,
-            keepalive: Some(security.grpc_keepalive),
-        };
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = ingest::grpc::serve_grpc_secured(
-                ingest,
-                grpc_listener,
-                conn_limits,
-                grpc_conns,
-                grpc_security,
-                shutdown,
-            )
-            .await
-            {
-                tracing::error!(%error, "The OTLP/gRPC server stopped.");
-            }
-        }));
+/// The API behind its token guard and allowed hosts, until the returned sender says
+/// stop.
+fn serve_api(
+    state: crate::api::ApiState,
+    listener: TcpListener,
+    api_address: SocketAddr,
+    secrets: &mut Secrets,
+    settings: &Settings,
+    metrics: &SelfMetrics,
+) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let guard = secrets.api_tokens.as_ref().map(|t| {
+        crate::security::layers::TokenGuard::new(t.clone(), metrics.token_refusals("api"))
+    });
+    let api = crate::security::layers::api(
+        crate::api::app(Arc::new(state)),
+        guard,
+        crate::security::AllowedHosts::new(api_address, &settings.security.api_allowed_hosts),
+        metrics.host_refusals(),
+    );
+    let (api_stop, api_stop_rx) = watch::channel(false);
+    let task = tokio::spawn(crate::net::serve_https(
+        listener,
+        api,
+        settings.conn_limits,
+        metrics.listener("api"),
+        secrets.api_tls.take(),
+        stopped(api_stop_rx),
+    ));
+    (api_stop, task)
+}
+
+/// Binds every listener and starts serving, with only the given optional sinks.
+pub async fn start_with(
+    settings: &Settings,
+    optional: OptionalSinks,
+) -> Result<Running, ServerError> {
+    let mut secrets = load_secrets(&settings.security)?;
+    let listeners = bind_listeners(settings).await?;
+    let (otlp_grpc_address, otlp_http_address, api_address) = (
+        listeners.otlp_grpc_address,
+        listeners.otlp_http_address,
+        listeners.api_address,
+    );
+
+    // Self-metrics, the memory budget, and the sinks' shared state.
+    let mut registry = Registry::default();
+    let metrics = Arc::new(SelfMetrics::register(&mut registry));
+    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
+    crate::metrics::register_memory(&mut registry, budget.clone());
+    metrics.init_series(
+        &[
+            ingest::Transport::Grpc.as_str(),
+            ingest::Transport::Http.as_str(),
+        ],
+        &ingest::RejectReason::ALL.map(|r| r.as_str()),
+    );
+    let recent = Arc::new(Recent::new(settings.recent_trajectories));
+    let aggregator = Arc::new(Aggregator::new(
+        settings.aggregate.clone(),
+        &mut registry,
+        crate::aggregate::system_clock(),
+    ));
+    let storage = open_storage(settings, &mut registry, &aggregator, &budget)?;
+    let discovery = start_discovery(settings)?;
+
+    // The pipeline's stages. The aggregator is a count stage: the store writes its
+    // per-minute counts, which must include every trace the store is told is final.
+    let mut stages = crate::pipeline::Stages::default();
+    stages.sinks.push(recent.clone());
+    if optional.aggregation {
+        stages.count.push(aggregator.clone());
     }
-    {
-        let router = crate::security::layers::otlp_http(
-            ingest::http::http_router(ingest.clone()),
-            http_guard,
-            crate::security::OriginPatterns::new(&security.otlp_http_cors_origins),
-            ingest::http::unauthenticated_response,
-        );
-        let shutdown = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(crate::net::serve_https(
-            http_listener,
-            router,
-            conn_limits,
-            http_conns,
-            http_tls,
-            shutdown,
-        )));
+    if optional.discovery {
+        stages.discovery = Some(discovery.reasons.clone());
+        stages.sinks.push(discovery.cohorts.clone());
     }
-    let api = crate::api::app(Arc::new(crate::api::ApiState {
+    if let Some((w, _)) = &storage.wal {
+        stages.sinks.push(Arc::new(crate::wal::WalSink(w.clone())));
+    }
+    stages.sinks.push(Arc::new(storage.store_sink));
+    let (pipeline, workers) = start_pipeline(settings, stages, metrics.clone(), &budget)?;
+    let Storage {
+        store,
+        store_metrics,
+        wal,
+        wal_metrics,
+        store_writer,
+        ..
+    } = storage;
+    let (ingest, wal) = open_ingest(
+        pipeline,
+        wal,
+        &wal_metrics,
+        &store,
+        &metrics,
+        &budget,
+        settings,
+    )
+    .await;
+
+    // Alerting and the OTLP metrics push.
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = watch::channel(false);
+    let Monitoring {
+        mut tasks,
+        alerts,
+        registry,
+        metrics_push,
+    } = start_monitoring(
+        settings,
+        registry,
+        &aggregator,
+        &discovery,
+        api_address,
+        &stop_rx,
+    );
+    // The receivers.
+    tasks.extend(serve_ingest(
+        &ingest,
+        (listeners.grpc, listeners.http),
+        &mut secrets,
+        settings,
+        &metrics,
+        &stop_rx,
+    ));
+
+    // The API, which stops last, after the pipeline has released its traces.
+    let state = crate::api::ApiState {
         recent: recent.clone(),
         aggregator: aggregator.clone(),
         store: store.clone(),
         cohorts: Arc::new(crate::api::cohorts::CohortsState {
-            index: cohorts,
-            clusterer: Some(reason_clusterer.clone()),
+            index: discovery.cohorts,
+            clusterer: Some(discovery.reason_clusterer.clone()),
         }),
         reasons: Arc::new(crate::api::reasons::ReasonsState {
-            clusterer: reason_clusterer,
-            stats: reason_stats,
-            horizon: reasons_horizon,
+            clusterer: discovery.reason_clusterer,
+            stats: discovery.reason_stats,
+            horizon: discovery.reasons_horizon,
         }),
         alerts: alerts.clone(),
         registry,
@@ -438,23 +677,15 @@ pub async fn start(settings: &Settings) -> Result<Running, ServerError> {
             otlp_http_address,
             settings.late_grace,
         ),
-    }));
-    let api = crate::security::layers::api(
-        api,
-        api_guard,
-        crate::security::AllowedHosts::new(api_address, &security.api_allowed_hosts),
-        metrics.host_refusals(),
+    };
+    let (api_stop, api_task) = serve_api(
+        state,
+        listeners.api,
+        api_address,
+        &mut secrets,
+        settings,
+        &metrics,
     );
-    // The API stops last, after the pipeline has released its traces.
-    let (api_stop, api_stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(crate::net::serve_https(
-        api_listener,
-        api,
-        conn_limits,
-        api_conns,
-        api_tls,
-        stopped(api_stop_rx),
-    ));
     ready.store(true, Ordering::Release);
     tracing::info!(
         otlp_grpc = %otlp_grpc_address,

@@ -216,21 +216,24 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
         FileConfig::default(),
         None,
         Overrides {
-            otlp_grpc_address: Some(address(
-                &args.otlp_grpc_address,
-                crate::config::DEFAULT_OTLP_GRPC_ADDRESS,
-            )),
-            otlp_http_address: Some(address(
-                &args.otlp_http_address,
-                crate::config::DEFAULT_OTLP_HTTP_ADDRESS,
-            )),
-            api_address: Some(address(
-                &args.api_address,
-                crate::config::DEFAULT_API_ADDRESS,
-            )),
-            data_dir: Some(data.path().to_owned()),
-            idle_timeout: Some("2s".into()),
-            late_grace: Some("5s".into()),
+            top: crate::config::RawTopLevel {
+                otlp_grpc_address: Some(address(
+                    &args.otlp_grpc_address,
+                    crate::config::DEFAULT_OTLP_GRPC_ADDRESS,
+                )),
+                otlp_http_address: Some(address(
+                    &args.otlp_http_address,
+                    crate::config::DEFAULT_OTLP_HTTP_ADDRESS,
+                )),
+                api_address: Some(address(
+                    &args.api_address,
+                    crate::config::DEFAULT_API_ADDRESS,
+                )),
+                data_dir: Some(data.path().to_owned()),
+                idle_timeout: Some("2s".into()),
+                late_grace: Some("5s".into()),
+                ..Default::default()
+            },
             ..Overrides::default()
         },
     )?;

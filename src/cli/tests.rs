@@ -590,17 +590,26 @@ fn the_token_file_and_ca_file_options_go_before_or_after_the_subcommand() {
             Some("c".as_ref()),
             "{argv:?}"
         );
-        assert!(cli.serve.api_token_file.is_none(), "{argv:?}");
+        assert!(
+            cli.serve.overrides.auth.api_token_file.is_none(),
+            "{argv:?}"
+        );
     }
     // Without a subcommand, or after `serve`, --api-token-file is the server's.
     let cli = parse(&["faultline", "--api-token-file", "t"]).expect("parses");
     assert!(cli.command.is_none());
-    assert_eq!(cli.serve.api_token_file.as_deref(), Some("t".as_ref()));
+    assert_eq!(
+        cli.serve.overrides.auth.api_token_file.as_deref(),
+        Some("t".as_ref())
+    );
     let cli = parse(&["faultline", "serve", "--api-token-file", "t"]).expect("parses");
     let Some(super::Command::Serve(serve)) = cli.command else {
         panic!("not serve");
     };
-    assert_eq!(serve.api_token_file.as_deref(), Some("t".as_ref()));
+    assert_eq!(
+        serve.overrides.auth.api_token_file.as_deref(),
+        Some("t".as_ref())
+    );
     // Refused: --ca-file to serve, and serve's token option before a non-client command.
     for argv in [
         &["faultline", "serve", "--ca-file", "c"][..],

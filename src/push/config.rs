@@ -6,38 +6,102 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::Args;
+use serde::{Deserialize, Serialize};
 
-/// `[metrics_push]` as written. Every key is optional; without `endpoint` nothing is
-/// pushed.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// `[metrics_push]`: each key is also a flag `--metrics-push-<key>` and a variable
+/// `FAULTLINE_METRICS_PUSH_<KEY>` (see `config.rs`). Every key is optional; without
+/// `endpoint` nothing is pushed.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPushConfig {
-    /// The collector's OTLP endpoint, `http://collector:4317` for gRPC or
-    /// `http://collector:4318` for HTTP. Default: none (no push).
+    /// Push the /metrics series over OTLP to this collector endpoint, such as
+    /// http://collector:4317 (gRPC) or http://collector:4318 (HTTP, /v1/metrics is
+    /// appended); https for TLS. File: [metrics_push] endpoint [default: no push].
+    #[arg(
+        id = "metrics_push_endpoint",
+        long = "metrics-push-endpoint",
+        env = "FAULTLINE_METRICS_PUSH_ENDPOINT",
+        value_name = "URL"
+    )]
     pub endpoint: Option<String>,
-    /// Time between pushes. Default `60s`.
+    /// Time between OTLP metrics pushes; one more is made at shutdown.
+    #[arg(
+        id = "metrics_push_interval",
+        long = "metrics-push-interval",
+        env = "FAULTLINE_METRICS_PUSH_INTERVAL",
+        value_name = "DURATION"
+    )]
     pub interval: Option<String>,
-    /// `grpc` or `http/protobuf`. Default `grpc`.
+    /// OTLP metrics push protocol: grpc or http/protobuf.
+    #[arg(
+        id = "metrics_push_protocol",
+        long = "metrics-push-protocol",
+        env = "FAULTLINE_METRICS_PUSH_PROTOCOL",
+        value_name = "PROTOCOL"
+    )]
     pub protocol: Option<String>,
-    /// Longest wait for one push, connection included. Default `10s`.
+    /// Longest wait for one OTLP metrics push, connecting included.
+    #[arg(
+        id = "metrics_push_timeout",
+        long = "metrics-push-timeout",
+        env = "FAULTLINE_METRICS_PUSH_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub timeout: Option<String>,
-    /// Headers (gRPC metadata) sent with every push, such as an API key.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// CA certificates (PEM) trusted for an https endpoint, besides the system's.
+    /// Headers (gRPC metadata) of every OTLP metrics push, as name=value,name=value;
+    /// replaces [metrics_push] headers.
+    #[arg(
+        id = "metrics_push_headers",
+        long = "metrics-push-headers",
+        env = "FAULTLINE_METRICS_PUSH_HEADERS",
+        value_name = "LIST",
+        hide_env_values = true,
+        value_parser = Headers::parse_list
+    )]
+    pub headers: Option<Headers>,
+    /// CA certificates (PEM) trusted for an https metrics push endpoint, besides the
+    /// system's. File: [metrics_push] ca_file.
+    #[arg(
+        id = "metrics_push_ca_file",
+        long = "metrics-push-ca-file",
+        env = "FAULTLINE_METRICS_PUSH_CA_FILE",
+        value_name = "FILE"
+    )]
     pub ca_file: Option<PathBuf>,
 }
 
-/// Values from flags and environment variables; each wins over the file's key.
-#[derive(Debug, Default, Clone)]
-pub struct PushOverrides {
-    pub endpoint: Option<String>,
-    pub interval: Option<String>,
-    pub protocol: Option<String>,
-    pub timeout: Option<String>,
-    /// `name=value,name=value`, replacing the file's `headers`.
-    pub headers: Option<String>,
-    pub ca_file: Option<PathBuf>,
+/// The push's headers: a table in the file (`headers = { "X-Tenant" = "a" }`), or
+/// `name=value,name=value` on the command line (the form of
+/// `OTEL_EXPORTER_OTLP_HEADERS`).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Headers {
+    Table(BTreeMap<String, String>),
+    List(String),
+}
+
+impl Headers {
+    /// The command line's form, checked when the settings are resolved.
+    fn parse_list(list: &str) -> Result<Headers, std::convert::Infallible> {
+        Ok(Headers::List(list.to_owned()))
+    }
+}
+
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(table: BTreeMap<String, String>) -> Headers {
+        Headers::Table(table)
+    }
+}
+
+impl fmt::Debug for Headers {
+    // Header values are often credentials: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Headers::Table(t) => f.debug_list().entries(t.keys()).finish(),
+            Headers::List(_) => f.write_str("[list]"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,121 +153,89 @@ impl fmt::Debug for PushConfig {
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROTOCOL: Protocol = Protocol::Grpc;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A bad `[metrics_push]` value: the key, and whether it came from the file (else from a
-/// flag or the environment).
+/// A bad `[metrics_push]` value: the key (where it came from is known to the caller,
+/// which merged the sources).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("metrics_push.{key}: {message}")]
 pub struct PushConfigError {
     pub key: &'static str,
     pub message: String,
-    pub from_file: bool,
 }
 
 impl PushConfig {
-    /// Merges the flags over the file and validates every key, also when there is no
-    /// endpoint (a typo is an error either way). `Ok(None)`: no push.
-    pub fn resolve(
-        raw: Option<&RawPushConfig>,
-        over: &PushOverrides,
-    ) -> Result<Option<PushConfig>, PushConfigError> {
+    /// Validates every key of the merged `[metrics_push]` (flags, environment and file
+    /// already merged by `config.rs`), also when there is no endpoint (a typo is an
+    /// error either way). `Ok(None)`: no push.
+    pub fn resolve(raw: Option<&RawPushConfig>) -> Result<Option<PushConfig>, PushConfigError> {
         let empty = RawPushConfig::default();
         let raw = raw.unwrap_or(&empty);
-        let pick = |o: &Option<String>, f: &Option<String>| match (o, f) {
-            (Some(v), _) => Some((v.clone(), false)),
-            (None, Some(v)) => Some((v.clone(), true)),
-            (None, None) => None,
-        };
-        let err = |key: &'static str, from_file: bool, message: String| PushConfigError {
-            key,
-            message,
-            from_file,
-        };
-        let duration = |key: &'static str, v: Option<(String, bool)>, default: Duration| {
-            let Some((v, from_file)) = v else {
+        let err = |key: &'static str, message: String| PushConfigError { key, message };
+        let duration = |key: &'static str, v: &Option<String>, default: Duration| {
+            let Some(v) = v else {
                 return Ok(default);
             };
             humantime::parse_duration(v.trim()).map_err(|e| {
                 err(
                     key,
-                    from_file,
                     format!("`{v}` is not a duration such as 10s or 1m ({e})"),
                 )
             })
         };
 
-        let interval = duration(
-            "interval",
-            pick(&over.interval, &raw.interval),
-            DEFAULT_INTERVAL,
-        )?;
+        let interval = duration("interval", &raw.interval, DEFAULT_INTERVAL)?;
         if interval < MIN_INTERVAL {
             return Err(err(
                 "interval",
-                over.interval.is_none(),
                 format!(
                     "must be at least {}",
                     humantime::format_duration(MIN_INTERVAL)
                 ),
             ));
         }
-        let timeout = duration(
-            "timeout",
-            pick(&over.timeout, &raw.timeout),
-            DEFAULT_TIMEOUT,
-        )?;
+        let timeout = duration("timeout", &raw.timeout, DEFAULT_TIMEOUT)?;
         if timeout.is_zero() {
-            return Err(err(
-                "timeout",
-                over.timeout.is_none(),
-                "must be greater than zero".into(),
-            ));
+            return Err(err("timeout", "must be greater than zero".into()));
         }
-        let protocol = match pick(&over.protocol, &raw.protocol) {
-            None => Protocol::Grpc,
-            Some((p, from_file)) => match p.trim() {
+        let protocol = match &raw.protocol {
+            None => DEFAULT_PROTOCOL,
+            Some(p) => match p.trim() {
                 "grpc" => Protocol::Grpc,
                 "http/protobuf" => Protocol::HttpProtobuf,
                 _ => {
                     return Err(err(
                         "protocol",
-                        from_file,
                         format!("`{p}` is not `grpc` or `http/protobuf`"),
                     ))
                 }
             },
         };
-        let headers = match (&over.headers, &raw.headers) {
-            (Some(list), _) => parse_header_list(list)
+        let headers = match &raw.headers {
+            Some(Headers::List(list)) => parse_header_list(list)
                 .and_then(|h| check_headers(h.into_iter()))
-                .map_err(|m| err("headers", false, m))?,
-            (None, Some(map)) => check_headers(map.iter().map(|(n, v)| (n.clone(), v.clone())))
-                .map_err(|m| err("headers", true, m))?,
-            (None, None) => Vec::new(),
+                .map_err(|m| err("headers", m))?,
+            Some(Headers::Table(map)) => {
+                check_headers(map.iter().map(|(n, v)| (n.clone(), v.clone())))
+                    .map_err(|m| err("headers", m))?
+            }
+            None => Vec::new(),
         };
-        let ca_file = match (&over.ca_file, &raw.ca_file) {
-            (Some(f), _) => Some((f.clone(), false)),
-            (None, Some(f)) => Some((f.clone(), true)),
-            (None, None) => None,
-        };
-        if let Some((path, from_file)) = &ca_file {
-            crate::security::tls::read_ca_file(path)
-                .map_err(|e| err("ca_file", *from_file, e.to_string()))?;
+        if let Some(path) = &raw.ca_file {
+            crate::security::tls::read_ca_file(path).map_err(|e| err("ca_file", e.to_string()))?;
         }
-        let ca_file = ca_file.map(|(f, _)| f);
-        let Some((endpoint, from_file)) = pick(&over.endpoint, &raw.endpoint) else {
+        let Some(endpoint) = &raw.endpoint else {
             return Ok(None);
         };
-        let endpoint =
-            check_endpoint(endpoint.trim(), protocol).map_err(|m| err("endpoint", from_file, m))?;
+        let endpoint = check_endpoint(endpoint.trim(), protocol).map_err(|m| err("endpoint", m))?;
         Ok(Some(PushConfig {
             endpoint,
             protocol,
             interval,
             timeout,
             headers,
-            ca_file,
+            ca_file: raw.ca_file.clone(),
         }))
     }
 }

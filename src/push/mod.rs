@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use config::Protocol;
-pub use config::{PushConfig, PushOverrides, RawPushConfig};
+pub use config::{Headers, PushConfig, RawPushConfig};
 
 /// The push's own counters, registered with the other metrics (and pushed with them).
 #[derive(Clone)]

@@ -13,12 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::config::{PushConfig, PushOverrides, RawPushConfig};
+use super::config::{Headers, PushConfig, RawPushConfig};
 use super::*;
 
-fn resolve(raw: RawPushConfig, over: PushOverrides) -> Result<Option<PushConfig>, String> {
-    PushConfig::resolve(Some(&raw), &over)
-        .map_err(|e| format!("{} [{}]", e, if e.from_file { "file" } else { "flag" }))
+fn resolve(raw: RawPushConfig) -> Result<Option<PushConfig>, String> {
+    PushConfig::resolve(Some(&raw)).map_err(|e| e.to_string())
 }
 
 fn endpoint(e: &str) -> RawPushConfig {
@@ -30,17 +29,9 @@ fn endpoint(e: &str) -> RawPushConfig {
 
 #[test]
 fn config_defaults_and_no_endpoint_means_no_push() {
-    assert_eq!(
-        resolve(RawPushConfig::default(), PushOverrides::default()),
-        Ok(None)
-    );
-    assert_eq!(
-        PushConfig::resolve(None, &PushOverrides::default()),
-        Ok(None)
-    );
-    let c = resolve(endpoint("http://collector:4317"), PushOverrides::default())
-        .unwrap()
-        .unwrap();
+    assert_eq!(resolve(RawPushConfig::default()), Ok(None));
+    assert_eq!(PushConfig::resolve(None), Ok(None));
+    let c = resolve(endpoint("http://collector:4317")).unwrap().unwrap();
     assert_eq!(c.endpoint, "http://collector:4317");
     assert_eq!(c.protocol, Protocol::Grpc);
     assert_eq!(c.interval, Duration::from_secs(60));
@@ -51,9 +42,9 @@ fn config_defaults_and_no_endpoint_means_no_push() {
         interval: Some("often".into()),
         ..Default::default()
     };
-    let e = resolve(typo, PushOverrides::default()).unwrap_err();
+    let e = resolve(typo).unwrap_err();
     assert!(
-        e.contains("metrics_push.interval") && e.contains("often") && e.contains("[file]"),
+        e.contains("metrics_push.interval") && e.contains("often"),
         "{e}"
     );
 }
@@ -61,13 +52,10 @@ fn config_defaults_and_no_endpoint_means_no_push() {
 #[test]
 fn config_endpoint_per_protocol() {
     let http = |e: &str| {
-        resolve(
-            RawPushConfig {
-                protocol: Some("http/protobuf".into()),
-                ..endpoint(e)
-            },
-            PushOverrides::default(),
-        )
+        resolve(RawPushConfig {
+            protocol: Some("http/protobuf".into()),
+            ..endpoint(e)
+        })
         .map(|c| c.unwrap().endpoint)
     };
     assert_eq!(http("http://c:4318"), Ok("http://c:4318/v1/metrics".into()));
@@ -79,8 +67,7 @@ fn config_endpoint_per_protocol() {
         http("http://c:4318/otlp/v1/metrics"),
         Ok("http://c:4318/otlp/v1/metrics".into())
     );
-    let grpc =
-        |e: &str| resolve(endpoint(e), PushOverrides::default()).map(|c| c.unwrap().endpoint);
+    let grpc = |e: &str| resolve(endpoint(e)).map(|c| c.unwrap().endpoint);
     assert_eq!(grpc("http://c:4317/"), Ok("http://c:4317".into()));
     assert_eq!(grpc("https://c:4317"), Ok("https://c:4317".into()));
     for (bad, needle) in [
@@ -95,13 +82,10 @@ fn config_endpoint_per_protocol() {
             "{bad}: {e}"
         );
     }
-    let e = resolve(
-        RawPushConfig {
-            protocol: Some("http/json".into()),
-            ..endpoint("http://c:4318")
-        },
-        PushOverrides::default(),
-    )
+    let e = resolve(RawPushConfig {
+        protocol: Some("http/json".into()),
+        ..endpoint("http://c:4318")
+    })
     .unwrap_err();
     assert!(
         e.contains("metrics_push.protocol") && e.contains("http/json"),
@@ -110,19 +94,18 @@ fn config_endpoint_per_protocol() {
 }
 
 #[test]
-fn config_flags_win_and_are_named_as_flags() {
+fn config_headers_from_a_table_or_a_list() {
     let file = RawPushConfig {
         interval: Some("30s".into()),
-        headers: Some(BTreeMap::from([("X-Tenant".into(), "a".into())])),
+        headers: Some(BTreeMap::from([("X-Tenant".into(), "a".into())]).into()),
         ..endpoint("http://file:4317")
     };
-    let over = PushOverrides {
-        endpoint: Some("http://flag:4317".into()),
-        headers: Some("x-a=1, authorization=Bearer t=k".into()),
-        ..Default::default()
+    // The command line's form: name=value pairs, `=` allowed in a value.
+    let list = RawPushConfig {
+        headers: Some(Headers::List("x-a=1, authorization=Bearer t=k".into())),
+        ..file.clone()
     };
-    let c = resolve(file.clone(), over).unwrap().unwrap();
-    assert_eq!(c.endpoint, "http://flag:4317");
+    let c = resolve(list).unwrap().unwrap();
     assert_eq!(c.interval, Duration::from_secs(30));
     assert_eq!(
         c.headers,
@@ -132,22 +115,18 @@ fn config_flags_win_and_are_named_as_flags() {
         ]
     );
     // The file's headers, names lower-cased; values never in Debug output.
-    let c = resolve(file.clone(), PushOverrides::default())
-        .unwrap()
-        .unwrap();
+    let c = resolve(file.clone()).unwrap().unwrap();
     assert_eq!(c.headers, [("x-tenant".to_owned(), "a".to_owned())]);
     assert!(!format!("{c:?}").contains("\"a\""));
+    assert!(!format!("{file:?}").contains("\"a\""));
 
-    let e = resolve(
-        file.clone(),
-        PushOverrides {
-            interval: Some("10ms".into()),
-            ..Default::default()
-        },
-    )
+    let e = resolve(RawPushConfig {
+        interval: Some("10ms".into()),
+        ..file.clone()
+    })
     .unwrap_err();
     assert!(
-        e.contains("metrics_push.interval") && e.contains("at least") && e.contains("[flag]"),
+        e.contains("metrics_push.interval") && e.contains("at least"),
         "{e}"
     );
     for (list, needle) in [
@@ -157,13 +136,10 @@ fn config_flags_win_and_are_named_as_flags() {
         ("content-type=text/plain", "set by faultline"),
         ("a=1,A=2", "twice"),
     ] {
-        let e = resolve(
-            file.clone(),
-            PushOverrides {
-                headers: Some(list.into()),
-                ..Default::default()
-            },
-        )
+        let e = resolve(RawPushConfig {
+            headers: Some(Headers::List(list.into())),
+            ..file.clone()
+        })
         .unwrap_err();
         assert!(
             e.contains("metrics_push.headers") && e.contains(needle),

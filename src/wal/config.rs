@@ -3,29 +3,52 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::Args;
+use serde::{Deserialize, Serialize};
 
-/// `[wal]` as written. Every key is optional.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// `[wal]`: each key is also a flag `--wal-<key>` and a variable `FAULTLINE_WAL_<KEY>`
+/// (see `config.rs`). Every key is optional.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWalConfig {
-    /// Append every accepted request to the log before acknowledging it. Default true.
+    /// Append every accepted request to the write-ahead log under the data directory
+    /// before acknowledging it, and replay it at startup: true or false. File: [wal]
+    /// enabled.
+    #[arg(
+        id = "wal_enabled",
+        long = "wal-enabled",
+        env = "FAULTLINE_WAL_ENABLED",
+        value_name = "BOOL"
+    )]
     pub enabled: Option<bool>,
-    /// `batch` (fsync before each acknowledgement, shared by the requests written
-    /// together) or `interval` (fsync every `fsync_interval`). Default `batch`.
+    /// When the write-ahead log is fsynced: batch (before each acknowledgement, shared by
+    /// the requests written together) or interval (every --wal-fsync-interval; an
+    /// acknowledged request survives a crash of the process, not of the machine within
+    /// the interval). File: [wal] fsync.
+    #[arg(
+        id = "wal_fsync",
+        long = "wal-fsync",
+        env = "FAULTLINE_WAL_FSYNC",
+        value_name = "POLICY"
+    )]
     pub fsync: Option<String>,
-    /// Time between fsyncs with `fsync = "interval"`. Default `1s`.
+    /// Time between write-ahead log fsyncs with --wal-fsync interval. File: [wal]
+    /// fsync_interval.
+    #[arg(
+        id = "wal_fsync_interval",
+        long = "wal-fsync-interval",
+        env = "FAULTLINE_WAL_FSYNC_INTERVAL",
+        value_name = "DURATION"
+    )]
     pub fsync_interval: Option<String>,
-    /// A segment file is closed and a new one started past this size. Default 64 MiB.
-    pub segment_bytes: Option<u64>,
-}
-
-/// Values from `--wal-*` flags and `FAULTLINE_WAL_*` variables.
-#[derive(Debug, Default, Clone)]
-pub struct WalOverrides {
-    pub enabled: Option<bool>,
-    pub fsync: Option<String>,
-    pub fsync_interval: Option<String>,
+    /// A write-ahead log segment file is closed and a new one started past this size
+    /// (at least 65536). File: [wal] segment_bytes.
+    #[arg(
+        id = "wal_segment_bytes",
+        long = "wal-segment-bytes",
+        env = "FAULTLINE_WAL_SEGMENT_BYTES",
+        value_name = "BYTES"
+    )]
     pub segment_bytes: Option<u64>,
 }
 
@@ -72,51 +95,42 @@ impl Default for WalConfig {
     }
 }
 
-/// A bad `[wal]` value, naming the key and where it came from.
+/// A bad `[wal]` value, naming the key (where it came from is known to the caller, which
+/// merged the sources).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("wal.{key}: {message}")]
 pub struct WalConfigError {
     pub key: &'static str,
     pub message: String,
-    pub from_file: bool,
 }
 
 impl WalConfig {
-    /// Flags and environment over the file over the defaults.
-    pub fn resolve(
-        raw: Option<&RawWalConfig>,
-        over: &WalOverrides,
-    ) -> Result<WalConfig, WalConfigError> {
+    /// Validates the merged `[wal]` (flags, environment and file already merged by
+    /// `config.rs`); an absent key takes its default.
+    pub fn resolve(raw: Option<&RawWalConfig>) -> Result<WalConfig, WalConfigError> {
         let empty = RawWalConfig::default();
         let raw = raw.unwrap_or(&empty);
         let mut c = WalConfig::default();
-        if let Some(enabled) = over.enabled.or(raw.enabled) {
+        if let Some(enabled) = raw.enabled {
             c.enabled = enabled;
         }
-        let pick = |o: &Option<String>, f: &Option<String>| match (o, f) {
-            (Some(v), _) => Some((v.clone(), false)),
-            (None, Some(v)) => Some((v.clone(), true)),
-            (None, None) => None,
-        };
-        let interval = match pick(&over.fsync_interval, &raw.fsync_interval) {
+        let interval = match &raw.fsync_interval {
             None => DEFAULT_FSYNC_INTERVAL,
-            Some((v, from_file)) => {
+            Some(v) => {
                 let d = humantime::parse_duration(v.trim()).map_err(|e| WalConfigError {
                     key: "fsync_interval",
                     message: format!("`{v}` is not a duration such as 100ms or 1s ({e})"),
-                    from_file,
                 })?;
                 if d.is_zero() {
                     return Err(WalConfigError {
                         key: "fsync_interval",
                         message: "must be greater than zero".into(),
-                        from_file,
                     });
                 }
                 d
             }
         };
-        if let Some((v, from_file)) = pick(&over.fsync, &raw.fsync) {
+        if let Some(v) = &raw.fsync {
             c.fsync = match v.trim() {
                 "batch" => FsyncPolicy::Batch,
                 "interval" => FsyncPolicy::Interval(interval),
@@ -124,22 +138,15 @@ impl WalConfig {
                     return Err(WalConfigError {
                         key: "fsync",
                         message: format!("`{other}` is not `batch` or `interval`"),
-                        from_file,
                     })
                 }
             };
         }
-        let bytes = match (over.segment_bytes, raw.segment_bytes) {
-            (Some(b), _) => Some((b, false)),
-            (None, Some(b)) => Some((b, true)),
-            (None, None) => None,
-        };
-        if let Some((b, from_file)) = bytes {
+        if let Some(b) = raw.segment_bytes {
             if b < MIN_SEGMENT_BYTES {
                 return Err(WalConfigError {
                     key: "segment_bytes",
                     message: format!("{b} is below the minimum of {MIN_SEGMENT_BYTES} bytes"),
-                    from_file,
                 });
             }
             c.segment_bytes = b;

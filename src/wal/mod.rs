@@ -47,7 +47,7 @@ use crate::memory::MemoryBudget;
 use crate::model::{Analysis, LogEvent, SpanRecord, TraceId};
 use crate::pipeline::Sink;
 
-pub use config::{FsyncPolicy, RawWalConfig, WalConfig, WalConfigError, WalOverrides};
+pub use config::{FsyncPolicy, RawWalConfig, WalConfig, WalConfigError};
 pub use replay::ReplayStats;
 pub use segment::{Format, Signal};
 

@@ -299,40 +299,29 @@ async fn replay_waits_while_the_pipeline_is_full() {
 }
 
 #[test]
-fn config_resolves_flags_over_file_and_names_bad_keys() {
+fn config_resolves_and_names_bad_keys() {
     let raw = RawWalConfig {
         enabled: Some(false),
         fsync: Some("interval".into()),
         fsync_interval: Some("250ms".into()),
         segment_bytes: Some(1 << 20),
     };
-    let c = WalConfig::resolve(Some(&raw), &WalOverrides::default()).unwrap();
+    let c = WalConfig::resolve(Some(&raw)).unwrap();
     assert!(!c.enabled);
     assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
     assert_eq!(c.segment_bytes, 1 << 20);
-    let over = WalOverrides {
-        enabled: Some(true),
-        fsync: Some("batch".into()),
-        ..WalOverrides::default()
-    };
-    let c = WalConfig::resolve(Some(&raw), &over).unwrap();
-    assert!(c.enabled);
-    assert_eq!(c.fsync, FsyncPolicy::Batch);
-    assert_eq!(
-        WalConfig::resolve(None, &WalOverrides::default()).unwrap(),
-        WalConfig::default()
-    );
-    let bad = WalOverrides {
+    assert_eq!(WalConfig::resolve(None).unwrap(), WalConfig::default());
+    let bad = RawWalConfig {
         fsync: Some("always".into()),
-        ..WalOverrides::default()
+        ..RawWalConfig::default()
     };
-    let e = WalConfig::resolve(None, &bad).unwrap_err();
+    let e = WalConfig::resolve(Some(&bad)).unwrap_err();
     assert_eq!(e.key, "fsync");
     assert!(e.message.contains("always"), "{e}");
     let small = RawWalConfig {
         segment_bytes: Some(10),
         ..RawWalConfig::default()
     };
-    let e = WalConfig::resolve(Some(&small), &WalOverrides::default()).unwrap_err();
-    assert_eq!((e.key, e.from_file), ("segment_bytes", true));
+    let e = WalConfig::resolve(Some(&small)).unwrap_err();
+    assert_eq!(e.key, "segment_bytes");
 }

@@ -88,10 +88,13 @@ async fn flags_win_over_the_environment_which_wins_over_the_file() {
         "{text}"
     );
     assert!(text.contains(&path("cert-from-file")), "{text}");
-    // ... and the environment's invalid one over the file's: named as not the file's.
+    // ... and the environment's invalid one over the file's: named as the variable's,
+    // with the key.
     let text = serve_error(&file, &env_invalid).await;
     assert!(
-        text.contains("flag or environment") && text.contains("idle_timeout"),
+        text.contains("environment variable FAULTLINE_IDLE_TIMEOUT")
+            && text.contains("idle_timeout")
+            && !text.contains(&config),
         "{text}"
     );
 

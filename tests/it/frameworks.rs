@@ -427,7 +427,10 @@ async fn framework_agents_live() {
     let model = FakeModel::start();
     // Root-less traces (an instrumentation that never ends its root) complete on age.
     let file = FileConfig {
-        max_trace_age: Some("20s".into()),
+        top: faultline::config::RawTopLevel {
+            max_trace_age: Some("20s".into()),
+            ..Default::default()
+        },
         ..FileConfig::default()
     };
     let running = start_server_with(file, "500ms").await;

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use faultline::config::FileConfig;
+use faultline::config::{FileConfig, RawTopLevel};
 use faultline::model::TraceId;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -65,7 +65,10 @@ async fn a_chain_100k_deep_is_assembled_and_flagged_at_the_depth_cap() {
     let _heavy = heavy().await;
     let len = 100_000u64;
     let file = FileConfig {
-        max_spans_per_trace: Some(200_000),
+        top: RawTopLevel {
+            max_spans_per_trace: Some(200_000),
+            ..RawTopLevel::default()
+        },
         ..FileConfig::default()
     };
     let running = start_server_with(file, "1s").await;
@@ -156,8 +159,11 @@ async fn a_chain_100k_deep_is_assembled_and_flagged_at_the_depth_cap() {
 /// `cap` connections per listener.
 async fn server_with_conn_limits(timeout: &str, cap: usize) -> faultline::server::Running {
     let file = FileConfig {
-        header_read_timeout: Some(timeout.into()),
-        max_connections: Some(cap),
+        top: RawTopLevel {
+            header_read_timeout: Some(timeout.into()),
+            max_connections: Some(cap),
+            ..RawTopLevel::default()
+        },
         ..FileConfig::default()
     };
     start_server_with(file, "1s").await

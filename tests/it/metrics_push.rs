@@ -163,7 +163,7 @@ fn push_config(endpoint: String, interval: &str, protocol: &str) -> FileConfig {
             endpoint: Some(endpoint),
             interval: Some(interval.into()),
             protocol: Some(protocol.into()),
-            headers: Some(BTreeMap::from([("X-Tenant".into(), "team-a".into())])),
+            headers: Some(BTreeMap::from([("X-Tenant".into(), "team-a".into())]).into()),
             ..RawPushConfig::default()
         }),
         ..FileConfig::default()
@@ -558,9 +558,10 @@ async fn push_over_https_with_a_ca_file_and_a_token_header() {
         );
         let push = file.metrics_push.as_mut().expect("push table");
         push.ca_file = Some(files.path("ca.pem"));
-        push.headers
-            .get_or_insert_with(BTreeMap::new)
-            .insert("Authorization".into(), "Bearer push-token".into());
+        let Some(faultline::push::Headers::Table(headers)) = push.headers.as_mut() else {
+            panic!("the push's headers are a table");
+        };
+        headers.insert("Authorization".into(), "Bearer push-token".into());
         let running = start_server_with(file, "300ms").await;
         received.wait_len(1, Duration::from_secs(20)).await;
         let (tenant, request) = received.get(0);

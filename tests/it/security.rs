@@ -826,7 +826,10 @@ async fn grpc_pings_without_requests_and_idle_connections_are_closed() {
     // Pings: three on a connection with no request in flight close it.
     let running = start_server_with(
         FileConfig {
-            grpc_max_connection_idle: Some("60s".into()),
+            keepalive: faultline::config::RawKeepalive {
+                grpc_max_connection_idle: Some("60s".into()),
+                ..Default::default()
+            },
             ..FileConfig::default()
         },
         "300ms",
@@ -857,7 +860,10 @@ async fn grpc_pings_without_requests_and_idle_connections_are_closed() {
     // Idle: a connection with no request in flight for the limit is closed.
     let running = start_server_with(
         FileConfig {
-            grpc_max_connection_idle: Some("1s".into()),
+            keepalive: faultline::config::RawKeepalive {
+                grpc_max_connection_idle: Some("1s".into()),
+                ..Default::default()
+            },
             ..FileConfig::default()
         },
         "300ms",

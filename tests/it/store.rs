@@ -114,7 +114,10 @@ async fn list_filters_sort_cursor_sessions_and_bad_input() {
     // A small memory list, so most trajectories are read back from the store.
     let running = start_server_with(
         FileConfig {
-            recent_trajectories: Some(5),
+            top: faultline::config::RawTopLevel {
+                recent_trajectories: Some(5),
+                ..Default::default()
+            },
             ..FileConfig::default()
         },
         "300ms",

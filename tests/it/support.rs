@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faultline::config::{FileConfig, Overrides, Settings};
+use faultline::config::{FileConfig, Overrides, RawTopLevel, Settings};
 use faultline::server::{self, Running};
 use serde_json::Value;
 
@@ -33,15 +33,18 @@ pub async fn start_server_graced(
         file,
         None,
         Overrides {
-            otlp_grpc_address: Some("127.0.0.1:0".into()),
-            otlp_http_address: Some("127.0.0.1:0".into()),
-            api_address: Some("127.0.0.1:0".into()),
-            idle_timeout: Some(idle_timeout.into()),
-            // Short by default, so that counts (taken when a trace's grace ends) show up
-            // quickly.
-            late_grace: Some(late_grace.into()),
-            shards: Some(2),
-            data_dir: Some(fresh_data_dir()),
+            top: RawTopLevel {
+                otlp_grpc_address: Some("127.0.0.1:0".into()),
+                otlp_http_address: Some("127.0.0.1:0".into()),
+                api_address: Some("127.0.0.1:0".into()),
+                idle_timeout: Some(idle_timeout.into()),
+                // Short by default, so that counts (taken when a trace's grace ends) show up
+                // quickly.
+                late_grace: Some(late_grace.into()),
+                shards: Some(2),
+                data_dir: Some(fresh_data_dir()),
+                ..RawTopLevel::default()
+            },
             ..Overrides::default()
         },
     )
