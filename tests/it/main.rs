@@ -23,4 +23,5 @@ mod readme;
 mod security;
 mod store;
 mod support;
+mod tidy;
 mod wal;
