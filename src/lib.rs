@@ -6,21 +6,28 @@
 //!
 //! - [`ingest`]: OTLP over gRPC and HTTP (traces and logs) into compact [`model`] records.
 //!   The only module that knows OTLP wire types.
+//! - [`wal`]: the write-ahead log of accepted requests, replayed into the pipeline at
+//!   startup.
 //! - [`pipeline`]: shards records by trace id onto worker threads and runs the core
 //!   stages on each shard.
+//! - [`memory`]: the memory budget in bytes that ingest and the shards charge.
 //! - [`assemble`]: per-trace buffers; releases a [`model::Trajectory`] when a trace is
 //!   complete, too old, too large, or when memory runs short.
 //! - [`classify`]: the step of every span (planner, retriever, tool, ...).
+//! - [`content`]: what a span said (answers, outputs, instructions, verdicts), read the
+//!   same way across conventions by classify and detect.
 //! - [`detect`]: failure signals, each a [`model::Finding`] with a reason.
 //! - [`attribute`]: the outcome of the run and the step to blame.
 //! - [`aggregate`]: per-step failure counts, root causes and latency by cohort, in
 //!   event-time minute buckets; the aggregation metrics and the breakdown query.
+//! - [`reasons`]: failure-reason clustering into patterns with stable ids.
 //! - [`alerts`]: step-specific failure spikes and sustained shifts in event time;
 //!   delivery to Alertmanager and a webhook.
 //! - [`cohorts`]: failure-cohort discovery over a sliding window of recent trajectories,
 //!   and the side-by-side comparison of two filters.
 //! - [`analyze`]: the synchronous core that chains classify, detect and attribute.
-//! - [`store`]: what the API reads (recent analyses in memory).
+//! - [`store`]: what the API reads: the recent analyses in memory and the SQLite store,
+//!   written by its own thread.
 //! - [`api`]: the JSON API, `/metrics` and health endpoints. The only module that knows
 //!   the JSON shapes.
 //! - [`ui`]: the web page, embedded static assets.
@@ -33,6 +40,8 @@
 //!   CORS of OTLP/HTTP, the API's response headers.
 //! - [`server`]: starts and stops everything in order.
 //! - [`cli`]: the command line.
+//! - [`simulate`]: agent traffic with planted faults and ground-truth labels, a client
+//!   of faultline (the benchmarks' load and the demo's data).
 //!
 //! [`model`] is the shared vocabulary; it depends on nothing else in the crate.
 

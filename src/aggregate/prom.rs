@@ -123,29 +123,29 @@ impl PromMetrics {
             duration_handles: FxMap::default(),
         };
         // prometheus-client appends `_total` to counters.
-        registry.register(
-            "faultline_trajectories",
-            "Finalized trajectories by outcome and cohort (labels beyond the top values are `other`)",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::TRAJECTORIES,
             m.trajectories.family.clone(),
         );
-        registry.register(
-            "faultline_step_runs",
-            "Step runs by step and cohort",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::STEP_RUNS,
             m.step_runs.family.clone(),
         );
-        registry.register(
-            "faultline_step_failures",
-            "Original (not propagated) failure findings by step, kind and cohort",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::STEP_FAILURES,
             m.step_failures.family.clone(),
         );
-        registry.register(
-            "faultline_root_causes",
-            "Failed trajectories by the step and kind blamed, and the blamed step's cohort",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::ROOT_CAUSES,
             m.root_causes.family.clone(),
         );
-        registry.register(
-            "faultline_step_duration_seconds",
-            "Duration of step runs (the outermost span of each run) by step",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::STEP_DURATION_SECONDS,
             m.durations.clone(),
         );
         m

@@ -13,13 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+pub use super::metrics::DeliveryMetrics;
 
 /// Incidents waiting to be sent, per destination, at most; the oldest resolved ones go
 /// first beyond it.
@@ -97,12 +95,6 @@ pub fn webhook_body(notes: &[Notification]) -> Value {
     json!({ "source": "faultline", "version": 1, "alerts": alerts })
 }
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DeliveryLabels {
-    destination: &'static str,
-    result: &'static str,
-}
-
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -174,31 +166,6 @@ impl Outbox {
             };
             self.pending.remove(&oldest);
         }
-    }
-}
-
-/// The delivery task's counters.
-pub struct DeliveryMetrics {
-    sent: Family<DeliveryLabels, Counter>,
-}
-
-impl DeliveryMetrics {
-    pub fn register(registry: &mut Registry) -> DeliveryMetrics {
-        let sent = Family::<DeliveryLabels, Counter>::default();
-        registry.register(
-            "faultline_alert_notifications",
-            "Alert notification requests by destination (alertmanager, webhook) and result (ok, error)",
-            sent.clone(),
-        );
-        for destination in ["alertmanager", "webhook"] {
-            for result in ["ok", "error"] {
-                let _ = sent.get_or_create(&DeliveryLabels {
-                    destination,
-                    result,
-                });
-            }
-        }
-        DeliveryMetrics { sent }
     }
 }
 
@@ -305,13 +272,7 @@ pub async fn run(
                     false
                 }
             };
-            metrics
-                .sent
-                .get_or_create(&DeliveryLabels {
-                    destination: b.dest.as_str(),
-                    result: if ok { "ok" } else { "error" },
-                })
-                .inc();
+            metrics.sent(b.dest.as_str(), ok);
             if ok {
                 for n in &batch {
                     // Keep a newer state that arrived meanwhile.

@@ -16,14 +16,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::config::{AlertsConfig, SUSTAINED_RESOLVE_WINDOW};
 use super::deliver::Notification;
+use super::metrics::{FiringLabels, Metrics};
+use super::payload::{self, truncate};
 use super::stats::{bernoulli_llr, binomial_upper_tail};
 
 pub(crate) const NANOS_PER_MINUTE: u64 = 60_000_000_000;
@@ -32,8 +30,6 @@ pub(crate) const NANOS_PER_MINUTE: u64 = 60_000_000_000;
 const RING: usize = 16;
 /// Resolved incidents re-sent after a dropped delivery batch.
 const RECENT_INCIDENTS: usize = 32;
-/// Longest text of a label or annotation value taken from telemetry.
-const MAX_TEXT: usize = 200;
 
 /// What the counts are a rate of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,61 +216,6 @@ pub struct AlertStats {
 /// the server); `None` when there is none.
 pub type ReasonLookup = Arc<dyn Fn(&str, u64) -> Option<String> + Send + Sync>;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FiringLabels {
-    signal: &'static str,
-    step: String,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-/// The engine's metrics, registered in the server's registry.
-struct Metrics {
-    firing: Family<FiringLabels, Gauge>,
-    suppressed: Family<ReasonLabel, Counter>,
-    series: Gauge,
-    evaluations: Counter,
-}
-
-impl Metrics {
-    fn register(registry: &mut Registry) -> Metrics {
-        let m = Metrics {
-            firing: Family::default(),
-            suppressed: Family::default(),
-            series: Gauge::default(),
-            evaluations: Counter::default(),
-        };
-        registry.register(
-            "faultline_alert_firing",
-            "Firing built-in alerts (series) by signal, step and kind (spike or sustained)",
-            m.firing.clone(),
-        );
-        registry.register(
-            "faultline_alerts_suppressed",
-            "Alerts, series, incidents or delivery batches not created or sent because a bound was reached, by bound",
-            m.suppressed.clone(),
-        );
-        registry.register(
-            "faultline_alert_series",
-            "Series (step, or step and one cohort value) the alert engine tracks",
-            m.series.clone(),
-        );
-        registry.register(
-            "faultline_alert_evaluations",
-            "Event minutes evaluated by the alert engine",
-            m.evaluations.clone(),
-        );
-        for reason in ["max_series", "max_alerts", "max_incidents", "queue_full"] {
-            let _ = m.suppressed.get_or_create(&ReasonLabel { reason });
-        }
-        m
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     /// The event minute these counts belong to; a slot of another minute reads as zero.
@@ -328,6 +269,47 @@ impl SignalState {
     }
 }
 
+/// One signal of one series judged at a closed minute: series `i`, event minute `m`
+/// (ending at `end_nanos`), against baseline rate `p0`.
+struct Judged {
+    i: usize,
+    signal: Signal,
+    m: u64,
+    p0: f64,
+    end_nanos: u64,
+}
+
+/// The spike test at one minute, as the spike lifecycle reads it.
+struct SpikeEvidence {
+    /// The most significant window: (p-value, runs, failures, minutes).
+    best: Option<(f64, u64, u64, usize)>,
+    /// Runs and failures of the longest window.
+    n_w: u64,
+    k_w: u64,
+    /// The series holds at least `cohort_max_share` of its step's runs: a cohort that
+    /// is the whole step, which alerts on its own.
+    whole_step: bool,
+    /// Significant enough for a pending spike.
+    hot: bool,
+    /// Significant enough to fire at once.
+    strong: bool,
+    /// The longest window is back near the baseline (`resolve_ratio`).
+    calm: bool,
+}
+
+/// The CUSUM's current excursion, after a minute was added.
+struct Excursion {
+    cusum: f64,
+    /// Its first minute, runs and failures.
+    start: u64,
+    runs: u64,
+    fails: u64,
+    /// `fails / runs`.
+    rate: f64,
+    /// At least `min_failures`, at a rate at least halfway to `shift_ratio` × baseline.
+    elevated: bool,
+}
+
 #[derive(Debug)]
 struct Series {
     step: Arc<str>,
@@ -375,26 +357,26 @@ impl Series {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct IncidentKey {
-    step: Arc<str>,
-    kind: AlertKind,
+pub(super) struct IncidentKey {
+    pub(super) step: Arc<str>,
+    pub(super) kind: AlertKind,
 }
 
 #[derive(Debug)]
-struct Incident {
-    id: u64,
-    key: IncidentKey,
+pub(super) struct Incident {
+    pub(super) id: u64,
+    pub(super) key: IncidentKey,
     /// The signal of the alert that opened it (its `alertname`); alerts of the other
     /// signal on the same step and kind join it.
-    signal: Signal,
+    pub(super) signal: Signal,
     /// The cohort of the alert that opened it: its labels never change.
-    lead: CohortKey,
-    started_unix_nano: u64,
-    members: Vec<u64>,
+    pub(super) lead: CohortKey,
+    pub(super) started_unix_nano: u64,
+    pub(super) members: Vec<u64>,
     /// Firing alerts of this incident not created because `max_alerts` was reached.
-    suppressed: u64,
-    peak_rate: f64,
-    baseline: f64,
+    pub(super) suppressed: u64,
+    pub(super) peak_rate: f64,
+    pub(super) baseline: f64,
 }
 
 struct State {
@@ -436,22 +418,6 @@ pub struct AlertFilter {
     pub step: Option<String>,
     pub kind: Option<AlertKind>,
     pub limit: usize,
-}
-
-fn truncate(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_TEXT)
-        .collect();
-    if text.chars().count() > MAX_TEXT {
-        out.push('…');
-    }
-    out
-}
-
-fn percent(x: f64) -> String {
-    format!("{:.2}%", x * 100.0)
 }
 
 impl AlertEngine {
@@ -824,12 +790,7 @@ impl AlertEngine {
         }
         if state.series.len() >= self.config.max_series {
             state.stats.series_refused += 1;
-            self.metrics
-                .suppressed
-                .get_or_create(&ReasonLabel {
-                    reason: "max_series",
-                })
-                .inc();
+            self.metrics.suppressed("max_series");
             return None;
         }
         let i = state.series.len();
@@ -882,71 +843,120 @@ impl AlertEngine {
             return;
         }
         let cfg = &self.config;
-        let w = cfg.spike_window_minutes.max(1);
         let sig = signal.index();
-        let end_nanos = (m + 1).saturating_mul(NANOS_PER_MINUTE);
 
         // The baseline learns the minute that just left the short windows.
-        let decay = 0.5_f64.powf(1.0 / cfg.baseline_half_life_minutes.max(1.0));
-        {
-            let s = &mut state.series[i];
-            let frozen = s.signals[sig].spike.is_some() || s.signals[sig].sustained.is_some();
-            if !frozen {
-                if let Some(old) = m.checked_sub(w as u64) {
-                    if old >= s.first_minute {
-                        let slot = s.slot(old);
-                        let st = &mut s.signals[sig];
-                        let (runs, fails) = (slot.runs as f64, slot.counts[sig] as f64);
-                        st.base_runs *= decay;
-                        st.base_fails *= decay;
-                        st.held_runs *= decay;
-                        st.held_fails *= decay;
-                        if st.cusum >= cfg.cusum_threshold / 4.0 && old >= st.exc_start {
-                            // A shift may be building (the CUSUM is where a pending
-                            // shift is kept): its minutes must not teach the baseline
-                            // that they are normal before it is judged.
-                            st.held_runs += runs;
-                            st.held_fails += fails;
-                        } else {
-                            st.base_runs += runs;
-                            st.base_fails += fails;
-                        }
-                    }
-                }
-            }
-        }
+        self.learn_baseline(&mut state.series[i], sig, m);
 
         let s = &state.series[i];
-        let st = &s.signals[sig];
-        let p0 = st.baseline();
+        let p0 = s.signals[sig].baseline();
         let ready = m.saturating_sub(s.first_minute) >= cfg.warmup_minutes
-            && st.base_runs >= cfg.min_baseline_runs;
+            && s.signals[sig].base_runs >= cfg.min_baseline_runs;
         if !ready {
             return;
         }
+        let at = Judged {
+            i,
+            signal,
+            m,
+            p0,
+            end_nanos: (m + 1).saturating_mul(NANOS_PER_MINUTE),
+        };
 
         // Spike: the most significant of the windows of 1..=w minutes.
-        let best = self.spike_test(s, sig, m, p0);
-        let (n_w, k_w) = s.window(m, w, sig);
-        let is_whole_step = match step_runs {
-            Some(total) => total > 0 && n_w as f64 >= cfg.cohort_max_share * total as f64,
-            None => false,
-        };
-        let hot = !is_whole_step && best.is_some_and(|b| b.0 < cfg.spike_p_pending);
-        let strong = hot && best.is_some_and(|b| b.0 < cfg.spike_p_firing);
-        let calm = (k_w as f64) < cfg.resolve_ratio * p0 * n_w as f64 || n_w == 0;
+        let spike = self.spike_evidence(s, sig, m, p0, step_runs);
 
         // Sustained: CUSUM on minute m, each step capped.
         let cur = s.slot(m);
+        let shift = self.step_cusum(&mut state.series[i].signals[sig], sig, cur, m, p0);
+
+        // Sustained lifecycle first: a firing shift supersedes spikes.
+        self.sustained_lifecycle(state, &at, &shift, spike.whole_step);
+
+        // Spike lifecycle.
+        self.spike_lifecycle(state, &at, &spike);
+    }
+
+    /// The baseline of `signal` in series `s` learns minute `m - W` (just out of the
+    /// short windows), unless an alert of it is open; the minutes of a shift still
+    /// building are held back until it is judged.
+    fn learn_baseline(&self, s: &mut Series, sig: usize, m: u64) {
+        let cfg = &self.config;
+        let w = cfg.spike_window_minutes.max(1);
+        let decay = 0.5_f64.powf(1.0 / cfg.baseline_half_life_minutes.max(1.0));
+        let frozen = s.signals[sig].spike.is_some() || s.signals[sig].sustained.is_some();
+        if frozen {
+            return;
+        }
+        let Some(old) = m.checked_sub(w as u64) else {
+            return;
+        };
+        if old < s.first_minute {
+            return;
+        }
+        let slot = s.slot(old);
+        let st = &mut s.signals[sig];
+        let (runs, fails) = (slot.runs as f64, slot.counts[sig] as f64);
+        st.base_runs *= decay;
+        st.base_fails *= decay;
+        st.held_runs *= decay;
+        st.held_fails *= decay;
+        if st.cusum >= cfg.cusum_threshold / 4.0 && old >= st.exc_start {
+            // A shift may be building (the CUSUM is where a pending shift is kept): its
+            // minutes must not teach the baseline that they are normal before it is
+            // judged.
+            st.held_runs += runs;
+            st.held_fails += fails;
+        } else {
+            st.base_runs += runs;
+            st.base_fails += fails;
+        }
+    }
+
+    /// The spike test of `signal` in series `s` at minute `m` against baseline `p0`,
+    /// and what the lifecycle reads of the longest window.
+    fn spike_evidence(
+        &self,
+        s: &Series,
+        sig: usize,
+        m: u64,
+        p0: f64,
+        step_runs: Option<u64>,
+    ) -> SpikeEvidence {
+        let cfg = &self.config;
+        let w = cfg.spike_window_minutes.max(1);
+        let best = self.spike_test(s, sig, m, p0);
+        let (n_w, k_w) = s.window(m, w, sig);
+        let whole_step = match step_runs {
+            Some(total) => total > 0 && n_w as f64 >= cfg.cohort_max_share * total as f64,
+            None => false,
+        };
+        let hot = !whole_step && best.is_some_and(|b| b.0 < cfg.spike_p_pending);
+        SpikeEvidence {
+            best,
+            n_w,
+            k_w,
+            whole_step,
+            hot,
+            strong: hot && best.is_some_and(|b| b.0 < cfg.spike_p_firing),
+            calm: (k_w as f64) < cfg.resolve_ratio * p0 * n_w as f64 || n_w == 0,
+        }
+    }
+
+    /// Adds minute `cur` (minute `m`) of signal `sig` to the CUSUM of `st` against baseline `p0`, its
+    /// step capped so that only `sustained_min_minutes` of elevation can cross the
+    /// threshold; the excursion as it stands after it.
+    fn step_cusum(
+        &self,
+        st: &mut SignalState,
+        sig: usize,
+        cur: Slot,
+        m: u64,
+        p0: f64,
+    ) -> Excursion {
+        let cfg = &self.config;
         let p1 = (p0 * cfg.shift_ratio).min(0.999);
         let cap = cfg.cusum_threshold / cfg.sustained_min_minutes as f64;
-        let (n_r, k_r) = s.window(m, SUSTAINED_RESOLVE_WINDOW, sig);
-        let sustained_firing = st
-            .sustained
-            .and_then(|id| state.alerts.get(&id))
-            .is_some_and(|a| a.state == AlertState::Firing);
-
-        let st = &mut state.series[i].signals[sig];
         if cur.runs > 0 {
             let llr = bernoulli_llr(cur.counts[sig], cur.runs, p0, p1).min(cap);
             let before = st.cusum;
@@ -964,46 +974,71 @@ impl AlertEngine {
                 st.exc_fails += cur.counts[sig];
             }
         }
-        let exc_rate = if st.exc_runs > 0 {
+        let rate = if st.exc_runs > 0 {
             st.exc_fails as f64 / st.exc_runs as f64
         } else {
             0.0
         };
-        let elevated = st.exc_runs > 0
-            && st.exc_fails >= cfg.min_failures
-            && exc_rate >= p0 * (1.0 + (cfg.shift_ratio - 1.0) / 2.0);
-        let (cusum, exc_start, exc_runs, exc_fails) =
-            (st.cusum, st.exc_start, st.exc_runs, st.exc_fails);
+        Excursion {
+            cusum: st.cusum,
+            start: st.exc_start,
+            runs: st.exc_runs,
+            fails: st.exc_fails,
+            rate,
+            elevated: st.exc_runs > 0
+                && st.exc_fails >= cfg.min_failures
+                && rate >= p0 * (1.0 + (cfg.shift_ratio - 1.0) / 2.0),
+        }
+    }
 
-        // Sustained lifecycle first: a firing shift supersedes spikes.
-        match st.sustained {
+    /// The sustained alert of the judged signal: opened (and fired) when the CUSUM
+    /// crosses half (all) of its threshold on an elevated excursion; a firing one
+    /// resolves when the resolve window is back near the baseline, or is learnt as the
+    /// new normal after `relearn_after_minutes`; a pending one is dropped when the
+    /// excursion fades.
+    fn sustained_lifecycle(
+        &self,
+        state: &mut State,
+        at: &Judged,
+        shift: &Excursion,
+        whole_step: bool,
+    ) {
+        let cfg = &self.config;
+        let (i, sig, m, p0, end_nanos) = (at.i, at.signal.index(), at.m, at.p0, at.end_nanos);
+        let (n_r, k_r) = state.series[i].window(m, SUSTAINED_RESOLVE_WINDOW, sig);
+        match state.series[i].signals[sig].sustained {
             None => {
-                if cusum >= cfg.cusum_threshold / 2.0 && elevated && !is_whole_step {
-                    let started = exc_start.saturating_mul(NANOS_PER_MINUTE);
+                if shift.cusum >= cfg.cusum_threshold / 2.0 && shift.elevated && !whole_step {
+                    let started = shift.start.saturating_mul(NANOS_PER_MINUTE);
                     if let Some(id) = self.open(
                         state,
                         i,
-                        signal,
+                        at.signal,
                         AlertKind::Sustained,
                         started,
                         end_nanos,
-                        (exc_rate, p0, exc_runs, exc_fails),
+                        (shift.rate, p0, shift.runs, shift.fails),
                     ) {
                         state.series[i].signals[sig].sustained = Some(id);
-                        if cusum >= cfg.cusum_threshold {
+                        if shift.cusum >= cfg.cusum_threshold {
                             self.fire(state, id);
                         }
                     }
                 }
             }
             Some(id) => {
+                let sustained_firing = state
+                    .alerts
+                    .get(&id)
+                    .is_some_and(|a| a.state == AlertState::Firing);
                 let rate_r = if n_r > 0 {
                     k_r as f64 / n_r as f64
                 } else {
                     0.0
                 };
+                let excursion = (shift.rate, p0, shift.runs, shift.fails);
                 if sustained_firing {
-                    let age = m.saturating_sub(exc_start);
+                    let age = m.saturating_sub(shift.start);
                     if (k_r as f64) < cfg.sustained_resolve_ratio * p0 * n_r as f64 {
                         self.resolve(state, id, end_nanos);
                         let st = &mut state.series[i].signals[sig];
@@ -1019,37 +1054,47 @@ impl AlertEngine {
                     } else {
                         self.update(state, id, end_nanos, (rate_r, p0, n_r, k_r));
                     }
-                } else if cusum >= cfg.cusum_threshold && elevated {
-                    self.update(state, id, end_nanos, (exc_rate, p0, exc_runs, exc_fails));
+                } else if shift.cusum >= cfg.cusum_threshold && shift.elevated {
+                    self.update(state, id, end_nanos, excursion);
                     self.fire(state, id);
                     if let Some(spike) = state.series[i].signals[sig].spike.take() {
                         // The burst turned out to be a shift: one alert, labelled sustained.
                         self.close(state, spike, end_nanos);
                     }
-                } else if cusum < cfg.cusum_threshold / 4.0 || !elevated {
+                } else if shift.cusum < cfg.cusum_threshold / 4.0 || !shift.elevated {
                     self.drop_pending(state, id);
                     state.series[i].signals[sig].sustained = None;
                 } else {
-                    self.update(state, id, end_nanos, (exc_rate, p0, exc_runs, exc_fails));
+                    self.update(state, id, end_nanos, excursion);
                 }
             }
         }
+    }
+
+    /// The spike alert of the judged signal: opened when the spike test is hot and no
+    /// shift of it fires (fired at once when strong, else after `confirm_evaluations`
+    /// hot minutes); a firing one resolves after `resolve_minutes` calm ones and shows
+    /// its peak window meanwhile; a pending one that cools is dropped.
+    fn spike_lifecycle(&self, state: &mut State, at: &Judged, spike: &SpikeEvidence) {
+        let cfg = &self.config;
+        let (i, sig, m, p0, end_nanos) = (at.i, at.signal.index(), at.m, at.p0, at.end_nanos);
+        let (n_w, k_w) = (spike.n_w, spike.k_w);
         let sustained_firing = state.series[i].signals[sig]
             .sustained
             .and_then(|id| state.alerts.get(&id))
             .is_some_and(|a| a.state == AlertState::Firing);
-
-        // Spike lifecycle.
         let st = &mut state.series[i].signals[sig];
         match st.spike {
             None => {
-                if let (true, false, Some((_, n, k, win))) = (hot, sustained_firing, best) {
+                if let (true, false, Some((_, n, k, win))) =
+                    (spike.hot, sustained_firing, spike.best)
+                {
                     let started = (m + 1 - win as u64).saturating_mul(NANOS_PER_MINUTE);
                     let rate = k as f64 / n as f64;
                     if let Some(id) = self.open(
                         state,
                         i,
-                        signal,
+                        at.signal,
                         AlertKind::Spike,
                         started,
                         end_nanos,
@@ -1059,7 +1104,7 @@ impl AlertEngine {
                         st.spike = Some(id);
                         st.spike_hot = 1;
                         st.spike_calm = 0;
-                        if strong || cfg.confirm_evaluations <= 1 {
+                        if spike.strong || cfg.confirm_evaluations <= 1 {
                             self.fire(state, id);
                         }
                     }
@@ -1076,7 +1121,7 @@ impl AlertEngine {
                     0.0
                 };
                 if firing {
-                    if calm {
+                    if spike.calm {
                         st.spike_calm += 1;
                     } else {
                         st.spike_calm = 0;
@@ -1091,10 +1136,10 @@ impl AlertEngine {
                     } else if let Some(a) = state.alerts.get_mut(&id) {
                         a.updated_unix_nano = end_nanos;
                     }
-                } else if hot {
+                } else if spike.hot {
                     st.spike_hot += 1;
-                    let confirmed = strong || st.spike_hot >= cfg.confirm_evaluations;
-                    if let Some((_, n, k, _)) = best {
+                    let confirmed = spike.strong || st.spike_hot >= cfg.confirm_evaluations;
+                    if let Some((_, n, k, _)) = spike.best {
                         self.update(state, id, end_nanos, (k as f64 / n as f64, p0, n, k));
                     }
                     if confirmed {
@@ -1123,12 +1168,7 @@ impl AlertEngine {
         let s = &state.series[i];
         if state.alerts.len() >= self.config.max_alerts {
             state.stats.alerts_suppressed += 1;
-            self.metrics
-                .suppressed
-                .get_or_create(&ReasonLabel {
-                    reason: "max_alerts",
-                })
-                .inc();
+            self.metrics.suppressed("max_alerts");
             let key = IncidentKey {
                 step: s.step.clone(),
                 kind,
@@ -1204,12 +1244,7 @@ impl AlertEngine {
         }
         if state.incidents.len() >= self.config.max_incidents {
             state.stats.incidents_refused += 1;
-            self.metrics
-                .suppressed
-                .get_or_create(&ReasonLabel {
-                    reason: "max_incidents",
-                })
-                .inc();
+            self.metrics.suppressed("max_incidents");
             return;
         }
         let inc_id = state.next_id;
@@ -1296,95 +1331,17 @@ impl AlertEngine {
 
     /// The link to the failed trajectories of a step on the web page.
     pub fn link(&self, step: &str) -> String {
-        format!(
-            "{}/#/trajectories?step={}&outcome=failed",
-            self.external_url,
-            encode_component(step)
-        )
+        payload::link(&self.external_url, step)
     }
 
     fn notification(&self, state: &State, inc: &Incident, resolved: Option<u64>) -> Notification {
-        let key = &inc.key;
-        let mut labels = BTreeMap::new();
-        labels.insert("alertname".to_owned(), inc.signal.alertname().to_owned());
-        labels.insert("step".to_owned(), truncate(&key.step));
-        labels.insert("kind".to_owned(), key.kind.as_str().to_owned());
-        labels.insert("signal".to_owned(), inc.signal.as_str().to_owned());
-        labels.insert("severity".to_owned(), key.kind.severity().to_owned());
-        if let Some((dim, value)) = &inc.lead {
-            labels.insert(truncate(dim), truncate(value));
-        }
         let members: Vec<&Alert> = inc
             .members
             .iter()
             .filter_map(|id| state.alerts.get(id))
             .collect();
-        let (rate, baseline) = members
-            .iter()
-            .find(|a| a.cohort == inc.lead)
-            .map(|a| (a.rate, a.baseline))
-            .unwrap_or((inc.peak_rate, inc.baseline));
-        let mut cohorts: Vec<String> = members
-            .iter()
-            .map(|a| match &a.cohort {
-                None => "whole step".to_owned(),
-                Some((d, v)) => format!("{}={}", truncate(d), truncate(v)),
-            })
-            .collect();
-        cohorts.sort();
-        cohorts.dedup();
-        let total = cohorts.len() as u64 + inc.suppressed;
-        cohorts.truncate(10);
-        let mut cohort_text = cohorts.join(", ");
-        if total > cohorts.len() as u64 {
-            cohort_text.push_str(&format!(" and {} more", total - cohorts.len() as u64));
-        }
-        let what = match inc.signal {
-            Signal::Failure => "failure rate",
-            Signal::RootCause => "root-cause rate",
-        };
-        let mut annotations = BTreeMap::new();
-        annotations.insert(
-            "summary".to_owned(),
-            format!(
-                "{} {} of step {}: {} vs baseline {}, since {}",
-                key.kind.as_str(),
-                what,
-                truncate(&key.step),
-                percent(rate),
-                percent(baseline),
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
-                )
-            ),
-        );
-        let mut signals: Vec<&str> = members.iter().map(|a| a.signal.as_str()).collect();
-        signals.push(inc.signal.as_str());
-        signals.sort_unstable();
-        signals.dedup();
-        annotations.insert("signals".to_owned(), signals.join(", "));
-        annotations.insert(
-            "started".to_owned(),
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(inc.started_unix_nano),
-            )
-            .to_string(),
-        );
-        annotations.insert("rate".to_owned(), format!("{rate:.6}"));
-        annotations.insert("baseline".to_owned(), format!("{baseline:.6}"));
-        annotations.insert("cohorts".to_owned(), cohort_text);
-        annotations.insert("link".to_owned(), self.link(&key.step));
-        if let Some(reason) = self.step_reason(&key.step) {
-            annotations.insert("top_reason".to_owned(), truncate(&reason));
-        }
-        Notification {
-            incident: inc.id,
-            labels,
-            annotations,
-            starts_unix_nano: inc.started_unix_nano,
-            resolved_unix_nano: resolved,
-            generator_url: self.link(&key.step),
-        }
+        let reason = self.step_reason(&inc.key.step);
+        payload::notification(inc, &members, &self.external_url, reason, resolved)
     }
 
     /// After an evaluation: the firing gauge and the delivery batch.
@@ -1445,27 +1402,8 @@ impl AlertEngine {
                 // Full (or the delivery task is gone): send everything next time.
                 state.stats.batches_dropped += 1;
                 state.resync = true;
-                self.metrics
-                    .suppressed
-                    .get_or_create(&ReasonLabel {
-                        reason: "queue_full",
-                    })
-                    .inc();
+                self.metrics.suppressed("queue_full");
             }
         }
     }
-}
-
-/// Percent-encodes a URL query value.
-fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

@@ -38,6 +38,8 @@
 pub mod config;
 pub mod deliver;
 mod engine;
+mod metrics;
+mod payload;
 mod stats;
 
 #[cfg(test)]

@@ -448,7 +448,7 @@ pub fn round_threshold(x: f64) -> f64 {
     (x / mag).round() * mag
 }
 
-/// Runs one mining pass over `snap`.
+/// Runs one mining pass over `snap`: the phases of the module documentation, in order.
 pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     let started = Instant::now();
     let n = snap.n;
@@ -461,14 +461,124 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         report.elapsed = started.elapsed();
         return report;
     }
+    // 1. Items.
     let items = build_items(snap, cfg);
     report.items = items.len();
+    // 2. Outcomes.
+    let outcomes = Outcomes::new(snap, cfg);
+    report.outcomes = outcomes.targets.len();
+    let run = Run {
+        snap,
+        cfg,
+        items: &items,
+        outcomes: &outcomes,
+    };
+    // 3. Apriori and 4. tests.
+    let counted = count_itemsets(&run, &mut report);
+    report.tests = counted.tests.len();
+    // 5. Redundancy.
+    let kept = significant_cohorts(&run, &counted, &mut report);
+    let kept = one_per_predicate(&run, &counted, kept);
+    let rows: Vec<Bits> = kept.iter().map(|(t, _)| rows_of(&items, &t.key)).collect();
+    let dropped = explained(&run, &counted, &kept, &rows);
+    // 6. Ranking.
+    report.cohorts = rank(describe(&run, &counted, &kept, &rows, &dropped), cfg);
+    report.elapsed = started.elapsed();
+    report
+}
 
-    // Outcomes and their positive rows.
+/// What every phase of one mining run reads.
+struct Run<'a> {
+    snap: &'a Snapshot,
+    cfg: &'a MineConfig,
+    items: &'a [Item],
+    outcomes: &'a Outcomes,
+}
+
+/// The outcomes of a run (phase 2) and the population each is tested in.
+struct Outcomes {
+    /// All failures, then per step, then per reason pattern.
+    targets: Vec<Target>,
+    /// The step whose runs are each outcome's population (`None`: every row).
+    pop_step: Vec<Option<u16>>,
+    /// The runs with each such step (`None`: no step data, every row).
+    step_pops: HashMap<u16, Option<Bits>>,
+    /// Rows in each outcome's population.
+    pop_n: Vec<u32>,
+}
+
+impl Outcomes {
+    fn new(snap: &Snapshot, cfg: &MineConfig) -> Outcomes {
+        let targets = targets(snap, cfg);
+        let n = snap.n;
+        // The population of each outcome: a step can only be blamed in runs that have
+        // it, so a per-step outcome is tested among the runs with that step (a
+        // per-pattern outcome among the runs with its step). Without step data: every
+        // row.
+        let have_steps = snap.step_mask.iter().any(|&m| m != 0);
+        let step_population = |s: u16| -> Option<Bits> {
+            if !have_steps || s as usize >= 16 {
+                return None;
+            }
+            let mut b = Bits::zeros(n);
+            for r in 0..n {
+                if snap.step_mask[r] & (1 << s) != 0 || (snap.failed[r] && snap.root_step[r] == s) {
+                    b.set(r);
+                }
+            }
+            Some(b)
+        };
+        let mut pop_step: Vec<Option<u16>> = Vec::with_capacity(targets.len());
+        for &t in &targets {
+            pop_step.push(match t {
+                Target::All => None,
+                Target::Step(s) => Some(s),
+                Target::Pattern(p) => {
+                    let mut by_step: HashMap<u16, u32> = HashMap::new();
+                    for r in 0..n {
+                        if snap.failed[r]
+                            && snap.root_pattern[r] == p
+                            && snap.root_step[r] != NO_CODE
+                        {
+                            *by_step.entry(snap.root_step[r]).or_default() += 1;
+                        }
+                    }
+                    by_step
+                        .into_iter()
+                        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                        .map(|(s, _)| s)
+                }
+            });
+        }
+        let mut step_pops: HashMap<u16, Option<Bits>> = HashMap::new();
+        for s in pop_step.iter().flatten() {
+            step_pops.entry(*s).or_insert_with(|| step_population(*s));
+        }
+        let mut outcomes = Outcomes {
+            targets,
+            pop_step,
+            step_pops,
+            pop_n: Vec::new(),
+        };
+        outcomes.pop_n = (0..outcomes.targets.len())
+            .map(|o| outcomes.population(o).map_or(n as u32, Bits::count))
+            .collect();
+        outcomes
+    }
+
+    /// The rows outcome `o` is tested among (`None`: every row).
+    fn population(&self, o: usize) -> Option<&Bits> {
+        self.pop_step[o].and_then(|s| self.step_pops.get(&s).and_then(Option::as_ref))
+    }
+}
+
+/// Outcomes and their positive rows: all failures, each step blamed at least
+/// `min_outcome_failures` times, the 16 most frequent reason patterns likewise.
+fn targets(snap: &Snapshot, cfg: &MineConfig) -> Vec<Target> {
     let mut targets = vec![Target::All];
     let mut step_counts: HashMap<u16, u32> = HashMap::new();
     let mut pattern_counts: HashMap<u16, u32> = HashMap::new();
-    for r in 0..n {
+    for r in 0..snap.n {
         if snap.failed[r] {
             if snap.root_step[r] != NO_CODE {
                 *step_counts.entry(snap.root_step[r]).or_default() += 1;
@@ -492,103 +602,73 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     patterns.truncate(16);
     // A pattern that is the only pattern of its step's failures repeats the step outcome.
     targets.extend(patterns.iter().map(|&(p, _)| Target::Pattern(p)));
-    report.outcomes = targets.len();
+    targets
+}
 
-    // The population of each outcome: a step can only be blamed in runs that have it,
-    // so a per-step outcome is tested among the runs with that step (a per-pattern
-    // outcome among the runs with its step). Without step data: every row.
-    let have_steps = snap.step_mask.iter().any(|&m| m != 0);
-    let step_population = |s: u16| -> Option<Bits> {
-        if !have_steps || s as usize >= 16 {
-            return None;
+/// Whether row `r` is a positive of outcome `t`.
+fn positive(snap: &Snapshot, t: Target, r: usize) -> bool {
+    snap.failed[r]
+        && match t {
+            Target::All => true,
+            Target::Step(s) => snap.root_step[r] == s,
+            Target::Pattern(p) => snap.root_pattern[r] == p,
         }
-        let mut b = Bits::zeros(n);
-        for r in 0..n {
-            if snap.step_mask[r] & (1 << s) != 0 || (snap.failed[r] && snap.root_step[r] == s) {
-                b.set(r);
-            }
-        }
-        Some(b)
-    };
-    let mut pop_step: Vec<Option<u16>> = Vec::with_capacity(targets.len());
-    for &t in &targets {
-        pop_step.push(match t {
-            Target::All => None,
-            Target::Step(s) => Some(s),
-            Target::Pattern(p) => {
-                let mut by_step: HashMap<u16, u32> = HashMap::new();
-                for r in 0..n {
-                    if snap.failed[r] && snap.root_pattern[r] == p && snap.root_step[r] != NO_CODE {
-                        *by_step.entry(snap.root_step[r]).or_default() += 1;
-                    }
-                }
-                by_step
-                    .into_iter()
-                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                    .map(|(s, _)| s)
-            }
-        });
-    }
-    let mut step_pops: HashMap<u16, Option<Bits>> = HashMap::new();
-    for s in pop_step.iter().flatten() {
-        step_pops.entry(*s).or_insert_with(|| step_population(*s));
-    }
-    let population = |o: usize| -> Option<&Bits> {
-        pop_step[o].and_then(|s| step_pops.get(&s).and_then(Option::as_ref))
-    };
-    let pop_n: Vec<u32> = (0..targets.len())
-        .map(|o| population(o).map_or(n as u32, Bits::count))
-        .collect();
+}
 
-    let positive = |t: Target, r: usize| -> bool {
-        snap.failed[r]
-            && match t {
-                Target::All => true,
-                Target::Step(s) => snap.root_step[r] == s,
-                Target::Pattern(p) => snap.root_pattern[r] == p,
-            }
-    };
+/// What phases 3 and 4 counted, for the later phases.
+struct Counted {
+    /// Every itemset tested (frequent, with `min_support` rows in and out).
+    tests: Vec<Tested>,
+    /// `(rows, positives)` of every frequent itemset, by outcome and itemset.
+    counts: HashMap<(usize, Key), (u32, u32)>,
+    /// Positives of each outcome.
+    totals: Vec<u32>,
+}
 
+impl Counted {
+    /// `(rate inside, rate of the rest of the population, risk ratio)` of `n_s` rows
+    /// with `f_s` positives of outcome `o`.
+    fn stats(&self, outcomes: &Outcomes, o: usize, n_s: u32, f_s: u32) -> (f64, f64, f64) {
+        let total = self.totals[o];
+        let nc = outcomes.pop_n[o].saturating_sub(n_s);
+        let ps = f_s as f64 / n_s.max(1) as f64;
+        let pc = (total - f_s) as f64 / nc.max(1) as f64;
+        let rr = if pc > 0.0 { ps / pc } else { f64::INFINITY };
+        (ps, pc, rr)
+    }
+
+    /// Failures of `t` above what the rest of its population's rate predicts.
+    fn excess(&self, outcomes: &Outcomes, t: &Tested) -> f64 {
+        let (_, pc, _) = self.stats(outcomes, t.outcome, t.n, t.f);
+        t.f as f64 - t.n as f64 * pc
+    }
+}
+
+/// Phases 3 and 4: per outcome, the frequent itemsets over its positive rows (Apriori),
+/// each counted over the outcome's population and tested against its rest.
+fn count_itemsets(run: &Run, report: &mut MineReport) -> Counted {
+    let (snap, cfg, items, outcomes) = (run.snap, run.cfg, run.items, run.outcomes);
+    let n = snap.n;
     let mut n_memo: HashMap<(Key, Option<u16>), u32> = HashMap::new();
-    let mut tests: Vec<Tested> = Vec::new();
-    let mut counts: HashMap<(usize, Key), (u32, u32)> = HashMap::new();
-    let mut totals: Vec<u32> = Vec::with_capacity(targets.len());
+    let mut counted = Counted {
+        tests: Vec::new(),
+        counts: HashMap::new(),
+        totals: Vec::with_capacity(outcomes.targets.len()),
+    };
     let mut budget = cfg.max_candidates;
-    for (o, &t) in targets.iter().enumerate() {
+    for (o, &t) in outcomes.targets.iter().enumerate() {
         let pos: Vec<u32> = (0..n)
-            .filter(|&r| positive(t, r))
+            .filter(|&r| positive(snap, t, r))
             .map(|r| r as u32)
             .collect();
         let total = pos.len() as u32;
-        totals.push(total);
+        counted.totals.push(total);
         if total < cfg.min_failures {
             continue;
         }
         let fmin = cfg
             .min_failures
             .max((cfg.min_failure_share * total as f64).ceil() as u32);
-        // Item bitmaps over the positives only.
-        let compressed: Vec<Bits> = items
-            .iter()
-            .map(|it| {
-                let mut b = Bits::zeros(pos.len());
-                for (j, &r) in pos.iter().enumerate() {
-                    if it.bits.get(r as usize) {
-                        b.set(j);
-                    }
-                }
-                b
-            })
-            .collect();
-        let mut frequent: Vec<(Key, u32)> = Vec::new();
-        let l1: Vec<usize> = (0..items.len())
-            .filter(|&i| compressed[i].count() >= fmin)
-            .collect();
-        for &i in &l1 {
-            frequent.push(([i as u16, PAD, PAD], compressed[i].count()));
-        }
-        let mut l2: HashSet<(u16, u16)> = HashSet::new();
-        let mut l2_list: Vec<(usize, usize)> = Vec::new();
         // The blamed step (or pattern) is itself a condition: those outcomes are mined
         // to one item fewer.
         let max_level = if t == Target::All {
@@ -596,51 +676,9 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         } else {
             cfg.max_level.min(2)
         };
-        if max_level >= 2 {
-            'pairs: for (x, &i) in l1.iter().enumerate() {
-                for &j in &l1[x + 1..] {
-                    if items[i].group == items[j].group {
-                        continue;
-                    }
-                    if budget == 0 {
-                        report.truncated = true;
-                        break 'pairs;
-                    }
-                    budget -= 1;
-                    report.candidates += 1;
-                    let f = compressed[i].and_count(&compressed[j]);
-                    if f >= fmin {
-                        l2.insert((i as u16, j as u16));
-                        l2_list.push((i, j));
-                        frequent.push(([i as u16, j as u16, PAD], f));
-                    }
-                }
-            }
-        }
-        if max_level >= 3 {
-            'triples: for &(i, j) in &l2_list {
-                for &k in l1.iter().filter(|&&k| k > j) {
-                    if items[k].group == items[i].group || items[k].group == items[j].group {
-                        continue;
-                    }
-                    if !l2.contains(&(i as u16, k as u16)) || !l2.contains(&(j as u16, k as u16)) {
-                        continue;
-                    }
-                    if budget == 0 {
-                        report.truncated = true;
-                        break 'triples;
-                    }
-                    budget -= 1;
-                    report.candidates += 1;
-                    let f = Bits::and3_count(&compressed[i], &compressed[j], &compressed[k]);
-                    if f >= fmin {
-                        frequent.push(([i as u16, j as u16, k as u16], f));
-                    }
-                }
-            }
-        }
+        let frequent = frequent_itemsets(items, &pos, fmin, max_level, &mut budget, report);
         for (key, f) in frequent {
-            let pop_key = population(o).and(pop_step[o]);
+            let pop_key = outcomes.population(o).and(outcomes.pop_step[o]);
             let ns = *n_memo.entry((key, pop_key)).or_insert_with(|| {
                 let mut maps: [&Bits; 4] = [&items[key[0] as usize].bits; 4];
                 let mut m = 1;
@@ -648,14 +686,14 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                     maps[m] = &items[i as usize].bits;
                     m += 1;
                 }
-                if let Some(p) = population(o) {
+                if let Some(p) = outcomes.population(o) {
                     maps[m] = p;
                     m += 1;
                 }
                 count_all(&maps[..m])
             });
-            counts.insert((o, key), (ns, f));
-            let nc = pop_n[o].saturating_sub(ns);
+            counted.counts.insert((o, key), (ns, f));
+            let nc = outcomes.pop_n[o].saturating_sub(ns);
             if ns < cfg.min_support || nc < cfg.min_support {
                 continue;
             }
@@ -666,7 +704,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 nc as u64,
                 cfg.fisher_below,
             );
-            tests.push(Tested {
+            counted.tests.push(Tested {
                 outcome: o,
                 key,
                 n: ns,
@@ -675,108 +713,126 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             });
         }
     }
-    report.tests = tests.len();
-    let q = bh_q_values(&tests.iter().map(|t| t.p).collect::<Vec<_>>());
+    counted
+}
 
+/// Phase 3 for one outcome: the itemsets of items of distinct attributes, up to
+/// `max_level` items, held by at least `fmin` of the positive rows `pos`, with their
+/// positives. Each pair or triple tried takes one from `budget`; an empty budget stops
+/// the search (`report.truncated`).
+fn frequent_itemsets(
+    items: &[Item],
+    pos: &[u32],
+    fmin: u32,
+    max_level: usize,
+    budget: &mut usize,
+    report: &mut MineReport,
+) -> Vec<(Key, u32)> {
+    // Item bitmaps over the positives only.
+    let compressed: Vec<Bits> = items
+        .iter()
+        .map(|it| {
+            let mut b = Bits::zeros(pos.len());
+            for (j, &r) in pos.iter().enumerate() {
+                if it.bits.get(r as usize) {
+                    b.set(j);
+                }
+            }
+            b
+        })
+        .collect();
+    let mut frequent: Vec<(Key, u32)> = Vec::new();
+    let l1: Vec<usize> = (0..items.len())
+        .filter(|&i| compressed[i].count() >= fmin)
+        .collect();
+    for &i in &l1 {
+        frequent.push(([i as u16, PAD, PAD], compressed[i].count()));
+    }
+    let mut l2: HashSet<(u16, u16)> = HashSet::new();
+    let mut l2_list: Vec<(usize, usize)> = Vec::new();
+    if max_level >= 2 {
+        'pairs: for (x, &i) in l1.iter().enumerate() {
+            for &j in &l1[x + 1..] {
+                if items[i].group == items[j].group {
+                    continue;
+                }
+                if *budget == 0 {
+                    report.truncated = true;
+                    break 'pairs;
+                }
+                *budget -= 1;
+                report.candidates += 1;
+                let f = compressed[i].and_count(&compressed[j]);
+                if f >= fmin {
+                    l2.insert((i as u16, j as u16));
+                    l2_list.push((i, j));
+                    frequent.push(([i as u16, j as u16, PAD], f));
+                }
+            }
+        }
+    }
+    if max_level >= 3 {
+        'triples: for &(i, j) in &l2_list {
+            for &k in l1.iter().filter(|&&k| k > j) {
+                if items[k].group == items[i].group || items[k].group == items[j].group {
+                    continue;
+                }
+                if !l2.contains(&(i as u16, k as u16)) || !l2.contains(&(j as u16, k as u16)) {
+                    continue;
+                }
+                if *budget == 0 {
+                    report.truncated = true;
+                    break 'triples;
+                }
+                *budget -= 1;
+                report.candidates += 1;
+                let f = Bits::and3_count(&compressed[i], &compressed[j], &compressed[k]);
+                if f >= fmin {
+                    frequent.push(([i as u16, j as u16, k as u16], f));
+                }
+            }
+        }
+    }
+    frequent
+}
+
+/// Phases 4 and 5: the significant cohorts (Benjamini–Hochberg over every test), each
+/// of two or three items pruned against its parents, with its q-value.
+fn significant_cohorts(
+    run: &Run,
+    counted: &Counted,
+    report: &mut MineReport,
+) -> Vec<(Tested, f64)> {
+    let (cfg, outcomes) = (run.cfg, run.outcomes);
+    let q = bh_q_values(&counted.tests.iter().map(|t| t.p).collect::<Vec<_>>());
     // Significant, then pruned against parents.
-    let stats_of = |o: usize, n_s: u32, f_s: u32| -> (f64, f64, f64) {
-        let total = totals[o];
-        let nc = pop_n[o].saturating_sub(n_s);
-        let ps = f_s as f64 / n_s.max(1) as f64;
-        let pc = (total - f_s) as f64 / nc.max(1) as f64;
-        let rr = if pc > 0.0 { ps / pc } else { f64::INFINITY };
-        (ps, pc, rr)
-    };
-    // A cohort of two or three items claims an interaction: it must beat each parent
-    // (one item fewer) on its own rows against the parent's other rows, by
-    // `min_risk_ratio`, by `child_risk_ratio_gain` times the parent's risk ratio, and
-    // significantly; and it must beat the product of the parent's and the dropped
-    // item's effects by `child_risk_ratio_gain`, significantly. The largest p over its
-    // parents and both tests, Benjamini–Yekutieli over every such claim of the run.
     let min_excess = cfg.min_excess_share * report.failures as f64;
     let mut kept: Vec<(Tested, f64)> = Vec::new();
     let mut claims: Vec<(Tested, f64, f64)> = Vec::new();
-    for (t, &qv) in tests.iter().zip(&q) {
-        let (ps, pc, rr) = stats_of(t.outcome, t.n, t.f);
+    for (t, &qv) in counted.tests.iter().zip(&q) {
+        let (ps, pc, rr) = counted.stats(outcomes, t.outcome, t.n, t.f);
         let excess = t.f as f64 - t.n as f64 * pc;
         if qv > cfg.fdr
             || rr < cfg.min_risk_ratio
             || ps - pc < cfg.min_rate_difference
             || excess < min_excess * key_len(&t.key) as f64
-            || t.n as f64 > cfg.max_support_share * pop_n[t.outcome] as f64
-            || own_wording(targets[t.outcome], t.f, totals[t.outcome], cfg)
-            || rewords_its_step(t, &targets, &pop_step, &population, &items, snap, cfg)
+            || t.n as f64 > cfg.max_support_share * outcomes.pop_n[t.outcome] as f64
+            || own_wording(
+                outcomes.targets[t.outcome],
+                t.f,
+                counted.totals[t.outcome],
+                cfg,
+            )
+            || rewords_its_step(t, run)
         {
             continue;
         }
         report.significant += 1;
-        let len = key_len(&t.key);
-        if len == 1 {
+        if key_len(&t.key) == 1 {
             kept.push((*t, qv));
             continue;
         }
-        let mut worst_p = 0.0f64;
-        let mut ok = true;
-        for drop in 0..len {
-            let mut parent = [PAD; 3];
-            let mut w = 0;
-            for (x, &i) in t.key[..len].iter().enumerate() {
-                if x != drop {
-                    parent[w] = i;
-                    w += 1;
-                }
-            }
-            let Some(&(np, fp)) = counts.get(&(t.outcome, parent)) else {
-                ok = false;
-                break;
-            };
-            let (nr, fr) = (np.saturating_sub(t.n), fp.saturating_sub(t.f));
-            let rest_rate = fr as f64 / nr.max(1) as f64;
-            let (_, _, rr_parent) = stats_of(t.outcome, np, fp);
-            if nr == 0
-                || ps < cfg.min_risk_ratio * rest_rate
-                || rr < cfg.child_risk_ratio_gain * rr_parent
-            {
-                ok = false;
-                break;
-            }
-            let p_child = greater_p(
-                t.f as u64,
-                t.n as u64,
-                fr as u64,
-                nr as u64,
-                cfg.fisher_below,
-            );
-            // Two conditions that each raise the rate on their own (or each a little,
-            // below the thresholds) raise their conjunction by the product: that beats
-            // both parents without any interaction. The conjunction must beat that
-            // product too (the parent and the dropped item as the two conditions).
-            let item = [t.key[drop], PAD, PAD];
-            let Some(&(nx, fx)) = counts.get(&(t.outcome, item)) else {
-                ok = false;
-                break;
-            };
-            let (n_pop, f_pop) = (pop_n[t.outcome] as u64, totals[t.outcome] as u64);
-            let (n, f, np, fp, nx, fx) = (
-                t.n as u64, t.f as u64, np as u64, fp as u64, nx as u64, fx as u64,
-            );
-            let cells = [
-                (f, n),
-                (fr as u64, nr as u64),
-                (fx.saturating_sub(f), nx.saturating_sub(n)),
-                (
-                    (f_pop + f).saturating_sub(fp + fx),
-                    (n_pop + n).saturating_sub(np + nx),
-                ),
-            ];
-            let (ir, p_interaction) = interaction_greater(cells);
-            if ir.is_nan() || ir < cfg.child_risk_ratio_gain {
-                ok = false;
-                break;
-            }
-            worst_p = worst_p.max(p_child).max(p_interaction);
-        }
-        if ok {
+        if let Some(worst_p) = beats_parents(run, counted, t) {
             claims.push((*t, qv, worst_p));
         }
     }
@@ -787,12 +843,86 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             kept.push((t, qv));
         }
     }
+    kept
+}
 
-    // One entry per predicate: the outcome with the largest excess.
-    let excess = |t: &Tested| {
-        let (_, pc, _) = stats_of(t.outcome, t.n, t.f);
-        t.f as f64 - t.n as f64 * pc
-    };
+/// A cohort of two or three items claims an interaction: it must beat each parent
+/// (one item fewer) on its own rows against the parent's other rows, by
+/// `min_risk_ratio`, by `child_risk_ratio_gain` times the parent's risk ratio, and
+/// significantly; and it must beat the product of the parent's and the dropped item's
+/// effects by `child_risk_ratio_gain`, significantly. The largest p over its parents
+/// and both tests when it does (Benjamini–Yekutieli over every such claim of the run
+/// follows), `None` when it does not.
+fn beats_parents(run: &Run, counted: &Counted, t: &Tested) -> Option<f64> {
+    let (cfg, outcomes) = (run.cfg, run.outcomes);
+    let (ps, _, rr) = counted.stats(outcomes, t.outcome, t.n, t.f);
+    let len = key_len(&t.key);
+    let mut worst_p = 0.0f64;
+    for drop in 0..len {
+        let mut parent = [PAD; 3];
+        let mut w = 0;
+        for (x, &i) in t.key[..len].iter().enumerate() {
+            if x != drop {
+                parent[w] = i;
+                w += 1;
+            }
+        }
+        let &(np, fp) = counted.counts.get(&(t.outcome, parent))?;
+        let (nr, fr) = (np.saturating_sub(t.n), fp.saturating_sub(t.f));
+        let rest_rate = fr as f64 / nr.max(1) as f64;
+        let (_, _, rr_parent) = counted.stats(outcomes, t.outcome, np, fp);
+        if nr == 0
+            || ps < cfg.min_risk_ratio * rest_rate
+            || rr < cfg.child_risk_ratio_gain * rr_parent
+        {
+            return None;
+        }
+        let p_child = greater_p(
+            t.f as u64,
+            t.n as u64,
+            fr as u64,
+            nr as u64,
+            cfg.fisher_below,
+        );
+        // Two conditions that each raise the rate on their own (or each a little,
+        // below the thresholds) raise their conjunction by the product: that beats
+        // both parents without any interaction. The conjunction must beat that
+        // product too (the parent and the dropped item as the two conditions).
+        let item = [t.key[drop], PAD, PAD];
+        let &(nx, fx) = counted.counts.get(&(t.outcome, item))?;
+        let (n_pop, f_pop) = (
+            outcomes.pop_n[t.outcome] as u64,
+            counted.totals[t.outcome] as u64,
+        );
+        let (n, f, np, fp, nx, fx) = (
+            t.n as u64, t.f as u64, np as u64, fp as u64, nx as u64, fx as u64,
+        );
+        let cells = [
+            (f, n),
+            (fr as u64, nr as u64),
+            (fx.saturating_sub(f), nx.saturating_sub(n)),
+            (
+                (f_pop + f).saturating_sub(fp + fx),
+                (n_pop + n).saturating_sub(np + nx),
+            ),
+        ];
+        let (ir, p_interaction) = interaction_greater(cells);
+        if ir.is_nan() || ir < cfg.child_risk_ratio_gain {
+            return None;
+        }
+        worst_p = worst_p.max(p_child).max(p_interaction);
+    }
+    Some(worst_p)
+}
+
+/// One entry per predicate: the outcome with the largest excess; at most twice
+/// `max_results` of them, by excess.
+fn one_per_predicate(
+    run: &Run,
+    counted: &Counted,
+    mut kept: Vec<(Tested, f64)>,
+) -> Vec<(Tested, f64)> {
+    let excess = |t: &Tested| counted.excess(run.outcomes, t);
     kept.sort_by(|a, b| {
         excess(&b.0)
             .total_cmp(&excess(&a.0))
@@ -801,16 +931,24 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
     });
     let mut seen: HashSet<Key> = HashSet::new();
     kept.retain(|(t, _)| seen.insert(t.key));
-    kept.truncate(2 * cfg.max_results.max(1));
+    kept.truncate(2 * run.cfg.max_results.max(1));
+    kept
+}
 
-    // Explained cohorts.
+/// Explained cohorts: between two overlapping cohorts, one whose rows outside the other
+/// are not significantly above the rest is dropped. `rows[i]` are the rows of
+/// `kept[i]`; the answer says which are dropped.
+fn explained(run: &Run, counted: &Counted, kept: &[(Tested, f64)], rows: &[Bits]) -> Vec<bool> {
+    let (snap, cfg, items, outcomes) = (run.snap, run.cfg, run.items, run.outcomes);
+    let n = snap.n;
+    let targets = &outcomes.targets;
     let pos_bits: Vec<Option<Bits>> = {
         let mut v: Vec<Option<Bits>> = vec![None; targets.len()];
-        for (t, _) in &kept {
+        for (t, _) in kept {
             if v[t.outcome].is_none() {
                 let mut b = Bits::zeros(n);
                 for r in 0..n {
-                    if positive(targets[t.outcome], r) {
+                    if positive(snap, targets[t.outcome], r) {
                         b.set(r);
                     }
                 }
@@ -819,7 +957,6 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         }
         v
     };
-    let rows: Vec<Bits> = kept.iter().map(|(t, _)| rows_of(&items, &t.key)).collect();
     let mut dropped = vec![false; kept.len()];
     let floor = |n_x: u32| cfg.min_support.max(n_x / 10);
     // Clauses on preferred keys, then fewer clauses.
@@ -850,7 +987,8 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 let Some(pos) = pos else {
                     return (0, false);
                 };
-                let in_both = population(t.outcome)
+                let in_both = outcomes
+                    .population(t.outcome)
                     .map_or_else(
                         || rows[a].and_count(&rows[b]),
                         |p| count_all(&[&rows[a], &rows[b], p]),
@@ -858,8 +996,8 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                     .min(t.n);
                 let nr = t.n - in_both;
                 let fr = t.f - count_all(&[&rows[a], &rows[b], pos]).min(t.f);
-                let total = totals[t.outcome];
-                let (nc, fc) = (pop_n[t.outcome].saturating_sub(t.n), total - t.f);
+                let total = counted.totals[t.outcome];
+                let (nc, fc) = (outcomes.pop_n[t.outcome].saturating_sub(t.n), total - t.f);
                 let elevated = nr > 0
                     && greater_p(fr as u64, nr as u64, fc as u64, nc as u64, cfg.fisher_below)
                         < cfg.explain_p;
@@ -901,21 +1039,33 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
             }
         }
     }
+    dropped
+}
 
+/// The cohorts kept and not dropped, described: clauses, rates, risk ratio and its
+/// interval, and their evidence.
+fn describe(
+    run: &Run,
+    counted: &Counted,
+    kept: &[(Tested, f64)],
+    rows: &[Bits],
+    dropped: &[bool],
+) -> Vec<Discovered> {
+    let (snap, cfg, items, outcomes) = (run.snap, run.cfg, run.items, run.outcomes);
     let mut out: Vec<Discovered> = Vec::new();
     for (i, (t, qv)) in kept.iter().enumerate() {
         if dropped[i] {
             continue;
         }
-        let (ps, pc, _) = stats_of(t.outcome, t.n, t.f);
-        let total = totals[t.outcome];
+        let (ps, pc, _) = counted.stats(outcomes, t.outcome, t.n, t.f);
+        let total = counted.totals[t.outcome];
         let (rr, ci) = risk_ratio_ci(
             t.f as u64,
             t.n as u64,
             (total - t.f) as u64,
-            pop_n[t.outcome].saturating_sub(t.n) as u64,
+            outcomes.pop_n[t.outcome].saturating_sub(t.n) as u64,
         );
-        let (step, pattern) = match targets[t.outcome] {
+        let (step, pattern) = match outcomes.targets[t.outcome] {
             Target::All => (None, None),
             Target::Step(s) => (snap.steps.get(s as usize).cloned(), None),
             Target::Pattern(p) => (None, snap.pattern_ids.get(p as usize).copied().flatten()),
@@ -950,9 +1100,16 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
                 })
                 .collect(),
         };
-        evidence(snap, &rows[i], targets[t.outcome], cfg, &mut d, &positive);
+        evidence(snap, &rows[i], outcomes.targets[t.outcome], cfg, &mut d);
         out.push(d);
     }
+    out
+}
+
+/// Phase 6: by excess failures, then the lower bound of the risk ratio's interval;
+/// cohorts that differ only in a numeric threshold keep the best ranked; at most
+/// `max_results`.
+fn rank(mut out: Vec<Discovered>, cfg: &MineConfig) -> Vec<Discovered> {
     out.sort_by(|a, b| {
         b.excess_failures
             .total_cmp(&a.excess_failures)
@@ -973,9 +1130,7 @@ pub fn mine(snap: &Snapshot, cfg: &MineConfig) -> MineReport {
         shapes.insert(format!("{}|{:?}|{:?}", shape.join("&"), d.step, d.pattern))
     });
     out.truncate(cfg.max_results);
-    report.cohorts = out;
-    report.elapsed = started.elapsed();
-    report
+    out
 }
 
 /// A reason pattern found (almost) only inside a cohort is that cohort's own wording of
@@ -992,19 +1147,14 @@ fn own_wording(target: Target, f_s: u32, total: u32, cfg: &MineConfig) -> bool {
 /// message): more of this pattern is less of the step's others. It is not a cohort of
 /// failures, and is not reported; a pattern cohort must also raise its step's rate of
 /// blame by `min_risk_ratio`.
-fn rewords_its_step<'a>(
-    t: &Tested,
-    targets: &[Target],
-    pop_step: &[Option<u16>],
-    population: &dyn Fn(usize) -> Option<&'a Bits>,
-    items: &[Item],
-    snap: &Snapshot,
-    cfg: &MineConfig,
-) -> bool {
-    let (Target::Pattern(_), Some(step)) = (targets[t.outcome], pop_step[t.outcome]) else {
+fn rewords_its_step(t: &Tested, run: &Run) -> bool {
+    let (snap, cfg, items, outcomes) = (run.snap, run.cfg, run.items, run.outcomes);
+    let (Target::Pattern(_), Some(step)) =
+        (outcomes.targets[t.outcome], outcomes.pop_step[t.outcome])
+    else {
         return false;
     };
-    let pop = population(t.outcome);
+    let pop = outcomes.population(t.outcome);
     let len = key_len(&t.key);
     let (mut n_in, mut f_in, mut n_out, mut f_out) = (0u32, 0u32, 0u32, 0u32);
     for r in 0..snap.failed.len() {
@@ -1077,14 +1227,7 @@ fn clause(snap: &Snapshot, kind: &ItemKind) -> Clause {
     }
 }
 
-fn evidence(
-    snap: &Snapshot,
-    rows: &Bits,
-    target: Target,
-    cfg: &MineConfig,
-    d: &mut Discovered,
-    positive: &dyn Fn(Target, usize) -> bool,
-) {
+fn evidence(snap: &Snapshot, rows: &Bits, target: Target, cfg: &MineConfig, d: &mut Discovered) {
     let mut steps: HashMap<u16, u32> = HashMap::new();
     let mut patterns: HashMap<u16, u32> = HashMap::new();
     for r in (0..snap.n).rev() {
@@ -1097,7 +1240,7 @@ fn evidence(
         if snap.root_pattern[r] != NO_CODE {
             *patterns.entry(snap.root_pattern[r]).or_default() += 1;
         }
-        if d.example_trace_ids.len() < cfg.examples && positive(target, r) {
+        if d.example_trace_ids.len() < cfg.examples && positive(snap, target, r) {
             if let Some(id) = snap.trace_ids[r] {
                 d.example_trace_ids.push(id);
             }

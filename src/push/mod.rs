@@ -51,9 +51,9 @@ impl PushMetrics {
     pub fn register(registry: &mut Registry) -> PushMetrics {
         let failures = Counter::default();
         // prometheus-client appends `_total` to counters.
-        registry.register(
-            "faultline_metrics_push_failures",
-            "OTLP metrics pushes that failed (no connection, timeout, or an error answer)",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::METRICS_PUSH_FAILURES,
             failures.clone(),
         );
         PushMetrics { failures }

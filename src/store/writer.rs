@@ -178,41 +178,19 @@ impl StoreMetrics {
         for reason in ["age", "size"] {
             let _ = m.retained.get_or_create(&StoreReasonLabels { reason });
         }
-        registry.register(
-            "faultline_store_writes",
-            "Store writes committed, by op",
-            m.writes.clone(),
-        );
-        registry.register(
-            "faultline_store_dropped",
-            "Store writes not made: successes shed while the store is behind (shed), writes \
-             given up at shutdown after failing (write_error), unencodable (encode_error); \
-             queue_full is no longer used",
-            m.dropped.clone(),
-        );
-        registry.register(
-            "faultline_store_errors",
-            "Store transactions that failed (retries included)",
-            m.errors.clone(),
-        );
-        registry.register(
-            "faultline_store_queue",
-            "Writes waiting for the store writer",
-            m.queued.clone(),
-        );
-        registry.register(
-            "faultline_store_bytes",
-            "Bytes used by the store's live pages",
-            m.bytes.clone(),
-        );
-        registry.register(
-            "faultline_store_degraded",
-            "1 while the store is degraded for the reason: behind, failing, corrupted",
+        crate::metrics::register(registry, &crate::metrics::STORE_WRITES, m.writes.clone());
+        crate::metrics::register(registry, &crate::metrics::STORE_DROPPED, m.dropped.clone());
+        crate::metrics::register(registry, &crate::metrics::STORE_ERRORS, m.errors.clone());
+        crate::metrics::register(registry, &crate::metrics::STORE_QUEUE, m.queued.clone());
+        crate::metrics::register(registry, &crate::metrics::STORE_BYTES, m.bytes.clone());
+        crate::metrics::register(
+            registry,
+            &crate::metrics::STORE_DEGRADED,
             m.degraded.clone(),
         );
-        registry.register(
-            "faultline_store_retained",
-            "Trajectories deleted by retention, by reason",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::STORE_RETAINED,
             m.retained.clone(),
         );
         m

@@ -1,10 +1,10 @@
 //! The web page: static assets embedded in the binary, served at `/` and `/assets/*`.
 //!
 //! No build step: plain HTML, CSS and JavaScript. All span content is rendered as inert
-//! text by `app.js`, and a strict Content-Security-Policy forbids inline scripts, inline
-//! styles in markup, and any origin but our own. `auth.js`, loaded first, adds the API
-//! token (kept in sessionStorage for the tab) to the page's requests and asks for it
-//! with a small form when the server answers 401.
+//! text by `assets/app.js`, and a strict Content-Security-Policy forbids inline scripts,
+//! inline styles in markup, and any origin but our own. `assets/auth.js`, loaded first,
+//! adds the API token (kept in sessionStorage for the tab) to the page's requests and
+//! asks for it with a small form when the server answers 401.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ const AUTH_JS: &str = include_str!("assets/auth.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// The Content-Security-Policy of every page and asset: nothing inline, nothing from
-/// another origin. (`app.js` positions bars through the CSSOM, which CSP allows.)
+/// another origin. (`assets/app.js` positions bars through the CSSOM, which CSP allows.)
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 

@@ -103,54 +103,42 @@ pub struct WalMetrics {
 impl WalMetrics {
     pub fn register(registry: &mut Registry) -> WalMetrics {
         let m = WalMetrics::default();
-        registry.register(
-            "faultline_wal_appended_records",
-            "Accepted requests appended to the write-ahead log",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_APPENDED_RECORDS,
             m.appended.clone(),
         );
-        registry.register(
-            "faultline_wal_appended_bytes",
-            "Bytes appended to write-ahead log segments (compressed)",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_APPENDED_BYTES,
             m.appended_bytes.clone(),
         );
-        registry.register(
-            "faultline_wal_fsyncs",
-            "fsync calls of the write-ahead log",
-            m.fsyncs.clone(),
-        );
-        registry.register(
-            "faultline_wal_replayed_records",
-            "Write-ahead log records replayed into the pipeline at startup",
+        crate::metrics::register(registry, &crate::metrics::WAL_FSYNCS, m.fsyncs.clone());
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_REPLAYED_RECORDS,
             m.replayed_records.clone(),
         );
-        registry.register(
-            "faultline_wal_replayed_items",
-            "Spans and log records replayed from the write-ahead log at startup",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_REPLAYED_ITEMS,
             m.replayed_items.clone(),
         );
-        registry.register(
-            "faultline_wal_corrupt_segments",
-            "Write-ahead log segments read only up to a torn or corrupt record at startup",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_CORRUPT_SEGMENTS,
             m.corrupt_segments.clone(),
         );
-        registry.register(
-            "faultline_wal_expired_traces",
-            "Traces in the write-ahead log never finalized by the pipeline (late data, logs of unknown traces), released by age",
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_EXPIRED_TRACES,
             m.expired_traces.clone(),
         );
-        registry.register(
-            "faultline_wal_errors",
-            "Write-ahead log write or fsync failures",
-            m.errors.clone(),
-        );
-        registry.register(
-            "faultline_wal_segments",
-            "Write-ahead log segment files on disk",
-            m.segments.clone(),
-        );
-        registry.register(
-            "faultline_wal_tracked_traces",
-            "Traces with data in the write-ahead log not yet stored and counted",
+        crate::metrics::register(registry, &crate::metrics::WAL_ERRORS, m.errors.clone());
+        crate::metrics::register(registry, &crate::metrics::WAL_SEGMENTS, m.segments.clone());
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_TRACKED_TRACES,
             m.tracked_traces.clone(),
         );
         m

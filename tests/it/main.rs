@@ -24,4 +24,5 @@ mod readme;
 mod security;
 mod store;
 mod support;
+mod tidy;
 mod wal;
