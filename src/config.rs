@@ -8,7 +8,8 @@
 //! `[classify]` and `[detect]` tables. The OTLP metrics push is the exception to the
 //! top-level rule: `--metrics-push-endpoint` / `FAULTLINE_METRICS_PUSH_ENDPOINT` set the
 //! key `endpoint` of the `[metrics_push]` table, and so on for its other keys; so do
-//! `--wal-enabled`, `--wal-fsync`, `--wal-fsync-interval`, `--wal-segment-bytes` for the
+//! `--wal-enabled`, `--wal-fsync`, `--wal-fsync-interval`, `--wal-segment-bytes`,
+//! `--wal-max-bytes` for the
 //! keys of `[wal]` (`FAULTLINE_WAL_*`). Likewise
 //! `--tls-cert-file`, `--tls-key-file` and `--tls-client-ca-file` set the keys of `[tls]`
 //! (which per-listener tables `[tls.otlp_grpc]`, `[tls.otlp_http]`, `[tls.api]` refine),
@@ -117,7 +118,7 @@ pub struct FileConfig {
     /// Resource limits (`[limits]`): `memory_bytes`, the memory budget.
     pub limits: Option<RawLimitsConfig>,
     /// The write-ahead log of accepted data (`[wal]`): `enabled`, `fsync`,
-    /// `fsync_interval`, `segment_bytes`.
+    /// `fsync_interval`, `segment_bytes`, `max_bytes`.
     pub wal: Option<crate::wal::RawWalConfig>,
 }
 

@@ -330,6 +330,12 @@ pub struct ServeArgs {
     /// (at least 65536). File: [wal] segment_bytes [default: 67108864].
     #[arg(long, env = "FAULTLINE_WAL_SEGMENT_BYTES", value_name = "BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// The most the write-ahead log's segments may take on disk (at least
+    /// --wal-segment-bytes); a request that would take it past this is refused
+    /// retryably (503 + Retry-After / UNAVAILABLE). File: [wal] max_bytes [default:
+    /// 4294967296].
+    #[arg(long, env = "FAULTLINE_WAL_MAX_BYTES", value_name = "BYTES")]
+    pub wal_max_bytes: Option<u64>,
     /// TLS certificate chain (PEM) of every listener; with --tls-key-file every listener
     /// speaks TLS only (1.2+). Re-read when the file changes. File: [tls] cert_file
     /// (per listener: [tls.otlp_grpc], [tls.otlp_http], [tls.api]).
@@ -419,6 +425,7 @@ impl ServeArgs {
                     fsync: self.wal_fsync.clone(),
                     fsync_interval: self.wal_fsync_interval.clone(),
                     segment_bytes: self.wal_segment_bytes,
+                    max_bytes: self.wal_max_bytes,
                 },
                 grpc_keepalive_min_time: self.grpc_keepalive_min_time.clone(),
                 grpc_max_connection_idle: self.grpc_max_connection_idle.clone(),

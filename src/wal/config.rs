@@ -1,5 +1,5 @@
 //! The `[wal]` table of the config file and its flags: whether the write-ahead log is
-//! on, when it is fsynced, and how large a segment grows.
+//! on, when it is fsynced, how large a segment grows and how much disk it may use.
 
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ pub struct RawWalConfig {
     pub fsync_interval: Option<String>,
     /// A segment file is closed and a new one started past this size. Default 64 MiB.
     pub segment_bytes: Option<u64>,
+    /// The most the segments may take on disk; a request that would take the log past
+    /// it is refused, retryably. Default 4 GiB.
+    pub max_bytes: Option<u64>,
 }
 
 /// Values from `--wal-*` flags and `FAULTLINE_WAL_*` variables.
@@ -27,6 +30,7 @@ pub struct WalOverrides {
     pub fsync: Option<String>,
     pub fsync_interval: Option<String>,
     pub segment_bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 /// When appended records reach the disk.
@@ -56,10 +60,13 @@ pub struct WalConfig {
     pub enabled: bool,
     pub fsync: FsyncPolicy,
     pub segment_bytes: u64,
+    /// Disk use cap of the segments (at least `segment_bytes`).
+    pub max_bytes: u64,
 }
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+pub const DEFAULT_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for WalConfig {
@@ -68,6 +75,7 @@ impl Default for WalConfig {
             enabled: true,
             fsync: FsyncPolicy::Batch,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -129,12 +137,13 @@ impl WalConfig {
                 }
             };
         }
-        let bytes = match (over.segment_bytes, raw.segment_bytes) {
+        let pick_u64 = |o: Option<u64>, f: Option<u64>| match (o, f) {
             (Some(b), _) => Some((b, false)),
             (None, Some(b)) => Some((b, true)),
             (None, None) => None,
         };
-        if let Some((b, from_file)) = bytes {
+        let segment_bytes = pick_u64(over.segment_bytes, raw.segment_bytes);
+        if let Some((b, from_file)) = segment_bytes {
             if b < MIN_SEGMENT_BYTES {
                 return Err(WalConfigError {
                     key: "segment_bytes",
@@ -143,6 +152,34 @@ impl WalConfig {
                 });
             }
             c.segment_bytes = b;
+        }
+        match pick_u64(over.max_bytes, raw.max_bytes) {
+            Some((b, from_file)) => {
+                if b < MIN_SEGMENT_BYTES {
+                    return Err(WalConfigError {
+                        key: "max_bytes",
+                        message: format!("{b} is below the minimum of {MIN_SEGMENT_BYTES} bytes"),
+                        from_file,
+                    });
+                }
+                // A cap below the default segment size makes segments that small.
+                if segment_bytes.is_none() {
+                    c.segment_bytes = c.segment_bytes.min(b);
+                }
+                if b < c.segment_bytes {
+                    return Err(WalConfigError {
+                        key: "max_bytes",
+                        message: format!(
+                            "{b} is below segment_bytes ({}): the log needs room for at least one segment",
+                            c.segment_bytes
+                        ),
+                        from_file,
+                    });
+                }
+                c.max_bytes = b;
+            }
+            // A segment size set above the default cap raises the cap with it.
+            None => c.max_bytes = c.max_bytes.max(c.segment_bytes),
         }
         Ok(c)
     }
