@@ -432,6 +432,8 @@ impl Overrides {
                 fsync: Some(wal.fsync.as_str().into()),
                 fsync_interval: duration_text(crate::wal::config::DEFAULT_FSYNC_INTERVAL),
                 segment_bytes: Some(wal.segment_bytes),
+                // Computed: 4 GiB, or the segment size if larger (its help says so).
+                max_bytes: None,
             },
             tls: RawTls::default(),
             auth: RawAuth::default(),

@@ -438,6 +438,14 @@ pub const WAL_ERRORS: MetricDef<kind::Counter> = MetricDef::new(
     "faultline_wal_errors",
     "Write-ahead log write or fsync failures",
 );
+pub const WAL_REFUSED_FULL: MetricDef<kind::Counter> = MetricDef::new(
+    "faultline_wal_refused_full",
+    "Requests refused (retryably) because the write-ahead log would pass [wal] max_bytes",
+);
+pub const WAL_DISK_BYTES: MetricDef<kind::Gauge> = MetricDef::new(
+    "faultline_wal_disk_bytes",
+    "Bytes of the write-ahead log's segment files on disk",
+);
 pub const WAL_SEGMENTS: MetricDef<kind::Gauge> = MetricDef::new(
     "faultline_wal_segments",
     "Write-ahead log segment files on disk",

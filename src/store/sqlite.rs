@@ -146,6 +146,23 @@ fn disk_full(dir: &Path) -> bool {
     matches!(written, Err(e) if e.kind() == std::io::ErrorKind::StorageFull)
 }
 
+/// What is wrong with the first 16 bytes of the file at `path`, if they are not the
+/// SQLite header; `None` as well when the file cannot be read (removed, permissions):
+/// that is not corruption, and the next open or write says what it is.
+fn header_problem(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    match read {
+        Ok(()) if &head == SQLITE_MAGIC => None,
+        Ok(()) => Some("the file does not start with the SQLite header".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Some("the file is shorter than a SQLite header".into())
+        }
+        Err(_) => None,
+    }
+}
+
 /// Classifies an open/first-read error into an actionable startup error.
 pub(crate) fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let detail = e.to_string();
@@ -229,6 +246,14 @@ impl SqliteStore {
                 path = %path.display(),
                 "The store file is empty (zero bytes); initialising a new store in it."
             );
+        }
+        // Checked here, not left to SQLite: with a `-wal` file left by a killed run,
+        // SQLite reads page 1 from that log and opens a file overwritten since as if
+        // it were still the database (and would go on writing to it).
+        if existed {
+            if let Some(detail) = header_problem(&path) {
+                return Err(StoreError::Corrupt { path, detail });
+            }
         }
         let conn = Connection::open_with_flags(
             &path,
@@ -358,19 +383,7 @@ impl SqliteStore {
     /// running server is found within one check, although SQLite may go on reading
     /// cached pages and appending to its WAL for a while.
     fn check_header(&self) -> Option<String> {
-        use std::io::Read;
-        let mut head = [0u8; 16];
-        let read = std::fs::File::open(&self.path).and_then(|mut f| f.read_exact(&mut head));
-        match read {
-            Ok(()) if &head == SQLITE_MAGIC => None,
-            Ok(()) => Some("the file no longer starts with the SQLite header".into()),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Some("the file is shorter than a SQLite header".into())
-            }
-            // Unreadable for another reason (removed, permissions): not corruption; the
-            // next write says what it is.
-            Err(_) => None,
-        }
+        header_problem(&self.path)
     }
 
     /// Deletes the trajectories `ids` and their tags (by primary key, from the row's

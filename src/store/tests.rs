@@ -933,6 +933,31 @@ fn a_store_file_overwritten_while_open_is_found_corrupted() {
     assert!(found.contains("header"), "{found}");
 }
 
+/// A killed run leaves `faultline.db-wal` holding page 1; SQLite would read the header
+/// from there and open the file overwritten since. The open checks the file itself.
+#[test]
+fn a_file_overwritten_beside_a_leftover_sqlite_wal_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(sqlite::DB_FILE);
+    let wal = dir.path().join(format!("{}-wal", sqlite::DB_FILE));
+    let s = SqliteStore::open(dir.path(), StoreConfig::default()).unwrap();
+    put_all(&s, &[run(1, 0, 10, "m", Some("boom"))]);
+    // What a kill leaves: copies of the files taken while the store is open (a clean
+    // close would checkpoint the log away).
+    let kept_wal = std::fs::read(&wal).unwrap();
+    assert!(!kept_wal.is_empty());
+    drop(s);
+    std::fs::write(&wal, &kept_wal).unwrap();
+    let notes = b"these are notes, not a database\n".repeat(200);
+    std::fs::write(&path, &notes).unwrap();
+    let err = SqliteStore::open(dir.path(), StoreConfig::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("SQLite header"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), notes, "never overwritten");
+}
+
 #[test]
 fn an_empty_store_file_is_initialised_and_a_full_disk_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,17 @@ pub struct RawWalConfig {
         value_name = "BYTES"
     )]
     pub segment_bytes: Option<u64>,
+    /// The most the write-ahead log's segments may take on disk (at least
+    /// --wal-segment-bytes); a request that would take it past this is refused
+    /// retryably (503 + Retry-After / UNAVAILABLE). File: [wal] max_bytes [default:
+    /// 4294967296, or the segment size if larger].
+    #[arg(
+        id = "wal_max_bytes",
+        long = "wal-max-bytes",
+        env = "FAULTLINE_WAL_MAX_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_bytes: Option<u64>,
 }
 
 /// When appended records reach the disk.
@@ -79,10 +90,14 @@ pub struct WalConfig {
     pub enabled: bool,
     pub fsync: FsyncPolicy,
     pub segment_bytes: u64,
+    /// Disk use cap of the segments (at least `segment_bytes`).
+    pub max_bytes: u64,
 }
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+/// The cap when none is set (raised to the segment size when that is larger).
+pub const DEFAULT_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for WalConfig {
@@ -91,6 +106,7 @@ impl Default for WalConfig {
             enabled: true,
             fsync: FsyncPolicy::Batch,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -150,6 +166,20 @@ impl WalConfig {
                 });
             }
             c.segment_bytes = b;
+        }
+        match raw.max_bytes {
+            Some(b) if b < c.segment_bytes => {
+                return Err(WalConfigError {
+                    key: "max_bytes",
+                    message: format!(
+                        "{b} is below segment_bytes ({}): the log needs room for at least one segment",
+                        c.segment_bytes
+                    ),
+                })
+            }
+            Some(b) => c.max_bytes = b,
+            // A segment size set above the default cap raises the cap with it.
+            None => c.max_bytes = DEFAULT_MAX_BYTES.max(c.segment_bytes),
         }
         Ok(c)
     }

@@ -16,7 +16,9 @@
 //! decompression), compressed with zstd on the receiving thread, with the signal and
 //! wire format: replay decodes it as the receiver did. The writer thread assigns each
 //! record a sequence number, groups what is waiting into one write and one fsync, and
-//! starts a new segment past `segment_bytes`.
+//! starts a new segment past `segment_bytes`. An append that would take the segments on
+//! disk past `max_bytes` is refused unwritten ([`WalError::Full`]; the receiver answers
+//! it retryably) and counted in `faultline_wal_refused_full_total`.
 //!
 //! A trace's data may be deleted once the trace is *stored and counted*: the store
 //! writer's commit of its final analysis (the row, and the per-minute counts the
@@ -69,6 +71,8 @@ pub enum WalError {
     },
     #[error("the write-ahead log writer has stopped")]
     Stopped,
+    #[error("the write-ahead log is full: its segments would take more than {max_bytes} bytes on disk ([wal] max_bytes, --wal-max-bytes) until stored traces let the oldest go")]
+    Full { max_bytes: u64 },
     #[error("cannot start the write-ahead log writer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot compress a request for the write-ahead log: {0}")]
@@ -94,8 +98,12 @@ pub struct WalMetrics {
     pub expired_traces: Counter,
     /// Write or fsync failures (the requests concerned were refused, retryably).
     pub errors: Counter,
+    /// Requests refused because the log would pass `max_bytes`.
+    pub refused_full: Counter,
     /// Segments on disk.
     pub segments: Gauge,
+    /// Bytes of the segments on disk.
+    pub disk_bytes: Gauge,
     /// Traces with data in a segment not yet stored and counted.
     pub tracked_traces: Gauge,
 }
@@ -135,6 +143,16 @@ impl WalMetrics {
             m.expired_traces.clone(),
         );
         crate::metrics::register(registry, &crate::metrics::WAL_ERRORS, m.errors.clone());
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_REFUSED_FULL,
+            m.refused_full.clone(),
+        );
+        crate::metrics::register(
+            registry,
+            &crate::metrics::WAL_DISK_BYTES,
+            m.disk_bytes.clone(),
+        );
         crate::metrics::register(registry, &crate::metrics::WAL_SEGMENTS, m.segments.clone());
         crate::metrics::register(
             registry,
@@ -209,13 +227,26 @@ impl Wal {
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let found = segment::list(&dir).map_err(dir_err)?;
         let next = found.last().map_or(1, |last| last + 1);
+        let sizes: Vec<(u64, u64)> = found
+            .iter()
+            .map(|&id| {
+                let bytes = std::fs::metadata(segment::path(&dir, id)).map_or(0, |m| m.len());
+                (id, bytes)
+            })
+            .collect();
         let mut tracker = tracker::Tracker::new(expire_after, budget);
         for id in &found {
             tracker.add_segment(*id, true);
         }
         let tracker = Arc::new(Mutex::new(tracker));
-        let (tx, thread) =
-            writer::start(dir.clone(), next, config.clone(), tracker.clone(), metrics)?;
+        let (tx, thread) = writer::start(
+            dir.clone(),
+            next,
+            &sizes,
+            config.clone(),
+            tracker.clone(),
+            metrics,
+        )?;
         Ok((
             Arc::new(Wal {
                 tx,

@@ -19,6 +19,8 @@ use crate::model::TraceId;
 
 pub const MAGIC: &[u8; 8] = b"FLWAL\x00\x00\x01";
 const FRAME_HEADER: usize = 8;
+/// kind, seq, signal, format.
+const DATA_HEAD: usize = 11;
 /// No frame is larger than this (a request is at most `max_request_bytes`, compressed).
 pub const MAX_FRAME: usize = 1 << 30;
 
@@ -80,9 +82,14 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// The bytes a data frame of a `compressed` payload of this length takes.
+pub fn data_frame_len(compressed: usize) -> usize {
+    FRAME_HEADER + DATA_HEAD + compressed
+}
+
 /// Appends a data frame: header and body, with the payload not copied twice.
 pub fn encode_data(out: &mut Vec<u8>, seq: u64, signal: Signal, format: Format, compressed: &[u8]) {
-    let mut head = [0u8; 11];
+    let mut head = [0u8; DATA_HEAD];
     head[0] = KIND_DATA;
     head[1..9].copy_from_slice(&seq.to_le_bytes());
     head[9] = match signal {

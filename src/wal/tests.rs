@@ -305,6 +305,7 @@ fn config_resolves_and_names_bad_keys() {
         fsync: Some("interval".into()),
         fsync_interval: Some("250ms".into()),
         segment_bytes: Some(1 << 20),
+        max_bytes: None,
     };
     let c = WalConfig::resolve(Some(&raw)).unwrap();
     assert!(!c.enabled);
@@ -324,4 +325,125 @@ fn config_resolves_and_names_bad_keys() {
     };
     let e = WalConfig::resolve(Some(&small)).unwrap_err();
     assert_eq!(e.key, "segment_bytes");
+
+    // The disk cap: 4 GiB by default, raised with a larger segment size, never below it.
+    assert_eq!(WalConfig::default().max_bytes, config::DEFAULT_MAX_BYTES);
+    let c = WalConfig::resolve(Some(&RawWalConfig {
+        segment_bytes: Some(1 << 20),
+        max_bytes: Some(1 << 20),
+        ..RawWalConfig::default()
+    }))
+    .unwrap();
+    assert_eq!((c.segment_bytes, c.max_bytes), (1 << 20, 1 << 20));
+    let big = RawWalConfig {
+        segment_bytes: Some(8 << 30),
+        ..RawWalConfig::default()
+    };
+    assert_eq!(WalConfig::resolve(Some(&big)).unwrap().max_bytes, 8 << 30);
+    let tiny = RawWalConfig {
+        max_bytes: Some(1000),
+        ..RawWalConfig::default()
+    };
+    assert_eq!(WalConfig::resolve(Some(&tiny)).unwrap_err().key, "max_bytes");
+    let below = RawWalConfig {
+        segment_bytes: Some(1 << 20),
+        max_bytes: Some(1 << 19),
+        ..RawWalConfig::default()
+    };
+    let e = WalConfig::resolve(Some(&below)).unwrap_err();
+    assert_eq!(e.key, "max_bytes");
+    assert!(e.message.contains("segment_bytes"), "{e}");
+}
+
+/// 16 KiB that zstd cannot shrink.
+fn noise(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..16 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn on_disk(dir: &std::path::Path) -> u64 {
+    let wal = dir.join("wal");
+    segment::list(&wal)
+        .unwrap()
+        .iter()
+        .map(|&id| std::fs::metadata(segment::path(&wal, id)).unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn past_max_bytes_appends_are_refused_until_stored_traces_free_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 160 * 1024;
+    let c = WalConfig {
+        segment_bytes: 64 * 1024,
+        max_bytes: max,
+        ..WalConfig::default()
+    };
+    let metrics = WalMetrics::default();
+    let (wal, _) = Wal::open(
+        dir.path(),
+        &c,
+        Duration::from_secs(600),
+        Some(MemoryBudget::new(1 << 30)),
+        metrics.clone(),
+    )
+    .unwrap();
+    let entry = |i: u64| Entry::new(Signal::Traces, Format::Protobuf, &noise(i)).unwrap();
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 1..=100u64 {
+        match wal.append(entry(i), vec![trace_id(i)]).await {
+            Ok(_) => accepted.push(trace_id(i)),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("refused before 100 × 16 KiB");
+    assert!(
+        matches!(e, WalError::Full { max_bytes } if max_bytes == max),
+        "{e}"
+    );
+    assert!(e.to_string().contains("max_bytes"), "{e}");
+    assert!(accepted.len() >= 8, "{} taken", accepted.len());
+    assert_eq!(metrics.refused_full.get(), 1);
+    assert!(
+        on_disk(dir.path()) <= max,
+        "{} on disk",
+        on_disk(dir.path())
+    );
+    // Nothing stored yet: still refused.
+    assert!(matches!(
+        wal.append(entry(101), vec![trace_id(101)]).await,
+        Err(WalError::Full { .. })
+    ));
+    assert_eq!(metrics.refused_full.get(), 2);
+
+    // Stored and counted: every segment written goes (the one being written when the
+    // cap was hit was closed for that), and appends are taken again.
+    wal.resolved(&accepted);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match wal.append(entry(102), vec![trace_id(102)]).await {
+            Ok(_) => break,
+            Err(WalError::Full { .. }) => {
+                assert!(Instant::now() < deadline, "never taken again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Left: the one open segment.
+    assert!(on_disk(dir.path()) < 64 * 1024);
+    assert_eq!(segment::list(&dir.path().join("wal")).unwrap().len(), 1);
+    assert_eq!(wal.tracked(), (1, 1), "one trace in the one open segment");
+    wal.shutdown();
 }

@@ -4,7 +4,14 @@
 //! `write`, fsyncs once if any append waits for it (batch policy), answers the appends,
 //! starts a new segment past `segment_bytes`, and deletes the oldest segments that wait
 //! for nothing.
+//!
+//! Disk use is capped by `max_bytes`: an append whose frame would take the segments on
+//! disk past it is answered [`WalError::Full`] at once, unwritten (the receiver refuses
+//! the request retryably), and the current segment, if it holds records, is closed so
+//! that it can be deleted as soon as its traces are stored. Cancel and done records are
+//! always written: they are small, and done records are what lets segments go.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,11 +62,19 @@ struct Writer {
     last_sync: Instant,
     /// The current segment could not be written: start a new one before the next write.
     broken: bool,
+    /// Sizes of the segments on disk other than the current one, and their sum.
+    closed: BTreeMap<u64, u64>,
+    closed_bytes: u64,
+    /// An append was refused for room: close the current segment after this turn.
+    close_for_room: bool,
 }
 
+/// Starts the writer on a new segment `first_segment`; `found` are the segments already
+/// on disk (id, bytes), counted against `max_bytes` until deleted.
 pub(crate) fn start(
     dir: PathBuf,
     first_segment: u64,
+    found: &[(u64, u64)],
     config: WalConfig,
     tracker: Arc<Mutex<Tracker>>,
     metrics: WalMetrics,
@@ -81,6 +96,9 @@ pub(crate) fn start(
         dirty: false,
         last_sync: Instant::now(),
         broken: false,
+        closed: found.iter().copied().collect(),
+        closed_bytes: found.iter().map(|(_, b)| b).sum(),
+        close_for_room: false,
     };
     w.open_segment()?;
     let (tx, rx) = mpsc::channel();
@@ -127,6 +145,8 @@ impl Writer {
 
     /// Closes the current segment (fsynced) and opens the next.
     fn rotate(&mut self) -> Result<(), WalError> {
+        self.closed.insert(self.segment, self.size);
+        self.closed_bytes += self.size;
         if let Some(f) = self.file.take() {
             if !self.broken {
                 let _ = f.sync_data();
@@ -178,7 +198,9 @@ impl Writer {
                     let _ = self.sync();
                 }
             }
-            if self.broken || self.size >= self.config.segment_bytes {
+            let close_for_room =
+                std::mem::take(&mut self.close_for_room) && self.size > segment::MAGIC.len() as u64;
+            if self.broken || close_for_room || self.size >= self.config.segment_bytes {
                 if let Err(error) = self.rotate() {
                     self.metrics.errors.inc();
                     self.broken = true;
@@ -220,6 +242,16 @@ impl Writer {
                 traces,
                 reply,
             } => {
+                let frame = segment::data_frame_len(entry.compressed.len()) as u64;
+                let end = self.size + buf.len() as u64 + frame;
+                if self.closed_bytes + end > self.config.max_bytes {
+                    self.metrics.refused_full.inc();
+                    self.close_for_room = true;
+                    let _ = reply.send(Err(WalError::Full {
+                        max_bytes: self.config.max_bytes,
+                    }));
+                    return false;
+                }
                 self.seq += 1;
                 segment::encode_data(buf, self.seq, entry.signal, entry.format, &entry.compressed);
                 // Tracked before the request is handed to the pipeline, so that no
@@ -313,10 +345,16 @@ impl Writer {
         };
         for id in deletable {
             let path = segment::path(&self.dir, id);
-            if let Err(error) = std::fs::remove_file(&path) {
-                if error.kind() != std::io::ErrorKind::NotFound {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    // Still on disk: still counted against `max_bytes`.
                     self.metrics.errors.inc();
                     tracing::warn!(%error, path = %path.display(), "Cannot delete a write-ahead log segment.");
+                }
+                _ => {
+                    if let Some(bytes) = self.closed.remove(&id) {
+                        self.closed_bytes -= bytes;
+                    }
                 }
             }
         }
@@ -329,5 +367,8 @@ impl Writer {
         }
         self.metrics.tracked_traces.set(traces as i64);
         self.metrics.segments.set(segments as i64);
+        self.metrics
+            .disk_bytes
+            .set(i64::try_from(self.closed_bytes + self.size).unwrap_or(i64::MAX));
     }
 }

@@ -795,3 +795,237 @@ async fn a_row_written_in_the_first_document_format_reads_back_identically() {
     }
     assert_eq!(without, stripped, "read back without attributes");
 }
+
+/// The health line and the status of `/healthz` or `/readyz`.
+async fn health(api: &str, path: &str) -> (u16, String) {
+    let r = reqwest::get(format!("{api}{path}")).await.expect("answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Polls `/healthz` (which must stay 200: liveness) until its line contains `wanted`
+/// (or is exactly `ok` when `wanted` is "ok").
+async fn wait_health(child: &ServeChild, wanted: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, line) = health(&child.api, "/healthz").await;
+        assert_eq!(status, 200, "liveness stays up: {line}");
+        if (wanted == "ok" && line == "ok\n") || (wanted != "ok" && line.contains(wanted)) {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never said {wanted:?}; still {line:?}\n{}",
+            child.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `faultline serve` on `data_dir` expected to fail at startup: its exit code and
+/// stderr. A server that starts instead is stopped after 60 s (the test then fails on
+/// the exit code rather than hanging).
+async fn serve_once(data_dir: &Path) -> (Option<i32>, String) {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--otlp-grpc-address", "127.0.0.1:0"])
+        .args(["--otlp-http-address", "127.0.0.1:0"])
+        .args(["--api-address", "127.0.0.1:0"])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(out) => {
+            let out = out.expect("runs");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+        Err(_) => (None, "still running after 60 s: it started".into()),
+    }
+}
+
+/// Startup on `data_dir` stops with exit code 2 and a message naming `path` as not a
+/// faultline store, telling the operator to move it away.
+async fn refused_as_not_a_store(data_dir: &Path, path: &Path) {
+    let (code, stderr) = serve_once(data_dir).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("not a faultline store or is corrupted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("move it away"), "{stderr}");
+}
+
+/// Issue 14, point 8: the store file overwritten under a running server. Health says
+/// `degraded` (200, the reason in the body and in `faultline_store_degraded`), lists
+/// answer a clear 503, later writes are held and not counted as written; the restart on
+/// that file (beside the SQLite `-wal` file the kill left) is a startup error (exit
+/// code 2) naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_corrupted_while_running_is_degraded_and_not_written() {
+    let _heavy = crate::support::heavy().await;
+    let data_dir = fresh_data_dir();
+    let child = start_binary(&data_dir).await;
+    assert_eq!(health(&child.api, "/healthz").await, (200, "ok\n".into()));
+    let labels = feed_to(&child.otlp_http, 20, 11).await;
+    assert_eq!(labels.len(), 20);
+    wait_listed(&child.api, 20).await;
+    assert_eq!(
+        counter(&child, "faultline_store_degraded{reason=\"corrupted\"}").await,
+        0
+    );
+
+    let path = data_dir.join("faultline.db");
+    let mut bytes = std::fs::read(&path).expect("db");
+    bytes[..16].copy_from_slice(b"overwritten!!!!!");
+    std::fs::write(&path, &bytes).expect("overwrite");
+    let line = wait_health(&child, "corrupted").await;
+    assert!(line.starts_with("degraded: store corrupted"), "{line}");
+    assert!(line.contains("faultline.db"), "{line}");
+    let (status, ready) = health(&child.api, "/readyz").await;
+    assert_eq!(status, 200);
+    assert!(ready.starts_with("degraded: store corrupted"), "{ready}");
+    assert_eq!(
+        counter(&child, "faultline_store_degraded{reason=\"corrupted\"}").await,
+        1
+    );
+    let (status, body) = get(&format!("{}/api/v1/trajectories", child.api)).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"].as_str().expect("error");
+    assert!(
+        message.contains("corrupted") && message.contains("faultline.db"),
+        "{message}"
+    );
+
+    // Later trajectories are held, not written, and not counted as written.
+    let puts = counter(&child, "faultline_store_writes_total{op=\"put\"}").await;
+    assert_eq!(feed_to(&child.otlp_http, 10, 12).await.len(), 10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while counter(&child, "faultline_store_queue").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        counter(&child, "faultline_store_writes_total{op=\"put\"}").await,
+        puts
+    );
+    child.kill9().await;
+    assert!(
+        data_dir.join("faultline.db-wal").exists(),
+        "the kill leaves SQLite's log beside the file"
+    );
+
+    // Restart on the corrupted file: a startup error naming it, exit code 2.
+    refused_as_not_a_store(&data_dir, &path).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// A zero-length `faultline.db` is initialised with a warning naming it; a non-empty
+/// file that is not a database (written over the store a killed run left, its SQLite
+/// `-wal` file still there) stops startup with exit code 2, naming it, and is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_file_warns_and_a_foreign_file_stops_startup() {
+    let _heavy = crate::support::heavy().await;
+    let data_dir = fresh_data_dir();
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    let path = data_dir.join("faultline.db");
+    std::fs::write(&path, b"").expect("empty file");
+    let child = start_binary(&data_dir).await;
+    assert_eq!(feed_to(&child.otlp_http, 5, 13).await.len(), 5);
+    wait_listed(&child.api, 5).await;
+    let log = child.log_tail();
+    child.kill9().await;
+    assert!(
+        log.contains("empty (zero bytes)") && log.contains(&path.display().to_string()),
+        "{log}"
+    );
+
+    let notes = b"these are notes, not a database\n".repeat(200);
+    std::fs::write(&path, &notes).expect("file");
+    refused_as_not_a_store(&data_dir, &path).await;
+    assert_eq!(
+        std::fs::read(&path).expect("kept"),
+        notes,
+        "never overwritten"
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Issue 14: `degraded: store behind` and `store failing` from a real server. Another
+/// process holds the database's write lock (as a `sqlite3` shell in a `BEGIN EXCLUSIVE`
+/// transaction or a backup tool would): the writer's transactions time out (failing),
+/// and writes wait longer than the behind threshold (behind). Once the lock is
+/// released, health is `ok` again and every trajectory acknowledged meanwhile is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_locked_by_another_process_is_behind_and_failing_then_recovers() {
+    let _heavy = crate::support::heavy().await;
+    let data_dir = fresh_data_dir();
+    let child = start_binary(&data_dir).await;
+    assert_eq!(feed_to(&child.otlp_http, 10, 21).await.len(), 10);
+    wait_listed(&child.api, 10).await;
+    assert_eq!(health(&child.api, "/healthz").await, (200, "ok\n".into()));
+
+    let lock = rusqlite::Connection::open(data_dir.join("faultline.db")).expect("opens");
+    lock.execute_batch("BEGIN EXCLUSIVE;")
+        .expect("takes the write lock");
+    let later = feed_to(&child.otlp_http, 10, 22).await;
+    assert_eq!(later.len(), 10);
+    let failing = wait_health(&child, "store failing").await;
+    assert!(failing.starts_with("degraded: "), "{failing}");
+    assert!(failing.contains("locked"), "{failing}");
+    let behind = wait_health(&child, "store behind").await;
+    assert!(behind.contains("writes waiting"), "{behind}");
+    let (status, ready) = health(&child.api, "/readyz").await;
+    assert_eq!(status, 200);
+    assert!(ready.starts_with("degraded: "), "{ready}");
+    assert_eq!(
+        counter(&child, "faultline_store_degraded{reason=\"failing\"}").await,
+        1
+    );
+    assert!(counter(&child, "faultline_store_errors_total").await > 0);
+    assert_eq!(
+        counter(
+            &child,
+            "faultline_store_dropped_total{reason=\"write_error\"}"
+        )
+        .await,
+        0
+    );
+
+    lock.execute_batch("ROLLBACK;").expect("releases the lock");
+    drop(lock);
+    // Every failed or recovered run is stored; successes may have been shed (counted)
+    // while the store was failing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = list_all(&child.api, "").await.len() as u64;
+        let shed = counter(&child, "faultline_store_dropped_total{reason=\"shed\"}").await;
+        if listed + shed >= 20 {
+            assert_eq!(listed + shed, 20);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listed} stored and {shed} shed of 20"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = ids(&list_all(&child.api, "").await);
+    for l in later.iter().filter(|l| l.outcome != Outcome::Success) {
+        assert!(stored.contains(&l.trace_id), "{} not stored", l.trace_id);
+    }
+    wait_health(&child, "ok").await;
+    assert_eq!(
+        counter(&child, "faultline_store_degraded{reason=\"failing\"}").await,
+        0
+    );
+    assert_eq!(
+        counter(&child, "faultline_store_degraded{reason=\"behind\"}").await,
+        0
+    );
+    child.kill9().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

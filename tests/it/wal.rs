@@ -260,3 +260,109 @@ async fn acknowledged_runs_survive_kill_9_after_one_second() {
     let _heavy = heavy().await;
     kill_after_acks_and_restart(Duration::from_secs(1), false, 72).await;
 }
+
+/// `[wal] max_bytes`: with nothing stored (a ten-minute idle timeout), the log fills its
+/// cap and then refuses requests retryably on both transports (503 + `Retry-After`,
+/// `UNAVAILABLE`), counted, its segments staying under the cap. Everything it
+/// acknowledged survives `kill -9` and is stored after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_refuses_retryably_and_keeps_what_it_acknowledged() {
+    let _heavy = heavy().await;
+    const MAX: u64 = 128 * 1024;
+    let data_dir = fresh_data_dir();
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    let config = data_dir.with_extension("toml");
+    std::fs::write(&config, "[store]\nsuccess_sample = 1.0\n").expect("config");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--config".into(),
+        config.clone().into_os_string(),
+        "--data-dir".into(),
+        data_dir.as_os_str().to_owned(),
+    ];
+    args.extend(
+        [
+            "--idle-timeout",
+            "10m",
+            "--wal-segment-bytes",
+            "65536",
+            "--wal-max-bytes",
+            &MAX.to_string(),
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    let child = ServeChild::start(args).await;
+
+    let mut sim = Simulator::new(SimConfig {
+        scenario: Scenario::uniform(0.2, 0.0),
+        ..SimConfig::new(81, now_nanos() - 300_000_000_000)
+    });
+    let http = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    let refusal = loop {
+        let run = sim.next_run();
+        if run.label.outcome != Outcome::Failed || run.late_traces.is_some() {
+            continue;
+        }
+        let r = http
+            .post(format!("{}/v1/traces", child.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(run.traces.encode_to_vec())
+            .send()
+            .await
+            .expect("OTLP/HTTP answers");
+        if r.status() == 200 {
+            acknowledged.push(run.label.trace_id);
+            assert!(acknowledged.len() < 10_000, "never refused");
+            continue;
+        }
+        break r;
+    };
+    assert_eq!(refusal.status(), 503);
+    let retry_after = refusal
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    assert!(!acknowledged.is_empty());
+
+    let channel = tonic::transport::Channel::from_shared(child.otlp_grpc.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let run = loop {
+        let run = sim.next_run();
+        if run.label.outcome == Outcome::Failed {
+            break run;
+        }
+    };
+    let status = TraceServiceClient::new(channel)
+        .export(run.traces)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("write-ahead log is full")
+            && status.message().contains("max_bytes"),
+        "{}",
+        status.message()
+    );
+    assert!(counter(&child, "faultline_wal_refused_full_total").await >= 2.0);
+    assert!(counter(&child, "faultline_wal_disk_bytes").await <= MAX as f64);
+    let wal_dir = data_dir.join("wal");
+    let on_disk: u64 = std::fs::read_dir(&wal_dir)
+        .expect("the log's directory")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk <= MAX, "{on_disk} bytes on disk");
+    child.kill9().await;
+
+    // Restarted without the long idle timeout: every acknowledged run is stored.
+    let child = start_binary(&data_dir).await;
+    wait_all_listed_and_counted(&child, &acknowledged).await;
+    child.kill9().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_file(config);
+}
