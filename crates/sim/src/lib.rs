@@ -71,6 +71,23 @@ pub struct SimConfig {
     pub templates: Vec<Template>,
     /// Conventions to draw from, uniformly. Empty means all five.
     pub conventions: Vec<Convention>,
+    /// Ways of writing runs that the accuracy config was not tuned for; all off by
+    /// default (today's output, byte for byte).
+    pub variants: Variants,
+}
+
+/// Simulator variants: runs written in ways the tuned accuracy config was not made for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Variants {
+    /// A slow step takes 5–30 % over its step's SLO (a real fault) or, as often,
+    /// 5–30 % under it: then the run is not failed on its deadline and is labelled a
+    /// success. Off: a slow step takes at least 21 s, far over every SLO. The SLOs are
+    /// the simulated deployment's: generator 20 s, memory 5 s, other steps 10 s.
+    pub slow_near_slo: bool,
+    /// The RAG template's critic is `reviewer` (`Approved:` / `Not approved: ...`),
+    /// `judge` (`{"approved": false, "reason": ...}`) or `fact_check`
+    /// (`PASS — ...` / `FAIL — ...`) instead of `answer_critic` (`ACCEPT:` / `REJECT:`).
+    pub other_critics: bool,
 }
 
 impl SimConfig {
@@ -83,6 +100,7 @@ impl SimConfig {
             scenario: Scenario::default(),
             templates: Vec::new(),
             conventions: Vec::new(),
+            variants: Variants::default(),
         }
     }
 }
@@ -150,6 +168,9 @@ pub struct SimRun {
     /// `gen_ai.evaluation.result` log records for the logs endpoint.
     pub logs: Option<ExportLogsServiceRequest>,
     pub label: Label,
+    /// The run has a slow step just under its SLO ([`Variants::slow_near_slo`]): no
+    /// fault, labelled a success.
+    pub slow_within_slo: bool,
 }
 
 impl SimRun {
@@ -299,7 +320,33 @@ impl Simulator {
                 .rng
                 .random_bool(self.config.scenario.recovered_rate.clamp(0.0, 1.0));
 
-        let plan = templates::build(&mut self.rng, template, &cohort, fault, recovered, start);
+        let v = self.config.variants;
+        // No draw without the variant, so that existing seeds keep their output.
+        let slow = match fault {
+            Some(FaultKind::SlowStep) if v.slow_near_slo => {
+                if self.rng.random_bool(0.5) {
+                    templates::SlowBand::Above
+                } else {
+                    templates::SlowBand::Below
+                }
+            }
+            _ => templates::SlowBand::Floor,
+        };
+        let style = templates::Style {
+            slow,
+            other_critics: v.other_critics,
+        };
+        let plan = templates::build(
+            &mut self.rng,
+            template,
+            &cohort,
+            fault,
+            recovered,
+            start,
+            style,
+        );
+        // A slow step under its SLO is no fault: the run succeeded.
+        let fault = fault.filter(|_| slow != templates::SlowBand::Below);
         let mut trace_id: [u8; 16] = self.rng.random();
         trace_id[0] |= 0x01;
         let info = RunInfo {
@@ -358,6 +405,7 @@ impl Simulator {
                 resource_logs: vec![rl],
             }),
             label,
+            slow_within_slo: slow == templates::SlowBand::Below,
         }
     }
 
