@@ -289,12 +289,12 @@ struct Score {
 }
 
 /// The name of the critic node of a run of the other-critics variant, if any.
-fn critic_name(a: &Analysis) -> Option<&str> {
-    a.trajectory
-        .spans
-        .iter()
-        .map(|sp| &*sp.name)
-        .find(|n| ["reviewer", "judge", "fact_check"].contains(n))
+fn critic_name(a: &Analysis) -> Option<&'static str> {
+    a.trajectory.spans.iter().find_map(|sp| {
+        ["reviewer", "judge", "fact_check"]
+            .into_iter()
+            .find(|c| sp.name.contains(c))
+    })
 }
 
 fn score(results: &[(Label, Analysis, bool)]) -> Score {

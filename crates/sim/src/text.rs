@@ -209,14 +209,13 @@ pub(crate) fn critic_accept(rng: &mut SmallRng) -> String {
 
 /// Why a critic accepts an answer (a sentence ending in a full stop).
 pub(crate) fn critic_accept_reason(rng: &mut SmallRng) -> &'static str {
-    *pick(
-        rng,
-        &[
-            "the answer is supported by the context and addresses the question.",
-            "grounded in sources 1 and 2; complete.",
-            "correct and cites the relevant section.",
-        ],
-    )
+    const REASONS: [&str; 3] = [
+        "the answer is supported by the context and addresses the question.",
+        "grounded in sources 1 and 2; complete.",
+        "correct and cites the relevant section.",
+    ];
+    // The same draw as `pick`.
+    REASONS[rng.random_range(0..REASONS.len())]
 }
 
 pub(crate) fn critic_reject(rng: &mut SmallRng) -> String {
