@@ -16,6 +16,46 @@
 //! explicit `agent.trajectory.step` attribute). Fault rates are a function of event time
 //! and cohort only ([`Scenario`]). All randomness comes from one seeded RNG: the same
 //! config gives byte-identical output.
+//!
+//! ## Variants, and accuracy beyond the tuned config
+//!
+//! The accuracy test (`accuracy.rs`) grades the analysis against the labels with a
+//! config written alongside the simulator (step SLOs under the 21 s slow floor, a
+//! `REJECT` content rule, a classify rule for `answer_critic`), so its figure is
+//! self-consistency. [`Variants`] (all off by default, so existing seeds and goldens are
+//! unchanged) write runs that config was not made for:
+//! - `slow_near_slo`: a slow step takes 5–30 % over its step's SLO or, as often, 5–30 %
+//!   under it, which is no fault (labelled a success, the run meets its deadline);
+//! - `other_critics`: the RAG critic is `reviewer` (`Approved:` / `Not approved: ...`),
+//!   `judge` (`{"approved": false, "reason": ...}`) or `fact_check` (`PASS — ...` /
+//!   `FAIL — ...`) instead of `answer_critic` with `ACCEPT:` / `REJECT:`.
+//!
+//! `accuracy_on_variants_the_config_was_not_tuned_for` (`cargo test --release -p
+//! faultline-sim accuracy_on_variants -- --nocapture`) prints one table; measured on
+//! seed 7, 4 000 runs a row (each row asserts floors a margin below these):
+//!
+//! | variant | outcome | root-cause step | slow step caught | slow within SLO left alone | critic rejection caught |
+//! |---|---|---|---|---|---|
+//! | tuned baseline | 4000/4000 | 1236/1236 | 147/147 | – | 38/38 |
+//! | slow near SLO | 4000/4000 | 1206/1206 | 75/75 | 83/83 | 40/40 |
+//! | other critic names | 4000/4000 | 1274/1289 | 154/154 | – | 32/40 |
+//! | default config | 4000/4000 | 1236/1236 | 0/147 | – | 38/38 |
+//! | all, tuned config | 4000/4000 | 1168/1186 | 67/67 | 93/93 | 41/51 |
+//! | all, default config | 4000/4000 | 1168/1186 | 0/67 | 93/93 | 41/51 |
+//!
+//! "Caught" means the run is called failed with the labelled step blamed under the
+//! planted kind (`eval_failed`, the built-in critic reader's kind, counts for a critic
+//! rejection). What the variants show:
+//! - outcome (failed or not) holds everywhere: every planted failure also fails the run
+//!   (a deadline, an error status), so this column does not test the detectors alone;
+//! - without configured SLOs (the default config) a slow step is blamed on the right
+//!   step but named `error` (the run's deadline message), never `slow_step`: the
+//!   analysis has no notion of "slow" without an SLO;
+//! - a critic named `fact_check` is not recognised as a critic step without a classify
+//!   rule, so its rejection is not read: the run is blamed on the agent (`error`, the
+//!   root's status), a rate limit on its call is blamed on a generator or planner, and
+//!   a truncated answer it rejects is blamed on the agent. `reviewer` and `judge`, and the
+//!   `Not approved:`, `FAIL —` and JSON verdicts, are read with no configuration.
 
 mod catalog;
 mod error;
@@ -73,6 +113,23 @@ pub struct SimConfig {
     pub templates: Vec<Template>,
     /// Conventions to draw from, uniformly. Empty means all five.
     pub conventions: Vec<Convention>,
+    /// Ways of writing runs that the accuracy config was not tuned for; all off by
+    /// default (today's output, byte for byte).
+    pub variants: Variants,
+}
+
+/// Simulator variants: runs written in ways the tuned accuracy config was not made for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Variants {
+    /// A slow step takes 5–30 % over its step's SLO (a real fault) or, as often,
+    /// 5–30 % under it: then the run is not failed on its deadline and is labelled a
+    /// success. Off: a slow step takes at least 21 s, far over every SLO. The SLOs are
+    /// the simulated deployment's: generator 20 s, memory 5 s, other steps 10 s.
+    pub slow_near_slo: bool,
+    /// The RAG template's critic is `reviewer` (`Approved:` / `Not approved: ...`),
+    /// `judge` (`{"approved": false, "reason": ...}`) or `fact_check`
+    /// (`PASS — ...` / `FAIL — ...`) instead of `answer_critic` (`ACCEPT:` / `REJECT:`).
+    pub other_critics: bool,
 }
 
 impl SimConfig {
@@ -85,6 +142,7 @@ impl SimConfig {
             scenario: Scenario::default(),
             templates: Vec::new(),
             conventions: Vec::new(),
+            variants: Variants::default(),
         }
     }
 }
@@ -152,6 +210,9 @@ pub struct SimRun {
     /// `gen_ai.evaluation.result` log records for the logs endpoint.
     pub logs: Option<ExportLogsServiceRequest>,
     pub label: Label,
+    /// The run has a slow step just under its SLO ([`Variants::slow_near_slo`]): no
+    /// fault, labelled a success.
+    pub slow_within_slo: bool,
 }
 
 impl SimRun {
@@ -301,7 +362,33 @@ impl Simulator {
                 .rng
                 .random_bool(self.config.scenario.recovered_rate.clamp(0.0, 1.0));
 
-        let plan = templates::build(&mut self.rng, template, &cohort, fault, recovered, start);
+        let v = self.config.variants;
+        // No draw without the variant, so that existing seeds keep their output.
+        let slow = match fault {
+            Some(FaultKind::SlowStep) if v.slow_near_slo => {
+                if self.rng.random_bool(0.5) {
+                    templates::SlowBand::Above
+                } else {
+                    templates::SlowBand::Below
+                }
+            }
+            _ => templates::SlowBand::Floor,
+        };
+        let style = templates::Style {
+            slow,
+            other_critics: v.other_critics,
+        };
+        let plan = templates::build(
+            &mut self.rng,
+            template,
+            &cohort,
+            fault,
+            recovered,
+            start,
+            style,
+        );
+        // A slow step under its SLO is no fault: the run succeeded.
+        let fault = fault.filter(|_| slow != templates::SlowBand::Below);
         let mut trace_id: [u8; 16] = self.rng.random();
         trace_id[0] |= 0x01;
         let info = RunInfo {
@@ -360,6 +447,7 @@ impl Simulator {
                 resource_logs: vec![rl],
             }),
             label,
+            slow_within_slo: slow == templates::SlowBand::Below,
         }
     }
 

@@ -10,8 +10,9 @@ use super::catalog::{
 use super::plan::{Builder, Doc, Eval, Node, Prompt, Role, ToolCall};
 use super::scenario::{Cohort, FaultKind};
 use super::text::{
-    alnum_id, answer, critic_accept, critic_reject, document, hallucinated_answer, hex_id,
-    lognormal, offtopic_document, pick, question, truncated_answer,
+    alnum_id, answer, critic_accept, critic_accept_reason, critic_reject, critic_reject_reason,
+    document, hallucinated_answer, hex_id, lognormal, offtopic_document, pick, question,
+    truncated_answer,
 };
 
 /// The shape of an agent run.
@@ -126,6 +127,7 @@ pub(crate) fn build(
     fault: Option<FaultKind>,
     recovered: bool,
     start_unix_nano: u64,
+    style: Style,
 ) -> Plan {
     let model = model_by_name(cohort.model);
     let mut b = Builder::new(rng, start_unix_nano);
@@ -133,6 +135,7 @@ pub(crate) fn build(
         model,
         fault,
         recovered,
+        style,
     };
     let blame = match template {
         Template::RagQa => rag(&mut b, &cx),
@@ -154,6 +157,29 @@ struct Cx {
     model: &'static Model,
     fault: Option<FaultKind>,
     recovered: bool,
+    style: Style,
+}
+
+/// Where a slow step's duration is drawn from (see [`crate::Variants::slow_near_slo`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SlowBand {
+    /// Far over every SLO: at least [`SLOW_STEP_MIN_MS`] (the default).
+    #[default]
+    Floor,
+    /// Just over the step's SLO (5–30 % over): a real fault.
+    Above,
+    /// Just under the step's SLO (5–30 % under): slow but within bounds, not a fault;
+    /// the run does not fail on its deadline.
+    Below,
+}
+
+/// How the run is written, beyond its fault: the simulator's variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Style {
+    pub slow: SlowBand,
+    /// The critic is one of [`OTHER_CRITICS`] with its own verdict wording instead of
+    /// `answer_critic` answering `ACCEPT:` / `REJECT:`.
+    pub other_critics: bool,
 }
 
 impl Cx {
@@ -221,15 +247,42 @@ fn maybe_task_completion_pass(b: &mut Builder, root: usize) {
 
 /// The extra time of a slow step: far over any step SLO, and over the shortest request
 /// deadline by itself (a slow step that fails the run on its deadline).
-fn slow_ms(b: &mut Builder) -> f64 {
-    lognormal(b.rng, 38_000.0, 0.25).max(SLOW_STEP_MIN_MS)
+/// How much longer a slow step of `role` takes, when `elapsed_ms` of it have passed.
+/// Near the SLO (see [`SlowBand`]) the step's whole duration lands in the band around
+/// its SLO ([`step_slo_ms`]); otherwise the extra time is far over every SLO.
+fn slow_ms(b: &mut Builder, cx: &Cx, role: Role, elapsed_ms: f64) -> f64 {
+    let slo = step_slo_ms(role);
+    match cx.style.slow {
+        SlowBand::Floor => lognormal(b.rng, 38_000.0, 0.25).max(SLOW_STEP_MIN_MS),
+        SlowBand::Above => (slo * b.rng.random_range(1.05..1.3) - elapsed_ms).max(1.0),
+        SlowBand::Below => (slo * b.rng.random_range(0.7..0.95) - elapsed_ms).max(1.0),
+    }
+}
+
+/// The latency SLO the simulated deployment sets for a step (the figures a user of it
+/// writes in its config: a request deadline is 20–30 s).
+fn step_slo_ms(role: Role) -> f64 {
+    match role {
+        Role::Generator => 20_000.0,
+        Role::MemorySearch | Role::MemoryUpsert => 5_000.0,
+        _ => 10_000.0,
+    }
+}
+
+/// Milliseconds since node `i` started.
+fn elapsed_ms(b: &Builder, i: usize) -> f64 {
+    (b.now().saturating_sub(b.nodes[i].start)) as f64 / 1e6
 }
 
 /// The shortest slow step, in milliseconds.
 const SLOW_STEP_MIN_MS: f64 = 21_000.0;
 
 /// The run failed on its request deadline: one of the deadlines the run overran.
-fn deadline_failure(b: &mut Builder, root: usize) {
+fn deadline_failure(b: &mut Builder, cx: &Cx, root: usize) {
+    if cx.style.slow == SlowBand::Below {
+        // Slow but within its SLO: the run meets its deadline.
+        return;
+    }
     const DEADLINES_S: [u32; 3] = [20, 25, 30];
     let took = (b.now() - b.nodes[root].start) as f64 / 1e9;
     let overran: Vec<u32> = DEADLINES_S
@@ -378,7 +431,10 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
         return Some(r);
     }
     let ms = if slow_retriever {
-        slow_ms(b)
+        {
+            let el = elapsed_ms(b, r);
+            slow_ms(b, cx, Role::Retriever, el)
+        }
     } else {
         lognormal(b.rng, 60.0, 0.5)
     };
@@ -497,7 +553,8 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
             finish,
         );
         if slow_generator && round == 0 {
-            let extra = slow_ms(b);
+            let el = elapsed_ms(b, g);
+            let extra = slow_ms(b, cx, Role::Generator, el);
             b.work(extra);
             b.nodes[g].end = b.now();
             b.nodes[g].output_tokens = b.rng.random_range(600..1500);
@@ -521,10 +578,18 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
             );
         }
 
-        let wrap = b.open(Role::Node, Some(root), "critic");
-        b.nodes[wrap].genai_agent = Some("answer_critic");
+        let critic = if cx.style.other_critics {
+            Some(*pick(b.rng, &OTHER_CRITICS))
+        } else {
+            None
+        };
+        let wrap = b.open(Role::Node, Some(root), critic.unwrap_or("critic"));
+        b.nodes[wrap].genai_agent = Some(critic.unwrap_or("answer_critic"));
         let judge_in = prompt(
-            "You are a strict reviewer. Reply ACCEPT: <why> or REJECT: <why>.",
+            critic.map_or(
+                "You are a strict reviewer. Reply ACCEPT: <why> or REJECT: <why>.",
+                critic_instructions,
+            ),
             &format!("Question: {q}\nAnswer: {final_answer}"),
         );
         if rl_critic {
@@ -532,15 +597,38 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
             close_all(b, &[wrap, root]);
             return Some(c);
         }
-        let verdict = match cx.fault {
-            Some(FaultKind::CriticRejected)
-            | Some(FaultKind::EmptyRetrieval)
-            | Some(FaultKind::EvalFailed) => critic_reject(b.rng),
-            Some(FaultKind::Truncated) => format!(
+        let verdict = match (cx.fault, critic) {
+            (
+                Some(FaultKind::CriticRejected)
+                | Some(FaultKind::EmptyRetrieval)
+                | Some(FaultKind::EvalFailed),
+                None,
+            ) => critic_reject(b.rng),
+            (Some(FaultKind::Truncated), None) => format!(
                 "REJECT: the answer stops mid-sentence after {} words.",
                 final_answer.split_whitespace().count()
             ),
-            _ => critic_accept(b.rng),
+            (_, None) => critic_accept(b.rng),
+            (
+                Some(FaultKind::CriticRejected)
+                | Some(FaultKind::EmptyRetrieval)
+                | Some(FaultKind::EvalFailed),
+                Some(name),
+            ) => {
+                let why = critic_reject_reason(b.rng);
+                critic_verdict(name, false, &why)
+            }
+            (Some(FaultKind::Truncated), Some(name)) => {
+                let why = format!(
+                    "the answer stops mid-sentence after {} words",
+                    final_answer.split_whitespace().count()
+                );
+                critic_verdict(name, false, &why)
+            }
+            (_, Some(name)) => {
+                let why = critic_accept_reason(b.rng);
+                critic_verdict(name, true, why.trim_end_matches('.'))
+            }
         };
         let tokens = b.rng.random_range(12..40);
         b.llm(
@@ -581,7 +669,7 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
             Some(last_gen)
         }
         Some(FaultKind::SlowStep) => {
-            deadline_failure(b, root);
+            deadline_failure(b, cx, root);
             Some(if slow_retriever {
                 r
             } else {
@@ -592,6 +680,31 @@ fn rag(b: &mut Builder, cx: &Cx) -> Option<usize> {
             maybe_task_completion_pass(b, root);
             None
         }
+    }
+}
+
+/// Critic agents as other deployments name them (see [`Style::other_critics`]); each
+/// answers in its own wording ([`critic_verdict`]).
+const OTHER_CRITICS: [&str; 3] = ["reviewer", "judge", "fact_check"];
+
+/// The instructions of one of [`OTHER_CRITICS`].
+fn critic_instructions(name: &str) -> &'static str {
+    match name {
+        "reviewer" => "Review the answer. Start with \"Approved:\" or \"Not approved:\" and give your reasons.",
+        "judge" => "You are an impartial judge. Respond only with JSON: {\"approved\": true|false, \"reason\": \"...\"}.",
+        _ => "Check every claim in the answer against the context. Reply PASS or FAIL, an em dash, then the claims you checked.",
+    }
+}
+
+/// The verdict of one of [`OTHER_CRITICS`]: `Approved:` / `Not approved:` prose, a JSON
+/// object with an `approved` flag, or `PASS —` / `FAIL —`.
+fn critic_verdict(name: &str, approved: bool, why: &str) -> String {
+    match (name, approved) {
+        ("reviewer", true) => format!("Approved: {why}."),
+        ("reviewer", false) => format!("Not approved: {why}."),
+        ("judge", _) => serde_json::json!({ "approved": approved, "reason": why }).to_string(),
+        (_, true) => format!("PASS — {why}."),
+        (_, false) => format!("FAIL — {why}."),
     }
 }
 
@@ -788,7 +901,8 @@ fn agent_loop(
         let call = new_call(b, &name, args);
         let (_, p) = planner(b, cx, parent, tools, &history, &call);
         if at && slow_planner {
-            let extra = slow_ms(b);
+            let el = elapsed_ms(b, p);
+            let extra = slow_ms(b, cx, Role::Planner, el);
             b.work(extra);
             b.nodes[p].end = b.now();
             if let Some(w) = b.nodes[p].parent {
@@ -806,7 +920,7 @@ fn agent_loop(
             planner(b, cx, parent, tools, &history, &retry);
         }
         let ms = if at && cx.is(FaultKind::SlowStep) && !slow_planner {
-            slow_ms(b)
+            slow_ms(b, cx, Role::Tool, 0.0)
         } else {
             lognormal(b.rng, 220.0, 0.6)
         };
@@ -965,7 +1079,7 @@ fn finish_tool_run(b: &mut Builder, cx: &Cx, root: usize, blame: Option<usize>) 
             blame
         }
         Some(FaultKind::SlowStep) => {
-            deadline_failure(b, root);
+            deadline_failure(b, cx, root);
             blame
         }
         None => {
@@ -1138,7 +1252,10 @@ fn memory_chat(b: &mut Builder, cx: &Cx) -> Option<usize> {
         return Some(m);
     }
     let ms = if slow_search {
-        slow_ms(b)
+        {
+            let el = elapsed_ms(b, m);
+            slow_ms(b, cx, Role::MemorySearch, el)
+        }
     } else {
         lognormal(b.rng, 45.0, 0.5)
     };
@@ -1210,7 +1327,8 @@ fn memory_chat(b: &mut Builder, cx: &Cx) -> Option<usize> {
         finish,
     );
     if cx.is(FaultKind::SlowStep) && !slow_search {
-        let extra = slow_ms(b);
+        let el = elapsed_ms(b, g);
+        let extra = slow_ms(b, cx, Role::Generator, el);
         b.work(extra);
         b.nodes[g].end = b.now();
     }
@@ -1272,7 +1390,7 @@ fn memory_chat(b: &mut Builder, cx: &Cx) -> Option<usize> {
             Some(g)
         }
         Some(FaultKind::SlowStep) => {
-            deadline_failure(b, root);
+            deadline_failure(b, cx, root);
             Some(if slow_search { m } else { g })
         }
         _ => {

@@ -204,20 +204,26 @@ pub(crate) fn hallucinated_answer(rng: &mut SmallRng) -> String {
 }
 
 pub(crate) fn critic_accept(rng: &mut SmallRng) -> String {
-    format!(
-        "ACCEPT: {}",
-        pick(
-            rng,
-            &[
-                "the answer is supported by the context and addresses the question.",
-                "grounded in sources 1 and 2; complete.",
-                "correct and cites the relevant section.",
-            ]
-        )
-    )
+    format!("ACCEPT: {}", critic_accept_reason(rng))
+}
+
+/// Why a critic accepts an answer (a sentence ending in a full stop).
+pub(crate) fn critic_accept_reason(rng: &mut SmallRng) -> &'static str {
+    const REASONS: [&str; 3] = [
+        "the answer is supported by the context and addresses the question.",
+        "grounded in sources 1 and 2; complete.",
+        "correct and cites the relevant section.",
+    ];
+    // The same draw as `pick`.
+    REASONS[rng.random_range(0..REASONS.len())]
 }
 
 pub(crate) fn critic_reject(rng: &mut SmallRng) -> String {
+    format!("REJECT: {}.", critic_reject_reason(rng))
+}
+
+/// Why a critic rejects an answer (no final full stop).
+pub(crate) fn critic_reject_reason(rng: &mut SmallRng) -> String {
     let n = rng.random_range(1..5);
     let reason = match rng.random_range(0..5) {
         0 => format!("the answer does not address part {n} of the question"),
@@ -232,7 +238,7 @@ pub(crate) fn critic_reject(rng: &mut SmallRng) -> String {
             format!("missing the step-by-step instructions the user asked for ({n} steps expected)")
         }
     };
-    format!("REJECT: {reason}.")
+    reason
 }
 
 /// A Python-like stack trace for an exception raised in `file`.
