@@ -369,7 +369,7 @@ impl Sink for StoreSink {
         self.send(Msg::Finalize {
             trace_id: analysis.trajectory.trace_id,
             end_unix_nano: analysis.trajectory.end_unix_nano(),
-            kept: keep(&analysis, self.success_sample),
+            kept: keep(analysis, self.success_sample),
             at: Instant::now(),
         });
     }

@@ -344,7 +344,10 @@ fn config_resolves_and_names_bad_keys() {
         max_bytes: Some(1000),
         ..RawWalConfig::default()
     };
-    assert_eq!(WalConfig::resolve(Some(&tiny)).unwrap_err().key, "max_bytes");
+    assert_eq!(
+        WalConfig::resolve(Some(&tiny)).unwrap_err().key,
+        "max_bytes"
+    );
     let below = RawWalConfig {
         segment_bytes: Some(1 << 20),
         max_bytes: Some(1 << 19),
