@@ -168,13 +168,15 @@ impl WalConfig {
             c.segment_bytes = b;
         }
         match raw.max_bytes {
-            Some(b) if b < c.segment_bytes => return Err(WalConfigError {
-                key: "max_bytes",
-                message: format!(
+            Some(b) if b < c.segment_bytes => {
+                return Err(WalConfigError {
+                    key: "max_bytes",
+                    message: format!(
                     "{b} is below segment_bytes ({}): the log needs room for at least one segment",
                     c.segment_bytes
                 ),
-            }),
+                })
+            }
             Some(b) => c.max_bytes = b,
             // A segment size set above the default cap raises the cap with it.
             None => c.max_bytes = DEFAULT_MAX_BYTES.max(c.segment_bytes),
