@@ -29,14 +29,14 @@ const LAYERS: &[&[&str]] = &[
         "golden",
         "test_support",
     ],
-    // foundations: the byte budget, TLS and tokens
-    &["memory", "security"],
+    // foundations: the byte budget, TLS and tokens, failure-reason clustering
+    &["memory", "security", "reasons"],
     // listeners' bounds and the self-metrics registry
     &["net", "metrics"],
     // shards, assembly and analysis; the `Sink` and `Handoff` ports
     &["pipeline"],
-    // sinks
-    &["reasons", "aggregate"],
+    // sinks (the reason index is the pipeline's discovery stage, below it)
+    &["aggregate"],
     &["cohorts"],
     &["store"],
     &["wal"],
@@ -59,7 +59,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// Test code is left out: files named `tests.rs`, directories named `tests`, and what
+/// Test code is left out: files named tests.rs, directories named tests, and what
 /// follows a `#[cfg(test)]` line in a file.
 fn production_text(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;

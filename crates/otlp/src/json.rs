@@ -9,7 +9,7 @@
 //! types. (The crate's `AnyValue` deserializer also refuses `"arrayValue": {}`, which
 //! the Python SDK writes for an empty list, e.g. an empty `retrieval.documents`.)
 //!
-//! What this module does, each choice tested in `tests/decode.rs`:
+//! What this module does, each choice tested in `src/ingest/tests/decode.rs` (service):
 //! - ids: hex in either case. A string that is not hex (base64, odd length) becomes an
 //!   all-zero marker of about half its length that is never 8 or 16 bytes, so the span
 //!   (or log record) is rejected by `decode_*` as an id of the wrong length and counted,

@@ -3,7 +3,7 @@
 //! Input: a [`Trajectory`] and the user's [`ClassifyConfig`]. Output: one
 //! [`StepAssignment`] per span, in the order of `Trajectory::spans`.
 //!
-//! The order of precedence is product.md's (first match wins):
+//! The order of precedence (first match wins):
 //! 1. the explicit `agent.trajectory.step` attribute ([`StepSource::Explicit`]);
 //! 2. user rules, in order; a `subtree` rule also gives its step to every span under
 //!    the matching span, unless a descendant has its own explicit attribute

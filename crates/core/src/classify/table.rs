@@ -4,7 +4,8 @@
 //! data: a new span-kind value, a new node name or a new tool-call marker is a one-line
 //! change. The rules that read the table are in `classify/mod.rs`.
 //!
-//! Sources (see docs/conventions.md): OpenInference `openinference.span.kind`; traceAI
+//! Sources (the instrumentations' own conventions): OpenInference
+//! `openinference.span.kind`; traceAI
 //! `fi.span.kind` (TS/Java/C#) and `gen_ai.span.kind` (Python); OpenLLMetry
 //! `traceloop.span.kind` and `llm.request.type`; OpenTelemetry GenAI
 //! `gen_ai.operation.name`.

@@ -75,7 +75,7 @@ impl StepKind {
     }
 }
 
-/// Where a span's step came from, in the order product.md gives (first match wins).
+/// Where a span's step came from, in the order of precedence (first match wins).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StepSource {
     /// The explicit `agent.trajectory.step` attribute.
