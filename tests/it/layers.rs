@@ -59,7 +59,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// Test code is left out: files named tests.rs, directories named tests, and what
+/// Test code is left out: a file or directory named tests, and what
 /// follows a `#[cfg(test)]` line in a file.
 fn production_text(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
