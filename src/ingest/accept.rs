@@ -292,7 +292,11 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
                 (Some(log), Some((entry, traces))) => match log.append(entry, traces).await {
                     Ok(appended) => Some((log, appended)),
                     Err(error) => {
-                        self.observer.rejected(RejectReason::WalError, n);
+                        let reason = match error {
+                            crate::wal::WalError::Full { .. } => RejectReason::WalFull,
+                            _ => RejectReason::WalError,
+                        };
+                        self.observer.rejected(reason, n);
                         return Err(Refusal::WalUnavailable(error.to_string()));
                     }
                 },

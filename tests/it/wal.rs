@@ -349,6 +349,23 @@ async fn a_full_log_refuses_retryably_and_keeps_what_it_acknowledged() {
         status.message()
     );
     assert!(counter(&child, "faultline_wal_refused_full_total").await >= 2.0);
+    // Refusals for the disk cap have their own reason; nothing failed to be written.
+    assert!(
+        counter(
+            &child,
+            "faultline_spans_rejected_total{reason=\"wal_full\"}"
+        )
+        .await
+            >= 2.0
+    );
+    assert_eq!(
+        counter(
+            &child,
+            "faultline_spans_rejected_total{reason=\"wal_error\"}"
+        )
+        .await,
+        0.0
+    );
     assert!(counter(&child, "faultline_wal_disk_bytes").await <= MAX as f64);
     let wal_dir = data_dir.join("wal");
     let on_disk: u64 = std::fs::read_dir(&wal_dir)

@@ -46,10 +46,12 @@ pub enum RejectReason {
     Timeout,
     /// The write-ahead log could not write the request (retryable).
     WalError,
+    /// The write-ahead log is at its disk cap, `[wal] max_bytes` (retryable).
+    WalFull,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::InvalidTraceId,
         RejectReason::InvalidSpanId,
         RejectReason::InvalidParentSpanId,
@@ -61,6 +63,7 @@ impl RejectReason {
         RejectReason::Overloaded,
         RejectReason::Timeout,
         RejectReason::WalError,
+        RejectReason::WalFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +79,7 @@ impl RejectReason {
             RejectReason::Overloaded => "overloaded",
             RejectReason::Timeout => "timeout",
             RejectReason::WalError => "wal_error",
+            RejectReason::WalFull => "wal_full",
         }
     }
 }
