@@ -38,10 +38,10 @@
 //! |---|---|---|---|---|---|
 //! | tuned baseline | 4000/4000 | 1236/1236 | 147/147 | – | 38/38 |
 //! | slow near SLO | 4000/4000 | 1206/1206 | 75/75 | 83/83 | 40/40 |
-//! | other critic names | 4000/4000 | 1274/1289 | 154/154 | – | 32/40 |
+//! | other critic names | 4000/4000 | 1289/1289 | 154/154 | – | 40/40 |
 //! | default config | 4000/4000 | 1236/1236 | 0/147 | – | 38/38 |
-//! | all, tuned config | 4000/4000 | 1168/1186 | 67/67 | 93/93 | 41/51 |
-//! | all, default config | 4000/4000 | 1168/1186 | 0/67 | 93/93 | 41/51 |
+//! | all, tuned config | 4000/4000 | 1186/1186 | 67/67 | 93/93 | 51/51 |
+//! | all, default config | 4000/4000 | 1186/1186 | 0/67 | 93/93 | 51/51 |
 //!
 //! "Caught" means the run is called failed with the labelled step blamed under the
 //! planted kind (`eval_failed`, the built-in critic reader's kind, counts for a critic
@@ -51,11 +51,10 @@
 //! - without configured SLOs (the default config) a slow step is blamed on the right
 //!   step but named `error` (the run's deadline message), never `slow_step`: the
 //!   analysis has no notion of "slow" without an SLO;
-//! - a critic named `fact_check` is not recognised as a critic step without a classify
-//!   rule, so its rejection is not read: the run is blamed on the agent (`error`, the
-//!   root's status), a rate limit on its call is blamed on a generator or planner, and
-//!   a truncated answer it rejects is blamed on the agent. `reviewer` and `judge`, and the
-//!   `Not approved:`, `FAIL —` and JSON verdicts, are read with no configuration.
+//! - `reviewer`, `judge` and `fact_check` critics, and the `Not approved:`, `FAIL —` and
+//!   JSON verdicts, are read with no configuration. (Before a checker's name was a rule
+//!   of its own — `classify::table::CHECKER_NOUNS` and `CHECK_NOUNS` — a `fact_check`
+//!   critic was not a critic step: "other critic names" scored 1274/1289 and 32/40.)
 
 mod catalog;
 mod error;

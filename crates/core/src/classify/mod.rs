@@ -653,11 +653,31 @@ fn critic_name(name: &str) -> bool {
             method
         };
     }
-    words(segment).any(|w| {
-        table::CRITIC_AGENT_WORDS
-            .iter()
-            .any(|c| w.len() >= c.len() && w[..c.len()].eq_ignore_ascii_case(c))
-    })
+    words(segment).any(critic_word) || checker_name(segment)
+}
+
+/// Whether one word of a name names a judge: it starts with a word of
+/// [`table::CRITIC_AGENT_WORDS`], or is one of [`table::CHECKER_NOUNS`].
+fn critic_word(w: &str) -> bool {
+    table::CRITIC_AGENT_WORDS
+        .iter()
+        .any(|c| w.len() >= c.len() && w[..c.len()].eq_ignore_ascii_case(c))
+        || is_one_of(w, table::CHECKER_NOUNS)
+}
+
+/// Whether a name is a checker by its words: a [`table::CHECKER_NOUNS`] word anywhere,
+/// or a [`table::CHECK_NOUNS`] word last, before any [`table::NAME_FILLER_WORDS`].
+fn checker_name(name: &str) -> bool {
+    let words: Vec<&str> = words(name).collect();
+    let end = words
+        .iter()
+        .rposition(|w| !is_one_of(w, table::NAME_FILLER_WORDS));
+    words.iter().any(|w| is_one_of(w, table::CHECKER_NOUNS))
+        || end.is_some_and(|i| is_one_of(words[i], table::CHECK_NOUNS))
+}
+
+fn is_one_of(word: &str, list: &[&str]) -> bool {
+    list.iter().any(|c| word.eq_ignore_ascii_case(c))
 }
 
 /// The words of an identifier: split at non-alphanumeric characters and at camelCase
@@ -684,7 +704,7 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 fn critic_agent(span: &SpanRecord) -> bool {
     agent_name(span).is_some_and(|name| {
         let lower = name.to_ascii_lowercase();
-        table::CRITIC_AGENT_WORDS.iter().any(|w| lower.contains(w))
+        table::CRITIC_AGENT_WORDS.iter().any(|w| lower.contains(w)) || checker_name(&name)
     })
 }
 
@@ -1097,10 +1117,17 @@ fn explicit_step(span: &SpanRecord) -> Option<StepKind> {
     }
 }
 
+/// The step a node name says: the table's names and verbs ([`table::node_kind`]), else a
+/// judge when it names a checker ([`checker_name`]: a `fact_check` node).
+fn node_kind(label: &str) -> Option<&'static StepKind> {
+    static CRITIC: StepKind = StepKind::Critic;
+    table::node_kind(label).or_else(|| checker_name(label).then_some(&CRITIC))
+}
+
 /// The node a span's own name says it is (less an instrumentation suffix).
 fn named_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
     let label = table::strip_node_suffix(&span.name);
-    table::node_kind(label).map(|kind| NodeCtx { label, kind })
+    node_kind(label).map(|kind| NodeCtx { label, kind })
 }
 
 /// The node a span's attributes say it belongs to, when the table knows that name.
@@ -1117,7 +1144,7 @@ fn attribute_node(span: &SpanRecord) -> Option<NodeCtx<'_>> {
         });
     from_keys.chain(from_json).find_map(|label| {
         let label = label.trim();
-        table::node_kind(label).map(|kind| NodeCtx { label, kind })
+        node_kind(label).map(|kind| NodeCtx { label, kind })
     })
 }
 

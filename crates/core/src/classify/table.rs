@@ -267,6 +267,19 @@ pub static CRITIC_AGENT_WORDS: &[&str] = &[
     "evaluator",
 ];
 
+/// Nouns that make a name a judge of other agents' work wherever they stand as a whole
+/// word (`FactChecker`, `quality-checker`); [`CRITIC_AGENT_WORDS`] match inside words,
+/// which these cannot (a `checkout_agent` checks nothing).
+pub static CHECKER_NOUNS: &[&str] = &["checker", "checkers"];
+
+/// Words that make a name a judge only as its last word, a noun there (`fact_check`,
+/// `quality_check`), where leading they are a verb with an object (`check_order` looks an
+/// order up). Trailing [`NAME_FILLER_WORDS`] are skipped first.
+pub static CHECK_NOUNS: &[&str] = &["check", "checks"];
+
+/// Words that end a name without saying what it does (`fact_check_agent`).
+pub static NAME_FILLER_WORDS: &[&str] = &["agent", "node", "step", "run"];
+
 /// Words in a container's name that make it an agent run when no convention says so
 /// (`FunctionAgent.run`, a graph named `support_agent`, DSPy's `ReAct.forward`). A span
 /// named just `agent` is a graph node of that name, not an agent run.

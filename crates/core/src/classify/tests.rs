@@ -1410,3 +1410,57 @@ fn an_agent_with_nothing_recorded_under_it_is_uninstrumented() {
         .collect();
     assert_eq!(names, ["invoke_agent helper"]);
 }
+
+#[test]
+fn checkers_are_critics_by_their_names_words_not_by_substrings() {
+    let agent = |i: u64, name: &str| {
+        span(1, i, 1)
+            .name(&format!("invoke_agent {name}"))
+            .attr("gen_ai.operation.name", "invoke_agent")
+            .attr("gen_ai.agent.name", name)
+            .build()
+    };
+    let names = [
+        "fact_check",
+        "FactChecker",
+        "quality-checker",
+        "fact_check_agent",
+        "checkout_agent",
+        "check_order",
+        "checklist_writer",
+    ];
+    let mut spans = vec![span(1, 1, 0).name("run").build()];
+    for (i, n) in names.iter().enumerate() {
+        spans.push(agent(i as u64 + 2, n));
+    }
+    let t = trajectory(spans);
+    let steps = classify(&t, &no_rules());
+    let critic: Vec<bool> = (1..=names.len())
+        .map(|i| steps[i].kind == StepKind::Critic)
+        .collect();
+    assert_eq!(
+        critic,
+        [true, true, true, true, false, false, false],
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_node_named_for_a_check_is_a_critic() {
+    let t = trajectory(vec![
+        span(1, 1, 0).name("rag.workflow").build(),
+        span(1, 2, 1)
+            .name("fact_check.task")
+            .attr("traceloop.span.kind", "task")
+            .attr("traceloop.entity.name", "fact_check")
+            .build(),
+        span(1, 3, 1)
+            .name("check_inventory.task")
+            .attr("traceloop.span.kind", "task")
+            .attr("traceloop.entity.name", "check_inventory")
+            .build(),
+    ]);
+    let steps = classify(&t, &no_rules());
+    assert_eq!(steps[1].kind, StepKind::Critic);
+    assert_ne!(steps[2].kind, StepKind::Critic);
+}
