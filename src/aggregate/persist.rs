@@ -9,9 +9,12 @@
 //! cardinality bounds as a live one. Prometheus counters are not restored: they are
 //! cumulative per process, as Prometheus expects after a restart.
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::buckets::{DimKey, StepId, ALL_OTHER};
+use crate::aggregate::buckets::{DimKey, Minute, StepId, ALL_OTHER};
 use crate::aggregate::cohort::{OTHER, UNSET};
 use crate::aggregate::{
     kind_name, step_name, Aggregator, State, CUSTOM_STEP, KIND_OTHER, NANOS_PER_MINUTE,
@@ -75,6 +78,89 @@ pub struct MinuteCounts {
     pub kinds: Vec<KindCounts>,
 }
 
+impl MinuteCounts {
+    /// Adds `other`'s counts (of the same minute) to these. The result follows
+    /// `other`'s dimension names (the configured ones, when `other` is fresh counts):
+    /// these cells are first mapped to them by name, as [`Aggregator::import_minutes`]
+    /// maps a stored minute (a name `other` lacks is dropped, one these lack is unset).
+    /// Cells with equal keys are summed; the order is the one `export_minute` gives.
+    pub fn add(&mut self, other: &MinuteCounts) {
+        if self.dimensions != other.dimensions {
+            let map: Vec<Option<usize>> = other
+                .dimensions
+                .iter()
+                .map(|name| self.dimensions.iter().position(|n| n == name))
+                .collect();
+            let remap = |dims: &mut Vec<DimValue>| {
+                *dims = map
+                    .iter()
+                    .map(|i| {
+                        i.and_then(|i| dims.get(i).cloned())
+                            .unwrap_or(DimValue::Unset)
+                    })
+                    .collect();
+            };
+            self.trajectories
+                .iter_mut()
+                .for_each(|t| remap(&mut t.dims));
+            self.steps.iter_mut().for_each(|s| remap(&mut s.dims));
+            self.kinds.iter_mut().for_each(|k| remap(&mut k.dims));
+            self.dimensions = other.dimensions.clone();
+        }
+        let mut trajectories: BTreeMap<Vec<DimValue>, [u32; 3]> = BTreeMap::new();
+        for t in self
+            .trajectories
+            .drain(..)
+            .chain(other.trajectories.iter().cloned())
+        {
+            let cell = trajectories.entry(t.dims).or_default();
+            for (c, n) in cell.iter_mut().zip(t.outcomes) {
+                *c = c.saturating_add(n);
+            }
+        }
+        self.trajectories = trajectories
+            .into_iter()
+            .map(|(dims, outcomes)| TrajectoryCounts { dims, outcomes })
+            .collect();
+        let mut steps: BTreeMap<(DimValue, Vec<DimValue>), StepCounts> = BTreeMap::new();
+        for s in self.steps.drain(..).chain(other.steps.iter().cloned()) {
+            match steps.entry((s.step.clone(), s.dims.clone())) {
+                Entry::Vacant(v) => {
+                    v.insert(s);
+                }
+                Entry::Occupied(mut o) => {
+                    let cell = o.get_mut();
+                    cell.runs = cell.runs.saturating_add(s.runs);
+                    cell.failed_runs = cell.failed_runs.saturating_add(s.failed_runs);
+                    cell.root_causes = cell.root_causes.saturating_add(s.root_causes);
+                    let mut latency: BTreeMap<u16, u32> = BTreeMap::new();
+                    for (index, count) in cell.latency.drain(..).chain(s.latency) {
+                        let c = latency.entry(index).or_default();
+                        *c = c.saturating_add(count);
+                    }
+                    cell.latency = latency.into_iter().collect();
+                }
+            }
+        }
+        self.steps = steps.into_values().collect();
+        type KindKey = (DimValue, Option<String>, Vec<DimValue>);
+        let mut kinds: BTreeMap<KindKey, KindCounts> = BTreeMap::new();
+        for k in self.kinds.drain(..).chain(other.kinds.iter().cloned()) {
+            match kinds.entry((k.step.clone(), k.kind.clone(), k.dims.clone())) {
+                Entry::Vacant(v) => {
+                    v.insert(k);
+                }
+                Entry::Occupied(mut o) => {
+                    let cell = o.get_mut();
+                    cell.findings = cell.findings.saturating_add(k.findings);
+                    cell.root_causes = cell.root_causes.saturating_add(k.root_causes);
+                }
+            }
+        }
+        self.kinds = kinds.into_values().collect();
+    }
+}
+
 /// The minute an analysis ending at `end_unix_nano` is counted in, given the wall
 /// clock (the same clamping as [`Aggregator::record`]).
 pub fn minute_of(config: &crate::aggregate::AggregateConfig, end_unix_nano: u64, now: u64) -> u64 {
@@ -88,65 +174,7 @@ impl Aggregator {
     pub fn export_minute(&self, minute: u64) -> Option<MinuteCounts> {
         let state = self.lock();
         let slot = state.ring.range(minute, minute).next()?;
-        let n = self.config.dimensions.len();
-        let dims = |key: &DimKey| -> Vec<DimValue> {
-            (0..n)
-                .map(|d| match key[d] {
-                    UNSET => DimValue::Unset,
-                    OTHER => DimValue::Other,
-                    id => DimValue::Value(state.cohorts[d].store.name_arc(id).to_string()),
-                })
-                .collect()
-        };
-        let step = |id: StepId| -> DimValue {
-            if id == CUSTOM_STEP + OTHER {
-                DimValue::Other
-            } else {
-                DimValue::Value(step_name(id, |c| state.steps.store.name_arc(c)).to_string())
-            }
-        };
-        let mut out = MinuteCounts {
-            minute,
-            dimensions: self
-                .config
-                .dimensions
-                .iter()
-                .map(|d| d.name.to_string())
-                .collect(),
-            ..MinuteCounts::default()
-        };
-        for (key, cell) in &slot.trajectories {
-            out.trajectories.push(TrajectoryCounts {
-                dims: dims(key),
-                outcomes: *cell,
-            });
-        }
-        for ((s, key), cell) in &slot.steps {
-            out.steps.push(StepCounts {
-                step: step(*s),
-                dims: dims(key),
-                runs: cell.runs,
-                failed_runs: cell.failed_runs,
-                root_causes: cell.root_causes,
-                latency: cell.latency.entries(),
-            });
-        }
-        for ((s, k, key), cell) in &slot.kinds {
-            out.kinds.push(KindCounts {
-                step: step(*s),
-                kind: (*k != KIND_OTHER).then(|| kind_name(*k, &state.custom_kinds).to_string()),
-                dims: dims(key),
-                findings: cell.findings,
-                root_causes: cell.root_causes,
-            });
-        }
-        // A stable order, so equal counts give equal documents.
-        out.trajectories.sort_by(|a, b| a.dims.cmp(&b.dims));
-        out.steps
-            .sort_by(|a, b| (&a.step, &a.dims).cmp(&(&b.step, &b.dims)));
-        out.kinds
-            .sort_by(|a, b| (&a.step, &a.kind, &a.dims).cmp(&(&b.step, &b.kind, &b.dims)));
-        Some(out)
+        Some(state.export(&self.config, minute, slot))
     }
 
     /// Adds stored minutes to the buckets (typically at startup, before live counting).
@@ -212,6 +240,74 @@ impl Aggregator {
 }
 
 impl State {
+    /// The cells of `slot` (a minute of the ring, or one analysis's own cells) as
+    /// counts of `minute`, named.
+    pub(crate) fn export(
+        &self,
+        config: &crate::aggregate::AggregateConfig,
+        minute: u64,
+        slot: &Minute,
+    ) -> MinuteCounts {
+        let n = config.dimensions.len();
+        let dims = |key: &DimKey| -> Vec<DimValue> {
+            (0..n)
+                .map(|d| match key[d] {
+                    UNSET => DimValue::Unset,
+                    OTHER => DimValue::Other,
+                    id => DimValue::Value(self.cohorts[d].store.name_arc(id).to_string()),
+                })
+                .collect()
+        };
+        let step = |id: StepId| -> DimValue {
+            if id == CUSTOM_STEP + OTHER {
+                DimValue::Other
+            } else {
+                DimValue::Value(step_name(id, |c| self.steps.store.name_arc(c)).to_string())
+            }
+        };
+        let mut out = MinuteCounts {
+            minute,
+            dimensions: config
+                .dimensions
+                .iter()
+                .map(|d| d.name.to_string())
+                .collect(),
+            ..MinuteCounts::default()
+        };
+        for (key, cell) in &slot.trajectories {
+            out.trajectories.push(TrajectoryCounts {
+                dims: dims(key),
+                outcomes: *cell,
+            });
+        }
+        for ((s, key), cell) in &slot.steps {
+            out.steps.push(StepCounts {
+                step: step(*s),
+                dims: dims(key),
+                runs: cell.runs,
+                failed_runs: cell.failed_runs,
+                root_causes: cell.root_causes,
+                latency: cell.latency.entries(),
+            });
+        }
+        for ((s, k, key), cell) in &slot.kinds {
+            out.kinds.push(KindCounts {
+                step: step(*s),
+                kind: (*k != KIND_OTHER).then(|| kind_name(*k, &self.custom_kinds).to_string()),
+                dims: dims(key),
+                findings: cell.findings,
+                root_causes: cell.root_causes,
+            });
+        }
+        // A stable order, so equal counts give equal documents.
+        out.trajectories.sort_by(|a, b| a.dims.cmp(&b.dims));
+        out.steps
+            .sort_by(|a, b| (&a.step, &a.dims).cmp(&(&b.step, &b.dims)));
+        out.kinds
+            .sort_by(|a, b| (&a.step, &a.kind, &a.dims).cmp(&(&b.step, &b.kind, &b.dims)));
+        out
+    }
+
     fn import_dims(&mut self, map: &[Option<usize>], values: &[DimValue]) -> DimKey {
         // Dimensions the stored minute does not name are unset.
         let mut key = ALL_OTHER;
