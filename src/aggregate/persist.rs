@@ -85,79 +85,96 @@ impl MinuteCounts {
     /// maps a stored minute (a name `other` lacks is dropped, one these lack is unset).
     /// Cells with equal keys are summed; the order is the one `export_minute` gives.
     pub fn add(&mut self, other: &MinuteCounts) {
-        if self.dimensions != other.dimensions {
-            let map: Vec<Option<usize>> = other
-                .dimensions
-                .iter()
-                .map(|name| self.dimensions.iter().position(|n| n == name))
-                .collect();
-            let remap = |dims: &mut Vec<DimValue>| {
-                *dims = map
-                    .iter()
-                    .map(|i| {
-                        i.and_then(|i| dims.get(i).cloned())
-                            .unwrap_or(DimValue::Unset)
-                    })
-                    .collect();
-            };
-            self.trajectories
-                .iter_mut()
-                .for_each(|t| remap(&mut t.dims));
-            self.steps.iter_mut().for_each(|s| remap(&mut s.dims));
-            self.kinds.iter_mut().for_each(|k| remap(&mut k.dims));
-            self.dimensions = other.dimensions.clone();
-        }
+        self.add_all(std::iter::once(other));
+    }
+
+    /// [`MinuteCounts::add`] of each of `others` (of the same minute) in one pass; the
+    /// result follows the last one's dimension names.
+    pub fn add_all<'a>(&mut self, others: impl IntoIterator<Item = &'a MinuteCounts>) {
+        let others: Vec<&MinuteCounts> = others.into_iter().collect();
+        let Some(&last) = others.last() else {
+            return;
+        };
+        let names = last.dimensions.clone();
         let mut trajectories: BTreeMap<Vec<DimValue>, [u32; 3]> = BTreeMap::new();
-        for t in self
-            .trajectories
-            .drain(..)
-            .chain(other.trajectories.iter().cloned())
-        {
-            let cell = trajectories.entry(t.dims).or_default();
-            for (c, n) in cell.iter_mut().zip(t.outcomes) {
-                *c = c.saturating_add(n);
+        let mut steps: BTreeMap<(DimValue, Vec<DimValue>), StepCounts> = BTreeMap::new();
+        type KindKey = (DimValue, Option<String>, Vec<DimValue>);
+        let mut kinds: BTreeMap<KindKey, KindCounts> = BTreeMap::new();
+        let mine = std::mem::take(self);
+        for m in std::iter::once(&mine).chain(others.iter().copied()) {
+            // Where each of `names` is in this minute's dimensions.
+            let map: Option<Vec<Option<usize>>> = (m.dimensions != names).then(|| {
+                names
+                    .iter()
+                    .map(|name| m.dimensions.iter().position(|n| n == name))
+                    .collect()
+            });
+            let dims = |d: &Vec<DimValue>| -> Vec<DimValue> {
+                match &map {
+                    None => d.clone(),
+                    Some(map) => map
+                        .iter()
+                        .map(|i| i.and_then(|i| d.get(i).cloned()).unwrap_or(DimValue::Unset))
+                        .collect(),
+                }
+            };
+            for t in &m.trajectories {
+                let cell = trajectories.entry(dims(&t.dims)).or_default();
+                for (c, n) in cell.iter_mut().zip(t.outcomes) {
+                    *c = c.saturating_add(n);
+                }
+            }
+            for s in &m.steps {
+                match steps.entry((s.step.clone(), dims(&s.dims))) {
+                    Entry::Vacant(v) => {
+                        let dims = v.key().1.clone();
+                        v.insert(StepCounts { dims, ..s.clone() });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let cell = o.get_mut();
+                        cell.runs = cell.runs.saturating_add(s.runs);
+                        cell.failed_runs = cell.failed_runs.saturating_add(s.failed_runs);
+                        cell.root_causes = cell.root_causes.saturating_add(s.root_causes);
+                        cell.latency.extend_from_slice(&s.latency);
+                    }
+                }
+            }
+            for k in &m.kinds {
+                match kinds.entry((k.step.clone(), k.kind.clone(), dims(&k.dims))) {
+                    Entry::Vacant(v) => {
+                        let dims = v.key().2.clone();
+                        v.insert(KindCounts { dims, ..k.clone() });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let cell = o.get_mut();
+                        cell.findings = cell.findings.saturating_add(k.findings);
+                        cell.root_causes = cell.root_causes.saturating_add(k.root_causes);
+                    }
+                }
             }
         }
-        self.trajectories = trajectories
-            .into_iter()
-            .map(|(dims, outcomes)| TrajectoryCounts { dims, outcomes })
-            .collect();
-        let mut steps: BTreeMap<(DimValue, Vec<DimValue>), StepCounts> = BTreeMap::new();
-        for s in self.steps.drain(..).chain(other.steps.iter().cloned()) {
-            match steps.entry((s.step.clone(), s.dims.clone())) {
-                Entry::Vacant(v) => {
-                    v.insert(s);
-                }
-                Entry::Occupied(mut o) => {
-                    let cell = o.get_mut();
-                    cell.runs = cell.runs.saturating_add(s.runs);
-                    cell.failed_runs = cell.failed_runs.saturating_add(s.failed_runs);
-                    cell.root_causes = cell.root_causes.saturating_add(s.root_causes);
+        *self = MinuteCounts {
+            minute: mine.minute.max(last.minute),
+            dimensions: names,
+            trajectories: trajectories
+                .into_iter()
+                .map(|(dims, outcomes)| TrajectoryCounts { dims, outcomes })
+                .collect(),
+            steps: steps
+                .into_values()
+                .map(|mut s| {
+                    // Entries appended above: one per bucket, summed, in bucket order.
                     let mut latency: BTreeMap<u16, u32> = BTreeMap::new();
-                    for (index, count) in cell.latency.drain(..).chain(s.latency) {
+                    for (index, count) in s.latency.drain(..) {
                         let c = latency.entry(index).or_default();
                         *c = c.saturating_add(count);
                     }
-                    cell.latency = latency.into_iter().collect();
-                }
-            }
-        }
-        self.steps = steps.into_values().collect();
-        type KindKey = (DimValue, Option<String>, Vec<DimValue>);
-        let mut kinds: BTreeMap<KindKey, KindCounts> = BTreeMap::new();
-        for k in self.kinds.drain(..).chain(other.kinds.iter().cloned()) {
-            match kinds.entry((k.step.clone(), k.kind.clone(), k.dims.clone())) {
-                Entry::Vacant(v) => {
-                    v.insert(k);
-                }
-                Entry::Occupied(mut o) => {
-                    let cell = o.get_mut();
-                    cell.findings = cell.findings.saturating_add(k.findings);
-                    cell.root_causes = cell.root_causes.saturating_add(k.root_causes);
-                }
-            }
-        }
-        self.kinds = kinds.into_values().collect();
+                    s.latency = latency.into_iter().collect();
+                    s
+                })
+                .collect(),
+            kinds: kinds.into_values().collect(),
+        };
     }
 }
 

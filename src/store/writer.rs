@@ -41,7 +41,6 @@
 //!   be encoded (dropped and counted). Writes given up at shutdown are not reported, so
 //!   the log replays them at the next start.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -563,7 +562,7 @@ impl Worker {
     fn commit(&self, batch: &mut Vec<Msg>) {
         let mut writes: Vec<Write> = Vec::with_capacity(batch.len() + 2);
         // The counts of the traces finalized in this batch, by minute.
-        let mut counts: BTreeMap<u64, MinuteCounts> = BTreeMap::new();
+        let mut counts: BTreeMap<u64, Vec<&MinuteCounts>> = BTreeMap::new();
         let mut finalized: Vec<TraceId> = Vec::new();
         for msg in batch.iter() {
             match msg {
@@ -586,18 +585,20 @@ impl Worker {
                         writes.push(Write::Finalized(*trace_id));
                     }
                     if let Some(own) = own {
-                        match counts.entry(own.minute) {
-                            Entry::Vacant(v) => {
-                                v.insert(own.clone());
-                            }
-                            Entry::Occupied(mut o) => o.get_mut().add(own),
-                        }
+                        counts.entry(own.minute).or_default().push(own);
                     }
                 }
                 Msg::Stop => {}
             }
         }
-        writes.extend(counts.into_values().map(Write::AddCounts));
+        writes.extend(counts.into_iter().map(|(minute, own)| {
+            let mut sum = MinuteCounts {
+                minute,
+                ..MinuteCounts::default()
+            };
+            sum.add_all(own);
+            Write::AddCounts(sum)
+        }));
         // A batch that lets the write-ahead log delete data is committed durably: the
         // log keeps a trace's data until its row and counts survive power loss.
         let durable = self.observer.is_some() && !finalized.is_empty();
