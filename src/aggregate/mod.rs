@@ -567,12 +567,19 @@ impl State {
                 &finding.step,
             );
             let kind = self.kind_id(&finding.kind);
-            self.count_kind(keys, kind, false, minute, kept, cap, own.as_deref_mut());
+            self.count_kind(
+                keys,
+                kind,
+                false,
+                kept.then_some(minute),
+                cap,
+                own.as_deref_mut(),
+            );
         }
         if let Some(rc) = &analysis.root_cause {
             let keys = self.keys_for_span(config, analysis, scratch, &run_keys, rc.span, &rc.step);
             let kind = self.kind_id(&rc.kind);
-            self.count_kind(keys, kind, true, minute, kept, cap, own.as_deref_mut());
+            self.count_kind(keys, kind, true, kept.then_some(minute), cap, own);
         }
         self.run_keys = run_keys;
 
@@ -605,8 +612,8 @@ impl State {
         (prom_step, prom_dims, store_step, store_dims): (StepId, DimKey, StepId, DimKey),
         kind: KindId,
         root_cause: bool,
-        minute: u64,
-        kept: bool,
+        // The minute the trajectory is counted in; `None`: outside the horizon.
+        minute: Option<u64>,
         cap: usize,
         own: Option<&mut Minute>,
     ) {
@@ -618,9 +625,9 @@ impl State {
                 prom.failure(prom_step, kind, prom_dims, &names);
             }
         }
-        if !kept {
+        let Some(minute) = minute else {
             return;
-        }
+        };
         if let Ok(slot) = self.ring.slot(minute) {
             let (k_step, k_kind, k_dims) = slot.kind_key(store_step, kind, store_dims, cap);
             let (s_step, s_dims) = slot.step_key(store_step, store_dims, cap);
