@@ -13,7 +13,12 @@
 //! does: a publish at release, a finalize later) by two feeder threads, as fast as the
 //! writer takes them, through the real writer thread into SQLite, with the per-minute
 //! counts of an aggregator; once with the default success sample (10% failed, 5%
-//! recovered, 5% of successes kept) and once with every trajectory kept.
+//! recovered, 5% of successes kept) and once with every trajectory kept; each of them
+//! without a commit observer (every commit `synchronous=NORMAL`) and with one, as when
+//! the write-ahead log is on (each commit that finalizes traces is durable:
+//! `synchronous=FULL`, one fsync of SQLite's WAL file). Each analysis is counted by the
+//! aggregator at its finalize, as the pipeline's count stage does, so the writer adds
+//! its own counts to the stored minute.
 //! `FAULTLINE_BENCH_WRITER_RUNS` changes the number of analyses (default 200 000).
 
 use std::sync::atomic::AtomicBool;
@@ -33,7 +38,20 @@ use faultline::model::{
     Value,
 };
 use faultline::pipeline::Sink;
-use faultline::store::{record, SqliteStore, Store, StoreConfig, StoreMetrics, StoreWriter, Write};
+use faultline::store::{
+    record, CommitObserver, SqliteStore, Store, StoreConfig, StoreMetrics, StoreWriter, Write,
+};
+
+/// Counts the traces a store writer reports committed (as the write-ahead log is told).
+#[derive(Default)]
+struct Resolved(std::sync::atomic::AtomicU64);
+
+impl CommitObserver for Resolved {
+    fn committed(&self, traces: &[TraceId]) {
+        self.0
+            .fetch_add(traces.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 const MINUTE_NS: u64 = 60_000_000_000;
 const MODELS: [&str; 4] = ["gpt-4o", "gpt-4o-mini", "claude-3-5", "llama-3-70b"];
@@ -243,7 +261,7 @@ async fn measure(app: &axum::Router, uris: &[String], rounds: usize) -> Vec<Dura
 /// The writer's throughput: analyses/s handled and trajectories/s stored, feeding the
 /// sink from two threads without ever overrunning the queue (a feeder waits while the
 /// queue is nearly full), so nothing is shed or dropped.
-fn writer_bench(runs: u64, success_sample: f64) {
+fn writer_bench(runs: u64, success_sample: f64, observed: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = AggregateConfig::default_config();
     let dims = config.dimensions.clone();
@@ -274,16 +292,15 @@ fn writer_bench(runs: u64, success_sample: f64) {
         .iter()
         .filter(|a| record::keep(a, success_sample))
         .count() as u64;
-    for a in &analyses {
-        aggregator.record(a, now);
-    }
-    let (writer, sink) = StoreWriter::start(
+    let resolved = Arc::new(Resolved::default());
+    let (writer, sink) = StoreWriter::start_observed(
         store.clone() as Arc<dyn Store>,
-        Some(aggregator),
+        Some(aggregator.clone()),
         store_config.clone(),
         dims,
         metrics.clone(),
         None,
+        observed.then(|| resolved.clone() as Arc<dyn CommitObserver>),
     )
     .expect("writer");
     let sink = Arc::new(sink);
@@ -293,6 +310,7 @@ fn writer_bench(runs: u64, success_sample: f64) {
     let feeders: Vec<_> = (0..2usize)
         .map(|f| {
             let (sink, analyses, metrics) = (sink.clone(), analyses.clone(), metrics.clone());
+            let aggregator = aggregator.clone();
             std::thread::spawn(move || {
                 let mine: Vec<&Arc<Analysis>> = analyses.iter().skip(f).step_by(2).collect();
                 // A finalize follows its publish by 1 000 releases, as after a grace.
@@ -304,7 +322,10 @@ fn writer_bench(runs: u64, success_sample: f64) {
                         sink.publish((*a).clone());
                     }
                     if let Some(a) = i.checked_sub(1000).and_then(|j| mine.get(j)) {
-                        sink.finalize(&(*a).clone().into());
+                        // Counted first (the count stage), then to the store's sink.
+                        let finalized: faultline::pipeline::Finalized = (*a).clone().into();
+                        aggregator.finalize(&finalized);
+                        sink.finalize(&finalized);
                     }
                 }
             })
@@ -318,7 +339,8 @@ fn writer_bench(runs: u64, success_sample: f64) {
             .get_or_create(&faultline::store::writer::OpLabels { op: "finalize" })
             .get()
     };
-    while finalized(&metrics) < kept {
+    let reported = || resolved.0.load(std::sync::atomic::Ordering::Relaxed);
+    while finalized(&metrics) < kept || (observed && reported() < runs) {
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "the writer did not finish"
@@ -335,8 +357,13 @@ fn writer_bench(runs: u64, success_sample: f64) {
                 .get()
         })
         .sum();
+    let commits = if observed {
+        "finalizing commits durable"
+    } else {
+        "all commits NORMAL"
+    };
     println!(
-        "store writer, success_sample {success_sample}: {runs} analyses ({kept} stored) in {secs:.2} s: \
+        "store writer, success_sample {success_sample}, {commits}: {runs} analyses ({kept} stored) in {secs:.2} s: \
          {:.0} analyses/s handled, {:.0} trajectories/s stored; {dropped} dropped",
         runs as f64 / secs,
         kept as f64 / secs,
@@ -351,8 +378,10 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(200_000);
-        writer_bench(runs, 0.05);
-        writer_bench(runs, 1.0);
+        for observed in [false, true] {
+            writer_bench(runs, 0.05, observed);
+            writer_bench(runs, 1.0, observed);
+        }
         return;
     }
     let rows: u64 = std::env::var("FAULTLINE_BENCH_ROWS")

@@ -208,25 +208,55 @@ impl Minute {
     }
 
     /// `key`, or the all-`other` key when the table is at `cap` and lacks `key`.
-    pub(crate) fn trajectory(&mut self, key: DimKey, cap: usize) -> &mut OutcomeCell {
-        let key = if self.trajectories.len() >= cap && !self.trajectories.contains_key(&key) {
+    pub(crate) fn trajectory_key(&self, key: DimKey, cap: usize) -> DimKey {
+        if self.trajectories.len() >= cap && !self.trajectories.contains_key(&key) {
             ALL_OTHER
         } else {
             key
-        };
+        }
+    }
+
+    /// The cell of [`Minute::trajectory_key`].
+    pub(crate) fn trajectory(&mut self, key: DimKey, cap: usize) -> &mut OutcomeCell {
+        let key = self.trajectory_key(key, cap);
         self.trajectories.entry(key).or_default()
     }
 
-    pub(crate) fn step(&mut self, step: StepId, dims: DimKey, cap: usize) -> &mut StepCell {
+    /// `(step, dims)`, or the step with all-`other` dimensions when the table is at
+    /// `cap` and lacks it.
+    pub(crate) fn step_key(&self, step: StepId, dims: DimKey, cap: usize) -> (StepId, DimKey) {
         let key = (step, dims);
-        let key = if self.steps.len() >= cap && !self.steps.contains_key(&key) {
+        if self.steps.len() >= cap && !self.steps.contains_key(&key) {
             (step, ALL_OTHER)
         } else {
             key
-        };
+        }
+    }
+
+    /// The cell of [`Minute::step_key`].
+    pub(crate) fn step(&mut self, step: StepId, dims: DimKey, cap: usize) -> &mut StepCell {
+        let key = self.step_key(step, dims, cap);
         self.steps.entry(key).or_default()
     }
 
+    /// `(step, kind, dims)`, or with all-`other` dimensions when the table is at `cap`
+    /// and lacks it.
+    pub(crate) fn kind_key(
+        &self,
+        step: StepId,
+        kind: KindId,
+        dims: DimKey,
+        cap: usize,
+    ) -> (StepId, KindId, DimKey) {
+        let key = (step, kind, dims);
+        if self.kinds.len() >= cap && !self.kinds.contains_key(&key) {
+            (step, kind, ALL_OTHER)
+        } else {
+            key
+        }
+    }
+
+    /// The cell of [`Minute::kind_key`].
     pub(crate) fn kind(
         &mut self,
         step: StepId,
@@ -234,12 +264,7 @@ impl Minute {
         dims: DimKey,
         cap: usize,
     ) -> &mut KindCell {
-        let key = (step, kind, dims);
-        let key = if self.kinds.len() >= cap && !self.kinds.contains_key(&key) {
-            (step, kind, ALL_OTHER)
-        } else {
-            key
-        };
+        let key = self.kind_key(step, kind, dims, cap);
         self.kinds.entry(key).or_default()
     }
 

@@ -56,7 +56,7 @@ use prometheus_client::registry::Registry;
 use crate::model::{Analysis, FindingKind, Outcome, StepKind};
 use crate::pipeline::{Finalized, Sink};
 
-use buckets::{DimKey, KindId, Ring, StepId, ALL_OTHER};
+use buckets::{DimKey, KindId, Minute, Ring, StepId, ALL_OTHER};
 use cohort::{Cohort, ValueId, OTHER_LABEL, UNSET};
 use extract::{extract, Scratch, NONE};
 use prom::{Namer, PromMetrics};
@@ -121,6 +121,10 @@ pub struct Aggregator {
     /// trace id, with the wall clock of their first release: shown as a pending count
     /// next to the counts that wait for them. Bounded by [`MAX_PENDING`].
     pending: Mutex<HashMap<crate::model::TraceId, u64>>,
+    /// Each finalized trace's own counts, from its `finalize` until the store's sink
+    /// takes them ([`Aggregator::take_trace_counts`]); `None` unless a store writes
+    /// them ([`Aggregator::keep_trace_counts`]).
+    trace_counts: Mutex<Option<HashMap<crate::model::TraceId, MinuteCounts>>>,
 }
 
 /// Most pending trajectories tracked. The pipeline bounds its own pending set far
@@ -178,6 +182,7 @@ impl Aggregator {
             clock,
             state: Mutex::new(state),
             pending: Mutex::new(HashMap::new()),
+            trace_counts: Mutex::new(None),
         }
     }
 
@@ -198,12 +203,33 @@ impl Aggregator {
 
     /// Counts one finalized analysis; `now_unix_nano` is the wall clock.
     pub fn record(&self, analysis: &Analysis, now_unix_nano: u64) {
+        self.record_into(analysis, now_unix_nano, None);
+    }
+
+    /// [`Aggregator::record`], and returns what this analysis added to its minute (the
+    /// same cells, as [`Aggregator::export_minute`] names them); `None` when it was
+    /// not counted in a minute (older than the horizon).
+    pub fn record_counted(&self, analysis: &Analysis, now_unix_nano: u64) -> Option<MinuteCounts> {
+        let mut own = Minute::default();
+        let minute = self.record_into(analysis, now_unix_nano, Some(&mut own))?;
+        let state = self.lock();
+        Some(state.export(&self.config, minute, &own))
+    }
+
+    /// Counts `analysis`, adding its cells to `own` too; returns its minute when counted
+    /// in one.
+    fn record_into(
+        &self,
+        analysis: &Analysis,
+        now_unix_nano: u64,
+        own: Option<&mut Minute>,
+    ) -> Option<u64> {
         let dims = &self.config.dimensions;
         SCRATCH.with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
                 // Only reachable by re-entrance, which `record` never does.
                 tracing::warn!("Aggregation scratch busy; analysis not counted.");
-                return;
+                return None;
             };
             extract(analysis, dims, &mut scratch);
             let limit =
@@ -212,8 +238,29 @@ impl Aggregator {
             let clamped = end > limit;
             let minute = end.min(limit) / NANOS_PER_MINUTE;
             let mut state = self.lock();
-            state.record(&self.config, analysis, &scratch, minute, clamped);
-        });
+            state
+                .record(&self.config, analysis, &scratch, minute, clamped, own)
+                .then_some(minute)
+        })
+    }
+
+    /// From now on, keeps each finalized trace's own counts until
+    /// [`Aggregator::take_trace_counts`] takes them: the store writes exactly the counts
+    /// of the traces whose finalize it commits (see `store::writer`). Call it only when
+    /// the store's sink is in the pipeline's sinks, which takes them right after.
+    pub fn keep_trace_counts(&self) {
+        let mut kept = self.trace_counts.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get_or_insert_with(HashMap::new);
+    }
+
+    /// The counts that finalizing `trace` added (kept since the aggregator's
+    /// `finalize`, which comes first: it is in the pipeline's count stage).
+    pub fn take_trace_counts(&self, trace: crate::model::TraceId) -> Option<MinuteCounts> {
+        self.trace_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()?
+            .remove(&trace)
     }
 
     /// Answers a breakdown query; `now_unix_nano` bounds the window when nothing has
@@ -271,11 +318,25 @@ impl Sink for Aggregator {
     }
 
     fn finalize(&self, analysis: &Finalized) {
+        let trace = analysis.trajectory.trace_id;
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&analysis.trajectory.trace_id);
-        self.record(analysis, self.now());
+            .remove(&trace);
+        let keep = self
+            .trace_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !keep {
+            self.record(analysis, self.now());
+            return;
+        }
+        let counts = self.record_counted(analysis, self.now());
+        let mut kept = self.trace_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(kept), Some(counts)) = (kept.as_mut(), counts) {
+            kept.insert(trace, counts);
+        }
     }
 }
 
@@ -419,6 +480,8 @@ impl State {
         (prom_key, store_key)
     }
 
+    /// Counts one analysis in `minute`, and into `own` too (the analysis's own
+    /// cells, under the same keys); false when the minute is outside the horizon.
     fn record(
         &mut self,
         config: &AggregateConfig,
@@ -426,7 +489,8 @@ impl State {
         scratch: &Scratch,
         minute: u64,
         clamped: bool,
-    ) {
+        mut own: Option<&mut Minute>,
+    ) -> bool {
         let cap = config.max_series;
         let trajectory = &*analysis.trajectory;
         self.stats.recorded += 1;
@@ -444,7 +508,13 @@ impl State {
             prom.trajectory(outcome as u16, prom_key, &names);
         }
         match self.ring.slot(minute) {
-            Ok(slot) => slot.trajectory(store_key, cap)[outcome] += 1,
+            Ok(slot) => {
+                let key = slot.trajectory_key(store_key, cap);
+                slot.trajectory(key, cap)[outcome] += 1;
+                if let Some(own) = own.as_deref_mut() {
+                    own.trajectory(key, usize::MAX)[outcome] += 1;
+                }
+            }
             Err(_) => {
                 kept = false;
                 self.stats.too_old += 1;
@@ -472,10 +542,16 @@ impl State {
             }
             if kept {
                 if let Ok(slot) = self.ring.slot(minute) {
-                    let cell = slot.step(store_step, store_dims, cap);
-                    cell.runs += 1;
-                    cell.failed_runs += run.failed as u32;
-                    cell.latency.record(nanos / 1000);
+                    let (step, dims) = slot.step_key(store_step, store_dims, cap);
+                    let cells = std::iter::once(slot.step(step, dims, cap)).chain(
+                        own.as_deref_mut()
+                            .map(|own| own.step(step, dims, usize::MAX)),
+                    );
+                    for cell in cells {
+                        cell.runs += 1;
+                        cell.failed_runs += run.failed as u32;
+                        cell.latency.record(nanos / 1000);
+                    }
                 }
             }
         }
@@ -491,16 +567,24 @@ impl State {
                 &finding.step,
             );
             let kind = self.kind_id(&finding.kind);
-            self.count_kind(keys, kind, false, minute, kept, cap);
+            self.count_kind(
+                keys,
+                kind,
+                false,
+                kept.then_some(minute),
+                cap,
+                own.as_deref_mut(),
+            );
         }
         if let Some(rc) = &analysis.root_cause {
             let keys = self.keys_for_span(config, analysis, scratch, &run_keys, rc.span, &rc.step);
             let kind = self.kind_id(&rc.kind);
-            self.count_kind(keys, kind, true, minute, kept, cap);
+            self.count_kind(keys, kind, true, kept.then_some(minute), cap, own);
         }
         self.run_keys = run_keys;
 
         self.release_retired(advanced);
+        kept
     }
 
     /// The keys of the run holding span `span`; for a span in no run, the step `step`
@@ -528,9 +612,10 @@ impl State {
         (prom_step, prom_dims, store_step, store_dims): (StepId, DimKey, StepId, DimKey),
         kind: KindId,
         root_cause: bool,
-        minute: u64,
-        kept: bool,
+        // The minute the trajectory is counted in; `None`: outside the horizon.
+        minute: Option<u64>,
         cap: usize,
+        own: Option<&mut Minute>,
     ) {
         {
             let (prom, names) = self.prom_with_names();
@@ -540,16 +625,20 @@ impl State {
                 prom.failure(prom_step, kind, prom_dims, &names);
             }
         }
-        if !kept {
+        let Some(minute) = minute else {
             return;
-        }
+        };
         if let Ok(slot) = self.ring.slot(minute) {
-            let cell = slot.kind(store_step, kind, store_dims, cap);
-            if root_cause {
-                cell.root_causes += 1;
-                slot.step(store_step, store_dims, cap).root_causes += 1;
-            } else {
-                cell.findings += 1;
+            let (k_step, k_kind, k_dims) = slot.kind_key(store_step, kind, store_dims, cap);
+            let (s_step, s_dims) = slot.step_key(store_step, store_dims, cap);
+            for (m, cap) in std::iter::once((slot, cap)).chain(own.map(|o| (o, usize::MAX))) {
+                let cell = m.kind(k_step, k_kind, k_dims, cap);
+                if root_cause {
+                    cell.root_causes += 1;
+                    m.step(s_step, s_dims, cap).root_causes += 1;
+                } else {
+                    cell.findings += 1;
+                }
             }
         }
     }

@@ -9,9 +9,12 @@
 //! cardinality bounds as a live one. Prometheus counters are not restored: they are
 //! cumulative per process, as Prometheus expects after a restart.
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::buckets::{DimKey, StepId, ALL_OTHER};
+use crate::aggregate::buckets::{DimKey, Minute, StepId, ALL_OTHER};
 use crate::aggregate::cohort::{OTHER, UNSET};
 use crate::aggregate::{
     kind_name, step_name, Aggregator, State, CUSTOM_STEP, KIND_OTHER, NANOS_PER_MINUTE,
@@ -75,6 +78,106 @@ pub struct MinuteCounts {
     pub kinds: Vec<KindCounts>,
 }
 
+impl MinuteCounts {
+    /// Adds `other`'s counts (of the same minute) to these. The result follows
+    /// `other`'s dimension names (the configured ones, when `other` is fresh counts):
+    /// these cells are first mapped to them by name, as [`Aggregator::import_minutes`]
+    /// maps a stored minute (a name `other` lacks is dropped, one these lack is unset).
+    /// Cells with equal keys are summed; the order is the one `export_minute` gives.
+    pub fn add(&mut self, other: &MinuteCounts) {
+        self.add_all(std::iter::once(other));
+    }
+
+    /// [`MinuteCounts::add`] of each of `others` (of the same minute) in one pass; the
+    /// result follows the last one's dimension names.
+    pub fn add_all<'a>(&mut self, others: impl IntoIterator<Item = &'a MinuteCounts>) {
+        let others: Vec<&MinuteCounts> = others.into_iter().collect();
+        let Some(&last) = others.last() else {
+            return;
+        };
+        let names = last.dimensions.clone();
+        let mut trajectories: BTreeMap<Vec<DimValue>, [u32; 3]> = BTreeMap::new();
+        let mut steps: BTreeMap<(DimValue, Vec<DimValue>), StepCounts> = BTreeMap::new();
+        type KindKey = (DimValue, Option<String>, Vec<DimValue>);
+        let mut kinds: BTreeMap<KindKey, KindCounts> = BTreeMap::new();
+        let mine = std::mem::take(self);
+        for m in std::iter::once(&mine).chain(others.iter().copied()) {
+            // Where each of `names` is in this minute's dimensions.
+            let map: Option<Vec<Option<usize>>> = (m.dimensions != names).then(|| {
+                names
+                    .iter()
+                    .map(|name| m.dimensions.iter().position(|n| n == name))
+                    .collect()
+            });
+            let dims = |d: &Vec<DimValue>| -> Vec<DimValue> {
+                match &map {
+                    None => d.clone(),
+                    Some(map) => map
+                        .iter()
+                        .map(|i| i.and_then(|i| d.get(i).cloned()).unwrap_or(DimValue::Unset))
+                        .collect(),
+                }
+            };
+            for t in &m.trajectories {
+                let cell = trajectories.entry(dims(&t.dims)).or_default();
+                for (c, n) in cell.iter_mut().zip(t.outcomes) {
+                    *c = c.saturating_add(n);
+                }
+            }
+            for s in &m.steps {
+                match steps.entry((s.step.clone(), dims(&s.dims))) {
+                    Entry::Vacant(v) => {
+                        let dims = v.key().1.clone();
+                        v.insert(StepCounts { dims, ..s.clone() });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let cell = o.get_mut();
+                        cell.runs = cell.runs.saturating_add(s.runs);
+                        cell.failed_runs = cell.failed_runs.saturating_add(s.failed_runs);
+                        cell.root_causes = cell.root_causes.saturating_add(s.root_causes);
+                        cell.latency.extend_from_slice(&s.latency);
+                    }
+                }
+            }
+            for k in &m.kinds {
+                match kinds.entry((k.step.clone(), k.kind.clone(), dims(&k.dims))) {
+                    Entry::Vacant(v) => {
+                        let dims = v.key().2.clone();
+                        v.insert(KindCounts { dims, ..k.clone() });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let cell = o.get_mut();
+                        cell.findings = cell.findings.saturating_add(k.findings);
+                        cell.root_causes = cell.root_causes.saturating_add(k.root_causes);
+                    }
+                }
+            }
+        }
+        *self = MinuteCounts {
+            minute: mine.minute.max(last.minute),
+            dimensions: names,
+            trajectories: trajectories
+                .into_iter()
+                .map(|(dims, outcomes)| TrajectoryCounts { dims, outcomes })
+                .collect(),
+            steps: steps
+                .into_values()
+                .map(|mut s| {
+                    // Entries appended above: one per bucket, summed, in bucket order.
+                    let mut latency: BTreeMap<u16, u32> = BTreeMap::new();
+                    for (index, count) in s.latency.drain(..) {
+                        let c = latency.entry(index).or_default();
+                        *c = c.saturating_add(count);
+                    }
+                    s.latency = latency.into_iter().collect();
+                    s
+                })
+                .collect(),
+            kinds: kinds.into_values().collect(),
+        };
+    }
+}
+
 /// The minute an analysis ending at `end_unix_nano` is counted in, given the wall
 /// clock (the same clamping as [`Aggregator::record`]).
 pub fn minute_of(config: &crate::aggregate::AggregateConfig, end_unix_nano: u64, now: u64) -> u64 {
@@ -88,65 +191,7 @@ impl Aggregator {
     pub fn export_minute(&self, minute: u64) -> Option<MinuteCounts> {
         let state = self.lock();
         let slot = state.ring.range(minute, minute).next()?;
-        let n = self.config.dimensions.len();
-        let dims = |key: &DimKey| -> Vec<DimValue> {
-            (0..n)
-                .map(|d| match key[d] {
-                    UNSET => DimValue::Unset,
-                    OTHER => DimValue::Other,
-                    id => DimValue::Value(state.cohorts[d].store.name_arc(id).to_string()),
-                })
-                .collect()
-        };
-        let step = |id: StepId| -> DimValue {
-            if id == CUSTOM_STEP + OTHER {
-                DimValue::Other
-            } else {
-                DimValue::Value(step_name(id, |c| state.steps.store.name_arc(c)).to_string())
-            }
-        };
-        let mut out = MinuteCounts {
-            minute,
-            dimensions: self
-                .config
-                .dimensions
-                .iter()
-                .map(|d| d.name.to_string())
-                .collect(),
-            ..MinuteCounts::default()
-        };
-        for (key, cell) in &slot.trajectories {
-            out.trajectories.push(TrajectoryCounts {
-                dims: dims(key),
-                outcomes: *cell,
-            });
-        }
-        for ((s, key), cell) in &slot.steps {
-            out.steps.push(StepCounts {
-                step: step(*s),
-                dims: dims(key),
-                runs: cell.runs,
-                failed_runs: cell.failed_runs,
-                root_causes: cell.root_causes,
-                latency: cell.latency.entries(),
-            });
-        }
-        for ((s, k, key), cell) in &slot.kinds {
-            out.kinds.push(KindCounts {
-                step: step(*s),
-                kind: (*k != KIND_OTHER).then(|| kind_name(*k, &state.custom_kinds).to_string()),
-                dims: dims(key),
-                findings: cell.findings,
-                root_causes: cell.root_causes,
-            });
-        }
-        // A stable order, so equal counts give equal documents.
-        out.trajectories.sort_by(|a, b| a.dims.cmp(&b.dims));
-        out.steps
-            .sort_by(|a, b| (&a.step, &a.dims).cmp(&(&b.step, &b.dims)));
-        out.kinds
-            .sort_by(|a, b| (&a.step, &a.kind, &a.dims).cmp(&(&b.step, &b.kind, &b.dims)));
-        Some(out)
+        Some(state.export(&self.config, minute, slot))
     }
 
     /// Adds stored minutes to the buckets (typically at startup, before live counting).
@@ -212,6 +257,74 @@ impl Aggregator {
 }
 
 impl State {
+    /// The cells of `slot` (a minute of the ring, or one analysis's own cells) as
+    /// counts of `minute`, named.
+    pub(crate) fn export(
+        &self,
+        config: &crate::aggregate::AggregateConfig,
+        minute: u64,
+        slot: &Minute,
+    ) -> MinuteCounts {
+        let n = config.dimensions.len();
+        let dims = |key: &DimKey| -> Vec<DimValue> {
+            (0..n)
+                .map(|d| match key[d] {
+                    UNSET => DimValue::Unset,
+                    OTHER => DimValue::Other,
+                    id => DimValue::Value(self.cohorts[d].store.name_arc(id).to_string()),
+                })
+                .collect()
+        };
+        let step = |id: StepId| -> DimValue {
+            if id == CUSTOM_STEP + OTHER {
+                DimValue::Other
+            } else {
+                DimValue::Value(step_name(id, |c| self.steps.store.name_arc(c)).to_string())
+            }
+        };
+        let mut out = MinuteCounts {
+            minute,
+            dimensions: config
+                .dimensions
+                .iter()
+                .map(|d| d.name.to_string())
+                .collect(),
+            ..MinuteCounts::default()
+        };
+        for (key, cell) in &slot.trajectories {
+            out.trajectories.push(TrajectoryCounts {
+                dims: dims(key),
+                outcomes: *cell,
+            });
+        }
+        for ((s, key), cell) in &slot.steps {
+            out.steps.push(StepCounts {
+                step: step(*s),
+                dims: dims(key),
+                runs: cell.runs,
+                failed_runs: cell.failed_runs,
+                root_causes: cell.root_causes,
+                latency: cell.latency.entries(),
+            });
+        }
+        for ((s, k, key), cell) in &slot.kinds {
+            out.kinds.push(KindCounts {
+                step: step(*s),
+                kind: (*k != KIND_OTHER).then(|| kind_name(*k, &self.custom_kinds).to_string()),
+                dims: dims(key),
+                findings: cell.findings,
+                root_causes: cell.root_causes,
+            });
+        }
+        // A stable order, so equal counts give equal documents.
+        out.trajectories.sort_by(|a, b| a.dims.cmp(&b.dims));
+        out.steps
+            .sort_by(|a, b| (&a.step, &a.dims).cmp(&(&b.step, &b.dims)));
+        out.kinds
+            .sort_by(|a, b| (&a.step, &a.kind, &a.dims).cmp(&(&b.step, &b.kind, &b.dims)));
+        out
+    }
+
     fn import_dims(&mut self, map: &[Option<usize>], values: &[DimValue]) -> DimKey {
         // Dimensions the stored minute does not name are unset.
         let mut key = ALL_OTHER;

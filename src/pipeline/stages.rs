@@ -11,9 +11,9 @@
 //!   [`Finalized`] every sink's `finalize` is given, so no sink reads another's result
 //!   through shared state.
 //! - **Count** ([`Stages::count`]): sinks whose `finalize` takes counts that sinks of the
-//!   next stage read (the aggregator: the store writes its per-minute counts, which must
-//!   include the trace). Every `count` sink has finalized a trace before any of `sinks`
-//!   sees it.
+//!   next stage read (the aggregator: the store's sink takes the trace's own counts from
+//!   it and the store writes them with the trace's finalize). Every `count` sink has
+//!   finalized a trace before any of `sinks` sees it.
 //! - **Sinks** ([`Stages::sinks`]): everything else (in-memory view, cohort window,
 //!   write-ahead log, store). Nothing depends on the order within a stage.
 

@@ -120,6 +120,9 @@ pub enum Write {
     Finalized(TraceId),
     /// Replace the counts of one minute.
     Counts(MinuteCounts),
+    /// Add counts to those stored for their minute ([`MinuteCounts::add`]), in the
+    /// same transaction: what the store writer writes for the traces it finalizes.
+    AddCounts(MinuteCounts),
 }
 
 /// Sort key of the list.
@@ -238,8 +241,13 @@ pub struct Stored {
 /// A persistent store of trajectories and per-minute counts. Every method is blocking:
 /// call it from a writer thread or `spawn_blocking`, never on the async runtime.
 pub trait Store: Send + Sync + 'static {
-    /// Applies a batch of writes atomically.
+    /// Applies a batch of writes atomically. The commit survives a killed process; it
+    /// may be lost with the last few commits on power loss or an OS crash.
     fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
+    /// [`Store::write`], and the commit (with every commit before it) is on stable
+    /// storage when this returns: it survives power loss. The writer uses it for the
+    /// batches whose commit lets the write-ahead log delete data.
+    fn write_durable(&self, batch: &[Write]) -> Result<(), StoreError>;
     fn get(&self, trace_id: TraceId) -> Result<Option<Stored>, StoreError>;
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
     /// The trajectories of one session, by start time, at most `limit`.

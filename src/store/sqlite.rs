@@ -201,7 +201,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL: readers never block the writer; a commit is durable once in the WAL, which
     // survives a killed process (synchronous=NORMAL may lose the last commits only on
-    // power loss or an OS crash).
+    // power loss or an OS crash). The commits the write-ahead log waits for are made
+    // with FULL (`write_durable`).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -366,7 +367,26 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_tx_synced(false, f)
+    }
+
+    /// [`SqliteStore::write_tx`]; with `durable`, the commit runs with
+    /// `synchronous=FULL`: SQLite fsyncs the WAL file before the commit returns, which
+    /// puts this commit and every earlier one (they are before it in the same WAL file,
+    /// or already checkpointed into the database file, which a checkpoint fsyncs) on
+    /// stable storage. The connection is back to `NORMAL` afterwards.
+    pub(crate) fn write_tx_synced<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = lock(&self.writer);
+        if durable {
+            if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                drop(conn);
+                return self.noted(Err(StoreError::sql("synchronous")(e)));
+            }
+        }
         let out = (|| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -375,8 +395,53 @@ impl SqliteStore {
             tx.commit().map_err(StoreError::sql("commit"))?;
             Ok(out)
         })();
+        let out = match (durable, out) {
+            (true, out) => {
+                let back = conn
+                    .pragma_update(None, "synchronous", "NORMAL")
+                    .map_err(StoreError::sql("synchronous"));
+                out.and_then(|o| back.map(|()| o))
+            }
+            (false, out) => out,
+        };
         drop(conn);
         self.noted(out)
+    }
+
+    /// Applies `batch` in one transaction, durable (see [`SqliteStore::write_tx_synced`])
+    /// or not.
+    fn write_batch(&self, batch: &[Write], durable: bool) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_tx_synced(durable, |tx| {
+            for w in batch {
+                match w {
+                    Write::Put(r) => put(tx, r)?,
+                    Write::Remove(id) => {
+                        SqliteStore::delete_ids(tx, &[id.as_bytes().to_vec()])?;
+                    }
+                    Write::Finalized(id) => {
+                        tx.prepare_cached(
+                            "UPDATE trajectories SET finalized = 1 WHERE trace_id = ?1",
+                        )
+                        .and_then(|mut s| s.execute([id.as_bytes().as_slice()]))
+                        .map_err(StoreError::sql("finalize"))?;
+                    }
+                    Write::Counts(m) => {
+                        let data = serde_json::to_string(m)
+                            .map_err(|e| StoreError::Data(e.to_string()))?;
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO minute_counts (minute, data) VALUES (?1, ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![i64_of(m.minute), data]))
+                        .map_err(StoreError::sql("write counts"))?;
+                    }
+                    Write::AddCounts(m) => add_counts(tx, m)?,
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Checks the file's header (16 bytes read): a file overwritten or truncated under a
@@ -616,38 +681,40 @@ fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
+/// Adds `m` to the stored counts of its minute (read, merged and written back in the
+/// transaction `tx`). A stored minute that no longer parses is replaced, with a warning:
+/// its counts are lost either way, and refusing would hold every later write.
+fn add_counts(tx: &rusqlite::Transaction<'_>, m: &MinuteCounts) -> Result<(), StoreError> {
+    let minute = i64_of(m.minute);
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT data FROM minute_counts WHERE minute = ?1")
+        .and_then(|mut s| s.query_row([minute], |row| row.get(0)).optional())
+        .map_err(StoreError::sql("read counts"))?;
+    let merged = match stored.map(|d| serde_json::from_str::<MinuteCounts>(&d)) {
+        Some(Ok(mut stored)) => {
+            stored.add(m);
+            stored
+        }
+        Some(Err(e)) => {
+            tracing::warn!(minute = m.minute, error = %e, "Stored minute counts do not parse; replaced by the new counts.");
+            m.clone()
+        }
+        None => m.clone(),
+    };
+    let data = serde_json::to_string(&merged).map_err(|e| StoreError::Data(e.to_string()))?;
+    tx.prepare_cached("INSERT OR REPLACE INTO minute_counts (minute, data) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![minute, data]))
+        .map_err(StoreError::sql("write counts"))?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.write_tx(|tx| {
-            for w in batch {
-                match w {
-                    Write::Put(r) => put(tx, r)?,
-                    Write::Remove(id) => {
-                        SqliteStore::delete_ids(tx, &[id.as_bytes().to_vec()])?;
-                    }
-                    Write::Finalized(id) => {
-                        tx.prepare_cached(
-                            "UPDATE trajectories SET finalized = 1 WHERE trace_id = ?1",
-                        )
-                        .and_then(|mut s| s.execute([id.as_bytes().as_slice()]))
-                        .map_err(StoreError::sql("finalize"))?;
-                    }
-                    Write::Counts(m) => {
-                        let data = serde_json::to_string(m)
-                            .map_err(|e| StoreError::Data(e.to_string()))?;
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO minute_counts (minute, data) VALUES (?1, ?2)",
-                        )
-                        .and_then(|mut s| s.execute(params![i64_of(m.minute), data]))
-                        .map_err(StoreError::sql("write counts"))?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        self.write_batch(batch, false)
+    }
+
+    fn write_durable(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.write_batch(batch, true)
     }
 
     fn get(&self, trace_id: TraceId) -> Result<Option<Stored>, StoreError> {

@@ -676,10 +676,12 @@ struct Fake {
     corrupt: std::sync::atomic::AtomicBool,
     writes: std::sync::atomic::AtomicU64,
     put: std::sync::Mutex<Vec<TraceId>>,
+    /// Every transaction committed: durable or not, and the traces it finalized.
+    commits: std::sync::Mutex<Vec<(bool, Vec<TraceId>)>>,
 }
 
-impl Store for Fake {
-    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+impl Fake {
+    fn commit(&self, batch: &[Write], durable: bool) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         std::thread::sleep(self.delay);
         self.writes.fetch_add(1, SeqCst);
@@ -698,7 +700,24 @@ impl Store for Fake {
                 put.push(r.summary.trace_id);
             }
         }
+        let finalized = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Finalized(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        self.commits.lock().unwrap().push((durable, finalized));
         Ok(())
+    }
+}
+
+impl Store for Fake {
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.commit(batch, false)
+    }
+    fn write_durable(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.commit(batch, true)
     }
     fn get(&self, _: TraceId) -> Result<Option<Stored>, StoreError> {
         Ok(None)
@@ -1013,4 +1032,193 @@ fn config_table_is_validated() {
     ] {
         assert_eq!(StoreConfig::from_raw(&raw).unwrap_err().key, key);
     }
+}
+
+/// What the write-ahead log would be told, and whether a durable commit finalizing
+/// each trace had returned by then.
+struct Told {
+    store: Arc<Fake>,
+    told: std::sync::Mutex<Vec<(TraceId, bool)>>,
+}
+
+impl CommitObserver for Told {
+    fn committed(&self, traces: &[TraceId]) {
+        let commits = self.store.commits.lock().unwrap();
+        let mut told = self.told.lock().unwrap();
+        for t in traces {
+            let durable = commits.iter().any(|(d, ids)| *d && ids.contains(t));
+            told.push((*t, durable));
+        }
+    }
+}
+
+#[test]
+fn the_log_is_told_of_a_finalize_only_after_a_durable_commit_of_it() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(StoreMetrics::register(&mut registry));
+    let store = Arc::new(Fake::default());
+    store.failing.store(true, SeqCst);
+    let told = Arc::new(Told {
+        store: store.clone(),
+        told: std::sync::Mutex::new(Vec::new()),
+    });
+    let config = StoreConfig {
+        success_sample: 1.0,
+        ..StoreConfig::default()
+    };
+    let (writer, sink) = StoreWriter::start_observed(
+        store.clone(),
+        None,
+        config,
+        dims(),
+        metrics.clone(),
+        None,
+        Some(told.clone() as Arc<dyn CommitObserver>),
+    )
+    .unwrap();
+    let failed = run(1, 0, 10, "m", Some("boom"));
+    sink.publish(failed.clone());
+    sink.finalize(&failed.clone().into());
+    // While the commit fails, the log is told nothing: it keeps the trace's data.
+    poll("retries", || store.writes.load(SeqCst) >= 3);
+    assert!(told.told.lock().unwrap().is_empty());
+    store.failing.store(false, SeqCst);
+    poll("told once committed", || {
+        !told.told.lock().unwrap().is_empty()
+    });
+    assert_eq!(
+        *told.told.lock().unwrap(),
+        vec![(failed.trajectory.trace_id, true)],
+        "told only after a durable commit of the finalize"
+    );
+    // A batch that finalizes nothing lets the log delete nothing: not synced.
+    let later = run(2, 0, 10, "m", Some("boom"));
+    sink.publish(later.clone());
+    poll("the later publish written", || {
+        store
+            .put
+            .lock()
+            .unwrap()
+            .contains(&later.trajectory.trace_id)
+    });
+    assert_eq!(
+        store.commits.lock().unwrap().last(),
+        Some(&(false, Vec::new()))
+    );
+    writer.shutdown();
+}
+
+#[test]
+fn a_durable_transaction_runs_with_synchronous_full_and_the_others_with_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mode = |durable: bool| {
+        store
+            .write_tx_synced(durable, |tx| {
+                tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    .map_err(StoreError::sql("read"))
+            })
+            .unwrap()
+    };
+    // 1: NORMAL, 2: FULL (the WAL file is fsynced at the commit).
+    assert_eq!(mode(false), 1);
+    assert_eq!(mode(true), 2);
+    assert_eq!(mode(false), 1, "back to NORMAL after a durable commit");
+    let a = run(1, 0, 10, "m", Some("boom"));
+    let doc = crate::store::document::Document::from_analysis(&a);
+    let put = Write::Put(record(&a, &dims(), &serde_json::to_vec(&doc).unwrap()).unwrap());
+    store.write_durable(&[put]).unwrap();
+    assert!(store.get(a.trajectory.trace_id).unwrap().is_some());
+    assert_eq!(mode(false), 1);
+}
+
+#[test]
+fn added_counts_sum_with_the_stored_minute_and_follow_the_new_dimensions() {
+    use crate::aggregate::{DimValue, KindCounts, MinuteCounts, StepCounts, TrajectoryCounts};
+    let v = |s: &str| DimValue::Value(s.into());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let old = MinuteCounts {
+        minute: 7,
+        dimensions: vec!["model".into(), "route".into()],
+        trajectories: vec![TrajectoryCounts {
+            dims: vec![v("m"), v("/a")],
+            outcomes: [1, 0, 2],
+        }],
+        steps: vec![StepCounts {
+            step: v("generator"),
+            dims: vec![v("m"), v("/a")],
+            runs: 3,
+            failed_runs: 2,
+            root_causes: 2,
+            latency: vec![(5, 1), (9, 2)],
+        }],
+        kinds: vec![KindCounts {
+            step: v("generator"),
+            kind: Some("error_status".into()),
+            dims: vec![v("m"), v("/a")],
+            findings: 2,
+            root_causes: 2,
+        }],
+    };
+    store.write(&[Write::Counts(old)]).unwrap();
+    // The configured dimensions changed: `route` is gone, `segment` is new.
+    let delta = MinuteCounts {
+        minute: 7,
+        dimensions: vec!["model".into(), "segment".into()],
+        trajectories: vec![TrajectoryCounts {
+            dims: vec![v("m"), DimValue::Unset],
+            outcomes: [0, 0, 1],
+        }],
+        steps: vec![StepCounts {
+            step: v("generator"),
+            dims: vec![v("m"), DimValue::Unset],
+            runs: 1,
+            failed_runs: 1,
+            root_causes: 1,
+            latency: vec![(9, 1), (12, 1)],
+        }],
+        kinds: vec![KindCounts {
+            step: v("generator"),
+            kind: Some("error_status".into()),
+            dims: vec![v("m"), v("pro")],
+            findings: 1,
+            root_causes: 1,
+        }],
+    };
+    store.write(&[Write::AddCounts(delta.clone())]).unwrap();
+    // A minute with nothing stored takes the counts as they are.
+    let other = MinuteCounts {
+        minute: 8,
+        ..delta.clone()
+    };
+    store.write(&[Write::AddCounts(other.clone())]).unwrap();
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts[1], other);
+    let m = &counts[0];
+    assert_eq!(m.dimensions, delta.dimensions);
+    assert_eq!(
+        m.trajectories,
+        vec![TrajectoryCounts {
+            dims: vec![v("m"), DimValue::Unset],
+            outcomes: [1, 0, 3],
+        }]
+    );
+    assert_eq!(m.steps.len(), 1);
+    assert_eq!(
+        (
+            m.steps[0].runs,
+            m.steps[0].failed_runs,
+            m.steps[0].root_causes
+        ),
+        (4, 3, 3)
+    );
+    assert_eq!(m.steps[0].latency, vec![(5, 1), (9, 3), (12, 1)]);
+    assert_eq!(m.kinds.len(), 2, "{:?}", m.kinds);
+    assert_eq!(m.kinds[0].dims, vec![v("m"), DimValue::Unset]);
+    assert_eq!((m.kinds[0].findings, m.kinds[0].root_causes), (2, 2));
+    assert_eq!(m.kinds[1].dims, vec![v("m"), v("pro")]);
+    assert_eq!((m.kinds[1].findings, m.kinds[1].root_causes), (1, 1));
 }

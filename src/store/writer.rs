@@ -9,10 +9,19 @@
 //! - `publish`: upsert the trajectory by trace id when it is kept (every failed or
 //!   recovered one, a hash sample of successful ones); a later revision that is no
 //!   longer kept removes the row.
-//! - `finalize`: marks the row final and makes its event minute dirty; at the end of the
-//!   batch the aggregator's counts of every dirty minute are written in the same
-//!   transaction. The aggregator is in the pipeline's `count` stage, which finalizes a
-//!   trace before the store sink's stage sees it, so those counts include the trace.
+//! - `finalize`: marks the row final and adds *this trace's own counts* to its stored
+//!   minute, in the same transaction. The aggregator is in the pipeline's `count` stage,
+//!   which finalizes a trace before the store sink's stage sees it: it keeps what the
+//!   trace added to its minute, and the sink takes that into the queued finalize
+//!   ([`Aggregator::take_trace_counts`]). So a stored minute holds exactly the counts of
+//!   the traces whose finalize is committed — never those of a trace counted but whose
+//!   finalize still waits in the queue, which a kill would have the write-ahead log
+//!   replay and count again.
+//! - A batch that finalizes traces, when a [`CommitObserver`] is attached (the
+//!   write-ahead log), is committed durably ([`Store::write_durable`]: SQLite's WAL file
+//!   is fsynced at that commit); other batches are not synced (`synchronous=NORMAL`: a
+//!   killed process loses nothing committed, a power loss may lose the last commits,
+//!   which the log still holds).
 //! - Nothing failed or recovered is dropped for room: each queued analysis is charged to
 //!   the memory budget (`store` component) until its transaction commits, so a writer
 //!   that falls behind makes the receivers refuse retryably at the soft mark. First
@@ -32,7 +41,7 @@
 //!   be encoded (dropped and counted). Writes given up at shutdown are not reported, so
 //!   the log replays them at the next start.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -45,7 +54,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::aggregate::{minute_of, Aggregator, Dimension};
+use crate::aggregate::{Aggregator, Dimension, MinuteCounts};
 use crate::memory::{Charge, Component, MemoryBudget};
 use crate::model::{Analysis, Outcome, TraceId};
 use crate::pipeline::{Finalized, Sink};
@@ -263,10 +272,10 @@ impl StoreMetrics {
     }
 }
 
-/// Told which traces the store is done with: their finalize was committed (the row, if
-/// kept, and the per-minute counts that include them), or could never be encoded and was
-/// counted in `faultline_store_dropped_total`. Called on the writer thread; must be
-/// quick.
+/// Told which traces the store is done with: their finalize was committed durably (the
+/// row, if kept, and their per-minute counts; the commit survives power loss), or could
+/// never be encoded and was counted in `faultline_store_dropped_total`. Called on the
+/// writer thread after the commit has returned; must be quick.
 pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, traces: &[TraceId]);
 }
@@ -287,7 +296,9 @@ enum Msg {
     /// written.
     Finalize {
         trace_id: TraceId,
-        end_unix_nano: u64,
+        /// What counting this trace added to its minute (from the aggregator); `None`
+        /// without an aggregator, or when it was not counted (older than the horizon).
+        counts: Option<MinuteCounts>,
         kept: bool,
         at: Instant,
     },
@@ -308,6 +319,8 @@ impl Msg {
 /// The [`Sink`] of the store: hands analyses to the writer thread without blocking.
 pub struct StoreSink {
     tx: Sender<Msg>,
+    /// Hands over each finalized trace's own counts.
+    aggregator: Option<Arc<Aggregator>>,
     metrics: Arc<StoreMetrics>,
     budget: Option<Arc<MemoryBudget>>,
     success_sample: f64,
@@ -366,9 +379,13 @@ impl Sink for StoreSink {
     }
 
     fn finalize(&self, analysis: &Finalized) {
+        let trace_id = analysis.trajectory.trace_id;
         self.send(Msg::Finalize {
-            trace_id: analysis.trajectory.trace_id,
-            end_unix_nano: analysis.trajectory.end_unix_nano(),
+            trace_id,
+            counts: self
+                .aggregator
+                .as_ref()
+                .and_then(|a| a.take_trace_counts(trace_id)),
             kept: keep(analysis, self.success_sample),
             at: Instant::now(),
         });
@@ -384,7 +401,6 @@ pub struct StoreWriter {
 
 struct Worker {
     store: Arc<dyn Store>,
-    aggregator: Option<Arc<Aggregator>>,
     config: StoreConfig,
     dims: Vec<Dimension>,
     metrics: Arc<StoreMetrics>,
@@ -393,8 +409,9 @@ struct Worker {
 }
 
 impl StoreWriter {
-    /// Starts the writer thread. `aggregator` (when given) supplies the per-minute
-    /// counts; `dims` are the cohort dimensions stored with each trajectory; `budget`
+    /// Starts the writer thread. `aggregator` (when given, it must be in the pipeline's
+    /// count stage) supplies each finalized trace's counts, which the writer adds to the
+    /// stored minute in the transaction that commits the finalize; `dims` are the cohort dimensions stored with each trajectory; `budget`
     /// (when given) is charged with what waits for the writer.
     pub fn start(
         store: Arc<dyn Store>,
@@ -419,8 +436,12 @@ impl StoreWriter {
     ) -> std::io::Result<(StoreWriter, StoreSink)> {
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
+        if let Some(a) = &aggregator {
+            a.keep_trace_counts();
+        }
         let sink = StoreSink {
             tx: tx.clone(),
+            aggregator,
             metrics: metrics.clone(),
             budget,
             success_sample: config.success_sample,
@@ -430,7 +451,6 @@ impl StoreWriter {
         st.progress_at.store(st.now_ms(), Ordering::Relaxed);
         let worker = Worker {
             store,
-            aggregator,
             config,
             dims,
             metrics,
@@ -540,9 +560,9 @@ impl Worker {
     }
 
     fn commit(&self, batch: &mut Vec<Msg>) {
-        let now = now_unix_nano();
         let mut writes: Vec<Write> = Vec::with_capacity(batch.len() + 2);
-        let mut dirty: BTreeSet<u64> = BTreeSet::new();
+        // The counts of the traces finalized in this batch, by minute.
+        let mut counts: BTreeMap<u64, Vec<&MinuteCounts>> = BTreeMap::new();
         let mut finalized: Vec<TraceId> = Vec::new();
         for msg in batch.iter() {
             match msg {
@@ -556,7 +576,7 @@ impl Worker {
                 Msg::Remove { trace_id, .. } => writes.push(Write::Remove(*trace_id)),
                 Msg::Finalize {
                     trace_id,
-                    end_unix_nano,
+                    counts: own,
                     kept,
                     ..
                 } => {
@@ -564,21 +584,25 @@ impl Worker {
                     if *kept {
                         writes.push(Write::Finalized(*trace_id));
                     }
-                    if let Some(agg) = &self.aggregator {
-                        dirty.insert(minute_of(agg.config(), *end_unix_nano, now));
+                    if let Some(own) = own {
+                        counts.entry(own.minute).or_default().push(own);
                     }
                 }
                 Msg::Stop => {}
             }
         }
-        if let Some(agg) = &self.aggregator {
-            for m in dirty {
-                if let Some(counts) = agg.export_minute(m) {
-                    writes.push(Write::Counts(counts));
-                }
-            }
-        }
-        if writes.is_empty() || self.write(&writes) {
+        writes.extend(counts.into_iter().map(|(minute, own)| {
+            let mut sum = MinuteCounts {
+                minute,
+                ..MinuteCounts::default()
+            };
+            sum.add_all(own);
+            Write::AddCounts(sum)
+        }));
+        // A batch that lets the write-ahead log delete data is committed durably: the
+        // log keeps a trace's data until its row and counts survive power loss.
+        let durable = self.observer.is_some() && !finalized.is_empty();
+        if writes.is_empty() || self.write(&writes, durable) {
             if let (Some(o), false) = (&self.observer, finalized.is_empty()) {
                 o.committed(&finalized);
             }
@@ -590,7 +614,7 @@ impl Worker {
     /// Writes one batch, retrying while it fails; gives up only at shutdown. True when
     /// the batch is settled (committed, or dropped for good because it cannot be
     /// encoded), false when given up at shutdown.
-    fn write(&self, writes: &[Write]) -> bool {
+    fn write(&self, writes: &[Write], durable: bool) -> bool {
         let st = &self.metrics.state;
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0u32;
@@ -612,7 +636,12 @@ impl Worker {
                 continue;
             }
             attempt += 1;
-            match self.store.write(writes) {
+            let result = if durable {
+                self.store.write_durable(writes)
+            } else {
+                self.store.write(writes)
+            };
+            match result {
                 Ok(()) => {
                     self.metrics.healthy.store(true, Ordering::Relaxed);
                     self.metrics.set(&st.last_error, None);
@@ -622,7 +651,7 @@ impl Worker {
                             Write::Put(_) => 0,
                             Write::Remove(_) => 1,
                             Write::Finalized(_) => 2,
-                            Write::Counts(_) => 3,
+                            Write::Counts(_) | Write::AddCounts(_) => 3,
                         }] += 1;
                     }
                     self.metrics.wrote("put", n[0]);

@@ -3,7 +3,7 @@
 //! ```text
 //! receiver: decode ok ──append(zstd body, trace ids)──► writer thread: write, fsync (batch) ──► ack
 //!                 └── then hand off to the pipeline (refused: a cancel record is appended)
-//! store writer: commit ──resolved(trace ids)──► tracker ──► done record; oldest empty segments deleted
+//! store writer: durable commit ──resolved(trace ids)──► tracker ──► done record; oldest empty segments deleted
 //! startup: segments replayed through decode → pipeline, less cancelled records and done traces
 //! ```
 //!
@@ -21,8 +21,15 @@
 //! it retryably) and counted in `faultline_wal_refused_full_total`.
 //!
 //! A trace's data may be deleted once the trace is *stored and counted*: the store
-//! writer's commit of its final analysis (the row, and the per-minute counts the
-//! aggregator took at finalize) calls [`Wal::resolved`]. The traces resolved are then
+//! writer's commit of its final analysis (the row, and the counts the aggregator took
+//! of this trace at its finalize, added to its stored minute) calls [`Wal::resolved`].
+//! That commit is **durable**: the writer commits a batch that finalizes traces with
+//! `synchronous=FULL` (SQLite fsyncs its WAL file, so this commit and every earlier one
+//! survive power loss) and reports the traces only after it returned; the store's other
+//! commits are `NORMAL` (they survive `kill -9`, not a power loss), and nothing of the
+//! log depends on them. The stored minute holds only the counts of traces whose
+//! finalize is committed, so a trace still replayed is not in it yet (see
+//! `store::writer`). The traces resolved are then
 //! written as a done record, so that a replay skips them (their counts are already in
 //! the store) even when their segment is still there for other traces. See
 //! [`tracker`] for the other ways a trace is resolved and for the order of deletion.

@@ -11,6 +11,7 @@ use super::*;
 use crate::ingest::{Handoff, Overloaded};
 use crate::memory::{Charge, Component, MemoryBudget};
 use crate::model::{Interner, LogEvent, SpanRecord};
+use crate::store::Store;
 use crate::test_support::trace_id;
 
 /// One OTLP traces request body: `spans` spans of trace `trace`.
@@ -448,5 +449,232 @@ async fn past_max_bytes_appends_are_refused_until_stored_traces_free_segments() 
     assert!(on_disk(dir.path()) < 64 * 1024);
     assert_eq!(segment::list(&dir.path().join("wal")).unwrap().len(), 1);
     assert_eq!(wal.tracked(), (1, 1), "one trace in the one open segment");
+    wal.shutdown();
+}
+
+/// A failed run of trace `trace`, ending at `end_ms`.
+fn failed_run(trace: u64, end_ms: u64) -> Arc<crate::model::Analysis> {
+    use crate::test_support::{span, trajectory};
+    let root = span(trace, 1, 0)
+        .name("agent")
+        .attr("agent.trajectory.step", "agent")
+        .error("boom")
+        .times(end_ms - 10, end_ms);
+    let tool = span(trace, 2, 1)
+        .name("search")
+        .attr("agent.trajectory.step", "tool")
+        .error("boom")
+        .times(end_ms - 9, end_ms - 1);
+    let t = trajectory(vec![root.build(), tool.build()]);
+    Arc::new(crate::analyze::analyze(
+        Arc::new(t),
+        &crate::analyze::AnalyzeConfig::default(),
+    ))
+}
+
+/// The real SQLite store, whose durable commits fail while `refuse_durable` is set (as
+/// a store whose fsync fails); plain commits go through.
+struct DurableGate {
+    inner: crate::store::SqliteStore,
+    refuse_durable: std::sync::atomic::AtomicBool,
+    durable_attempts: std::sync::atomic::AtomicU64,
+}
+
+impl crate::store::Store for DurableGate {
+    fn write(&self, batch: &[crate::store::Write]) -> Result<(), crate::store::StoreError> {
+        self.inner.write(batch)
+    }
+    fn write_durable(&self, batch: &[crate::store::Write]) -> Result<(), crate::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.durable_attempts.fetch_add(1, SeqCst);
+        if self.refuse_durable.load(SeqCst) {
+            return Err(crate::store::StoreError::Sqlite {
+                what: "commit",
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                    Some("disk I/O error".into()),
+                ),
+            });
+        }
+        self.inner.write_durable(batch)
+    }
+    fn get(
+        &self,
+        trace_id: crate::model::TraceId,
+    ) -> Result<Option<crate::store::Stored>, crate::store::StoreError> {
+        self.inner.get(trace_id)
+    }
+    fn list(
+        &self,
+        q: &crate::store::ListQuery,
+    ) -> Result<crate::store::Page, crate::store::StoreError> {
+        self.inner.list(q)
+    }
+    fn session(
+        &self,
+        s: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Summary>, crate::store::StoreError> {
+        self.inner.session(s, limit)
+    }
+    fn counts(&self) -> Result<Vec<crate::aggregate::MinuteCounts>, crate::store::StoreError> {
+        self.inner.counts()
+    }
+    fn retain(&self, now: u64) -> Result<crate::store::Retained, crate::store::StoreError> {
+        self.inner.retain(now)
+    }
+    fn used_bytes(&self) -> Result<u64, crate::store::StoreError> {
+        self.inner.used_bytes()
+    }
+}
+
+async fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn segment_ids(dir: &std::path::Path) -> Vec<u64> {
+    segment::list(&dir.join("wal")).unwrap()
+}
+
+#[tokio::test]
+async fn a_segment_is_kept_until_the_store_commit_of_its_traces_is_durable() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: each append starts a new one, closing the one before.
+    let (wal, _, _) = open(dir.path(), &config(1));
+    append(&wal, 1, 2).await;
+    append(&wal, 2, 2).await;
+    let first = segment_ids(dir.path())[0];
+    let store = Arc::new(DurableGate {
+        inner: crate::store::SqliteStore::open(dir.path(), crate::store::StoreConfig::default())
+            .unwrap(),
+        refuse_durable: std::sync::atomic::AtomicBool::new(true),
+        durable_attempts: Default::default(),
+    });
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(crate::store::StoreMetrics::register(&mut registry));
+    let (writer, sink) = crate::store::StoreWriter::start_observed(
+        store.clone(),
+        None,
+        crate::store::StoreConfig::default(),
+        Vec::new(),
+        metrics,
+        None,
+        Some(wal.clone() as Arc<dyn crate::store::CommitObserver>),
+    )
+    .unwrap();
+    let a = failed_run(1, 1_717_200_000_000);
+    sink.publish(a.clone());
+    sink.finalize(&a.clone().into());
+    // Committed durably? Not yet: the segment holding trace 1 stays, with the trace.
+    poll("durable attempts", || {
+        store.durable_attempts.load(SeqCst) >= 3
+    })
+    .await;
+    assert!(segment_ids(dir.path()).contains(&first));
+    assert_eq!(wal.tracked().0, 2, "traces 1 and 2 still tracked");
+    store.refuse_durable.store(false, SeqCst);
+    poll(
+        "the first segment deleted once the commit is durable",
+        || !segment_ids(dir.path()).contains(&first),
+    )
+    .await;
+    assert_eq!(wal.tracked().0, 1, "trace 2 still tracked");
+    assert!(store.get(a.trajectory.trace_id).unwrap().unwrap().finalized);
+    drop(sink);
+    writer.shutdown();
+    wal.shutdown();
+}
+
+/// The breakdown after a restart counts each trace once. The aggregator counts a trace
+/// at its finalize (count stage), before the store's sink queues that finalize: a batch
+/// committed in between must not store the trace's counts, or a kill then (the trace's
+/// log data not yet resolved, so replayed and counted again) counts it twice.
+#[tokio::test]
+async fn counts_stored_before_a_kill_hold_only_traces_whose_finalize_was_committed() {
+    use crate::pipeline::{Finalized, Sink};
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, budget) = open(dir.path(), &config(64 << 20));
+    append(&wal, 1, 2).await;
+    append(&wal, 2, 2).await;
+    let store = Arc::new(
+        crate::store::SqliteStore::open(
+            dir.path(),
+            crate::store::StoreConfig {
+                success_sample: 1.0,
+                ..crate::store::StoreConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let aggregator = |registry: &mut prometheus_client::registry::Registry| {
+        Arc::new(crate::aggregate::Aggregator::new(
+            crate::aggregate::AggregateConfig::default_config(),
+            registry,
+            crate::aggregate::system_clock(),
+        ))
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let counting = aggregator(&mut registry);
+    let metrics = Arc::new(crate::store::StoreMetrics::register(&mut registry));
+    let (writer, sink) = crate::store::StoreWriter::start_observed(
+        store.clone(),
+        Some(counting.clone()),
+        crate::store::StoreConfig {
+            success_sample: 1.0,
+            ..crate::store::StoreConfig::default()
+        },
+        Vec::new(),
+        metrics,
+        None,
+        Some(wal.clone() as Arc<dyn crate::store::CommitObserver>),
+    )
+    .unwrap();
+    let end_ms = 1_717_200_000_000;
+    let (a, t) = (failed_run(1, end_ms), failed_run(2, end_ms + 1));
+    let (fa, ft): (Finalized, Finalized) = (a.clone().into(), t.clone().into());
+    sink.publish(a.clone());
+    sink.publish(t.clone());
+    // Both counted (count stage); only A's finalize reaches the store's queue before
+    // the kill: T's is still on its way.
+    counting.finalize(&fa);
+    counting.finalize(&ft);
+    sink.finalize(&fa);
+    poll("A resolved in the log", || wal.tracked().0 == 1).await;
+
+    // kill -9: what is committed stays; T's finalize never arrives.
+    drop(sink);
+    writer.shutdown();
+    wal.shutdown();
+    let stored = store.counts().unwrap();
+    drop(store);
+
+    // Restart: counts restored from the store, then the log replayed.
+    let (wal, found, _) = open(dir.path(), &config(64 << 20));
+    let (_, replayed) = replay(&wal, found, &budget).await;
+    let replayed_traces: std::collections::BTreeSet<_> =
+        replayed.iter().map(|s| s.trace_id).collect();
+    assert_eq!(
+        replayed_traces.into_iter().collect::<Vec<_>>(),
+        vec![trace_id(2)],
+        "only T is replayed"
+    );
+    let restarted = aggregator(&mut prometheus_client::registry::Registry::default());
+    restarted.import_minutes(&stored);
+    // The replayed trace is analysed and finalized again: counted again.
+    restarted.finalize(&ft);
+    let minute = (end_ms * 1_000_000) / 60_000_000_000;
+    let counts = restarted
+        .export_minute(minute)
+        .expect("the minute is counted");
+    let failed: u32 = counts.trajectories.iter().map(|c| c.outcomes[2]).sum();
+    assert_eq!(
+        failed, 2,
+        "A and T counted once each, not T twice: {counts:?}"
+    );
     wal.shutdown();
 }

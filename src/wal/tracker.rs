@@ -2,8 +2,10 @@
 //!
 //! A trace is *outstanding* in every segment that holds a record of it, from the append
 //! until it is resolved:
-//! - by the store's commit of its final analysis (the row and the per-minute counts that
-//!   include it, or the counts alone for a success sample that is not kept);
+//! - by the store's durable commit of its final analysis (the row and its own counts
+//!   added to its minute, or the counts alone for a success sample that is not kept),
+//!   reported after the commit returned: a power loss cannot take back what let a
+//!   segment go;
 //! - at once, when the pipeline finds it is not a trajectory of its own (an annotation
 //!   trace, whose evaluator spans went to the trace they evaluate);
 //! - by expiry, when it was never finalized within `max_trace_age + late_grace` and a
