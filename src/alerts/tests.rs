@@ -2,7 +2,7 @@
 //! labels, the lifecycle with hysteresis, grouping and bounds under a flood of cohorts,
 //! late data, delivery batches and bodies, and config validation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1051,4 +1051,145 @@ async fn notifications_are_rate_limited_per_destination_and_flushed_at_shutdown(
     let mut last = received.incidents(2);
     last.sort_unstable();
     assert_eq!(last, vec![3, 4]);
+}
+
+/// The whole-step root-cause spike alert of the retriever, if any.
+fn retriever_spike(engine: &AlertEngine) -> Option<Alert> {
+    engine
+        .alerts(&AlertFilter::default())
+        .into_iter()
+        .find(|a| {
+            &*a.step == "retriever"
+                && a.cohort.is_none()
+                && a.signal == Signal::RootCause
+                && a.kind == AlertKind::Spike
+        })
+}
+
+/// Two hours of 240 runs a minute at a 10/240 rate (failures and root causes alike),
+/// then minute `spike` with 32 of them (pending: p ≈ 2.6e-8 after Bonferroni, between
+/// `spike_p_firing` and `spike_p_pending`), then the next minute open with `open_runs`
+/// runs and `open_fails` failures counted so far. The spike's state after the tick
+/// that sees that open minute.
+fn pending_spike_then_open_minute(
+    config: AlertsConfig,
+    open_runs: u64,
+    open_fails: u64,
+) -> Option<AlertState> {
+    let (engine, _) = engine(config);
+    let fake = Fake::default();
+    let spike = T0 + 120;
+    for m in T0..spike {
+        fake.put(m, vec![row("retriever", None, 240, 10, 10)]);
+        engine.tick(&fake);
+    }
+    fake.put(spike, vec![row("retriever", None, 240, 32, 32)]);
+    engine.tick(&fake);
+    assert!(
+        retriever_spike(&engine).is_none(),
+        "the spike minute is still open"
+    );
+    // The next minute opens: the spike minute closes and is judged (pending), and the
+    // open minute as counted so far is tested.
+    fake.put(
+        spike + 1,
+        vec![row("retriever", None, open_runs, open_fails, open_fails)],
+    );
+    engine.tick(&fake);
+    retriever_spike(&engine).map(|a| a.state)
+}
+
+#[test]
+fn a_pending_spike_fires_on_the_first_quarter_of_its_next_minute_when_the_spike_goes_on() {
+    // The spike goes on: 10 failures in the open minute's first 80 runs (3 × baseline).
+    // Likelihood ratio of the spike's rate against the baseline: e^4.6 ≈ 100 ≥ 10.
+    assert_eq!(
+        pending_spike_then_open_minute(AlertsConfig::default(), 80, 10),
+        Some(AlertState::Firing),
+        "confirmed by the runs counted since it opened, within the spike's second minute"
+    );
+    // Without the sequential confirmation, the same counts leave it pending until its
+    // next minute closes (a minute later).
+    let off = AlertsConfig {
+        confirm_sequential: false,
+        ..AlertsConfig::default()
+    };
+    assert_eq!(
+        pending_spike_then_open_minute(off, 80, 10),
+        Some(AlertState::Pending)
+    );
+    // Runs at the baseline rate since it opened do not confirm it.
+    assert_eq!(
+        pending_spike_then_open_minute(AlertsConfig::default(), 80, 3),
+        Some(AlertState::Pending)
+    );
+    // Nor does a handful of runs, however failing: the open minute is tested once it
+    // holds a quarter of a usual minute's runs.
+    assert_eq!(
+        pending_spike_then_open_minute(AlertsConfig::default(), 20, 10),
+        Some(AlertState::Pending)
+    );
+}
+
+#[test]
+fn steady_traffic_seen_as_it_fills_never_confirms_a_pending_spike_sequentially() {
+    // Bars loosened so that noise opens many pending spikes (p < 0.1, any count, any
+    // ratio), firing bar ten times lower, and no second-hot-minute confirmation: a
+    // pending spike fires only through the sequential rule, which by Ville's inequality
+    // confirms at most one in ten of the noise's pending spikes (each tick looks at the
+    // open minute again).
+    let config = AlertsConfig {
+        spike_p_pending: 0.1,
+        spike_p_firing: 0.01,
+        spike_min_ratio: 1.0,
+        min_failures: 1,
+        confirm_evaluations: u32::MAX,
+        ..AlertsConfig::default()
+    };
+    let (engine, _) = engine(config);
+    let fake = Fake::default();
+    let mut rng = SmallRng::seed_from_u64(23);
+    let (mut pending, mut confirmed) = (HashSet::new(), HashSet::new());
+    for m in T0..T0 + 24 * 60 {
+        // The minute fills in quarters, with a tick after each.
+        for _ in 0..4 {
+            let f = binomial(&mut rng, 60, 0.04);
+            fake.put(m, vec![row("retriever", None, 60, f, f)]);
+            engine.tick(&fake);
+            for a in engine.alerts(&AlertFilter::default()) {
+                match a.state {
+                    AlertState::Pending => {
+                        pending.insert(a.id);
+                    }
+                    AlertState::Firing if pending.contains(&a.id) => {
+                        confirmed.insert(a.id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(
+        pending.len() >= 30,
+        "noise opened {} pending spikes",
+        pending.len()
+    );
+    assert!(
+        confirmed.len() * 10 <= pending.len(),
+        "{} of {} pending spikes confirmed on steady traffic",
+        confirmed.len(),
+        pending.len()
+    );
+
+    // At the default bars, a day of steady traffic ticked as it fills fires nothing.
+    let (engine, _) = self::engine(AlertsConfig::default());
+    let fake = Fake::default();
+    for m in T0..T0 + 24 * 60 {
+        for _ in 0..4 {
+            let f = binomial(&mut rng, 60, 0.04);
+            fake.put(m, vec![row("retriever", None, 60, f, f)]);
+            engine.tick(&fake);
+        }
+    }
+    assert_eq!(engine.stats().incidents_created, 0);
 }
