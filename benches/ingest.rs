@@ -4,6 +4,7 @@
 //! cargo bench --bench ingest            # FAULTLINE_BENCH_SPANS=1500000 to change the load
 //! FAULTLINE_BENCH_MEMORY_ONLY=1 cargo bench --bench ingest   # the memory figures alone
 //! FAULTLINE_BENCH_WAL=1 cargo bench --bench ingest   # the write-ahead log's cost alone
+//! FAULTLINE_BENCH_WAL=1 FAULTLINE_BENCH_CONCURRENCY=10 cargo bench --bench ingest  # 10 in flight
 //! FAULTLINE_BENCH_TLS=1 cargo bench --bench ingest   # plain text against TLS alone
 //! ```
 //!
@@ -11,7 +12,8 @@
 //! 1. the decode-only ceiling: prost decoding the same batches in a loop, one thread;
 //!    and prost + faultline's conversion into compact records, one thread;
 //! 2. end to end over OTLP/gRPC on loopback (server with 2 shards, 4 concurrent
-//!    streams of pre-encoded requests): spans/s accepted, and spans/s fully assembled +
+//!    requests of pre-encoded batches, `FAULTLINE_BENCH_CONCURRENCY` to change it; a
+//!    collector's otlp exporter sends 10 at a time by default): spans/s accepted, and spans/s fully assembled +
 //!    analysed (classified, detected, attributed), with every sink, without the
 //!    aggregation sink (per-step metrics, breakdowns) and without the discovery sinks
 //!    (reason clusters, failure cohorts), and the cost each adds;
@@ -20,8 +22,9 @@
 //! 4. with `FAULTLINE_BENCH_WAL=1`, only the cost of the write-ahead log: end to end with
 //!    every sink, the log off, on with `fsync = "batch"` (the default) and on with
 //!    `fsync = "interval"`, taking turns, `FAULTLINE_BENCH_WAL_RUNS` (default 5) runs
-//!    each; medians and their ratios. The other phases run with the log on (the
-//!    default).
+//!    each; medians, their ratios and the median of the ratios within each turn; first,
+//!    what compressing a request costs at a few zstd levels. The other phases run with
+//!    the log on (the default).
 //!
 //! With `FAULTLINE_BENCH_TLS=1` it prints only the cost of TLS: end to end over OTLP/gRPC
 //! (every sink) in plain text and with TLS on every listener (a certificate generated
@@ -365,7 +368,7 @@ fn end_to_end(
         batches,
         rounds,
         1,
-        4,
+        concurrency(),
         variant.tls.map(|t| t.ca_pem.as_str()),
     );
     // Wait until every trace sent has been released and analysed.
@@ -603,6 +606,7 @@ fn bench_runs() -> usize {
 /// The write-ahead log's cost: every sink, the log off / batch fsync / interval fsync.
 fn wal_cost(batches: &Arc<Vec<Batch>>, spans_per_round: usize, target: usize) {
     use faultline::wal::FsyncPolicy;
+    wal_codec_cost(batches);
     let wal = |policy| Variant {
         wal: Some(policy),
         ..Variant::default()
@@ -646,9 +650,14 @@ fn compare(
     variants: &[(&str, Variant<'_>)],
 ) {
     let runs = bench_runs();
+    let streams = concurrency();
     let rounds = (target / spans_per_round).max(1) as u32;
     let mut accepted = vec![Vec::new(); variants.len()];
     let mut analysed = vec![Vec::new(); variants.len()];
+    println!(
+        "{streams} requests in flight; load average before: {}",
+        load_average()
+    );
     for _ in 0..runs {
         for (i, (_, variant)) in variants.iter().enumerate() {
             let (a, d) = end_to_end(batches, rounds, (true, true), *variant);
@@ -658,26 +667,85 @@ fn compare(
     }
     let mut medians = Vec::new();
     for (i, (label, _)) in variants.iter().enumerate() {
-        let each: Vec<String> = analysed[i]
-            .iter()
-            .map(|d| format!("{:.0}k", d / 1000.0))
-            .collect();
+        let thousands = |v: &[f64]| -> String {
+            v.iter()
+                .map(|x| format!("{:.0}k", x / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let (a, d) = (median(accepted[i].clone()), median(analysed[i].clone()));
         println!(
-            "end to end, gRPC, {} spans/run, {label:<22}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of {runs}, interleaved; analysed: {})",
+            "end to end, gRPC, {} spans/run, {streams} in flight, {label:<22}: accepted {a:>9.0} spans/s, assembled + analysed {d:>9.0} spans/s (median of {runs}, interleaved; accepted: {}; analysed: {})",
             rounds as usize * spans_per_round,
-            each.join(", "),
+            thousands(&accepted[i]),
+            thousands(&analysed[i]),
         );
         medians.push((a, d));
     }
     let (reference, _) = variants[0];
     for (i, (label, _)) in variants.iter().enumerate().skip(1) {
+        // Also the ratio within each turn (the runs next to each other in time), whose
+        // median is less exposed to the machine's load drifting between turns.
+        let per_turn = |v: &[Vec<f64>]| -> (f64, String) {
+            let r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, y)| x / y).collect();
+            let each = r.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>();
+            (median(r), each.join(", "))
+        };
+        let (turn_a, each_a) = per_turn(&accepted);
+        let (turn_d, each_d) = per_turn(&analysed);
         println!(
-            "{label} / {reference}: accepted {:.3} ({:+.1}%), assembled + analysed {:.3} ({:+.1}%)",
+            "{label} / {reference}, {streams} in flight: accepted {:.3} ({:+.1}%), assembled + analysed {:.3} ({:+.1}%); median of per-turn ratios: accepted {turn_a:.3} ({each_a}), assembled + analysed {turn_d:.3} ({each_d})",
             medians[i].0 / medians[0].0,
             100.0 * (medians[i].0 / medians[0].0 - 1.0),
             medians[i].1 / medians[0].1,
             100.0 * (medians[i].1 / medians[0].1 - 1.0),
+        );
+    }
+    println!("load average after: {}", load_average());
+}
+
+/// The machine's load average (1, 5, 15 minutes), for the reader of the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Requests in flight in the end-to-end runs: `FAULTLINE_BENCH_CONCURRENCY`, default 4
+/// (an OpenTelemetry Collector's otlp exporter sends with `sending_queue.num_consumers`
+/// = 10 by default).
+fn concurrency() -> usize {
+    std::env::var("FAULTLINE_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        .max(1)
+}
+
+/// What compressing a request body costs at a few zstd levels, one thread, the same
+/// batches: milliseconds per request, MB/s and the size ratio, median of 3 passes.
+fn wal_codec_cost(batches: &Arc<Vec<Batch>>) {
+    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    for level in [1, -1, -3, -5] {
+        let mut secs = Vec::new();
+        let mut compressed = 0;
+        for _ in 0..3 {
+            compressed = 0;
+            let t = Instant::now();
+            for b in batches.iter() {
+                compressed += zstd::bulk::compress(&b.bytes, level)
+                    .expect("compress")
+                    .len();
+            }
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        let s = median(secs);
+        println!(
+            "wal codec: zstd level {level:>2}: {:.3} ms/request ({:.0} KB), {:.0} MB/s, compressed to {:.1}% (median of 3, one thread)",
+            s * 1e3 / batches.len() as f64,
+            bytes as f64 / batches.len() as f64 / 1e3,
+            bytes as f64 / s / 1e6,
+            100.0 * compressed as f64 / bytes as f64,
         );
     }
 }

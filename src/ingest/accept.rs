@@ -165,23 +165,27 @@ pub(crate) struct Accepted {
     pub first_error: Option<String>,
 }
 
-/// The write-ahead log entry of a decoded body, when the log is on: compressed here
-/// (on the thread that decoded it).
-pub(crate) fn wal_entry(
-    wal_on: bool,
+/// Starts appending a size-checked, priced body to the write-ahead log, when it is on:
+/// compressed here (on the thread that decodes it) and queued for the log's writer,
+/// which writes it (and fsyncs, with the batch policy) while the caller goes on
+/// decoding. The acknowledgement waits for it in `accept`; a body that then fails to
+/// decode drops the [`crate::wal::Pending`], which cancels the record.
+pub(crate) fn wal_start(
+    wal: Option<&crate::wal::Wal>,
     signal: crate::wal::Signal,
     json: bool,
     body: &[u8],
-) -> Result<Option<crate::wal::Entry>, Refusal> {
-    if !wal_on {
+) -> Result<Option<crate::wal::Pending>, Refusal> {
+    let Some(wal) = wal else {
         return Ok(None);
-    }
+    };
     let format = if json {
         crate::wal::Format::Json
     } else {
         crate::wal::Format::Protobuf
     };
     crate::wal::Entry::new(signal, format, body)
+        .and_then(|entry| wal.start_append(entry))
         .map(Some)
         .map_err(|e| Refusal::WalUnavailable(e.to_string()))
 }
@@ -230,14 +234,14 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         }
     }
 
-    /// Appends the request to the write-ahead log (when on and given its entry), hands
-    /// decoded spans over and counts them; both transports end here.
+    /// Waits for the request's write-ahead log append (when on; started with
+    /// [`wal_start`]), hands decoded spans over and counts them; both transports end here.
     pub(crate) async fn accept_spans(
         &self,
         transport: Transport,
         decoded: Decoded<SpanRecord>,
         held: Charge,
-        wal: Option<crate::wal::Entry>,
+        wal: Option<crate::wal::Pending>,
     ) -> Result<Accepted, Refusal> {
         let traces = wal
             .as_ref()
@@ -248,14 +252,14 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         .await
     }
 
-    /// Appends the request to the write-ahead log, hands decoded log events over and
+    /// Waits for the request's write-ahead log append, hands decoded log events over and
     /// counts them.
     pub(crate) async fn accept_logs(
         &self,
         transport: Transport,
         decoded: Decoded<LogEvent>,
         held: Charge,
-        wal: Option<crate::wal::Entry>,
+        wal: Option<crate::wal::Pending>,
     ) -> Result<Accepted, Refusal> {
         let traces = wal.as_ref().map(|_| crate::wal::log_traces(&decoded.items));
         self.accept(
@@ -268,16 +272,17 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         .await
     }
 
-    /// Counts what decoding refused, appends the request to the write-ahead log (the
-    /// acknowledgement waits for it), hands the rest over with `hand_over`, and counts
-    /// it as received, or every item as refused when the log or the pipeline cannot
-    /// take it (a request the pipeline refuses after its append is cancelled in the log).
+    /// Counts what decoding refused, waits for the request's append to the write-ahead
+    /// log (the acknowledgement waits for it) and registers its traces, hands the rest
+    /// over with `hand_over`, and counts it as received, or every item as refused when
+    /// the log or the pipeline cannot take it (a request the pipeline refuses after its
+    /// append, or with no item left to hand over, is cancelled in the log).
     async fn accept<T, F, Fut>(
         &self,
         transport: Transport,
         what: &'static str,
         decoded: Decoded<T>,
-        wal: Option<(crate::wal::Entry, Vec<crate::model::TraceId>)>,
+        wal: Option<(crate::wal::Pending, Vec<crate::model::TraceId>)>,
         hand_over: F,
     ) -> Result<Accepted, Refusal>
     where
@@ -289,7 +294,7 @@ impl<H: Handoff, O: IngestObserver> Ingest<H, O> {
         let n = decoded.items.len() as u64;
         if n > 0 {
             let appended = match (&self.wal, wal) {
-                (Some(log), Some((entry, traces))) => match log.append(entry, traces).await {
+                (Some(log), Some((pending, traces))) => match pending.wait(&traces).await {
                     Ok(appended) => Some((log, appended)),
                     Err(error) => {
                         let reason = match error {

@@ -52,7 +52,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
 use tower::Service;
 
-use crate::ingest::accept::{decode_off_thread, price, wal_entry, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, wal_start, Refusal};
 use crate::ingest::{
     cost, decode_logs, decode_traces, parse_logs_proto, parse_traces_proto, Handoff, Ingest,
     IngestError, IngestObserver, RejectReason, Transport,
@@ -241,11 +241,11 @@ impl SignalService for Traces {
     ) -> Result<ExportTraceServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
         let budget = Arc::clone(&ingest.budget);
-        let wal_on = ingest.wal.is_some();
+        let wal = ingest.wal.clone();
         let decoded = decode_off_thread(body.len(), move || {
             let charge = price(&budget, &body, cost::Signal::Traces, false)?;
+            let entry = wal_start(wal.as_deref(), crate::wal::Signal::Traces, false, &body)?;
             let req = parse_traces_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
-            let entry = wal_entry(wal_on, crate::wal::Signal::Traces, false, &body)?;
             drop(body);
             Ok((decode_traces(req, &interner), charge, entry))
         })
@@ -282,11 +282,11 @@ impl SignalService for Logs {
     ) -> Result<ExportLogsServiceResponse, Status> {
         let interner = Arc::clone(&ingest.interner);
         let budget = Arc::clone(&ingest.budget);
-        let wal_on = ingest.wal.is_some();
+        let wal = ingest.wal.clone();
         let decoded = decode_off_thread(body.len(), move || {
             let charge = price(&budget, &body, cost::Signal::Logs, false)?;
+            let entry = wal_start(wal.as_deref(), crate::wal::Signal::Logs, false, &body)?;
             let req = parse_logs_proto(&body).map_err(|e| Refusal::Undecodable(e.to_string()))?;
-            let entry = wal_entry(wal_on, crate::wal::Signal::Logs, false, &body)?;
             drop(body);
             Ok((decode_logs(req, &interner), charge, entry))
         })

@@ -35,7 +35,7 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingest::accept::{decode_off_thread, price, wal_entry, Accepted, Refusal};
+use crate::ingest::accept::{decode_off_thread, price, wal_start, Accepted, Refusal};
 use crate::ingest::cost;
 use crate::ingest::decode::{
     decode_logs, decode_traces, parse_logs_json, parse_logs_proto, parse_traces_json,
@@ -170,19 +170,19 @@ async fn handle<H: Handoff, O: IngestObserver>(
     let interner = Arc::clone(&ingest.interner);
     let budget = Arc::clone(&ingest.budget);
     let json = encoding == Encoding::Json;
-    let wal_on = ingest.wal.is_some();
+    let wal = ingest.wal.clone();
     match signal {
         Signal::Traces => {
             let (decoded, charge, entry) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
                 let charge = price(&budget, &body, cost::Signal::Traces, json)?;
+                let entry = wal_start(wal.as_deref(), crate::wal::Signal::Traces, json, &body)?;
                 let req = if json {
                     parse_traces_json(&body)
                 } else {
                     parse_traces_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
-                let entry = wal_entry(wal_on, crate::wal::Signal::Traces, json, &body)?;
                 drop(body);
                 Ok((decode_traces(req, &interner), charge, entry))
             })
@@ -195,13 +195,13 @@ async fn handle<H: Handoff, O: IngestObserver>(
             let (decoded, charge, entry) = decode_off_thread(size, move || {
                 let body = inflate(raw, gzip, limit)?;
                 let charge = price(&budget, &body, cost::Signal::Logs, json)?;
+                let entry = wal_start(wal.as_deref(), crate::wal::Signal::Logs, json, &body)?;
                 let req = if json {
                     parse_logs_json(&body)
                 } else {
                     parse_logs_proto(&body)
                 }
                 .map_err(|e| Refusal::Undecodable(e.to_string()))?;
-                let entry = wal_entry(wal_on, crate::wal::Signal::Logs, json, &body)?;
                 drop(body);
                 Ok((decode_logs(req, &interner), charge, entry))
             })

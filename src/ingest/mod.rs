@@ -22,9 +22,10 @@
 //! log failing → 503 + `Retry-After` / UNAVAILABLE + `RetryInfo`. Invalid single spans
 //! → 200 with `partial_success`.
 //!
-//! Durability: with the write-ahead log on (`crate::wal`), a request that decoded is
-//! appended to it (and fsynced, by the default policy) before it is handed to the
-//! pipeline and acknowledged.
+//! Durability: with the write-ahead log on (`crate::wal`), a request that is priced is
+//! appended to it (and fsynced, by the default policy) while it decodes, and the append
+//! is waited for before the request is handed to the pipeline and acknowledged; one
+//! that then fails to decode is cancelled in the log.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! The write-ahead log of accepted OTLP data.
 //!
 //! ```text
-//! receiver: decode ok ──append(zstd body, trace ids)──► writer thread: write, fsync (batch) ──► ack
-//!                 └── then hand off to the pipeline (refused: a cancel record is appended)
+//! receiver: priced ──start_append(zstd body)──► writer thread: write, fsync (batch) ─┐
+//!             └── parse, convert (meanwhile) ──wait: register trace ids ◄───────────┘
+//!                   └── then hand off to the pipeline, ack (refused: a cancel record is appended)
 //! store writer: durable commit ──resolved(trace ids)──► tracker ──► done record; oldest empty segments deleted
 //! startup: segments replayed through decode → pipeline, less cancelled records and done traces
 //! ```
@@ -12,11 +13,19 @@
 //! it; with `fsync = "interval"` the write is in the operating system's cache (it
 //! survives `kill -9`) and on disk within `fsync_interval`.
 //!
-//! What is appended is the request body as received and size-checked (after transport
-//! decompression), compressed with zstd on the receiving thread, with the signal and
-//! wire format: replay decodes it as the receiver did. The writer thread assigns each
-//! record a sequence number, groups what is waiting into one write and one fsync, and
-//! starts a new segment past `segment_bytes`. An append that would take the segments on
+//! What is appended is the request body as received, size-checked and priced (after
+//! transport decompression), compressed with zstd on the receiving thread, with the
+//! signal and wire format: replay decodes it as the receiver did. The append is started
+//! before the body is decoded, so that the write and its fsync overlap the decoding
+//! ([`Wal::start_append`]); the request then waits for it ([`Pending::wait`]), which
+//! registers its traces under the segment that holds it, before the hand-off to the
+//! pipeline and the acknowledgement. A body that fails to decode, or a request that
+//! goes away before the hand-off, drops its [`Pending`], which appends a cancel record
+//! (replay skips it). Each record has a sequence number given when it is queued; the
+//! writer thread groups what is waiting into one write and one fsync (group commit),
+//! and starts a new segment past `segment_bytes`. A segment written to is pinned from
+//! the write until the request registers its traces (see [`tracker::Pin`]), so it is
+//! never deleted in between. An append that would take the segments on
 //! disk past `max_bytes` is refused unwritten ([`WalError::Full`]; the receiver answers
 //! it retryably) and counted in `faultline_wal_refused_full_total`.
 //!
@@ -196,9 +205,48 @@ pub struct Appended {
     pub seq: u64,
 }
 
+/// An append under way: queued for the writer thread, which writes it (and fsyncs, with
+/// the batch policy) while the request goes on decoding. [`Pending::wait`] waits for the
+/// write and registers the request's traces under the segment holding it. Dropped
+/// before that (the request was refused after all, or went away), a cancel record is
+/// appended for it, so that replay skips it.
+pub struct Pending {
+    seq: u64,
+    rx: tokio::sync::oneshot::Receiver<Result<writer::Written, WalError>>,
+    tx: std::sync::mpsc::Sender<writer::Cmd>,
+    armed: bool,
+}
+
+impl Pending {
+    /// Waits until the record is written (and fsynced, with the batch policy) and
+    /// registers `traces` under its segment. Call before handing the request to the
+    /// pipeline, so that no trace can be resolved before it is registered.
+    pub async fn wait(mut self, traces: &[TraceId]) -> Result<Appended, WalError> {
+        let written = (&mut self.rx).await;
+        // Refused unwritten, or a failed write (its segment is not written again): nothing
+        // to cancel.
+        self.armed = false;
+        let written = written.map_err(|_| WalError::Stopped)??;
+        written.pin.register(traces);
+        Ok(Appended { seq: self.seq })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.tx.send(writer::Cmd::Cancel { seq: self.seq });
+        }
+    }
+}
+
 /// The handle: appends from the receivers, resolutions from the store, the sink.
 pub struct Wal {
     tx: std::sync::mpsc::Sender<writer::Cmd>,
+    /// The last sequence number given to a record. Sequence numbers only need to be
+    /// unique within what a replay reads together: the time in nanoseconds at start is
+    /// above any number a previous run gave.
+    seq: std::sync::atomic::AtomicU64,
     tracker: Arc<Mutex<tracker::Tracker>>,
     dir: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -257,6 +305,12 @@ impl Wal {
         Ok((
             Arc::new(Wal {
                 tx,
+                seq: std::sync::atomic::AtomicU64::new(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(1),
+                ),
                 tracker,
                 dir,
                 thread: Mutex::new(Some(thread)),
@@ -269,18 +323,25 @@ impl Wal {
         &self.dir
     }
 
+    /// Queues a record for the writer thread and returns at once; see [`Pending`].
+    pub fn start_append(&self, entry: Entry) -> Result<Pending, WalError> {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(writer::Cmd::Append { seq, entry, reply })
+            .map_err(|_| WalError::Stopped)?;
+        Ok(Pending {
+            seq,
+            rx,
+            tx: self.tx.clone(),
+            armed: true,
+        })
+    }
+
     /// Appends a record of `traces` and waits until it is written (and fsynced, with the
     /// batch policy). The traces are tracked from here on.
     pub async fn append(&self, entry: Entry, traces: Vec<TraceId>) -> Result<Appended, WalError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(writer::Cmd::Append {
-                entry,
-                traces,
-                reply,
-            })
-            .map_err(|_| WalError::Stopped)?;
-        rx.await.map_err(|_| WalError::Stopped)?
+        self.start_append(entry)?.wait(&traces).await
     }
 
     /// The request of `appended` was refused after all: replay must skip it.

@@ -678,3 +678,48 @@ async fn counts_stored_before_a_kill_hold_only_traces_whose_finalize_was_committ
     );
     wal.shutdown();
 }
+
+#[test]
+fn a_written_record_pins_its_segment_until_its_traces_are_registered() {
+    let tracker = Arc::new(Mutex::new(Tracker::new(Duration::from_secs(600), None)));
+    tracker.lock().unwrap().add_segment(1, false);
+    let pin = super::tracker::Pin::new(&tracker, 1);
+    tracker.lock().unwrap().close_segment(1);
+    // Closed and with no trace registered yet: still kept for the pinned record.
+    assert_eq!(tracker.lock().unwrap().deletable(), Vec::<u64>::new());
+    pin.register(&[trace_id(7)]);
+    assert_eq!(tracker.lock().unwrap().outstanding(1), Some(1));
+    assert_eq!(tracker.lock().unwrap().deletable(), Vec::<u64>::new());
+    tracker.lock().unwrap().resolve(&[trace_id(7)]);
+    assert_eq!(tracker.lock().unwrap().deletable(), vec![1]);
+
+    // A pin dropped unregistered (the request went away) lets the segment go.
+    tracker.lock().unwrap().add_segment(2, false);
+    let pin = super::tracker::Pin::new(&tracker, 2);
+    tracker.lock().unwrap().close_segment(2);
+    assert_eq!(tracker.lock().unwrap().deletable(), Vec::<u64>::new());
+    drop(pin);
+    assert_eq!(tracker.lock().unwrap().deletable(), vec![2]);
+}
+
+#[tokio::test]
+async fn an_append_given_up_before_its_wait_is_cancelled_and_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(1 << 20);
+    {
+        let (wal, _, _) = open(dir.path(), &c);
+        append(&wal, 1, 2).await;
+        // Started, then dropped (a body that failed to decode, a client that left).
+        let entry = Entry::new(Signal::Traces, Format::Protobuf, &body(2, 3)).unwrap();
+        drop(wal.start_append(entry).unwrap());
+        append(&wal, 3, 1).await;
+        wal.shutdown();
+    }
+    let (wal, found, budget) = open(dir.path(), &c);
+    let (stats, spans) = replay(&wal, found, &budget).await;
+    assert_eq!(stats.records, 2);
+    assert_eq!(stats.skipped_records, 1);
+    assert!(spans.iter().all(|s| s.trace_id != trace_id(2)));
+    assert_eq!(spans.len(), 3);
+    wal.shutdown();
+}

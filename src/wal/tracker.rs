@@ -19,7 +19,7 @@
 //! traces: so a cancel or done record is never deleted before the data it refers to.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::memory::{Component, MemoryBudget};
@@ -30,7 +30,7 @@ use crate::model::TraceId;
 pub const BYTES_PER_TRACE: i64 = 128;
 
 struct Entry {
-    /// Segments holding a record of the trace (ascending, no repeats).
+    /// Segments holding a record of the trace (no repeats).
     segments: Vec<u64>,
     /// Finalized by the pipeline, waiting for the store's commit: never expires.
     finalized: bool,
@@ -90,7 +90,9 @@ impl Tracker {
                 deadline,
             });
             entry.deadline = deadline;
-            if entry.segments.last() != Some(&segment) {
+            // Records are registered once written, by the request that appended them,
+            // so not always in segment order.
+            if !entry.segments.contains(&segment) {
                 if entry.segments.is_empty() {
                     self.expiry.push_back((deadline, t));
                 }
@@ -99,6 +101,20 @@ impl Tracker {
             }
         }
         self.charge();
+    }
+
+    /// Keeps segment `id` from deletion until [`Tracker::unpin`]: a record was written
+    /// to it whose traces are not registered yet (see [`Pin`]).
+    fn pin(&mut self, id: u64) {
+        if let Some(s) = self.segments.get_mut(&id) {
+            s.outstanding += 1;
+        }
+    }
+
+    fn unpin(&mut self, id: u64) {
+        if let Some(s) = self.segments.get_mut(&id) {
+            s.outstanding = s.outstanding.saturating_sub(1);
+        }
     }
 
     /// The pipeline finalized the trace; the store's commit is next.
@@ -193,6 +209,51 @@ impl Tracker {
             budget.adjust(Component::Wal, target - self.charged);
         }
         self.charged = target;
+    }
+}
+
+/// A record written to a segment whose traces are not registered yet: the segment
+/// counts it as one outstanding trace, so that it is not deleted (were it closed and
+/// waiting for nothing else) between the write and the registration. The writer pins
+/// the segment when it answers an append; the request registers its traces with
+/// [`Pin::register`] once it has decoded them, before it hands them to the pipeline.
+/// Dropped unregistered (the request went away), the pin is released.
+pub struct Pin {
+    tracker: Arc<Mutex<Tracker>>,
+    segment: u64,
+    held: bool,
+}
+
+impl Pin {
+    pub(crate) fn new(tracker: &Arc<Mutex<Tracker>>, segment: u64) -> Pin {
+        if let Ok(mut t) = tracker.lock() {
+            t.pin(segment);
+        }
+        Pin {
+            tracker: Arc::clone(tracker),
+            segment,
+            held: true,
+        }
+    }
+
+    /// Registers `traces` under the pinned segment, then releases the pin.
+    pub fn register(mut self, traces: &[TraceId]) {
+        if let Ok(mut t) = self.tracker.lock() {
+            t.register(self.segment, traces, Instant::now());
+            t.unpin(self.segment);
+            self.held = false;
+        }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        if let Ok(mut t) = self.tracker.lock() {
+            t.unpin(self.segment);
+        }
     }
 }
 

@@ -25,8 +25,17 @@ use tokio::sync::oneshot;
 use crate::model::TraceId;
 use crate::wal::config::{FsyncPolicy, WalConfig};
 use crate::wal::segment;
-use crate::wal::tracker::Tracker;
-use crate::wal::{Appended, Entry, WalError, WalMetrics};
+use crate::wal::tracker::{Pin, Tracker};
+use crate::wal::{Entry, WalError, WalMetrics};
+
+/// What the writer answers an append that it wrote (and fsynced, with the batch
+/// policy): the segment holding the record, pinned until the request registers its
+/// traces.
+pub(crate) struct Written {
+    pub pin: Pin,
+}
+
+type Reply = oneshot::Sender<Result<Written, WalError>>;
 
 /// A turn stops taking commands past this many bytes to write.
 const MAX_TURN_BYTES: usize = 8 * 1024 * 1024;
@@ -35,9 +44,9 @@ const MAINTENANCE: Duration = Duration::from_millis(500);
 
 pub(crate) enum Cmd {
     Append {
+        seq: u64,
         entry: Entry,
-        traces: Vec<TraceId>,
-        reply: oneshot::Sender<Result<Appended, WalError>>,
+        reply: oneshot::Sender<Result<Written, WalError>>,
     },
     Cancel {
         seq: u64,
@@ -56,7 +65,6 @@ struct Writer {
     segment: u64,
     file: Option<File>,
     size: u64,
-    seq: u64,
     /// Written since the last fsync.
     dirty: bool,
     last_sync: Instant,
@@ -87,12 +95,6 @@ pub(crate) fn start(
         segment: first_segment,
         file: None,
         size: 0,
-        // Sequence numbers only need to be unique within what a replay reads together:
-        // the time in nanoseconds at start is above any number a previous run gave.
-        seq: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
         dirty: false,
         last_sync: Instant::now(),
         broken: false,
@@ -163,7 +165,7 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Cmd>) {
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-        let mut replies: Vec<(oneshot::Sender<Result<Appended, WalError>>, u64)> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         let mut next_maintenance = Instant::now() + MAINTENANCE;
         loop {
             let wait = self.next_wakeup(next_maintenance);
@@ -182,15 +184,20 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             let result = self.write_turn(&mut buf, !replies.is_empty() || stop);
-            for (reply, seq) in replies.drain(..) {
+            for reply in replies.drain(..) {
                 let answer = match &result {
-                    Ok(()) => Ok(Appended { seq }),
+                    // Pinned before the segment can be closed (below): its records'
+                    // traces are registered by the requests once decoded.
+                    Ok(()) => Ok(Written {
+                        pin: Pin::new(&self.tracker, self.segment),
+                    }),
                     Err(e) => Err(WalError::Io {
                         path: self.path(),
                         source: std::io::Error::other(e.to_string()),
                     }),
                 };
-                // The request may have gone (client timeout): nothing to tell.
+                // The request may have gone (client timeout): nothing to tell (the pin
+                // is released with the answer).
                 let _ = reply.send(answer);
             }
             if let FsyncPolicy::Interval(every) = self.config.fsync {
@@ -230,18 +237,9 @@ impl Writer {
     }
 
     /// Adds a command to the turn; true for Stop.
-    fn take(
-        &mut self,
-        cmd: Cmd,
-        buf: &mut Vec<u8>,
-        replies: &mut Vec<(oneshot::Sender<Result<Appended, WalError>>, u64)>,
-    ) -> bool {
+    fn take(&mut self, cmd: Cmd, buf: &mut Vec<u8>, replies: &mut Vec<Reply>) -> bool {
         match cmd {
-            Cmd::Append {
-                entry,
-                traces,
-                reply,
-            } => {
+            Cmd::Append { seq, entry, reply } => {
                 let frame = segment::data_frame_len(entry.compressed.len()) as u64;
                 let end = self.size + buf.len() as u64 + frame;
                 if self.closed_bytes + end > self.config.max_bytes {
@@ -252,15 +250,9 @@ impl Writer {
                     }));
                     return false;
                 }
-                self.seq += 1;
-                segment::encode_data(buf, self.seq, entry.signal, entry.format, &entry.compressed);
-                // Tracked before the request is handed to the pipeline, so that no
-                // trace can be resolved before it is registered.
-                if let Ok(mut t) = self.tracker.lock() {
-                    t.register(self.segment, &traces, Instant::now());
-                }
+                segment::encode_data(buf, seq, entry.signal, entry.format, &entry.compressed);
                 self.metrics.appended.inc();
-                replies.push((reply, self.seq));
+                replies.push(reply);
                 false
             }
             Cmd::Cancel { seq } => {
