@@ -130,6 +130,11 @@ pub struct RawTopLevel {
     /// ancestor at this depth and the trajectory is flagged (anomaly depth_truncated).
     #[arg(long, env = "FAULTLINE_MAX_TRACE_DEPTH", value_name = "N")]
     pub max_trace_depth: Option<usize>,
+    /// Post-hoc evaluations (evaluator spans of other traces linking to it) kept per
+    /// trace; further ones are dropped and counted
+    /// (faultline_linked_evaluations_dropped_total).
+    #[arg(long, env = "FAULTLINE_MAX_LINKED_PER_TRACE", value_name = "N")]
+    pub max_linked_per_trace: Option<usize>,
     /// Largest accepted request in bytes, after decompression.
     #[arg(long, env = "FAULTLINE_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -366,6 +371,7 @@ pub struct Settings {
     pub max_buffered_spans: usize,
     pub max_spans_per_trace: usize,
     pub max_trace_depth: usize,
+    pub max_linked_per_trace: usize,
     pub max_request_bytes: usize,
     /// The memory budget in bytes (`[limits] memory_bytes`).
     pub memory_bytes: u64,
@@ -413,6 +419,7 @@ impl Overrides {
                 max_buffered_spans: Some(1_000_000),
                 max_spans_per_trace: Some(10_000),
                 max_trace_depth: Some(crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH),
+                max_linked_per_trace: Some(crate::assemble::DEFAULT_MAX_LINKED_PER_TRACE),
                 max_request_bytes: Some(64 * 1024 * 1024),
                 max_connections: Some(crate::net::DEFAULT_MAX_CONNECTIONS),
                 header_read_timeout: duration_text(crate::net::DEFAULT_HEADER_READ_TIMEOUT),
@@ -843,6 +850,7 @@ impl Settings {
             max_buffered_spans: top.count("max_buffered_spans", t.max_buffered_spans)?,
             max_spans_per_trace: top.count("max_spans_per_trace", t.max_spans_per_trace)?,
             max_trace_depth: top.count("max_trace_depth", t.max_trace_depth)?,
+            max_linked_per_trace: top.count("max_linked_per_trace", t.max_linked_per_trace)?,
             max_request_bytes: top.count("max_request_bytes", t.max_request_bytes)?,
             memory_bytes: match limits.value.memory_bytes {
                 Some(0) => return Err(limits.invalid("memory_bytes", "must be at least 1")),

@@ -250,7 +250,25 @@ pub fn held_bytes(span: &crate::model::SpanRecord) -> u64 {
     bytes
 }
 
-/// What one analysis holds while it waits for the store: its spans ([`held_bytes`]),
+/// What a trace holds per linked evaluation it keeps: the shared pointer and its index
+/// entry (trace id, span id, position). The evaluation itself is shared by every trace
+/// it judges and counted once ([`linked_held_bytes`]).
+pub const LINKED_REF_BYTES: u64 =
+    (std::mem::size_of::<std::sync::Arc<crate::model::LinkedEvaluation>>()
+        + std::mem::size_of::<((crate::model::TraceId, crate::model::SpanId), u32)>()) as u64;
+
+/// What one linked evaluation holds, once for all the traces it judges: the record
+/// with its reference counts, its name, its evaluation attributes and its link targets.
+pub fn linked_held_bytes(e: &crate::model::LinkedEvaluation) -> u64 {
+    use std::mem::size_of;
+    (size_of::<crate::model::LinkedEvaluation>() + 16) as u64
+        + text(&e.name)
+        + attributes(&e.attributes)
+        + (e.links.len() * size_of::<(crate::model::TraceId, crate::model::SpanId)>()) as u64
+}
+
+/// What one analysis holds while it waits for the store: its spans ([`held_bytes`]) and
+/// linked evaluations ([`linked_held_bytes`]),
 /// their step assignments, and its findings and root cause with their reasons. The
 /// trajectory may be shared with the recent list; it is counted here in full, as the
 /// store's queue alone may be what keeps it alive.
@@ -258,6 +276,11 @@ pub fn analysis_bytes(a: &crate::model::Analysis) -> u64 {
     use std::mem::size_of;
     let t = &a.trajectory;
     let spans: u64 = t.spans.iter().map(held_bytes).sum();
+    let linked: u64 = t
+        .linked
+        .iter()
+        .map(|e| LINKED_REF_BYTES + linked_held_bytes(e))
+        .sum();
     let findings: u64 = a
         .findings
         .iter()
@@ -266,6 +289,7 @@ pub fn analysis_bytes(a: &crate::model::Analysis) -> u64 {
     size_of::<crate::model::Analysis>() as u64
         + size_of::<crate::model::Trajectory>() as u64
         + spans
+        + linked
         + (a.steps.len() * size_of::<crate::model::StepAssignment>()) as u64
         + findings
         + a.root_cause.as_ref().map_or(0, |r| {

@@ -109,6 +109,7 @@ pub struct SelfMetrics {
     pub late_spans: Counter,
     pub late_spans_merged: Counter,
     pub duplicate_spans: Counter,
+    pub linked_evaluations_dropped: Family<ReasonLabels, Counter>,
     pub buffered_spans: Gauge,
     pub open_traces: Gauge,
     pub trajectories_analysed: Counter,
@@ -131,6 +132,7 @@ impl SelfMetrics {
             late_spans: Counter::default(),
             late_spans_merged: Counter::default(),
             duplicate_spans: Counter::default(),
+            linked_evaluations_dropped: Family::default(),
             buffered_spans: Gauge::default(),
             open_traces: Gauge::default(),
             trajectories_analysed: Counter::default(),
@@ -149,6 +151,11 @@ impl SelfMetrics {
         register(registry, &LATE_SPANS, m.late_spans.clone());
         register(registry, &LATE_SPANS_MERGED, m.late_spans_merged.clone());
         register(registry, &DUPLICATE_SPANS, m.duplicate_spans.clone());
+        register(
+            registry,
+            &LINKED_EVALUATIONS_DROPPED,
+            m.linked_evaluations_dropped.clone(),
+        );
         register(registry, &BUFFERED_SPANS, m.buffered_spans.clone());
         register(registry, &OPEN_TRACES, m.open_traces.clone());
         register(
@@ -191,6 +198,7 @@ impl SelfMetrics {
         for r in ["memory", "max_age", "trace_too_large"] {
             self.evicted(r, 0);
         }
+        self.linked_dropped("per_trace_cap", 0);
     }
 
     /// The connection metrics of one listener (their series exist from this call on).
@@ -240,6 +248,14 @@ impl SelfMetrics {
 
     pub fn evicted(&self, reason: &'static str, n: u64) {
         self.traces_evicted
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
+    }
+
+    /// Linked evaluations dropped; `per_trace_cap`: their target trace already held
+    /// `max_linked_per_trace`.
+    pub fn linked_dropped(&self, reason: &'static str, n: u64) {
+        self.linked_evaluations_dropped
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
     }
@@ -325,6 +341,11 @@ pub const LATE_SPANS_MERGED: MetricDef<kind::Counter> = MetricDef::new(
 pub const DUPLICATE_SPANS: MetricDef<kind::Counter> = MetricDef::new(
     "faultline_duplicate_spans",
     "Exact duplicates of buffered spans (client retries), dropped",
+);
+pub const LINKED_EVALUATIONS_DROPPED: MetricDef<kind::Counter> = MetricDef::new(
+    "faultline_linked_evaluations_dropped",
+    "Post-hoc evaluations of a trace (evaluator spans of other traces) dropped, by reason \
+     (per_trace_cap: the trace already held max_linked_per_trace)",
 );
 pub const BUFFERED_SPANS: MetricDef<kind::Gauge> = MetricDef::new(
     "faultline_buffered_spans",

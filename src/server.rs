@@ -358,6 +358,7 @@ fn start_pipeline(
                 max_buffered_spans: settings.max_buffered_spans,
                 max_spans_per_trace: settings.max_spans_per_trace,
                 max_trace_depth: settings.max_trace_depth,
+                max_linked_per_trace: settings.max_linked_per_trace,
             },
             analyze: Arc::new(settings.analyze.clone()),
             max_pending_final: settings.max_buffered_spans / 4,

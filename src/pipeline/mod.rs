@@ -28,9 +28,11 @@ use tokio::sync::mpsc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::assemble::{linked_evaluations, AssembleConfig, AssembleStats, Assembler};
-use crate::memory::{held_bytes, Charge, Component, MemoryBudget};
+use crate::memory::{
+    held_bytes, linked_held_bytes, Charge, Component, MemoryBudget, LINKED_REF_BYTES,
+};
 use crate::metrics::{KindLabels, SelfMetrics};
-use crate::model::{Analysis, LogEvent, SpanRecord, TraceId, Trajectory};
+use crate::model::{Analysis, LinkedEvaluation, LogEvent, SpanRecord, TraceId, Trajectory};
 
 pub mod stages;
 
@@ -98,10 +100,15 @@ pub struct Full {
 /// and given back once the last of them is taken by its shard.
 type Held = Option<Arc<Charge>>;
 
+/// The linked evaluations of a request for the traces of one shard, by target trace.
+type LinkedGroups = Vec<(TraceId, Vec<Arc<LinkedEvaluation>>)>;
+
 enum ShardMsg {
     Spans(Vec<SpanRecord>, Held),
     Logs(Vec<LogEvent>, Held),
-    Linked(TraceId, Vec<SpanRecord>, Held),
+    /// One message per shard and request, however many traces the evaluations judge,
+    /// so that a request takes at most two channel permits per shard.
+    Linked(LinkedGroups, Held),
     /// Drain every open trace and stop.
     Shutdown,
 }
@@ -111,7 +118,7 @@ impl ShardMsg {
         match self {
             ShardMsg::Spans(v, _) => v.len(),
             ShardMsg::Logs(v, _) => v.len(),
-            ShardMsg::Linked(_, v, _) => v.len(),
+            ShardMsg::Linked(groups, _) => groups.iter().map(|(_, v)| v.len()).sum(),
             ShardMsg::Shutdown => 0,
         }
     }
@@ -163,6 +170,8 @@ impl Pipeline {
                     config.assemble.late_grace,
                     (config.max_pending_final / n).max(1),
                 ),
+                index: i,
+                shards: n,
                 memory: config.memory.clone().map(|budget| ShardMemory {
                     share: budget.limit() / 100 * PIPELINE_SHARE_PERCENT / n as u64,
                     budget,
@@ -189,11 +198,15 @@ impl Pipeline {
     }
 
     /// Queues spans on their shards; evaluator spans that link to a span of another
-    /// trace are also sent to that trace's shard. All or nothing.
+    /// trace are also sent, as one shared [`LinkedEvaluation`] each, to the shards of the
+    /// traces they judge. All or nothing.
     pub async fn submit_spans(&self, spans: Vec<SpanRecord>, held: Held) -> Result<(), Full> {
         let n = self.shards.len();
         let mut per: Vec<Vec<SpanRecord>> = (0..n).map(|_| Vec::new()).collect();
-        let linked = linked_evaluations(&spans);
+        let mut linked: Vec<LinkedGroups> = (0..n).map(|_| Vec::new()).collect();
+        for (target, evaluations) in linked_evaluations(&spans) {
+            linked[target.shard(n)].push((target, evaluations));
+        }
         for span in spans {
             per[span.trace_id.shard(n)].push(span);
         }
@@ -206,7 +219,9 @@ impl Pipeline {
         msgs.extend(
             linked
                 .into_iter()
-                .map(|(t, v)| (t.shard(n), ShardMsg::Linked(t, v, held.clone()))),
+                .enumerate()
+                .filter(|(_, groups)| !groups.is_empty())
+                .map(|(i, groups)| (i, ShardMsg::Linked(groups, held.clone()))),
         );
         self.send_all(msgs).await
     }
@@ -364,6 +379,9 @@ struct Shard {
     tick: Duration,
     last_stats: AssembleStats,
     pending: PendingFinal,
+    /// This shard's index among `shards`.
+    index: usize,
+    shards: usize,
     memory: Option<ShardMemory>,
 }
 
@@ -510,9 +528,12 @@ impl Shard {
                     self.assembler.push_logs(logs, now, &mut out);
                     false
                 }
-                ShardMsg::Linked(target, spans, _held) => {
-                    self.measure(&spans);
-                    self.assembler.push_linked(target, spans, now, &mut out);
+                ShardMsg::Linked(groups, _held) => {
+                    self.measure_linked(&groups);
+                    for (target, evaluations) in groups {
+                        self.assembler
+                            .push_linked(target, evaluations, now, &mut out);
+                    }
                     false
                 }
                 ShardMsg::Shutdown => {
@@ -576,6 +597,34 @@ impl Shard {
         }
     }
 
+    /// Measures linked evaluations like [`Self::measure`]: each reference held by a
+    /// target trace costs [`LINKED_REF_BYTES`], and the shared evaluation itself is
+    /// charged once, by the shard of the first trace it judges (whichever traces of
+    /// which shards it is held by).
+    fn measure_linked(&mut self, groups: &LinkedGroups) {
+        let Some(memory) = &mut self.memory else {
+            return;
+        };
+        let mut records = 0usize;
+        let mut owned: std::collections::HashSet<*const LinkedEvaluation> =
+            std::collections::HashSet::new();
+        let mut bytes = 0u64;
+        for (_, evaluations) in groups {
+            records += evaluations.len();
+            bytes += evaluations.len() as u64 * LINKED_REF_BYTES;
+            for evaluation in evaluations {
+                let owner = evaluation
+                    .first_target()
+                    .is_some_and(|t| t.shard(self.shards) == self.index);
+                if owner && owned.insert(Arc::as_ptr(evaluation)) {
+                    bytes += linked_held_bytes(evaluation);
+                }
+            }
+        }
+        let bound = memory.observe(records, bytes);
+        self.assembler.set_max_buffered_spans(bound);
+    }
+
     fn publish_stats(&mut self) {
         let s = self.assembler.stats();
         if let Some(memory) = &mut self.memory {
@@ -589,6 +638,10 @@ impl Shard {
             .inc_by(s.late_merged.saturating_sub(last.late_merged));
         m.duplicate_spans
             .inc_by(s.duplicates.saturating_sub(last.duplicates));
+        m.linked_dropped(
+            "per_trace_cap",
+            s.linked_dropped.saturating_sub(last.linked_dropped),
+        );
         m.evicted(
             "memory",
             s.evicted_memory.saturating_sub(last.evicted_memory),

@@ -121,6 +121,7 @@ fn start(setup: Setup) -> (Pipeline, Workers, Arc<Recorder>, OpenOnDrop) {
                 max_buffered_spans: 100_000,
                 max_spans_per_trace: 10_000,
                 max_trace_depth: 64,
+                max_linked_per_trace: crate::assemble::DEFAULT_MAX_LINKED_PER_TRACE,
             },
             analyze: Arc::new(AnalyzeConfig::default()),
             max_pending_final: setup.max_pending_final,
@@ -331,7 +332,7 @@ fn pending_final_keeps_the_first_deadline_and_the_last_revision() {
             trace_id(1),
             run_of(1, 2),
             Vec::new(),
-            vec![late_evaluator(9, 1)],
+            vec![crate::model::LinkedEvaluation::of(&late_evaluator(9, 1))],
         )),
         &AnalyzeConfig::default(),
     ));
@@ -356,6 +357,45 @@ fn pending_final_keeps_the_first_deadline_and_the_last_revision() {
     pending.due(t0 + grace * 10, &mut due);
     pending.drain(&mut due);
     assert_eq!(due.len(), 1);
+}
+
+/// The collector batch processor's default batch: 8 192 evaluator spans, each in a trace
+/// of its own and judging a different run. It takes one channel permit per shard for its
+/// linked evaluations (not one per judged trace, which a shard's channel of 4 096 could
+/// never give at once), so an idle pipeline accepts it, on one shard as on several, and
+/// the evaluations reach their runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_8192_evaluator_spans_each_judging_its_own_run_is_accepted() {
+    for shards in [1, 2] {
+        let (pipeline, workers, recorder, _open) = start(Setup {
+            shards,
+            ..Setup::default()
+        });
+        let batch: Vec<SpanRecord> = (0..8192u64)
+            .map(|i| late_evaluator(1_000_000 + i, 1 + i))
+            .collect();
+        pipeline
+            .submit_spans(batch, None)
+            .await
+            .unwrap_or_else(|e| panic!("{shards} shard(s): refused: {e}"));
+        // Three of the judged runs arrive after their evaluations.
+        let runs = [1u64, 4096, 8192];
+        for t in runs {
+            pipeline
+                .submit_spans(run_of(t, 2), None)
+                .await
+                .expect("room");
+        }
+        let failed = |s: &Seen| {
+            runs.iter().all(|&t| {
+                s.published
+                    .iter()
+                    .any(|a| a.trajectory.trace_id == trace_id(t) && a.outcome == Outcome::Failed)
+            })
+        };
+        until("the judged runs failed", || failed(&recorder.seen())).await;
+        shutdown(workers).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,6 +619,7 @@ async fn run_with_sink_order(order: [usize; 4], runs: &[Vec<SpanRecord>]) -> (Ou
                 max_buffered_spans: 100_000,
                 max_spans_per_trace: 10_000,
                 max_trace_depth: 64,
+                max_linked_per_trace: crate::assemble::DEFAULT_MAX_LINKED_PER_TRACE,
             },
             analyze: Arc::new(AnalyzeConfig::default()),
             max_pending_final: 1000,

@@ -1,7 +1,8 @@
 //! The memory budget against the release binary as a child process (so that its RSS is
 //! its own): a 64 KiB gzip body of 33 M empty spans is refused before it is decoded on
-//! both transports and both encodings while the server's peak RSS stays low; and two
-//! 8 MB gRPC requests decoding do not stop `/healthz` from answering.
+//! both transports and both encodings while the server's peak RSS stays low; two
+//! 8 MB gRPC requests decoding do not stop `/healthz` from answering; and evaluator
+//! spans linking to thousands of runs are shared by those runs, not copied into each.
 
 use std::time::{Duration, Instant};
 
@@ -265,4 +266,314 @@ async fn healthz_answers_while_two_8_mb_grpc_requests_decode() {
         slowest < Duration::from_millis(500),
         "/healthz took {slowest:?} while two 8 MB requests decoded"
     );
+}
+
+/// The trace id of run `k` judged by evaluator span `s` of fan-out request `r`.
+fn judged_trace(r: u8, s: u8, k: u16) -> Vec<u8> {
+    [
+        [0x7a, r, s, 0],
+        [0; 4],
+        [0, 0, (k >> 8) as u8, k as u8],
+        [0, 0, 0, 1],
+    ]
+    .concat()
+}
+
+/// The issue's fan-out request: 4 EVALUATOR spans, each in a trace of its own and
+/// failing (`task_completion` scored 0) the 1 024 runs its links point at, each span
+/// with 64 events of 64 attributes. Gzipped protobuf.
+fn fan_out_request(r: u8) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let text = |key: &str, v: String| kv(key, any_value::Value::StringValue(v));
+    let now = crate::support::now_nanos();
+    let spans = (0..4u8)
+        .map(|s| Span {
+            trace_id: [[0xe0, r, s, 0], [0; 4], [0; 4], [0, 0, 0, 1]].concat(),
+            span_id: [0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+            name: "eval.task_completion".into(),
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 1_000_000,
+            attributes: vec![
+                text("openinference.span.kind", "EVALUATOR".into()),
+                text("gen_ai.evaluation.name", "task_completion".into()),
+                kv(
+                    "gen_ai.evaluation.score.value",
+                    any_value::Value::DoubleValue(0.0),
+                ),
+                text(
+                    "gen_ai.evaluation.explanation",
+                    "The refund was never issued.".into(),
+                ),
+            ],
+            links: (0..1024u16)
+                .map(|k| Link {
+                    trace_id: judged_trace(r, s, k),
+                    span_id: [0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            events: (0..64u32)
+                .map(|e| Event {
+                    time_unix_nano: now,
+                    name: format!("event-{e}"),
+                    attributes: (0..64u32)
+                        .map(|a| {
+                            text(
+                                &format!("attr.{a}"),
+                                format!("request {r} span {s} event {e} attribute {a}"),
+                            )
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    gzip_best(&body)
+}
+
+/// A run of two spans (an agent and its answer) in trace `trace`, ended now.
+fn judged_run(trace: &[u8]) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let now = crate::support::now_nanos();
+    let span = |id: u8, parent: Option<u8>, name: &str| Span {
+        trace_id: trace.to_vec(),
+        span_id: [0, 0, 0, 0, 0, 0, 0, id].to_vec(),
+        parent_span_id: parent.map_or(Vec::new(), |p| [0, 0, 0, 0, 0, 0, 0, p].to_vec()),
+        name: name.into(),
+        start_time_unix_nano: now - 2_000_000,
+        end_time_unix_nano: now - u64::from(id),
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(1, None, "agent"), span(2, Some(1), "answer")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// POSTs a traces request; a retryable refusal (503 with `Retry-After`, the documented
+/// soft-mark answer) is retried as a collector would, within a deadline. Returns the
+/// final status.
+async fn post_traces(
+    client: &reqwest::Client,
+    child: &ServeChild,
+    body: Vec<u8>,
+    gzip: bool,
+) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut req = client
+            .post(format!("{}/v1/traces", child.otlp_http))
+            .header("content-type", "application/x-protobuf");
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        let resp = req.body(body.clone()).send().await.expect("answered");
+        let status = resp.status().as_u16();
+        if status == 503 && Instant::now() < deadline {
+            assert!(
+                resp.headers().contains_key("retry-after"),
+                "503 without Retry-After"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return status;
+    }
+}
+
+/// Polls the API until run `trace` has the outcome `outcome`; returns its document.
+async fn wait_outcome(child: &ServeChild, trace: &[u8], outcome: &str) -> serde_json::Value {
+    let hex: String = trace.iter().map(|b| format!("{b:02x}")).collect();
+    let url = format!("{}/api/v1/trajectories/{hex}", child.api);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = reqwest::get(&url).await.expect("API answers");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status == 200 && body["outcome"] == outcome {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {hex} not {outcome}: last answer {status} {body}\n{}",
+            child.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The issue's evaluator-link fan-out: eight gzip requests of 4 EVALUATOR spans × 1 024
+/// links × 64 events × 64 attributes each. A linked evaluation is shared by the runs it
+/// judges, not copied into each, so all eight are accepted while the RSS stays far under
+/// the budget (copies took ~690 MB per request), and the judged runs still fail, blamed
+/// on the evaluation. A trace takes at most `max_linked_per_trace` evaluations; the
+/// rest are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluator_link_fan_out_is_shared_not_copied_and_still_fails_the_judged_runs() {
+    let _heavy = heavy().await;
+    const BUDGET: u64 = 512 << 20;
+    let dir = crate::support::fresh_data_dir();
+    let mut args = vec!["--data-dir".into(), dir.into_os_string()];
+    args.extend(
+        [
+            "--max-memory-bytes",
+            &BUDGET.to_string(),
+            "--shards",
+            "2",
+            "--idle-timeout",
+            "1s",
+            "--late-grace",
+            "5m",
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    let child = ServeChild::start(args).await;
+    let client = reqwest::Client::new();
+
+    // Runs judged by the first request, released (successful) before their evaluations.
+    let runs: Vec<Vec<u8>> = (0..4u16)
+        .map(|k| judged_trace(0, k as u8 % 4, k * 300))
+        .collect();
+    for run in &runs {
+        assert_eq!(
+            post_traces(&client, &child, judged_run(run), false).await,
+            200
+        );
+    }
+    for run in &runs {
+        wait_outcome(&child, run, "success").await;
+    }
+    let before = child.resident_bytes();
+
+    for r in 0..8u8 {
+        let body = fan_out_request(r);
+        assert!(body.len() < 400 << 10, "{} bytes gzipped", body.len());
+        let status = post_traces(&client, &child, body, true).await;
+        assert_eq!(status, 200, "request {r}:\n{}", child.log_tail());
+    }
+    // Every linked evaluation reaches its shard: the 8 × 4 × 1 024 judged traces are
+    // open (but the 4 runs, released and in their grace).
+    let judged = 8.0 * 4.0 * 1024.0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut open = 0.0;
+    while open < judged - 4.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = metric(&child, "faultline_open_traces").await;
+    }
+    let peak = child.peak_rss();
+    let now = child.resident_bytes();
+    let pipeline = metric(
+        &child,
+        "faultline_memory_used_bytes{component=\"pipeline\"}",
+    )
+    .await;
+    eprintln!(
+        "fan-out: peak RSS {} MiB, RSS {} MiB before and {} MiB after ({:.0} bytes per linked \
+         evaluation), pipeline charge {:.1} MiB",
+        peak >> 20,
+        before >> 20,
+        now >> 20,
+        now.saturating_sub(before) as f64 / judged,
+        pipeline / f64::from(1 << 20)
+    );
+    assert!(peak < BUDGET / 2, "peak RSS {} MiB", peak >> 20);
+    assert!(
+        open >= judged - 4.0,
+        "{open} judged traces open, none evicted"
+    );
+
+    // The judged runs were revised: failed, blamed on the linked evaluation.
+    for run in &runs {
+        let doc = wait_outcome(&child, run, "failed").await;
+        assert_eq!(doc["root_cause"]["kind"], "eval_failed", "{doc}");
+        assert!(
+            doc["findings"].as_array().is_some_and(|f| f
+                .iter()
+                .any(|f| f["kind"] == "eval_failed" && f["source"] == "linked_evaluator")),
+            "{doc}"
+        );
+    }
+
+    // 300 evaluations of one trace: the default cap of 256 keeps the first 256.
+    let cap_target = [[0x7b; 4], [0; 4], [0; 4], [0, 0, 0, 2]].concat();
+    let body = {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::span::Link;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message;
+        let now = crate::support::now_nanos();
+        let spans = (0..300u32)
+            .map(|i| Span {
+                trace_id: [[0xe1; 4], [0; 4], i.to_be_bytes(), [0, 0, 0, 1]].concat(),
+                span_id: [0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+                name: "eval".into(),
+                start_time_unix_nano: now,
+                end_time_unix_nano: now + 1,
+                attributes: vec![KeyValue {
+                    key: "openinference.span.kind".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("EVALUATOR".into())),
+                    }),
+                    ..Default::default()
+                }],
+                links: vec![Link {
+                    trace_id: cap_target.clone(),
+                    span_id: [0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    assert_eq!(post_traces(&client, &child, body, false).await, 200);
+    let series = "faultline_linked_evaluations_dropped_total{reason=\"per_trace_cap\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dropped = child.metric(series).await;
+        if dropped == Some(44.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{series} = {dropped:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -171,6 +171,7 @@ async fn a_full_pipeline_answers_503_and_queues_nothing_then_takes_the_retry() {
                 max_buffered_spans: 100_000,
                 max_spans_per_trace: 10_000,
                 max_trace_depth: 64,
+                max_linked_per_trace: faultline::assemble::DEFAULT_MAX_LINKED_PER_TRACE,
             },
             analyze: Arc::new(AnalyzeConfig::default()),
             max_pending_final: 1000,

@@ -60,6 +60,20 @@ pub const GEN_AI_EVALUATION_SCORE_LABEL: &str = "gen_ai.evaluation.score.label";
 pub const GEN_AI_EVALUATION_EXPLANATION: &str = "gen_ai.evaluation.explanation";
 pub const GEN_AI_EVALUATION_TARGET_SPAN_ID: &str = "gen_ai.evaluation.target_span_id";
 
+/// The key prefixes of every evaluator result written as span attributes: OpenInference
+/// `evaluations.<i>.*` and `annotations.<i>.*` (and their `trace.` scoped forms),
+/// traceAI / GenAI `gen_ai.evaluation.*` (the target span id included), ai-evaluation
+/// `eval.<metric>`. A linked evaluation keeps only these attributes of its span
+/// (`model::LinkedEvaluation`); the `eval_failed` rule reads nothing else from it.
+pub const EVALUATION_ATTRIBUTE_PREFIXES: [&str; 6] = [
+    "evaluations.",
+    "annotations.",
+    "trace.evaluations.",
+    "trace.annotations.",
+    "gen_ai.evaluation.",
+    "eval.",
+];
+
 // ---- cohort dimensions ----
 
 pub const HTTP_ROUTE: &str = "http.route";

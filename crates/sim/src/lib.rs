@@ -79,7 +79,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use faultline_core::model::{Interner, Outcome, TraceId, Trajectory};
+use faultline_core::model::{Interner, LinkedEvaluation, Outcome, TraceId, Trajectory};
 use faultline_otlp::decode::{decode_logs, decode_traces};
 
 pub use error::SimulateError;
@@ -251,7 +251,7 @@ pub fn assemble(
                 own.push(span);
             } else if span.evaluation_targets().any(|t| t == id) {
                 // An evaluation of this run, routed to it as the pipeline does.
-                linked.push(span);
+                linked.push(LinkedEvaluation::of(&span));
             }
         }
     }

@@ -11,7 +11,7 @@
 //!   grace timer ever fires; [`Assembler::drain`] then releases every trace at once,
 //!   with all its spans, logs and late evaluator spans merged, which is the final
 //!   revision the live pipeline counts. The per-trace bounds (`max_spans_per_trace`,
-//!   `max_trace_depth`) apply as in `serve`; there is no memory bound: all spans of the input are held
+//!   `max_trace_depth`, `max_linked_per_trace`) apply as in `serve`; there is no memory bound: all spans of the input are held
 //!   until the end (about 1 KiB per span).
 //! - Evaluator spans that link to another trace are also routed to that trace (as the
 //!   pipeline's shards do), and traces that are only such annotations are not counted
@@ -243,6 +243,7 @@ pub struct AnalyzeSettings {
     pub aggregate: crate::aggregate::AggregateConfig,
     pub max_spans_per_trace: usize,
     pub max_trace_depth: usize,
+    pub max_linked_per_trace: usize,
     pub max_request_bytes: usize,
     /// Cohort dimensions of the breakdown, by name.
     pub by: Vec<String>,
@@ -258,6 +259,7 @@ impl AnalyzeSettings {
             aggregate: settings.aggregate.clone(),
             max_spans_per_trace: settings.max_spans_per_trace,
             max_trace_depth: settings.max_trace_depth,
+            max_linked_per_trace: settings.max_linked_per_trace,
             max_request_bytes: settings.max_request_bytes,
             by,
             progress: false,
@@ -276,11 +278,7 @@ struct Offline<'a> {
 }
 
 impl<'a> Offline<'a> {
-    fn new(
-        config: &'a AnalyzeConfig,
-        max_spans_per_trace: usize,
-        max_trace_depth: usize,
-    ) -> Offline<'a> {
+    fn new(config: &'a AnalyzeConfig, settings: &AnalyzeSettings) -> Offline<'a> {
         // Timers never fire (no tick), so only the bounds matter.
         let forever = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
         Offline {
@@ -289,8 +287,9 @@ impl<'a> Offline<'a> {
                 max_trace_age: forever,
                 late_grace: forever,
                 max_buffered_spans: usize::MAX / 2,
-                max_spans_per_trace,
-                max_trace_depth,
+                max_spans_per_trace: settings.max_spans_per_trace,
+                max_trace_depth: settings.max_trace_depth,
+                max_linked_per_trace: settings.max_linked_per_trace,
             }),
             now: Instant::now(),
             config,
@@ -307,9 +306,9 @@ impl<'a> Offline<'a> {
                 // the pipeline routes them.
                 let linked = linked_evaluations(&spans);
                 self.assembler.push_spans(spans, self.now, &mut self.out);
-                for (target, spans) in linked {
+                for (target, evaluations) in linked {
                     self.assembler
-                        .push_linked(target, spans, self.now, &mut self.out);
+                        .push_linked(target, evaluations, self.now, &mut self.out);
                 }
             }
             Records::Logs(logs) => self.assembler.push_logs(logs, self.now, &mut self.out),
@@ -374,11 +373,7 @@ pub fn analyze_files(
 ) -> Result<Report, AnalyzeError> {
     let by = resolve_by(&settings.aggregate, &settings.by)?;
     let interner = Interner::default();
-    let mut offline = Offline::new(
-        &settings.analyze,
-        settings.max_spans_per_trace,
-        settings.max_trace_depth,
-    );
+    let mut offline = Offline::new(&settings.analyze, settings);
     let bar = progress_bar(files, settings.progress);
     let mut summaries = Vec::with_capacity(files.len());
     for path in files {
@@ -706,6 +701,7 @@ pub fn report_json(report: &Report, gates: &[GateResult]) -> Value {
             "duplicate_spans": a.stats.duplicates,
             "late_dropped": a.stats.late_dropped,
             "unmatched_dropped": a.stats.unmatched_dropped,
+            "linked_dropped": a.stats.linked_dropped,
             "too_large": a.stats.evicted_too_large,
             "beyond_horizon": report.beyond_horizon,
         },

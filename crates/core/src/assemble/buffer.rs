@@ -13,8 +13,12 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::model::trajectory::{log_order, span_content_cmp};
-use crate::model::{Attributes, LogEvent, SpanId, SpanRecord, TraceId, Trajectory, Value};
+use std::sync::Arc;
+
+use crate::model::trajectory::{linked_content_cmp, log_order, span_content_cmp};
+use crate::model::{
+    Attributes, LinkedEvaluation, LogEvent, SpanId, SpanRecord, TraceId, Trajectory, Value,
+};
 
 /// What adding a record did to the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +33,8 @@ pub(super) enum Added {
     /// A differing copy of a span id that already has its witness: dropped, since it
     /// cannot change the trajectory.
     Conflict,
+    /// A new linked evaluation of a trace that already holds its cap of them: dropped.
+    OverLinkedCap,
 }
 
 /// Where the copies of one span id are held. 8 bytes, so that an index entry with its
@@ -55,8 +61,8 @@ pub(super) struct Buffer {
     slots: HashMap<SpanId, Slot>,
     /// Span ids whose kept copy has no parent.
     roots: u32,
-    /// Log events and linked spans: most traces have neither, so they sit behind one
-    /// pointer, allocated with the first.
+    /// Log events and linked evaluations: most traces have neither, so they sit behind
+    /// one pointer, allocated with the first.
     others: Option<Box<Others>>,
 }
 
@@ -66,7 +72,8 @@ struct Others {
     /// Content hash of a log → its index; a hash collision between two different logs
     /// only means the second one is not indexed.
     log_hashes: HashMap<u64, u32>,
-    linked: Vec<SpanRecord>,
+    /// Shared with every other trace the evaluator span judges.
+    linked: Vec<Arc<LinkedEvaluation>>,
     linked_index: HashMap<(TraceId, SpanId), u32>,
 }
 
@@ -172,22 +179,27 @@ impl Buffer {
         Added::New
     }
 
-    pub(super) fn add_linked(&mut self, span: SpanRecord) -> Added {
+    /// Adds a linked evaluation unless the buffer already holds `cap` others.
+    pub(super) fn add_linked(&mut self, evaluation: Arc<LinkedEvaluation>, cap: usize) -> Added {
         let others = self.others.get_or_insert_default();
         let next = index_u32(others.linked.len());
-        match others.linked_index.entry((span.trace_id, span.span_id)) {
+        match others
+            .linked_index
+            .entry((evaluation.trace_id, evaluation.span_id))
+        {
+            Entry::Vacant(_) if others.linked.len() >= cap => Added::OverLinkedCap,
             Entry::Vacant(v) => {
                 v.insert(next);
-                others.linked.push(span);
+                others.linked.push(evaluation);
                 Added::New
             }
             Entry::Occupied(o) => {
                 let held = &mut others.linked[*o.get() as usize];
-                match span_content_cmp(&span, held) {
+                match linked_content_cmp(&evaluation, held) {
                     Ordering::Equal => Added::Duplicate,
                     // The trajectory keeps the canonical first copy of a linked span.
                     Ordering::Less => {
-                        *held = span;
+                        *held = evaluation;
                         Added::Replaced
                     }
                     Ordering::Greater => Added::Conflict,
@@ -232,8 +244,9 @@ impl Buffer {
         for log in &released.logs {
             buf.add_log(log.clone());
         }
-        for span in &released.linked {
-            buf.add_linked(span.clone());
+        for evaluation in &released.linked {
+            // What was held before is within the cap.
+            buf.add_linked(evaluation.clone(), usize::MAX);
         }
         buf
     }

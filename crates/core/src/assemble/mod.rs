@@ -1,7 +1,7 @@
 //! Assemble: gathers the spans of each trace and releases it as a [`Trajectory`].
 //!
-//! Input: spans, log events and linked spans (from other traces) of the traces that
-//! this shard owns, with the receive time `now`. Output: trajectories, each released
+//! Input: spans, log events and linked evaluations (evaluator spans of other traces,
+//! shared, see [`LinkedEvaluation`]) of the traces that this shard owns, with the receive time `now`. Output: trajectories, each released
 //! once and then, if late data arrives within `late_grace`, re-released with a higher
 //! `revision` (consumers replace the earlier revision).
 //!
@@ -9,7 +9,8 @@
 //! - Synchronous and deterministic: no IO, no threads, the clock is a parameter.
 //!   Timers run on receive time, never on span timestamps. A `now` earlier than one
 //!   already seen is taken as the latest one seen (the clock never runs backwards).
-//! - Arrival order and batching do not change the trajectory (canonical order, dedup).
+//! - Arrival order and batching do not change the trajectory (canonical order, dedup),
+//!   as long as no bound is reached.
 //! - Memory is bounded by `max_buffered_spans` and `max_spans_per_trace`; what happens
 //!   at the bound is a policy (below) and is counted in [`AssembleStats`].
 //! - No trajectory is deeper than `max_trace_depth` (re-hung and flagged by
@@ -21,7 +22,9 @@
 //!
 //! 1. **Open.** The first record of a trace (span, log event or linked span) opens it.
 //!    Exact copies of a held record are dropped and counted in `duplicates`; a copy of a
-//!    span id with different content is kept as evidence (see `buffer.rs`).
+//!    span id with different content is kept as evidence (see `buffer.rs`). A trace
+//!    keeps at most `max_linked_per_trace` linked evaluations (open or in grace): a
+//!    further one, not a copy of a held one, is dropped and counted in `linked_dropped`.
 //! 2. **Release.** An open trace is released when
 //!    - its root span has arrived and no new record arrived for `idle_timeout`
 //!      (complete);
@@ -91,27 +94,35 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::{IncompleteReason, LogEvent, SpanRecord, TraceId, Trajectory};
+use crate::model::{IncompleteReason, LinkedEvaluation, LogEvent, SpanRecord, TraceId, Trajectory};
 
 use buffer::{Added, Buffer};
 
 /// The post-hoc evaluations among `spans`, grouped by the trace each one judges
 /// ([`SpanRecord::evaluation_targets`]), in order of first appearance: what
-/// [`Assembler::push_linked`] takes. A span judging several traces is in each group.
-pub fn linked_evaluations(spans: &[SpanRecord]) -> Vec<(TraceId, Vec<SpanRecord>)> {
-    let mut groups: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
+/// [`Assembler::push_linked`] takes. Each evaluator span becomes one
+/// [`LinkedEvaluation`], shared (not copied) by the groups of every trace it judges.
+/// Linear in the spans and their links.
+pub fn linked_evaluations(spans: &[SpanRecord]) -> Vec<(TraceId, Vec<Arc<LinkedEvaluation>>)> {
+    let mut groups: Vec<(TraceId, Vec<Arc<LinkedEvaluation>>)> = Vec::new();
     let mut index: HashMap<TraceId, usize> = HashMap::new();
     for span in spans {
+        let mut shared: Option<Arc<LinkedEvaluation>> = None;
         for target in span.evaluation_targets() {
             let at = *index.entry(target).or_insert_with(|| {
                 groups.push((target, Vec::new()));
                 groups.len() - 1
             });
-            groups[at].1.push(span.clone());
+            let evaluation = shared.get_or_insert_with(|| LinkedEvaluation::of(span));
+            groups[at].1.push(evaluation.clone());
         }
     }
     groups
 }
+
+/// The default of [`AssembleConfig::max_linked_per_trace`]: far more evaluators than a
+/// run is judged by, few enough that a trace's linked evaluations stay small.
+pub const DEFAULT_MAX_LINKED_PER_TRACE: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct AssembleConfig {
@@ -133,6 +144,10 @@ pub struct AssembleConfig {
     /// ancestor at the cap and the trajectory is flagged `DepthTruncated` (see
     /// [`crate::model::trajectory`]).
     pub max_trace_depth: usize,
+    /// Linked evaluations (evaluator spans of other traces) kept per trace; further ones
+    /// are dropped and counted in [`AssembleStats::linked_dropped`]. Default
+    /// [`DEFAULT_MAX_LINKED_PER_TRACE`].
+    pub max_linked_per_trace: usize,
 }
 
 /// Counters for self-metrics. Monotonic except `buffered_spans` and `open_traces`.
@@ -164,6 +179,8 @@ pub struct AssembleStats {
     pub unmatched_dropped: u64,
     /// Grace entries forgotten early to stay under `max_buffered_spans`.
     pub grace_forgotten: u64,
+    /// Linked evaluations of a trace that already held `max_linked_per_trace`: dropped.
+    pub linked_dropped: u64,
 }
 
 /// Tombstones kept at least this many, whatever `max_buffered_spans` is.
@@ -243,7 +260,7 @@ enum IdleAction {
 enum Record {
     Span(SpanRecord),
     Log(LogEvent),
-    Linked(SpanRecord),
+    Linked(Arc<LinkedEvaluation>),
 }
 
 pub struct Assembler {
@@ -332,17 +349,19 @@ impl Assembler {
         self.compact();
     }
 
-    /// Adds spans of other traces that link to a span of `target` (post-hoc evaluations).
+    /// Adds evaluations by spans of other traces that link to a span of `target`
+    /// (post-hoc evaluations, see [`linked_evaluations`]). A trace keeps at most
+    /// `max_linked_per_trace` of them; further ones are dropped and counted.
     pub fn push_linked(
         &mut self,
         target: TraceId,
-        spans: Vec<SpanRecord>,
+        evaluations: Vec<Arc<LinkedEvaluation>>,
         now: Instant,
         out: &mut Vec<Arc<Trajectory>>,
     ) {
         let now = self.advance(now);
-        for span in spans {
-            self.add(target, Record::Linked(span), 0, now, out);
+        for evaluation in evaluations {
+            self.add(target, Record::Linked(evaluation), 0, now, out);
         }
         self.compact();
     }
@@ -463,6 +482,7 @@ impl Assembler {
         out: &mut Vec<Arc<Trajectory>>,
     ) {
         let cap = self.max_spans_per_trace();
+        let linked_cap = self.config.max_linked_per_trace;
         let state = match self.traces.entry(trace) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
@@ -492,7 +512,7 @@ impl Assembler {
                 if reserve > 0 {
                     open.buf.reserve_spans(reserve);
                 }
-                let added = add_record(&mut open.buf, record);
+                let added = add_record(&mut open.buf, record, linked_cap);
                 if changed(added) {
                     open.last_seen = now;
                     if open.buf.has_root() && !open.idle_queued {
@@ -514,7 +534,7 @@ impl Assembler {
                         grace.late.insert(buf)
                     }
                 };
-                let added = add_record(buf, record);
+                let added = add_record(buf, record, linked_cap);
                 grace.records = buf.len();
                 if changed(added) {
                     self.stats.late_merged += 1;
@@ -540,6 +560,7 @@ impl Assembler {
             Added::Replaced => {}
             Added::Duplicate => self.stats.duplicates += 1,
             Added::Conflict => self.stats.conflicts += 1,
+            Added::OverLinkedCap => self.stats.linked_dropped += 1,
         }
         if queue_idle {
             self.push_idle(now, epoch, trace);
@@ -874,11 +895,11 @@ impl Assembler {
     }
 }
 
-fn add_record(buf: &mut Buffer, record: Record) -> Added {
+fn add_record(buf: &mut Buffer, record: Record, linked_cap: usize) -> Added {
     match record {
         Record::Span(span) => buf.add_span(span),
         Record::Log(log) => buf.add_log(log),
-        Record::Linked(span) => buf.add_linked(span),
+        Record::Linked(evaluation) => buf.add_linked(evaluation, linked_cap),
     }
 }
 

@@ -21,6 +21,7 @@ fn config() -> AssembleConfig {
         max_buffered_spans: 1_000,
         max_spans_per_trace: 100,
         max_trace_depth: crate::model::trajectory::DEFAULT_MAX_TRACE_DEPTH,
+        max_linked_per_trace: DEFAULT_MAX_LINKED_PER_TRACE,
     }
 }
 
@@ -614,8 +615,8 @@ fn linked_spans_join_the_target_and_late_ones_make_a_revision() {
     let c = Clock::new();
     let mut a = Assembler::new(config());
     let mut out = Vec::new();
-    let eval1 = span(7, 50, 0).name("evaluator").link(1, 2).build();
-    let eval2 = span(8, 60, 0).name("evaluator").link(1, 3).build();
+    let eval1 = LinkedEvaluation::of(&span(7, 50, 0).name("evaluator").link(1, 2).build());
+    let eval2 = LinkedEvaluation::of(&span(8, 60, 0).name("evaluator").link(1, 3).build());
     a.push_linked(trace_id(1), vec![eval1.clone()], c.at(0), &mut out);
     a.push_spans(run(1), c.at(1), &mut out);
     a.tick(c.at(11), &mut out);
@@ -633,6 +634,66 @@ fn linked_spans_join_the_target_and_late_ones_make_a_revision() {
     assert_eq!(out[1].revision, 1);
     assert_eq!(out[1].linked, vec![eval1, eval2]);
     assert_eq!(out[1].late_spans, 1);
+}
+
+#[test]
+fn a_trace_keeps_at_most_its_cap_of_linked_evaluations_and_counts_the_rest() {
+    let c = Clock::new();
+    let mut a = Assembler::new(AssembleConfig {
+        max_linked_per_trace: 3,
+        ..config()
+    });
+    let mut out = Vec::new();
+    let evals: Vec<_> = (0..5u64)
+        .map(|i| LinkedEvaluation::of(&span(7 + i, 50 + i, 0).link(1, 2).build()))
+        .collect();
+    a.push_linked(trace_id(1), evals.clone(), c.at(0), &mut out);
+    // A re-sent copy of a kept one is a duplicate, not over the cap.
+    a.push_linked(trace_id(1), vec![evals[0].clone()], c.at(0), &mut out);
+    let st = a.stats();
+    assert_eq!(st.linked_dropped, 2);
+    assert_eq!(st.duplicates, 1);
+    assert_eq!(st.buffered_spans, 3);
+    a.push_spans(run(1), c.at(1), &mut out);
+    a.tick(c.at(11), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].linked, evals[..3].to_vec());
+    // In grace, the cap still holds.
+    let more = LinkedEvaluation::of(&span(20, 70, 0).link(1, 2).build());
+    a.push_linked(trace_id(1), vec![more], c.at(12), &mut out);
+    assert_eq!(a.stats().linked_dropped, 3);
+}
+
+#[test]
+fn one_evaluation_judging_many_runs_is_shared_not_copied() {
+    let mut evaluator = span(9, 50, 0)
+        .attr("openinference.span.kind", "EVALUATOR")
+        .attr("eval.correct", 0.0)
+        .attr("input.value", "x".repeat(1000).as_str());
+    // Its own trace (9) is not judged: 99 runs.
+    for t in 1..=100u64 {
+        evaluator = evaluator.link(t, 2);
+    }
+    for i in 0..64u64 {
+        evaluator = evaluator.event(&format!("e{i}"), &[("k", "v")]);
+    }
+    let evaluator = evaluator.build();
+    let groups = linked_evaluations(std::slice::from_ref(&evaluator));
+    assert_eq!(groups.len(), 99);
+    let first = &groups[0].1[0];
+    let judged = (1..=100u64).filter(|&t| t != 9);
+    for ((target, evals), t) in groups.iter().zip(judged) {
+        assert_eq!(*target, trace_id(t));
+        assert_eq!(evals.len(), 1);
+        assert!(Arc::ptr_eq(first, &evals[0]));
+    }
+    // Only the evaluation attributes and the link targets are kept.
+    assert_eq!(first.attributes.len(), 1);
+    assert_eq!(first.links.len(), 100);
+    assert_eq!(
+        first.links_into(trace_id(7)).collect::<Vec<_>>(),
+        [span_id(2)]
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1043,8 +1104,8 @@ fn build_treats_a_resent_span_with_nan_as_an_exact_copy() {
 fn build_orders_logs_and_linked_spans_canonically() {
     let l1 = log_event(1, 2, "e", &[("k", Value::Int(1))]);
     let l2 = log_event(1, 2, "e", &[("k", Value::Int(2))]);
-    let k1 = span(5, 9, 0).build();
-    let k2 = span(5, 9, 0).attr("x", 1i64).build();
+    let k1 = LinkedEvaluation::of(&span(5, 9, 0).build());
+    let k2 = LinkedEvaluation::of(&span(5, 9, 0).attr("eval.x", 1i64).build());
     let x = Trajectory::build(
         trace_id(1),
         run(1),
@@ -1092,7 +1153,7 @@ fn deeply_nested_values_compare_without_recursion() {
 enum Item {
     Span(SpanRecord),
     Log(LogEvent),
-    Linked(SpanRecord),
+    Linked(Arc<LinkedEvaluation>),
 }
 
 /// A trace of `parents.len()` spans. Span i+1 has the parent picked by `parents[i]`:
@@ -1140,7 +1201,9 @@ fn scenario_items(
                 "gen_ai.evaluation.result",
                 &[("score", Value::Int(i64::from(*what)))],
             )),
-            _ => Item::Linked(span(9, 500 + u64::from(*what % 8), 0).link(1, on).build()),
+            _ => Item::Linked(LinkedEvaluation::of(
+                &span(9, 500 + u64::from(*what % 8), 0).link(1, on).build(),
+            )),
         };
         if what % 3 == 0 {
             items.push(item.clone());

@@ -330,13 +330,93 @@ fn linked_evaluator_span_from_another_trace() {
         trace_id(1),
         vec![root(), span(1, 2, 1).name("answer").build()],
         Vec::new(),
-        vec![evaluator],
+        vec![crate::model::LinkedEvaluation::of(&evaluator)],
     );
     let f = run(&t, &[(2, "generator")]);
     assert_eq!(kinds(&f), ["eval_failed"]);
     assert_eq!(f[0].span, index_of(&t, 2));
     assert_eq!(f[0].source, "linked_evaluator");
     assert_eq!(f[0].reason, "Wrong refund amount.");
+}
+
+/// A linked evaluation keeps only the evaluation attributes of its span: every form the
+/// rule reads must survive, so that a run judged by a linked evaluator span gets the
+/// same findings as one judged by the same span inside its own trace.
+#[test]
+fn a_linked_evaluation_keeps_every_evaluation_form() {
+    let forms: [&[(&str, Value)]; 6] = [
+        &[
+            ("evaluations.0.evaluation.name", Value::Str("a".into())),
+            ("evaluations.0.evaluation.score", Value::Double(0.1)),
+        ],
+        &[
+            ("annotations.0.annotation.name", Value::Str("b".into())),
+            (
+                "annotations.0.annotation.label",
+                Value::Str("incorrect".into()),
+            ),
+        ],
+        &[
+            (
+                "trace.evaluations.0.evaluation.name",
+                Value::Str("c".into()),
+            ),
+            ("trace.evaluations.0.evaluation.score", Value::Double(0.0)),
+        ],
+        &[
+            (
+                "trace.annotations.0.annotation.name",
+                Value::Str("d".into()),
+            ),
+            (
+                "trace.annotations.0.annotation.label",
+                Value::Str("fail".into()),
+            ),
+        ],
+        &[
+            ("gen_ai.evaluation.name", Value::Str("e".into())),
+            ("gen_ai.evaluation.score.value", Value::Double(0.2)),
+            (
+                "gen_ai.evaluation.explanation",
+                Value::Str("Off topic.".into()),
+            ),
+            (
+                "gen_ai.evaluation.target_span_id",
+                Value::Str(span_id(3).to_hex().into()),
+            ),
+        ],
+        &[
+            ("eval.f", Value::Double(0.0)),
+            ("eval.f.reason", Value::Str("Made up.".into())),
+        ],
+    ];
+    for form in forms {
+        let mut b = span(9, 50, 0)
+            .attr("openinference.span.kind", "EVALUATOR")
+            .attr("unrelated.key", "dropped")
+            .link(1, 2);
+        for (k, v) in form {
+            b = b.attr(k, crate::test_support::TestValue(v.clone()));
+        }
+        let evaluator = b.build();
+        let linked = crate::model::LinkedEvaluation::of(&evaluator);
+        assert_eq!(linked.attributes.len(), form.len(), "{form:?}");
+        let spans = || vec![root(), span(1, 2, 1).build(), span(1, 3, 1).build()];
+        let t = Trajectory::build(trace_id(1), spans(), Vec::new(), vec![linked]);
+        // The same span in the run's own trace, linked to the same span.
+        let mut own = evaluator.clone();
+        own.trace_id = trace_id(1);
+        own.parent_span_id = Some(span_id(1));
+        let mut with_own = spans();
+        with_own.push(own);
+        let u = Trajectory::build(trace_id(1), with_own, Vec::new(), Vec::new());
+        let f = run(&t, &[]);
+        let g = run(&u, &[]);
+        assert_eq!(kinds(&f), ["eval_failed"], "{form:?}");
+        assert_eq!(f[0].span, g[0].span, "{form:?}");
+        assert_eq!(f[0].reason, g[0].reason, "{form:?}");
+        assert_eq!(f[0].subject, g[0].subject, "{form:?}");
+    }
 }
 
 #[test]

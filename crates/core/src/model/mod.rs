@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod ids;
 pub mod intern;
+pub mod linked;
 pub mod span;
 pub mod step;
 pub mod trajectory;
@@ -13,6 +14,7 @@ pub mod trajectory;
 pub use analysis::{Analysis, Finding, FindingKind, Outcome, RootCause};
 pub use ids::{SpanId, TraceId};
 pub use intern::{Interner, Str};
+pub use linked::LinkedEvaluation;
 pub use span::{
     Attributes, LogEvent, Resource, SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus, Value,
 };

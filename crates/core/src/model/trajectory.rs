@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::ids::{SpanId, TraceId};
+use super::linked::LinkedEvaluation;
 use super::span::{
     Attributes, LogEvent, Resource, SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus, Value,
 };
@@ -116,9 +117,10 @@ pub struct Trajectory {
     pub root: Option<u32>,
     /// Log events of this trace (e.g. `gen_ai.evaluation.result`), in canonical order.
     pub logs: Vec<LogEvent>,
-    /// Spans from other traces that point at a span of this trace by a link, e.g.
-    /// OpenInference post-hoc EVALUATOR spans. Canonical order.
-    pub linked: Vec<SpanRecord>,
+    /// Evaluator spans of other traces that point at a span of this trace by a link
+    /// (OpenInference post-hoc EVALUATOR spans), each shared with every run it judges
+    /// (see [`LinkedEvaluation`]). Canonical order.
+    pub linked: Vec<Arc<LinkedEvaluation>>,
     pub complete: bool,
     pub incomplete_reason: Option<IncompleteReason>,
     /// Records (spans, log events, linked spans) merged after the trajectory was first
@@ -136,7 +138,7 @@ impl Trajectory {
         trace_id: TraceId,
         spans: Vec<SpanRecord>,
         logs: Vec<LogEvent>,
-        linked: Vec<SpanRecord>,
+        linked: Vec<Arc<LinkedEvaluation>>,
     ) -> Trajectory {
         Trajectory::build_with_depth_cap(trace_id, spans, logs, linked, DEFAULT_MAX_TRACE_DEPTH)
     }
@@ -155,7 +157,7 @@ impl Trajectory {
         trace_id: TraceId,
         mut spans: Vec<SpanRecord>,
         mut logs: Vec<LogEvent>,
-        mut linked: Vec<SpanRecord>,
+        mut linked: Vec<Arc<LinkedEvaluation>>,
         max_depth: usize,
     ) -> Trajectory {
         let mut anomalies = Vec::new();
@@ -232,7 +234,7 @@ impl Trajectory {
         logs.sort_unstable_by(log_order);
         logs.dedup_by(|a, b| log_order(a, b) == Ordering::Equal);
 
-        linked.sort_unstable_by(linked_order);
+        linked.sort_unstable_by(|a, b| linked_order(a, b));
         {
             let mut seen: HashSet<(TraceId, SpanId)> = HashSet::with_capacity(linked.len());
             linked.retain(|s| seen.insert((s.trace_id, s.span_id)));
@@ -467,13 +469,29 @@ pub(crate) fn span_order(a: &SpanRecord, b: &SpanRecord) -> Ordering {
         .then_with(|| span_content_cmp(a, b))
 }
 
-/// The canonical order of linked spans: start time, trace id, span id, then content.
-fn linked_order(a: &SpanRecord, b: &SpanRecord) -> Ordering {
+/// The canonical order of linked evaluations: start time, trace id, span id, then
+/// content.
+fn linked_order(a: &LinkedEvaluation, b: &LinkedEvaluation) -> Ordering {
     a.start_unix_nano
         .cmp(&b.start_unix_nano)
         .then_with(|| a.trace_id.cmp(&b.trace_id))
         .then_with(|| a.span_id.cmp(&b.span_id))
-        .then_with(|| span_content_cmp(a, b))
+        .then_with(|| linked_content_cmp(a, b))
+}
+
+/// A total order on everything a linked evaluation holds; `Equal` means the same record.
+pub(crate) fn linked_content_cmp(a: &LinkedEvaluation, b: &LinkedEvaluation) -> Ordering {
+    if std::ptr::eq(a, b) {
+        return Ordering::Equal;
+    }
+    a.start_unix_nano
+        .cmp(&b.start_unix_nano)
+        .then_with(|| a.end_unix_nano.cmp(&b.end_unix_nano))
+        .then_with(|| a.span_id.cmp(&b.span_id))
+        .then_with(|| a.trace_id.cmp(&b.trace_id))
+        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| cmp_attributes(&a.attributes, &b.attributes))
+        .then_with(|| a.links.cmp(&b.links))
 }
 
 /// The canonical order of log events: time, span id, event name, then content.

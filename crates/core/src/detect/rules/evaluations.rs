@@ -8,7 +8,9 @@
 //!    `eval.<metric>` with `eval.<metric>.reason`;
 //! 2. EVALUATOR spans carrying those attributes: in the trajectory (evaluating their
 //!    `gen_ai.evaluation.target_span_id`, else their link target, else their parent) or
-//!    in `Trajectory::linked` (evaluating the span their link points at);
+//!    in `Trajectory::linked` (evaluating the span their link points at; a linked
+//!    evaluation keeps only the attributes under `EVALUATION_ATTRIBUTE_PREFIXES`, which
+//!    cover every key read here);
 //! 3. `gen_ai.evaluation.result` log events, joined to the evaluated span by
 //!    `gen_ai.evaluation.target_span_id`, the record's span id, or `gen_ai.response.id`;
 //!    and the same event recorded as a span event, evaluating its span (or its explicit
@@ -101,13 +103,19 @@ pub(crate) fn run(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let via = span.is_evaluator().then_some("evaluator_span");
         emit(ctx, target, via, &results, &mut seen, out);
     }
-    for span in &ctx.traj.linked {
+    for evaluation in &ctx.traj.linked {
         results.clear();
-        read_attributes(&span.attributes, &mut results);
+        read_attributes(&evaluation.attributes, &mut results);
         if results.is_empty() {
             continue;
         }
-        let target = evaluator_target(ctx, span).or(ctx.traj.root);
+        let target = explicit_target(ctx, &evaluation.attributes)
+            .or_else(|| {
+                evaluation
+                    .links_into(ctx.traj.trace_id)
+                    .find_map(|s| ctx.find(s))
+            })
+            .or(ctx.traj.root);
         emit(
             ctx,
             target,
