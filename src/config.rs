@@ -982,7 +982,7 @@ mod tests {
             );
             n += 1;
         }
-        assert_eq!(n, 35, "every serve setting that is a flag");
+        assert_eq!(n, 36, "every serve setting that is a flag");
     }
 
     #[test]
