@@ -14,6 +14,24 @@
 //!   the store sink's hand-off until their transaction commits. The store never drops a
 //!   failed or recovered trajectory for room: what it holds counts against the soft mark,
 //!   so a store that falls behind makes the receivers refuse (retryably) instead.
+//! - `recent`: the analyses of the recent list (`store::Recent`), at [`analysis_bytes`].
+//!   The list keeps within its share of the budget, [`MemoryBudget::recent_share`] (an
+//!   eighth), as well as within its count: past either it forgets its oldest entries,
+//!   and an analysis larger than the whole share is not kept at all. Nothing is lost by
+//!   this: the list of the API reads the store only, and a trajectory not in the recent
+//!   list is read from the store.
+//!
+//! An analysis is one allocation however many hold it: the recent list and the store's
+//! queue are handed the same `Arc<Analysis>`. Their charges are [`AnalysisCharge`]s,
+//! keyed by that allocation, so it is counted once, to the component of the first holder
+//! still holding it; when that one lets go, the charge moves to the next (the store's
+//! queue, when the recent list forgot an analysis not yet committed), and it is given
+//! back when the last lets go. So on an idle server (the store's queue empty) the use is
+//! at most the recent list's eighth plus the write-ahead log's table, and a request
+//! within [`MemoryBudget::max_request`] (a quarter) still passes under the soft mark.
+//! The shards' grace entries share the released trajectory too; they are charged by the
+//! shards' own measure (`pipeline`) and not deduplicated with these, which over-counts
+//! during the late-data grace (never under-counts).
 //!
 //! Marks (documented in ARCHITECTURE.md):
 //! - **soft** = 80 % of the budget: a new request whose decoded size would take the use
@@ -26,8 +44,9 @@
 //!   incomplete, `faultline_traces_evicted_total{reason="memory"}`) until their share
 //!   of the budget is respected.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -40,14 +59,17 @@ pub enum Component {
     /// The write-ahead log's table of traces not yet stored (`src/wal/`).
     Wal,
     Store,
+    /// The recent list (`store::Recent`).
+    Recent,
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Requests,
         Component::Pipeline,
         Component::Wal,
         Component::Store,
+        Component::Recent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +78,7 @@ impl Component {
             Component::Pipeline => "pipeline",
             Component::Wal => "wal",
             Component::Store => "store",
+            Component::Recent => "recent",
         }
     }
 
@@ -65,6 +88,7 @@ impl Component {
             Component::Pipeline => 1,
             Component::Wal => 2,
             Component::Store => 3,
+            Component::Recent => 4,
         }
     }
 }
@@ -73,6 +97,8 @@ impl Component {
 pub const SOFT_PERCENT: u64 = 80;
 /// The share of the budget one request may hold once decoded, as a divisor.
 pub const REQUEST_SHARE: u64 = 4;
+/// The share of the budget the recent list may hold, as a divisor.
+pub const RECENT_SHARE: u64 = 8;
 /// The budget never defaults below this.
 const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
 
@@ -84,6 +110,60 @@ pub struct MemoryBudget {
     limit: u64,
     used: [Gauge; Component::ALL.len()],
     refused: Counter,
+    /// The analyses charged through [`AnalysisCharge`], by address: their size and who
+    /// holds them, the first holder being the one charged.
+    shared: Mutex<HashMap<usize, SharedEntry>>,
+}
+
+#[derive(Debug)]
+struct SharedEntry {
+    bytes: u64,
+    holders: Vec<Component>,
+}
+
+/// One holder's charge for an analysis that others may hold too (see the module's
+/// documentation): the allocation is counted once while any holder keeps it. The charge
+/// keeps the analysis alive, so its address is not reused while charged.
+#[derive(Debug)]
+pub struct AnalysisCharge {
+    budget: Arc<MemoryBudget>,
+    component: Component,
+    analysis: Arc<crate::model::Analysis>,
+    bytes: u64,
+}
+
+impl AnalysisCharge {
+    /// The analysis's size, [`analysis_bytes`].
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for AnalysisCharge {
+    fn drop(&mut self) {
+        let key = Arc::as_ptr(&self.analysis) as usize;
+        let mut shared = self.budget.shared();
+        let Some(entry) = shared.get_mut(&key) else {
+            return;
+        };
+        let Some(at) = entry.holders.iter().position(|c| *c == self.component) else {
+            return;
+        };
+        entry.holders.remove(at);
+        if at == 0 {
+            self.budget.release(self.component, entry.bytes);
+            match entry.holders.first() {
+                Some(next) => {
+                    let next = *next;
+                    self.budget
+                        .adjust(next, entry.bytes.min(i64::MAX as u64) as i64);
+                }
+                None => {
+                    shared.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// A charge that is given back when dropped.
@@ -115,6 +195,7 @@ impl MemoryBudget {
             limit: limit.max(1),
             used: std::array::from_fn(|_| Gauge::default()),
             refused: Counter::default(),
+            shared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -129,6 +210,11 @@ impl MemoryBudget {
     /// The most one request may hold once decoded.
     pub fn max_request(&self) -> u64 {
         self.limit / REQUEST_SHARE
+    }
+
+    /// The most the recent list may hold.
+    pub fn recent_share(&self) -> u64 {
+        self.limit / RECENT_SHARE
     }
 
     pub fn used(&self) -> u64 {
@@ -194,6 +280,37 @@ impl MemoryBudget {
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(v.saturating_add(delta).max(0))
         });
+    }
+
+    /// Charges `component` for holding `analysis`, unless another holder is already
+    /// charged for the same allocation (then the charge is `component`'s once the others
+    /// let go).
+    pub fn charge_analysis(
+        self: &Arc<Self>,
+        component: Component,
+        analysis: &Arc<crate::model::Analysis>,
+    ) -> AnalysisCharge {
+        let key = Arc::as_ptr(analysis) as usize;
+        let mut shared = self.shared();
+        let entry = shared.entry(key).or_insert_with(|| SharedEntry {
+            bytes: analysis_bytes(analysis),
+            holders: Vec::new(),
+        });
+        if entry.holders.is_empty() {
+            self.adjust(component, entry.bytes.min(i64::MAX as u64) as i64);
+        }
+        entry.holders.push(component);
+        AnalysisCharge {
+            budget: Arc::clone(self),
+            component,
+            analysis: Arc::clone(analysis),
+            bytes: entry.bytes,
+        }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, HashMap<usize, SharedEntry>> {
+        // Every update leaves the map consistent, so a poisoned lock is still used.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn release(&self, component: Component, bytes: u64) {
@@ -267,11 +384,10 @@ pub fn linked_held_bytes(e: &crate::model::LinkedEvaluation) -> u64 {
         + (e.links.len() * size_of::<(crate::model::TraceId, crate::model::SpanId)>()) as u64
 }
 
-/// What one analysis holds while it waits for the store: its spans ([`held_bytes`]) and
-/// linked evaluations ([`linked_held_bytes`]),
-/// their step assignments, and its findings and root cause with their reasons. The
-/// trajectory may be shared with the recent list; it is counted here in full, as the
-/// store's queue alone may be what keeps it alive.
+/// What one analysis holds (in the store's queue, in the recent list): its spans
+/// ([`held_bytes`]) and linked evaluations ([`linked_held_bytes`]), their step
+/// assignments, and its findings and root cause with their reasons.
+/// [`MemoryBudget::charge_analysis`] counts it once for all its holders.
 pub fn analysis_bytes(a: &crate::model::Analysis) -> u64 {
     use std::mem::size_of;
     let t = &a.trajectory;

@@ -402,8 +402,10 @@ pub const MEMORY_REFUSED: MetricDef<kind::Counter> = MetricDef::new(
 pub const MEMORY_USED_BYTES: MetricDef<kind::Gauge> = MetricDef::new(
     "faultline_memory_used_bytes",
     "Bytes charged to the memory budget, by component (requests: decoded requests \
-     in flight; pipeline: records queued for and buffered by the shards; store: \
-     analyses waiting for the store writer)",
+     in flight; pipeline: records queued for and buffered by the shards; wal: the \
+     write-ahead log's table of traces not yet stored; store: analyses waiting for \
+     the store writer; recent: the recent list's analyses; an analysis both hold is \
+     counted once, to the first holder still holding it)",
 );
 
 // Aggregation families (`aggregate::prom`); labels: `outcome`, `step`, `kind` and the cohort dimensions, bounded by the cardinality budget.

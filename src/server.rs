@@ -582,7 +582,10 @@ pub async fn start_with(
         ],
         &ingest::RejectReason::ALL.map(|r| r.as_str()),
     );
-    let recent = Arc::new(Recent::new(settings.recent_trajectories));
+    let recent = Arc::new(Recent::with_budget(
+        settings.recent_trajectories,
+        budget.clone(),
+    ));
     let aggregator = Arc::new(Aggregator::new(
         settings.aggregate.clone(),
         &mut registry,

@@ -1,7 +1,9 @@
 //! Store: where analyses go after the pipeline, and what the API reads.
 //!
 //! [`Recent`] keeps the most recent analyses in memory, replacing an earlier revision of
-//! the same trace in place, so a trajectory is never listed twice.
+//! the same trace in place, so a trajectory is never listed twice; it is bounded by count
+//! and by its share of the memory budget in bytes (the oldest forgotten first), and what
+//! it forgets is read from the store.
 //!
 //! The persistent store sits behind the [`Store`] trait (put, get, list with filters,
 //! sort and cursor, sessions, per-minute counts), so that another backend (PostgreSQL)
@@ -28,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::aggregate::MinuteCounts;
+use crate::memory::{analysis_bytes, AnalysisCharge, Component, MemoryBudget};
 use crate::model::{Analysis, Outcome, TraceId};
 use crate::pipeline::Sink;
 
@@ -283,35 +286,74 @@ pub(crate) fn outcome_from_str(s: &str) -> Option<Outcome> {
     }
 }
 
-/// The most recent `capacity` analyses, newest first.
+/// The most recent analyses, newest first: at most `capacity` of them and at most
+/// `max_bytes` of them ([`crate::memory::analysis_bytes`]), the oldest forgotten first.
+/// An analysis larger than `max_bytes` alone is not kept (an earlier revision of its
+/// trace goes too, so that the store's copy, which is the newer one, is what is read).
+/// With a budget, what the list holds is charged to it (`recent`), counted once with the
+/// store's queue (`MemoryBudget::charge_analysis`). Forgetting loses nothing: the API's
+/// list reads the store, and a trajectory not found here is read from the store.
 pub struct Recent {
     capacity: usize,
+    max_bytes: u64,
+    budget: Option<Arc<MemoryBudget>>,
     inner: Mutex<RecentInner>,
 }
 
+struct Entry {
+    seq: u64,
+    analysis: Arc<Analysis>,
+    bytes: u64,
+    /// Given back when the entry goes.
+    _charge: Option<AnalysisCharge>,
+}
+
 struct RecentInner {
-    by_trace: HashMap<TraceId, (u64, Arc<Analysis>)>,
+    by_trace: HashMap<TraceId, Entry>,
     /// (sequence, trace) in release order; entries whose sequence no longer matches
     /// `by_trace` are stale (the trace was re-released) and skipped.
     order: VecDeque<(u64, TraceId)>,
     next_seq: u64,
+    /// The sum of the entries' bytes.
+    bytes: u64,
+}
+
+impl RecentInner {
+    fn remove(&mut self, id: &TraceId) {
+        if let Some(old) = self.by_trace.remove(id) {
+            self.bytes -= old.bytes;
+        }
+    }
 }
 
 impl Recent {
+    /// A list bounded by count only, charged to no budget.
     pub fn new(capacity: usize) -> Recent {
+        Recent::bounded(capacity, u64::MAX, None)
+    }
+
+    /// A list bounded by count and by its share of `budget`, and charged to it.
+    pub fn with_budget(capacity: usize, budget: Arc<MemoryBudget>) -> Recent {
+        Recent::bounded(capacity, budget.recent_share(), Some(budget))
+    }
+
+    pub fn bounded(capacity: usize, max_bytes: u64, budget: Option<Arc<MemoryBudget>>) -> Recent {
         Recent {
             capacity: capacity.max(1),
+            max_bytes,
+            budget,
             inner: Mutex::new(RecentInner {
                 by_trace: HashMap::new(),
                 order: VecDeque::new(),
                 next_seq: 0,
+                bytes: 0,
             }),
         }
     }
 
     pub fn get(&self, trace_id: TraceId) -> Option<Arc<Analysis>> {
         let inner = self.lock();
-        inner.by_trace.get(&trace_id).map(|(_, a)| a.clone())
+        inner.by_trace.get(&trace_id).map(|e| e.analysis.clone())
     }
 
     /// Up to `limit` analyses, most recently released first.
@@ -322,7 +364,7 @@ impl Recent {
             .iter()
             .rev()
             .filter_map(|(seq, id)| match inner.by_trace.get(id) {
-                Some((s, a)) if s == seq => Some(a.clone()),
+                Some(e) if e.seq == *seq => Some(e.analysis.clone()),
                 _ => None,
             })
             .take(limit)
@@ -337,6 +379,11 @@ impl Recent {
         self.len() == 0
     }
 
+    /// What the entries hold, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, RecentInner> {
         // A panic while holding this lock cannot leave the maps inconsistent in a way
         // that matters to readers, so a poisoned lock is still used.
@@ -346,32 +393,69 @@ impl Recent {
 
 impl Sink for Recent {
     fn publish(&self, analysis: Arc<Analysis>) {
-        let mut inner = self.lock();
         let id = analysis.trajectory.trace_id;
-        if let Some((_, old)) = inner.by_trace.get(&id) {
-            // Never replace a newer revision with an older one.
-            if old.trajectory.revision > analysis.trajectory.revision {
+        {
+            let inner = self.lock();
+            if let Some(old) = inner.by_trace.get(&id) {
+                // Never replace a newer revision with an older one.
+                if old.analysis.trajectory.revision > analysis.trajectory.revision {
+                    return;
+                }
+            }
+        }
+        // Measured (and charged) outside the lock.
+        let charge = self
+            .budget
+            .as_ref()
+            .map(|b| b.charge_analysis(Component::Recent, &analysis));
+        let bytes = charge
+            .as_ref()
+            .map_or_else(|| analysis_bytes(&analysis), AnalysisCharge::bytes);
+        let mut inner = self.lock();
+        if let Some(old) = inner.by_trace.get(&id) {
+            if old.analysis.trajectory.revision > analysis.trajectory.revision {
                 return;
             }
         }
+        inner.remove(&id);
+        if bytes > self.max_bytes {
+            // Too large to keep at all; the store has it (or, for a sampled-out success,
+            // only the counts do). The charge is given back on return.
+            tracing::debug!(
+                trace_id = %id.to_hex(),
+                bytes,
+                max_bytes = self.max_bytes,
+                "a trajectory larger than the recent list's share is not kept in memory"
+            );
+            return;
+        }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        inner.by_trace.insert(id, (seq, analysis));
+        inner.bytes += bytes;
+        inner.by_trace.insert(
+            id,
+            Entry {
+                seq,
+                analysis,
+                bytes,
+                _charge: charge,
+            },
+        );
         inner.order.push_back((seq, id));
-        while inner.by_trace.len() > self.capacity {
+        while inner.by_trace.len() > self.capacity || inner.bytes > self.max_bytes {
             let Some((seq, id)) = inner.order.pop_front() else {
                 break;
             };
-            if matches!(inner.by_trace.get(&id), Some((s, _)) if *s == seq) {
-                inner.by_trace.remove(&id);
+            if matches!(inner.by_trace.get(&id), Some(e) if e.seq == seq) {
+                inner.remove(&id);
             }
         }
         // Stale entries of re-released traces are dropped once they pile up.
-        if inner.order.len() > 2 * self.capacity + 16 {
+        if inner.order.len() > 2 * inner.by_trace.len() + 16 {
             let RecentInner {
                 by_trace, order, ..
             } = &mut *inner;
-            order.retain(|(seq, id)| matches!(by_trace.get(id), Some((s, _)) if s == seq));
+            order.retain(|(seq, id)| matches!(by_trace.get(id), Some(e) if e.seq == *seq));
         }
     }
 }
@@ -383,7 +467,14 @@ mod recent_tests {
     use crate::test_support::{span, trajectory};
 
     fn analysis(trace: u64, revision: u32) -> Arc<Analysis> {
-        let mut t: Trajectory = trajectory(vec![span(trace, 1, 0).build()]);
+        sized(trace, revision, 0)
+    }
+
+    /// An analysis of one span carrying `text` bytes of attribute text.
+    fn sized(trace: u64, revision: u32, text: usize) -> Arc<Analysis> {
+        let mut t: Trajectory = trajectory(vec![span(trace, 1, 0)
+            .attr("text", "x".repeat(text).as_str())
+            .build()]);
         t.revision = revision;
         Arc::new(Analysis {
             trajectory: Arc::new(t),
@@ -413,5 +504,97 @@ mod recent_tests {
         assert_eq!(r.len(), 2);
         assert!(r.get(t(2)).is_none());
         assert_eq!(r.list(1)[0].trajectory.trace_id, t(3));
+    }
+
+    fn listed(r: &Recent) -> Vec<TraceId> {
+        r.list(usize::MAX)
+            .iter()
+            .map(|a| a.trajectory.trace_id)
+            .collect()
+    }
+
+    #[test]
+    fn the_oldest_go_by_bytes_and_the_charge_follows() {
+        let t = crate::test_support::trace_id;
+        let one = analysis_bytes(&sized(1, 0, 10_000));
+        let budget = MemoryBudget::new(1 << 30);
+        // Room for two analyses of 10 000 bytes of text, not three.
+        let r = Recent::bounded(100, 2 * one + one / 2, Some(budget.clone()));
+        r.publish(sized(1, 0, 10_000));
+        r.publish(sized(2, 0, 10_000));
+        assert_eq!(r.bytes(), 2 * one);
+        assert_eq!(budget.used_by(Component::Recent), 2 * one);
+        r.publish(sized(3, 0, 10_000));
+        assert_eq!(listed(&r), vec![t(3), t(2)], "the oldest went");
+        assert_eq!(r.bytes(), 2 * one);
+        assert_eq!(budget.used_by(Component::Recent), 2 * one);
+
+        // A revision replaces its entry: the charge is the new revision's.
+        let small = sized(2, 1, 100);
+        let small_bytes = analysis_bytes(&small);
+        r.publish(small);
+        assert_eq!(listed(&r), vec![t(2), t(3)]);
+        assert_eq!(r.get(t(2)).expect("kept").trajectory.revision, 1);
+        assert_eq!(r.bytes(), one + small_bytes);
+        assert_eq!(budget.used_by(Component::Recent), one + small_bytes);
+        // A bigger revision makes room by forgetting the oldest other entry.
+        r.publish(sized(2, 2, 20_000));
+        assert_eq!(listed(&r), vec![t(2)]);
+        let big = analysis_bytes(&r.get(t(2)).expect("kept"));
+        assert_eq!(r.bytes(), big);
+        assert_eq!(budget.used_by(Component::Recent), big);
+
+        // Larger than the whole share: not kept, and the older revision goes too (the
+        // store has the newer one).
+        r.publish(sized(2, 3, 100_000));
+        assert!(r.get(t(2)).is_none());
+        assert!(r.is_empty());
+        assert_eq!(r.bytes(), 0);
+        assert_eq!(
+            budget.used_by(Component::Recent),
+            0,
+            "emptied, nothing charged"
+        );
+        assert_eq!(budget.used(), 0);
+        // Stale order entries do not pile up.
+        for rev in 0..100 {
+            r.publish(sized(4, rev, 10));
+        }
+        assert_eq!(listed(&r), vec![t(4)]);
+        let len = r.len();
+        assert!(r.lock().order.len() <= 2 * len + 17);
+    }
+
+    #[test]
+    fn an_analysis_in_the_store_queue_and_the_list_is_charged_once() {
+        let budget = MemoryBudget::new(1 << 30);
+        let r = Recent::with_budget(100, budget.clone());
+        let a = sized(1, 0, 10_000);
+        let bytes = analysis_bytes(&a);
+        r.publish(a.clone());
+        // The store's queue takes the same allocation.
+        let queued = budget.charge_analysis(Component::Store, &a);
+        assert_eq!(queued.bytes(), bytes);
+        assert_eq!(budget.used(), bytes, "one allocation, counted once");
+        assert_eq!(budget.used_by(Component::Recent), bytes);
+        // The list lets go of it (a revision replaces it) while it is still queued: the
+        // queue is charged now.
+        let revised = sized(1, 1, 10);
+        let revised_bytes = analysis_bytes(&revised);
+        r.publish(revised);
+        assert_eq!(budget.used_by(Component::Recent), revised_bytes);
+        assert_eq!(budget.used_by(Component::Store), bytes);
+        drop(queued);
+        assert_eq!(budget.used_by(Component::Store), 0);
+        drop(r);
+        assert_eq!(budget.used(), 0);
+        // A copy of the same content is another allocation, counted on its own.
+        let b = sized(3, 0, 10);
+        let c = Arc::new((*b).clone());
+        let one = budget.charge_analysis(Component::Store, &b);
+        let two = budget.charge_analysis(Component::Store, &c);
+        assert_eq!(budget.used(), one.bytes() + two.bytes());
+        drop((one, two));
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -55,7 +55,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::aggregate::{Aggregator, Dimension, MinuteCounts};
-use crate::memory::{Charge, Component, MemoryBudget};
+use crate::memory::{AnalysisCharge, Component, MemoryBudget};
 use crate::model::{Analysis, Outcome, TraceId};
 use crate::pipeline::{Finalized, Sink};
 use crate::store::config::StoreConfig;
@@ -284,7 +284,7 @@ enum Msg {
     /// A kept analysis to upsert, with its charge to the memory budget.
     Publish {
         analysis: Arc<Analysis>,
-        _charge: Option<Charge>,
+        _charge: Option<AnalysisCharge>,
         at: Instant,
     },
     /// A revision no longer kept: its row goes.
@@ -370,7 +370,7 @@ impl Sink for StoreSink {
         let _charge = self
             .budget
             .as_ref()
-            .map(|b| b.charge(Component::Store, crate::memory::analysis_bytes(&analysis)));
+            .map(|b| b.charge_analysis(Component::Store, &analysis));
         self.send(Msg::Publish {
             analysis,
             _charge,
