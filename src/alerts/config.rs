@@ -106,11 +106,6 @@ pub struct AlertsConfig {
     pub cohort_max_share: f64,
     /// Evaluations that confirm a pending spike.
     pub confirm_evaluations: u32,
-    /// A pending spike also fires when the runs counted since it opened (the rest of
-    /// its minute, then the minutes after, the open one as it fills) favour its rate
-    /// over the baseline by a likelihood ratio of `spike_p_pending / spike_p_firing`:
-    /// the sequential confirmation (see the README's "How it decides").
-    pub confirm_sequential: bool,
     /// Event minutes behind the newest one before a minute is evaluated.
     pub settle_minutes: u64,
     pub max_series: usize,
@@ -165,7 +160,6 @@ impl Default for AlertsConfig {
             sustained_resolve_ratio: 1.25,
             cohort_max_share: 0.95,
             confirm_evaluations: 2,
-            confirm_sequential: true,
             settle_minutes: 1,
             max_series: 5000,
             max_alerts: 1000,

@@ -242,19 +242,7 @@ struct SignalState {
     spike: Option<u64>,
     spike_hot: u32,
     spike_calm: u32,
-    /// Where the pending spike's evidence ends, for its sequential confirmation.
-    spike_mark: SpikeMark,
     sustained: Option<u64>,
-}
-
-/// The end of a pending spike's evidence: its rate, and the runs and failures of the
-/// minute it was judged at, counted then. Runs counted after it are new evidence.
-#[derive(Debug, Clone, Copy, Default)]
-struct SpikeMark {
-    rate: f64,
-    minute: u64,
-    runs: u64,
-    fails: u64,
 }
 
 impl SignalState {
@@ -359,16 +347,6 @@ impl Series {
             .filter_map(|i| m.checked_sub(i))
             .map(|mm| self.slot(mm))
             .fold((0, 0), |(n, k), s| (n + s.runs, k + s.counts[signal]))
-    }
-
-    /// Runs and failures of `signal` counted after `mark`, up to minute `m`; `None`
-    /// once the mark's minute has left the ring.
-    fn since(&self, mark: &SpikeMark, m: u64, signal: usize) -> Option<(u64, u64)> {
-        if m < mark.minute || m - mark.minute >= RING as u64 {
-            return None;
-        }
-        let (n, k) = self.window(m, (m - mark.minute + 1) as usize, signal);
-        Some((n.saturating_sub(mark.runs), k.saturating_sub(mark.fails)))
     }
 
     fn active(&self) -> bool {
@@ -725,10 +703,8 @@ impl AlertEngine {
     }
 
     /// Between closed minutes: the open minute `m` as counted so far, tested for spikes
-    /// only, and only to fire: at once on overwhelming evidence (p below
-    /// `spike_p_firing`), or a pending spike whose runs counted since it opened confirm
-    /// it ([`Self::sequential_confirmed`]). Nothing else changes: no baseline, no CUSUM,
-    /// no resolution, no pending alert opened or dropped.
+    /// only, and only to fire at once on overwhelming evidence (p below
+    /// `spike_p_firing`). Nothing else changes: no baseline, no CUSUM, no resolution.
     fn provisional(&self, state: &mut State, m: u64, source: &dyn CountSource) {
         let cfg = &self.config;
         self.refresh(state, m, source);
@@ -751,7 +727,7 @@ impl AlertEngine {
                     continue;
                 }
                 let st = &s.signals[sig];
-                if st.sustained.is_some() {
+                if st.spike.is_some() || st.sustained.is_some() {
                     continue;
                 }
                 let p0 = st.baseline();
@@ -765,17 +741,6 @@ impl AlertEngine {
                 let per_minute = st.base_runs
                     * (1.0 - 0.5_f64.powf(1.0 / cfg.baseline_half_life_minutes.max(1.0)));
                 if (s.slot(m).runs as f64) < 0.25 * per_minute {
-                    continue;
-                }
-                if let Some(id) = st.spike {
-                    // A pending spike: the runs counted since it opened may confirm it.
-                    let pending = state
-                        .alerts
-                        .get(&id)
-                        .is_some_and(|a| a.state == AlertState::Pending);
-                    if pending && self.sequential_confirmed(s, sig, m, p0) {
-                        self.fire(state, id);
-                    }
                     continue;
                 }
                 let (n_w, _) = s.window(m, w, sig);
@@ -1106,31 +1071,6 @@ impl AlertEngine {
         }
     }
 
-    /// Whether the pending spike of `signal` in series `s` is confirmed by the runs
-    /// counted since it opened (up to minute `m`, closed or open): their likelihood
-    /// ratio of the spike's rate against the baseline `p0` is at least
-    /// `spike_p_pending / spike_p_firing`. Those runs are disjoint from the evidence
-    /// that opened it, and under the baseline the ratio is a martingale of mean 1, so
-    /// (Ville's inequality) the chance that it ever reaches that bound, however often it
-    /// is looked at while the open minute fills, is at most `spike_p_firing /
-    /// spike_p_pending`: a pending spike (p below `spike_p_pending`) confirmed this way
-    /// is a false alarm with probability below `spike_p_firing`, the bar of firing at
-    /// once. A spike that goes on confirms within its next minute's first quarter
-    /// instead of waiting for that minute to close.
-    fn sequential_confirmed(&self, s: &Series, sig: usize, m: u64, p0: f64) -> bool {
-        let cfg = &self.config;
-        if !cfg.confirm_sequential || cfg.spike_p_firing >= cfg.spike_p_pending {
-            return false;
-        }
-        let mark = &s.signals[sig].spike_mark;
-        let Some((n, k)) = s.since(mark, m, sig) else {
-            return false;
-        };
-        n > 0
-            && mark.rate > p0
-            && bernoulli_llr(k, n, p0, mark.rate) >= (cfg.spike_p_pending / cfg.spike_p_firing).ln()
-    }
-
     /// The spike alert of the judged signal: opened when the spike test is hot and no
     /// shift of it fires (fired at once when strong, else after `confirm_evaluations`
     /// hot minutes); a firing one resolves after `resolve_minutes` calm ones and shows
@@ -1143,8 +1083,6 @@ impl AlertEngine {
             .sustained
             .and_then(|id| state.alerts.get(&id))
             .is_some_and(|a| a.state == AlertState::Firing);
-        let sequential = state.series[i].signals[sig].spike.is_some()
-            && self.sequential_confirmed(&state.series[i], sig, m, p0);
         let st = &mut state.series[i].signals[sig];
         match st.spike {
             None => {
@@ -1162,18 +1100,10 @@ impl AlertEngine {
                         end_nanos,
                         (rate, p0, n, k),
                     ) {
-                        let s = &mut state.series[i];
-                        let now = s.slot(m);
-                        let st = &mut s.signals[sig];
+                        let st = &mut state.series[i].signals[sig];
                         st.spike = Some(id);
                         st.spike_hot = 1;
                         st.spike_calm = 0;
-                        st.spike_mark = SpikeMark {
-                            rate,
-                            minute: m,
-                            runs: now.runs,
-                            fails: now.counts[sig],
-                        };
                         if spike.strong || cfg.confirm_evaluations <= 1 {
                             self.fire(state, id);
                         }
@@ -1206,10 +1136,9 @@ impl AlertEngine {
                     } else if let Some(a) = state.alerts.get_mut(&id) {
                         a.updated_unix_nano = end_nanos;
                     }
-                } else if spike.hot || sequential {
-                    st.spike_hot += spike.hot as u32;
-                    let confirmed =
-                        spike.strong || st.spike_hot >= cfg.confirm_evaluations || sequential;
+                } else if spike.hot {
+                    st.spike_hot += 1;
+                    let confirmed = spike.strong || st.spike_hot >= cfg.confirm_evaluations;
                     if let Some((_, n, k, _)) = spike.best {
                         self.update(state, id, end_nanos, (k as f64 / n as f64, p0, n, k));
                     }

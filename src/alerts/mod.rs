@@ -17,9 +17,7 @@
 //!   whose per-minute step is capped so that it needs `sustained_min_minutes` of
 //!   elevated rate to cross its threshold: a short burst can never be labelled a shift;
 //! - lifecycle pending → firing → resolved with hysteresis: a spike fires at once when
-//!   overwhelming, else after `confirm_evaluations` hot minutes or once the runs counted
-//!   since it went pending favour it by a likelihood ratio of `spike_p_pending /
-//!   spike_p_firing` (sequential confirmation, read on the open minute too), and resolves after
+//!   overwhelming, else after `confirm_evaluations` hot minutes, and resolves after
 //!   `resolve_minutes` calm ones (a lower bar than the one that fired it); a shift
 //!   resolves when the last ten minutes are back near the baseline, and becomes the
 //!   new baseline after `relearn_after`;
@@ -29,8 +27,7 @@
 //! Invariants:
 //! - Event time only: the clock is the newest event minute of the source; a minute is
 //!   evaluated once `settle_minutes` newer data exists (the open minute is only tested
-//!   for overwhelming spikes and to confirm pending ones). A replay alerts as live
-//!   traffic did.
+//!   for overwhelming spikes). A replay alerts as live traffic did.
 //! - Bounded: at most `max_series` series, `max_alerts` open alerts, `max_incidents`
 //!   incidents, `max_recent` resolved alerts; the delivery channel is bounded and each
 //!   destination is rate-limited. Every refusal is counted in
