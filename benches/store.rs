@@ -420,8 +420,8 @@ fn main() {
             let a = run(n, end, fault_of(n));
             live.record(&a, now);
             let doc = faultline::store::document::Document::from_analysis(&a);
-            let json = serde_json::to_vec(&doc).expect("json");
-            batch.push(record::record(&a, &dims, &json).expect("record"));
+            let body = faultline::compress::compress_json(&doc).expect("compressed document");
+            batch.push(record::record(&a, &dims, body).expect("record"));
             if batch.len() == 50_000 {
                 store.load(&batch).expect("load");
                 batch.clear();

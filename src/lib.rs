@@ -47,6 +47,7 @@ pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod cohorts;
+pub mod compress;
 pub mod config;
 #[cfg(test)]
 mod goldens;

@@ -28,9 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::analyze::{analyze, AnalyzeConfig};
 use crate::assemble::{linked_evaluations, AssembleConfig, AssembleStats, Assembler};
-use crate::memory::{
-    held_bytes, linked_held_bytes, Charge, Component, MemoryBudget, LINKED_REF_BYTES,
-};
+use crate::memory::{Charge, Component, MemoryBudget};
 use crate::metrics::{KindLabels, SelfMetrics};
 use crate::model::{Analysis, LinkedEvaluation, LogEvent, SpanRecord, TraceId, Trajectory};
 
@@ -157,9 +155,18 @@ impl Pipeline {
             // the number of tiny messages.
             let (tx, rx) = mpsc::channel(4096);
             senders.push(tx);
+            let memory = config.memory.clone().map(|budget| ShardMemory {
+                share: budget.limit() / 100 * PIPELINE_SHARE_PERCENT / n as u64,
+                budget,
+                charged: 0,
+            });
+            let mut assembler = Assembler::new(assemble.clone());
+            if let Some(memory) = &memory {
+                assembler.set_max_buffered_bytes(memory.share);
+            }
             let shard = Shard {
                 rx,
-                assembler: Assembler::new(assemble.clone()),
+                assembler,
                 analyze: config.analyze.clone(),
                 stages: stages.clone(),
                 metrics: metrics.clone(),
@@ -170,15 +177,8 @@ impl Pipeline {
                     config.assemble.late_grace,
                     (config.max_pending_final / n).max(1),
                 ),
-                index: i,
-                shards: n,
-                memory: config.memory.clone().map(|budget| ShardMemory {
-                    share: budget.limit() / 100 * PIPELINE_SHARE_PERCENT / n as u64,
-                    budget,
-                    mean: INITIAL_MEAN_BYTES,
-                    charged: 0,
-                    max_records: assemble.max_buffered_spans,
-                }),
+                memory,
+                forgotten: Vec::new(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("faultline-shard-{i}"))
@@ -379,48 +379,28 @@ struct Shard {
     tick: Duration,
     last_stats: AssembleStats,
     pending: PendingFinal,
-    /// This shard's index among `shards`.
-    index: usize,
-    shards: usize,
     memory: Option<ShardMemory>,
+    /// Traces whose grace entry the assembler forgot (reused buffer).
+    forgotten: Vec<TraceId>,
 }
 
-/// A shard's part of the memory budget. Its records are charged as the number held
-/// (open traces and grace entries, as the assembler counts them) times a running mean
-/// of the measured held bytes of the records it took ([`held_bytes`]); the assembler's
-/// record bound is lowered to `share / mean` when that is below `max_buffered_spans`,
-/// so that its memory policy (oldest grace entries forgotten, then oldest open traces
-/// released early, flagged incomplete and counted as `memory` evictions) keeps the
-/// shard within its share.
+/// A shard's part of the memory budget. The assembler measures every record it takes
+/// ([`crate::model::held`]) and keeps the bytes of its open traces
+/// and grace entries within `share`, with its memory policy (oldest grace entries
+/// forgotten, then oldest open traces released early, flagged incomplete and counted as
+/// `memory` evictions); the shard charges what the assembler holds to the `pipeline`
+/// component after every message and tick.
 struct ShardMemory {
     budget: Arc<MemoryBudget>,
     share: u64,
-    mean: f64,
     /// What this shard has added to the `pipeline` component.
     charged: i64,
-    /// The configured record bound of this shard.
-    max_records: usize,
 }
 
-/// The mean before any record was measured: a small span.
-const INITIAL_MEAN_BYTES: f64 = 512.0;
-
 impl ShardMemory {
-    /// Folds a batch's measured bytes into the mean and returns the record bound.
-    fn observe(&mut self, records: usize, bytes: u64) -> usize {
-        if records > 0 {
-            let batch = bytes as f64 / records as f64;
-            // Weighted by the batch's size against a window of about 10 000 records.
-            let w = (records as f64 / 10_000.0).min(1.0);
-            self.mean = self.mean * (1.0 - w) + batch * w;
-        }
-        let by_bytes = (self.share as f64 / self.mean.max(1.0)) as usize;
-        by_bytes.clamp(1, self.max_records.max(1))
-    }
-
-    /// Charges the records now held.
-    fn held(&mut self, records: usize) {
-        let target = (records as f64 * self.mean) as i64;
+    /// Charges the bytes now held.
+    fn held(&mut self, bytes: u64) {
+        let target = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.budget
             .adjust(Component::Pipeline, target - self.charged);
         self.charged = target;
@@ -483,6 +463,14 @@ impl PendingFinal {
         }
     }
 
+    /// Finalizes `id` now, if it waits: its trace was closed early, no revision follows.
+    fn close(&mut self, id: TraceId, due: &mut Vec<Arc<Analysis>>) {
+        if let Some(analysis) = self.by_trace.remove(&id) {
+            // Its entry in `order` goes stale and is skipped when it comes up.
+            due.push(analysis);
+        }
+    }
+
     fn due(&mut self, now: Instant, due: &mut Vec<Arc<Analysis>>) {
         while let Some(&(deadline, id)) = self.order.front() {
             if deadline > now {
@@ -520,7 +508,6 @@ impl Shard {
             let weight = msg.weight();
             let stop = match msg {
                 ShardMsg::Spans(spans, _held) => {
-                    self.measure(&spans);
                     self.assembler.push_spans(spans, now, &mut out);
                     false
                 }
@@ -529,7 +516,6 @@ impl Shard {
                     false
                 }
                 ShardMsg::Linked(groups, _held) => {
-                    self.measure_linked(&groups);
                     for (target, evaluations) in groups {
                         self.assembler
                             .push_linked(target, evaluations, now, &mut out);
@@ -568,6 +554,13 @@ impl Shard {
             self.stages.publish(&analysis);
             self.pending.released(analysis, now, &mut due);
         }
+        // Grace entries forgotten under the bounds: closed for good, so their analyses
+        // are final now, and holding them to the end of the grace would keep the bytes
+        // the assembler just gave up.
+        self.assembler.take_forgotten(&mut self.forgotten);
+        for id in self.forgotten.drain(..) {
+            self.pending.close(id, &mut due);
+        }
         self.pending.due(now, &mut due);
         self.finalize(due);
         self.publish_stats();
@@ -587,48 +580,10 @@ impl Shard {
         }
     }
 
-    /// Measures a batch before the assembler takes it, and lowers the record bound if
-    /// the shard's share of the memory budget needs it.
-    fn measure(&mut self, spans: &[SpanRecord]) {
-        if let Some(memory) = &mut self.memory {
-            let bytes: u64 = spans.iter().map(held_bytes).sum();
-            let bound = memory.observe(spans.len(), bytes);
-            self.assembler.set_max_buffered_spans(bound);
-        }
-    }
-
-    /// Measures linked evaluations like [`Self::measure`]: each reference held by a
-    /// target trace costs [`LINKED_REF_BYTES`], and the shared evaluation itself is
-    /// charged once, by the shard of the first trace it judges (whichever traces of
-    /// which shards it is held by).
-    fn measure_linked(&mut self, groups: &LinkedGroups) {
-        let Some(memory) = &mut self.memory else {
-            return;
-        };
-        let mut records = 0usize;
-        let mut owned: std::collections::HashSet<*const LinkedEvaluation> =
-            std::collections::HashSet::new();
-        let mut bytes = 0u64;
-        for (_, evaluations) in groups {
-            records += evaluations.len();
-            bytes += evaluations.len() as u64 * LINKED_REF_BYTES;
-            for evaluation in evaluations {
-                let owner = evaluation
-                    .first_target()
-                    .is_some_and(|t| t.shard(self.shards) == self.index);
-                if owner && owned.insert(Arc::as_ptr(evaluation)) {
-                    bytes += linked_held_bytes(evaluation);
-                }
-            }
-        }
-        let bound = memory.observe(records, bytes);
-        self.assembler.set_max_buffered_spans(bound);
-    }
-
     fn publish_stats(&mut self) {
         let s = self.assembler.stats();
         if let Some(memory) = &mut self.memory {
-            memory.held(s.buffered_spans);
+            memory.held(s.buffered_bytes);
         }
         let last = &self.last_stats;
         let m = &self.metrics;

@@ -4,7 +4,6 @@
 //! attributes, as compressed JSON), from which the API answers exactly as it does from
 //! memory.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -178,8 +177,9 @@ pub fn summary(a: &Analysis) -> Summary {
     }
 }
 
-/// Builds the record of `a`; `body_json` is its trajectory document.
-pub fn record(a: &Analysis, dims: &[Dimension], body_json: &[u8]) -> std::io::Result<Record> {
+/// Builds the record of `a`; `body` is its trajectory document, compressed
+/// ([`crate::compress::compress_json`]).
+pub fn record(a: &Analysis, dims: &[Dimension], body: Vec<u8>) -> std::io::Result<Record> {
     let mut summary = summary(a);
     let cohort = cohort_values(a, dims);
     summary.model = cohort
@@ -227,26 +227,13 @@ pub fn record(a: &Analysis, dims: &[Dimension], body_json: &[u8]) -> std::io::Re
         tags,
         reasons,
         cohort,
-        body: compress(body_json)?,
+        body,
     })
 }
 
-/// Compresses a stored body: zstd at its fastest level (several times faster than
-/// deflate, on the store thread's hot path, and smaller), with one compression context
-/// per thread.
+/// Compresses a stored body (see [`crate::compress`]).
 pub fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    thread_local! {
-        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { RefCell::new(None) };
-    }
-    CONTEXT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let context = match &mut *cell {
-            Some(context) => context,
-            None => cell.insert(zstd::bulk::Compressor::new(1)?),
-        };
-        context.compress(bytes)
-    })
+    crate::compress::compress(bytes)
 }
 
 /// The first bytes of every zstd frame. A raw deflate stream can never start with them

@@ -62,7 +62,7 @@ fn put_all(store: &SqliteStore, runs: &[Arc<Analysis>]) {
         .iter()
         .map(|a| {
             let doc = crate::store::document::Document::from_analysis(a);
-            Write::Put(record(a, &dims(), &serde_json::to_vec(&doc).unwrap()).unwrap())
+            Write::Put(record(a, &dims(), crate::compress::compress_json(&doc).unwrap()).unwrap())
         })
         .collect();
     store.write(&writes).unwrap();
@@ -1127,7 +1127,8 @@ fn a_durable_transaction_runs_with_synchronous_full_and_the_others_with_normal()
     assert_eq!(mode(false), 1, "back to NORMAL after a durable commit");
     let a = run(1, 0, 10, "m", Some("boom"));
     let doc = crate::store::document::Document::from_analysis(&a);
-    let put = Write::Put(record(&a, &dims(), &serde_json::to_vec(&doc).unwrap()).unwrap());
+    let put =
+        Write::Put(record(&a, &dims(), crate::compress::compress_json(&doc).unwrap()).unwrap());
     store.write_durable(&[put]).unwrap();
     assert!(store.get(a.trajectory.trace_id).unwrap().is_some());
     assert_eq!(mode(false), 1);

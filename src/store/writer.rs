@@ -693,8 +693,7 @@ impl Worker {
 
     fn encode(&self, a: &Analysis) -> std::io::Result<crate::store::Record> {
         let doc = crate::store::document::Document::from_analysis(a);
-        let json = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
-        record(a, &self.dims, &json)
+        record(a, &self.dims, crate::compress::compress_json(&doc)?)
     }
 
     fn retention(&self) {

@@ -69,9 +69,6 @@ pub use config::{FsyncPolicy, RawWalConfig, WalConfig, WalConfigError};
 pub use replay::ReplayStats;
 pub use segment::{Format, Signal};
 
-/// zstd level of appended bodies: the fastest of the standard levels.
-const ZSTD_LEVEL: i32 = 1;
-
 /// A failure of the log.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -189,7 +186,7 @@ pub struct Entry {
 impl Entry {
     /// Compresses a size-checked request body (after transport decompression).
     pub fn new(signal: Signal, format: Format, body: &[u8]) -> Result<Entry, WalError> {
-        let compressed = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(WalError::Compress)?;
+        let compressed = crate::compress::compress(body).map_err(WalError::Compress)?;
         Ok(Entry {
             signal,
             format,

@@ -15,6 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use std::sync::Arc;
 
+use crate::model::held::{linked_ref_bytes, log_bytes, span_bytes};
 use crate::model::trajectory::{linked_content_cmp, log_order, span_content_cmp};
 use crate::model::{
     Attributes, LinkedEvaluation, LogEvent, SpanId, SpanRecord, TraceId, Trajectory, Value,
@@ -61,6 +62,9 @@ pub(super) struct Buffer {
     slots: HashMap<SpanId, Slot>,
     /// Span ids whose kept copy has no parent.
     roots: u32,
+    /// What the records held cost ([`crate::model::held`]): kept up to date as records
+    /// come, are replaced and go, so that the assembler bounds its buffers in bytes.
+    bytes: u64,
     /// Log events and linked evaluations: most traces have neither, so they sit behind
     /// one pointer, allocated with the first.
     others: Option<Box<Others>>,
@@ -85,6 +89,11 @@ impl Buffer {
                 .others
                 .as_ref()
                 .map_or(0, |o| o.logs.len() + o.linked.len())
+    }
+
+    /// What the records held cost, in bytes.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub(super) fn has_spans(&self) -> bool {
@@ -117,6 +126,7 @@ impl Buffer {
                 if span.is_root() {
                     self.roots += 1;
                 }
+                self.bytes += span_bytes(&span);
                 self.spans.push(span);
                 Added::New
             }
@@ -137,11 +147,13 @@ impl Buffer {
                     // witness of the conflict.
                     let was_root = self.spans[first].is_root();
                     let is_root = span.is_root();
+                    self.bytes += span_bytes(&span);
                     let old = std::mem::replace(&mut self.spans[first], span);
                     self.roots = self.roots + u32::from(is_root) - u32::from(was_root);
                     match slot.witness() {
                         Some(w) => {
-                            self.spans[w as usize] = old;
+                            let dropped = std::mem::replace(&mut self.spans[w as usize], old);
+                            self.bytes -= span_bytes(&dropped);
                             Added::Replaced
                         }
                         None => {
@@ -152,6 +164,7 @@ impl Buffer {
                     }
                 } else if slot.witness().is_none() {
                     slot.witness = next;
+                    self.bytes += span_bytes(&span);
                     self.spans.push(span);
                     Added::New
                 } else {
@@ -175,12 +188,19 @@ impl Buffer {
                 v.insert(next);
             }
         }
+        self.bytes += log_bytes(&log);
         others.logs.push(log);
         Added::New
     }
 
-    /// Adds a linked evaluation unless the buffer already holds `cap` others.
-    pub(super) fn add_linked(&mut self, evaluation: Arc<LinkedEvaluation>, cap: usize) -> Added {
+    /// Adds a linked evaluation of trace `holder` (this buffer's trace) unless the
+    /// buffer already holds `cap` others.
+    pub(super) fn add_linked(
+        &mut self,
+        evaluation: Arc<LinkedEvaluation>,
+        cap: usize,
+        holder: TraceId,
+    ) -> Added {
         let others = self.others.get_or_insert_default();
         let next = index_u32(others.linked.len());
         match others
@@ -190,6 +210,7 @@ impl Buffer {
             Entry::Vacant(_) if others.linked.len() >= cap => Added::OverLinkedCap,
             Entry::Vacant(v) => {
                 v.insert(next);
+                self.bytes += linked_ref_bytes(&evaluation, holder);
                 others.linked.push(evaluation);
                 Added::New
             }
@@ -199,6 +220,8 @@ impl Buffer {
                     Ordering::Equal => Added::Duplicate,
                     // The trajectory keeps the canonical first copy of a linked span.
                     Ordering::Less => {
+                        self.bytes += linked_ref_bytes(&evaluation, holder);
+                        self.bytes -= linked_ref_bytes(held, holder);
                         *held = evaluation;
                         Added::Replaced
                     }
@@ -232,6 +255,21 @@ impl Buffer {
         (self.into_trajectory(trace_id, max_depth), witnesses)
     }
 
+    /// The bytes of the records held, counted again from scratch; [`Buffer::bytes`] must
+    /// equal it.
+    #[cfg(test)]
+    pub(super) fn recount_bytes(&self, holder: TraceId) -> u64 {
+        let spans: u64 = self.spans.iter().map(span_bytes).sum();
+        let others = self.others.as_ref().map_or(0, |o| {
+            o.logs.iter().map(log_bytes).sum::<u64>()
+                + o.linked
+                    .iter()
+                    .map(|e| linked_ref_bytes(e, holder))
+                    .sum::<u64>()
+        });
+        spans + others
+    }
+
     /// A buffer holding what the buffer behind `released` held: its spans, log events
     /// and linked spans plus the conflict `witnesses`, so that records merged later give
     /// the trajectory the first buffer would have given.
@@ -246,7 +284,7 @@ impl Buffer {
         }
         for evaluation in &released.linked {
             // What was held before is within the cap.
-            buf.add_linked(evaluation.clone(), usize::MAX);
+            buf.add_linked(evaluation.clone(), usize::MAX, released.trace_id);
         }
         buf
     }

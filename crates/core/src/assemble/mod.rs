@@ -62,12 +62,18 @@
 //!
 //! Every record held counts once against `max_buffered_spans` and against the trace's
 //! `max_spans_per_trace`: spans (including a conflicting copy kept as evidence), log
-//! events and linked spans, in open traces and in grace entries alike. When adding a
-//! record takes the total above `max_buffered_spans`, the assembler frees records until
-//! it is back under the bound:
+//! events and linked spans, in open traces and in grace entries alike. Each also counts
+//! its bytes ([`crate::model::held`]) against the byte bound the pipeline sets
+//! ([`Assembler::set_max_buffered_bytes`], a shard's share of the memory budget); a
+//! grace entry counts the bytes of the trajectory it released (the pipeline holds that
+//! trajectory until the grace ends) plus, once late data came, those of its restored
+//! buffer. When adding a record takes the total above either bound, the assembler frees
+//! records until it is back under both:
 //! 1. first it forgets the oldest grace entries (by release time), releasing their
 //!    pending revision if they had one; they become tombstones, so their late data is
-//!    counted in `late_dropped` (`grace_forgotten`);
+//!    counted in `late_dropped` (`grace_forgotten`), and their ids are handed to the
+//!    pipeline ([`Assembler::take_forgotten`]) so that it lets their released analysis
+//!    go now rather than at the end of the grace;
 //! 2. then it releases the oldest open traces (by first record) early, flagged
 //!    `MemoryPressure` (`evicted_memory`), and closes them at once: keeping their
 //!    records for a grace would not free memory. An evicted trace with no span is
@@ -155,6 +161,10 @@ pub struct AssembleConfig {
 pub struct AssembleStats {
     /// Records held (spans, log events, linked spans) in open traces and grace entries.
     pub buffered_spans: usize,
+    /// What those records cost, in bytes ([`crate::model::held`]). A grace entry that
+    /// took no late data is counted at what its trace held when released: the released
+    /// trajectory it shares with the pipeline holds those records.
+    pub buffered_bytes: u64,
     pub open_traces: usize,
     /// Spans (and logs, linked spans) that arrived after the grace period, or for a trace
     /// released as too large: counted, not merged.
@@ -177,7 +187,8 @@ pub struct AssembleStats {
     /// Log events and linked spans of a trace that never got a span before it was
     /// released (or that carry no trace id): dropped.
     pub unmatched_dropped: u64,
-    /// Grace entries forgotten early to stay under `max_buffered_spans`.
+    /// Grace entries forgotten early to stay under `max_buffered_spans` (or the byte
+    /// bound, [`Assembler::set_max_buffered_bytes`]).
     pub grace_forgotten: u64,
     /// Linked evaluations of a trace that already held `max_linked_per_trace`: dropped.
     pub linked_dropped: u64,
@@ -232,6 +243,11 @@ struct GraceTrace {
     /// Records counted in `buffered` for this trace (the restored buffer's length once
     /// there is one).
     records: usize,
+    /// What the released trajectory's records cost (what the trace held when released).
+    released_bytes: u64,
+    /// Counted in `buffered_bytes` for this trace: `released_bytes`, plus the restored
+    /// buffer's bytes once there is one (both copies are held until the revision).
+    bytes: u64,
     revision: u32,
     late_spans: u32,
     /// Late data merged since the last release.
@@ -284,6 +300,12 @@ pub struct Assembler {
     closed_count: usize,
     idle_count: usize,
     buffered: usize,
+    /// What the `buffered` records cost, and its bound.
+    buffered_bytes: u64,
+    max_buffered_bytes: u64,
+    /// Traces whose grace entry was forgotten under the bounds since the last
+    /// [`Assembler::take_forgotten`].
+    forgotten: Vec<TraceId>,
     stats: AssembleStats,
 }
 
@@ -303,6 +325,9 @@ impl Assembler {
             closed_count: 0,
             idle_count: 0,
             buffered: 0,
+            buffered_bytes: 0,
+            max_buffered_bytes: u64::MAX,
+            forgotten: Vec::new(),
             stats: AssembleStats::default(),
         }
     }
@@ -372,6 +397,22 @@ impl Assembler {
         self.config.max_buffered_spans = max.max(1);
     }
 
+    /// Bounds the bytes the buffered records cost ([`AssembleStats::buffered_bytes`]),
+    /// like `max_buffered_spans` bounds their number and with the same policy: above it
+    /// the oldest grace entries are forgotten, then the oldest open traces are released
+    /// early. Unbounded (`u64::MAX`) unless set; the pipeline sets a shard's share of the
+    /// memory budget. Takes effect as the next record is added.
+    pub fn set_max_buffered_bytes(&mut self, max: u64) {
+        self.max_buffered_bytes = max.max(1);
+    }
+
+    /// The traces whose grace entry was forgotten under the bounds since the last call:
+    /// closed for good, so no revision of theirs will come. A holder of their released
+    /// analysis (waiting for the grace to end) may let it go now.
+    pub fn take_forgotten(&mut self, out: &mut Vec<TraceId>) {
+        out.append(&mut self.forgotten);
+    }
+
     /// Releases what is due at `now`: idle complete traces, traces past `max_trace_age`,
     /// revisions of released trajectories that took late data; forgets expired graces.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
@@ -436,6 +477,7 @@ impl Assembler {
     pub fn stats(&self) -> AssembleStats {
         AssembleStats {
             buffered_spans: self.buffered,
+            buffered_bytes: self.buffered_bytes,
             open_traces: self.open_count,
             ..self.stats.clone()
         }
@@ -465,6 +507,46 @@ impl Assembler {
 
     fn max_tombstones(&self) -> usize {
         self.config.max_buffered_spans.max(MIN_TOMBSTONES)
+    }
+
+    /// Checks the byte accounting against a recount: every open buffer's bytes are those
+    /// of its records, every grace entry's are its released trajectory's plus its
+    /// restored buffer's, and the total is their sum.
+    #[cfg(test)]
+    fn check_bytes(&self) -> Result<(), String> {
+        let mut sum = 0;
+        for (id, state) in &self.traces {
+            match &state.phase {
+                Phase::Open(open) => {
+                    let recount = open.buf.recount_bytes(*id);
+                    if recount != open.buf.bytes() {
+                        return Err(format!(
+                            "open {id}: {} counted, {recount} held",
+                            open.buf.bytes()
+                        ));
+                    }
+                    sum += recount;
+                }
+                Phase::Grace(grace) => {
+                    let late = grace.late.as_ref().map_or(0, |b| b.recount_bytes(*id));
+                    if grace.bytes != grace.released_bytes + late {
+                        return Err(format!(
+                            "grace {id}: {} counted, {} released + {late} late",
+                            grace.bytes, grace.released_bytes
+                        ));
+                    }
+                    sum += grace.bytes;
+                }
+                Phase::Closed { .. } => {}
+            }
+        }
+        if sum != self.buffered_bytes {
+            return Err(format!(
+                "{} counted in all, {sum} held",
+                self.buffered_bytes
+            ));
+        }
+        Ok(())
     }
 
     fn push_idle(&mut self, at: Instant, epoch: u64, trace: TraceId) {
@@ -507,12 +589,16 @@ impl Assembler {
         let epoch = state.epoch;
         let mut queue_idle = false;
         let mut restored = 0;
+        // Bytes before and after the record was added.
+        let (bytes_before, bytes_after);
         let (added, too_large) = match &mut state.phase {
             Phase::Open(open) => {
                 if reserve > 0 {
                     open.buf.reserve_spans(reserve);
                 }
-                let added = add_record(&mut open.buf, record, linked_cap);
+                bytes_before = open.buf.bytes();
+                let added = add_record(&mut open.buf, record, linked_cap, trace);
+                bytes_after = open.buf.bytes();
                 if changed(added) {
                     open.last_seen = now;
                     if open.buf.has_root() && !open.idle_queued {
@@ -523,6 +609,7 @@ impl Assembler {
                 (added, open.buf.len() >= cap)
             }
             Phase::Grace(grace) => {
+                bytes_before = grace.bytes;
                 let buf = match &mut grace.late {
                     Some(buf) => buf,
                     None => {
@@ -534,8 +621,12 @@ impl Assembler {
                         grace.late.insert(buf)
                     }
                 };
-                let added = add_record(buf, record, linked_cap);
+                let added = add_record(buf, record, linked_cap, trace);
                 grace.records = buf.len();
+                // The released trajectory stays held (by the pipeline, until the grace
+                // ends) beside the restored buffer: both copies are counted.
+                grace.bytes = grace.released_bytes + buf.bytes();
+                bytes_after = grace.bytes;
                 if changed(added) {
                     self.stats.late_merged += 1;
                     grace.late_spans = grace.late_spans.saturating_add(1);
@@ -555,6 +646,7 @@ impl Assembler {
             }
         };
         self.buffered -= restored;
+        self.buffered_bytes = (self.buffered_bytes + bytes_after).saturating_sub(bytes_before);
         match added {
             Added::New => self.buffered += 1,
             Added::Replaced => {}
@@ -608,12 +700,15 @@ impl Assembler {
     /// Frees records until the total is within `max_buffered_spans`: oldest grace
     /// entries first, then the oldest open traces.
     fn enforce_budget(&mut self, now: Instant, out: &mut Vec<Arc<Trajectory>>) {
-        while self.buffered > self.config.max_buffered_spans {
+        while self.buffered > self.config.max_buffered_spans
+            || self.buffered_bytes > self.max_buffered_bytes
+        {
             if let Some(e) = front_valid(&mut self.grace_queue, &self.traces) {
                 self.grace_queue.pop_front();
                 self.stats.grace_forgotten += 1;
                 tracing::debug!(trace_id = %e.trace, "Grace entry forgotten under memory pressure.");
                 self.close_grace(e.trace, now, out);
+                self.forgotten.push(e.trace);
                 continue;
             }
             if let Some(e) = front_valid(&mut self.open_queue, &self.traces) {
@@ -658,6 +753,12 @@ impl Assembler {
                         grace.pending = false;
                         grace.revision = grace.revision.saturating_add(1);
                         if let Some(buf) = grace.late.take() {
+                            // The revision replaces the released trajectory: one copy.
+                            let held = buf.bytes();
+                            self.buffered_bytes =
+                                (self.buffered_bytes + held).saturating_sub(grace.bytes);
+                            grace.released_bytes = held;
+                            grace.bytes = held;
                             let (mut t, witnesses) = buf.into_parts(trace, max_depth);
                             set_revision_fields(&mut t, grace, None);
                             let t = Arc::new(t);
@@ -713,12 +814,14 @@ impl Assembler {
             self.idle_count -= 1;
         }
         let records = open.buf.len();
+        let bytes = open.buf.bytes();
         if why == Release::Memory {
             self.stats.evicted_memory += 1;
         }
         if !open.buf.has_spans() {
             // Only log events or linked spans: nothing to analyse.
             self.buffered -= records;
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
             self.stats.unmatched_dropped += records as u64;
             tracing::debug!(trace_id = %trace, records, "Trace without spans dropped.");
             return;
@@ -757,6 +860,8 @@ impl Assembler {
                         witnesses,
                         late: None,
                         records,
+                        released_bytes: bytes,
+                        bytes,
                         revision: 0,
                         late_spans: 0,
                         pending: false,
@@ -774,6 +879,7 @@ impl Assembler {
             out.push(t);
         } else {
             self.buffered -= records;
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
             let mut t = open.buf.into_trajectory(trace, self.config.max_trace_depth);
             self.close(trace, now);
             t.complete = reason.is_none();
@@ -808,6 +914,7 @@ impl Assembler {
                 self.idle_count -= 1;
             }
             self.buffered -= grace.records;
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(grace.bytes);
         }
         self.close(trace, now);
     }
@@ -825,6 +932,7 @@ impl Assembler {
             self.idle_count -= 1;
         }
         self.buffered -= grace.records;
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(grace.bytes);
         grace.revision = grace.revision.saturating_add(1);
         let mut t = match grace.late.take() {
             Some(buf) => buf.into_trajectory(trace, self.config.max_trace_depth),
@@ -895,11 +1003,11 @@ impl Assembler {
     }
 }
 
-fn add_record(buf: &mut Buffer, record: Record, linked_cap: usize) -> Added {
+fn add_record(buf: &mut Buffer, record: Record, linked_cap: usize, trace: TraceId) -> Added {
     match record {
         Record::Span(span) => buf.add_span(span),
         Record::Log(log) => buf.add_log(log),
-        Record::Linked(evaluation) => buf.add_linked(evaluation, linked_cap),
+        Record::Linked(evaluation) => buf.add_linked(evaluation, linked_cap, trace),
     }
 }
 

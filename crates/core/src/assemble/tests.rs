@@ -426,6 +426,68 @@ fn tombstones_are_capped() {
 // ---------------------------------------------------------------------------------
 
 #[test]
+fn the_byte_bound_forgets_grace_entries_first_then_evicts_the_oldest_open_trace() {
+    use crate::model::held::span_bytes;
+    let c = Clock::new();
+    let mut a = Assembler::new(config());
+    let one: u64 = run(1).iter().map(span_bytes).sum();
+    // Room for two and a half runs' bytes; the record bound (1 000) is far away.
+    a.set_max_buffered_bytes(one * 5 / 2);
+    let mut forgotten = Vec::new();
+    // Trace 1 released at 10 s and held for its grace: its bytes stay counted.
+    push(&mut a, run(1), c.at(0));
+    assert_eq!(tick(&mut a, c.at(10)).len(), 1);
+    assert_eq!(a.stats().buffered_bytes, one);
+    // Trace 2 open, then trace 3: three runs' bytes are over the bound.
+    assert!(push(&mut a, run(2), c.at(11)).is_empty());
+    assert!(push(&mut a, run(3), c.at(12)).is_empty());
+    let st = a.stats();
+    assert_eq!((st.grace_forgotten, st.evicted_memory), (1, 0));
+    assert_eq!(st.buffered_bytes, 2 * one);
+    a.take_forgotten(&mut forgotten);
+    assert_eq!(forgotten, vec![trace_id(1)], "the pipeline is told");
+    a.take_forgotten(&mut forgotten);
+    assert_eq!(forgotten.len(), 1, "once");
+    assert_eq!(a.check_bytes(), Ok(()));
+    // Trace 4: no grace entry left, so the oldest open trace (2) goes, incomplete.
+    let out = push(&mut a, run(4), c.at(14));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].trace_id, trace_id(2));
+    assert_eq!(
+        out[0].incomplete_reason,
+        Some(IncompleteReason::MemoryPressure)
+    );
+    assert_eq!(a.stats().buffered_bytes, 2 * one);
+    assert_eq!(a.check_bytes(), Ok(()));
+    // Everything released and past its grace: nothing counted.
+    tick(&mut a, c.at(30));
+    tick(&mut a, c.at(100));
+    assert_eq!(a.stats().buffered_bytes, 0);
+    assert_eq!(a.stats().buffered_spans, 0);
+}
+
+#[test]
+fn a_grace_entry_counts_its_released_trajectory_and_its_late_buffer() {
+    use crate::model::held::span_bytes;
+    let c = Clock::new();
+    let mut a = Assembler::new(config());
+    let one: u64 = run(1).iter().map(span_bytes).sum();
+    push(&mut a, run(1), c.at(0));
+    assert_eq!(tick(&mut a, c.at(10)).len(), 1);
+    // A late span: the buffer is restored beside the released trajectory, which the
+    // pipeline still holds, so both copies count.
+    let late = span(1, 9, 1).build();
+    let late_bytes = span_bytes(&late);
+    push(&mut a, vec![late], c.at(11));
+    assert_eq!(a.stats().buffered_bytes, 2 * one + late_bytes);
+    assert_eq!(a.check_bytes(), Ok(()));
+    // The revision replaces the released trajectory: one copy again.
+    assert_eq!(tick(&mut a, c.at(25)).len(), 1);
+    assert_eq!(a.stats().buffered_bytes, one + late_bytes);
+    assert_eq!(a.check_bytes(), Ok(()));
+}
+
+#[test]
 fn memory_pressure_forgets_grace_entries_first_then_evicts_oldest_open_trace() {
     let c = Clock::new();
     let mut a = Assembler::new(AssembleConfig {
@@ -1322,10 +1384,14 @@ proptest! {
         });
         let mut out = Vec::new();
         let last = push_batches(&mut a, &arrivals[..cut], &splits[..cut], &c, 0, &mut out);
+        prop_assert_eq!(a.check_bytes(), Ok(()));
         a.tick(c.at(last + 60), &mut out);
+        prop_assert_eq!(a.check_bytes(), Ok(()));
         let first = out.len();
         push_batches(&mut a, &arrivals[cut..], &splits[cut..], &c, last + 61, &mut out);
+        prop_assert_eq!(a.check_bytes(), Ok(()));
         a.tick(c.at(last + 1000), &mut out);
+        prop_assert_eq!(a.check_bytes(), Ok(()));
         a.drain(&mut out);
         let expected = expected_trajectory(&all);
         // A first part of logs and linked spans only is dropped at max age, not
@@ -1344,6 +1410,7 @@ proptest! {
         }
         prop_assert_eq!(fin.revision as usize, out.len() - 1);
         prop_assert_eq!(a.stats().buffered_spans, 0);
+        prop_assert_eq!(a.stats().buffered_bytes, 0);
     }
 }
 

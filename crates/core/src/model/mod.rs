@@ -4,6 +4,7 @@
 //! the edges (`ingest` knows OTLP, `api` knows JSON), and convert to and from these types.
 
 pub mod analysis;
+pub mod held;
 pub mod ids;
 pub mod intern;
 pub mod linked;
