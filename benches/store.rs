@@ -19,7 +19,9 @@
 //! `synchronous=FULL`, one fsync of SQLite's WAL file). Each analysis is counted by the
 //! aggregator at its finalize, as the pipeline's count stage does, so the writer adds
 //! its own counts to the stored minute.
-//! `FAULTLINE_BENCH_WRITER_RUNS` changes the number of analyses (default 200 000).
+//! `FAULTLINE_BENCH_WRITER_RUNS` changes the number of analyses (default 200 000). First
+//! it prints what encoding a stored document costs, against the way it was encoded
+//! before (the JSON text, then zstd), in the same run.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -261,6 +263,48 @@ async fn measure(app: &axum::Router, uris: &[String], rounds: usize) -> Vec<Dura
 /// The writer's throughput: analyses/s handled and trajectories/s stored, feeding the
 /// sink from two threads without ever overrunning the queue (a feeder waits while the
 /// queue is nearly full), so nothing is shed or dropped.
+/// The writer's encoding of a stored document, as it is (serialized straight into zstd,
+/// `compress::compress_json`) against the reference it replaced, measured in the same
+/// run: the JSON text built first, then compressed in one call into a buffer of zstd's
+/// bound for it (one reused context). Five interleaved rounds over `n` analyses; medians
+/// and their ratio.
+fn encode_bench(n: u64) {
+    let analyses: Vec<Analysis> = (0..n)
+        .map(|i| run(i + 1, 1_000 + i, fault_of(i + 1)))
+        .collect();
+    let mut reference_context = zstd::bulk::Compressor::new(1).expect("zstd");
+    let (mut streamed, mut reference) = (Vec::new(), Vec::new());
+    let mut bytes = (0usize, 0usize);
+    for _ in 0..5 {
+        let t = Instant::now();
+        for a in &analyses {
+            let doc = faultline::store::document::Document::from_analysis(a);
+            bytes.0 = faultline::compress::compress_json(&doc)
+                .expect("encoded")
+                .len();
+        }
+        streamed.push(n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for a in &analyses {
+            let doc = faultline::store::document::Document::from_analysis(a);
+            let json = serde_json::to_vec(&doc).expect("json");
+            bytes.1 = reference_context.compress(&json).expect("encoded").len();
+        }
+        reference.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, r) = (median(&mut streamed), median(&mut reference));
+    println!(
+        "document encoding, {n} analyses, median of 5 interleaved rounds: streamed into zstd {s:.0}/s, JSON text then zstd (reference) {r:.0}/s, ratio {:.2} (last document {} vs {} bytes)",
+        s / r,
+        bytes.0,
+        bytes.1
+    );
+}
+
 fn writer_bench(runs: u64, success_sample: f64, observed: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = AggregateConfig::default_config();
@@ -378,6 +422,7 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(200_000);
+        encode_bench(runs.min(50_000));
         for observed in [false, true] {
             writer_bench(runs, 0.05, observed);
             writer_bench(runs, 1.0, observed);
