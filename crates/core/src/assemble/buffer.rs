@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::mem::size_of;
 
 use std::sync::Arc;
 
@@ -91,9 +92,43 @@ impl Buffer {
                 .map_or(0, |o| o.logs.len() + o.linked.len())
     }
 
-    /// What the records held cost, in bytes.
+    /// What the buffer holds, in bytes: its records ([`crate::model::held`]) plus its own
+    /// structure: the buffer, its trace's entry in the assembler's map, the spare
+    /// capacity of its vectors and its indexes at their capacity (a trace that holds
+    /// one linked evaluation still holds a buffer and two small maps).
     pub(super) fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.overhead()
+    }
+
+    fn overhead(&self) -> u64 {
+        // A hash map entry costs its pair and one control byte.
+        fn map<K, V>(m: &HashMap<K, V>) -> usize {
+            m.capacity() * (size_of::<(K, V)>() + 1)
+        }
+        let spare = |len: usize, capacity: usize, each: usize| (capacity - len) * each;
+        let mut bytes = size_of::<Buffer>()
+            + size_of::<(TraceId, super::TraceState)>()
+            + spare(
+                self.spans.len(),
+                self.spans.capacity(),
+                size_of::<SpanRecord>(),
+            )
+            + map(&self.slots);
+        if let Some(o) = &self.others {
+            // A held linked evaluation's pointer and index entry are counted with it
+            // (`LINKED_REF_BYTES`): only the spare room is the buffer's.
+            bytes += size_of::<Others>()
+                + spare(o.logs.len(), o.logs.capacity(), size_of::<LogEvent>())
+                + spare(
+                    o.linked.len(),
+                    o.linked.capacity(),
+                    size_of::<Arc<LinkedEvaluation>>(),
+                )
+                + map(&o.log_hashes)
+                + map(&o.linked_index)
+                - o.linked_index.len() * size_of::<((TraceId, SpanId), u32)>();
+        }
+        bytes as u64
     }
 
     pub(super) fn has_spans(&self) -> bool {
@@ -259,6 +294,11 @@ impl Buffer {
     /// equal it.
     #[cfg(test)]
     pub(super) fn recount_bytes(&self, holder: TraceId) -> u64 {
+        self.recount_records(holder) + self.overhead()
+    }
+
+    #[cfg(test)]
+    fn recount_records(&self, holder: TraceId) -> u64 {
         let spans: u64 = self.spans.iter().map(span_bytes).sum();
         let others = self.others.as_ref().map_or(0, |o| {
             o.logs.iter().map(log_bytes).sum::<u64>()

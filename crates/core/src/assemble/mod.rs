@@ -565,9 +565,12 @@ impl Assembler {
     ) {
         let cap = self.max_spans_per_trace();
         let linked_cap = self.config.max_linked_per_trace;
+        // A new trace's buffer costs its structure from the start.
+        let mut new_trace = false;
         let state = match self.traces.entry(trace) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
+                new_trace = true;
                 self.next_epoch += 1;
                 let epoch = self.next_epoch;
                 self.open_queue.push_back(QueueEntry {
@@ -593,10 +596,10 @@ impl Assembler {
         let (bytes_before, bytes_after);
         let (added, too_large) = match &mut state.phase {
             Phase::Open(open) => {
+                bytes_before = if new_trace { 0 } else { open.buf.bytes() };
                 if reserve > 0 {
                     open.buf.reserve_spans(reserve);
                 }
-                bytes_before = open.buf.bytes();
                 let added = add_record(&mut open.buf, record, linked_cap, trace);
                 bytes_after = open.buf.bytes();
                 if changed(added) {
