@@ -382,6 +382,7 @@ fn end_to_end(
 }
 
 fn main() {
+    faultline::allocator::tune();
     let target: usize = std::env::var("FAULTLINE_BENCH_SPANS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -44,6 +44,7 @@
 
 pub mod aggregate;
 pub mod alerts;
+pub mod allocator;
 pub mod api;
 pub mod cli;
 pub mod cohorts;
