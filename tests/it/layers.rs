@@ -29,8 +29,9 @@ const LAYERS: &[&[&str]] = &[
         "golden",
         "test_support",
     ],
-    // foundations: the byte budget, TLS and tokens, failure-reason clustering
-    &["memory", "security", "reasons"],
+    // foundations: the byte budget, TLS and tokens, failure-reason clustering, the
+    // allocator's settings, zstd for what goes to disk
+    &["memory", "security", "reasons", "allocator", "compress"],
     // listeners' bounds and the self-metrics registry
     &["net", "metrics"],
     // shards, assembly and analysis; the `Sink` and `Handoff` ports
