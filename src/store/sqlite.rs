@@ -100,6 +100,9 @@ const READERS: usize = 4;
 /// enough that a batch's index pages stay in memory instead of being re-read and spilled
 /// mid-transaction. A fixed amount, outside the memory budget.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// The same, in bytes: what the process may hold for the store on top of the memory
+/// budget.
+pub const WRITER_CACHE_BYTES: u64 = WRITER_CACHE_KIB as u64 * 1024;
 /// WAL pages between automatic checkpoints (SQLite's default is 1 000): fewer, larger
 /// checkpoints on the writer thread.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
