@@ -231,10 +231,8 @@ pub fn record(a: &Analysis, dims: &[Dimension], body: Vec<u8>) -> std::io::Resul
     })
 }
 
-/// Compresses a stored body (see [`crate::compress`]).
-pub fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    crate::compress::compress(bytes)
-}
+/// Stored bodies are compressed by [`crate::compress`].
+pub use crate::compress::compress;
 
 /// The first bytes of every zstd frame. A raw deflate stream can never start with them
 /// (as a stored block, its length would have to equal the complement of itself), so
