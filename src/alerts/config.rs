@@ -47,7 +47,8 @@ pub struct RawAlertsConfig {
     pub spike_p_firing: Option<f64>,
     /// Rate ratio the CUSUM of a sustained shift is tuned to detect. Default 1.75.
     pub shift_ratio: Option<f64>,
-    /// CUSUM decision threshold (log-likelihood ratio). Default 15.
+    /// CUSUM decision threshold (log-likelihood ratio) of one series; each series'
+    /// CUSUM adds ln of the number of CUSUMs watching its step. Default 15.
     pub cusum_threshold: Option<f64>,
     /// Fewest minutes of elevated rate before a shift can fire (caps the CUSUM step at
     /// threshold / this). Default 15.

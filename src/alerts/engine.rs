@@ -155,6 +155,16 @@ fn symptom_series(step: &str, signal: Signal) -> bool {
     signal == Signal::Failure && CONTAINER_STEPS.contains(&step)
 }
 
+/// The threshold of one CUSUM among the `family` watching the same step: the configured
+/// threshold plus ln(`family`). Under no change a CUSUM's mean run length to a false
+/// alarm grows like e^threshold, so a step watched by `family` CUSUMs (the step and each
+/// of its cohorts, per signal) is as unlikely to raise a false shift as one watched by a
+/// single CUSUM at the configured threshold. Without it, every cohort a step gains adds
+/// its own chance of a random excursion being labelled a shift.
+pub(super) fn cusum_threshold(configured: f64, family: Option<usize>) -> f64 {
+    configured + (family.unwrap_or(1).max(1) as f64).ln()
+}
+
 /// Ticks a minute may keep changing before it is evaluated anyway (a steady trickle of
 /// stragglers must not hold evaluation back for ever).
 const MAX_UNSETTLED_TICKS: u32 = 12;
@@ -277,6 +287,8 @@ struct Judged {
     m: u64,
     p0: f64,
     end_nanos: u64,
+    /// The threshold of this signal's CUSUM ([`cusum_threshold`]).
+    h: f64,
 }
 
 /// The spike test at one minute, as the spike lifecycle reads it.
@@ -623,8 +635,22 @@ impl AlertEngine {
         // 1. Fresh counts for the short windows.
         self.refresh(state, m, source);
 
-        // 2 and 3, per series and signal.
-        for i in 0..state.series.len() {
+        // 2 and 3, per series and signal, each CUSUM's threshold raised for the number
+        // of CUSUMs watching the same step.
+        let mut family: HashMap<&str, usize> = HashMap::new();
+        for s in &state.series {
+            let watched = Signal::ALL
+                .iter()
+                .filter(|&&signal| !symptom_series(&s.step, signal))
+                .count();
+            *family.entry(&*s.step).or_default() += watched;
+        }
+        let thresholds: Vec<f64> = state
+            .series
+            .iter()
+            .map(|s| cusum_threshold(cfg.cusum_threshold, family.get(&*s.step).copied()))
+            .collect();
+        for (i, &h) in thresholds.iter().enumerate() {
             let step_runs = if state.series[i].cohort.is_some() {
                 let key = (state.series[i].step.clone(), None);
                 state
@@ -635,7 +661,7 @@ impl AlertEngine {
                 None
             };
             for signal in Signal::ALL {
-                self.evaluate_signal(state, i, signal, m, step_runs);
+                self.evaluate_signal(state, i, signal, m, step_runs, h);
             }
         }
 
@@ -838,6 +864,7 @@ impl AlertEngine {
         signal: Signal,
         m: u64,
         step_runs: Option<u64>,
+        h: f64,
     ) {
         if symptom_series(&state.series[i].step, signal) {
             return;
@@ -846,7 +873,7 @@ impl AlertEngine {
         let sig = signal.index();
 
         // The baseline learns the minute that just left the short windows.
-        self.learn_baseline(&mut state.series[i], sig, m);
+        self.learn_baseline(&mut state.series[i], sig, m, h);
 
         let s = &state.series[i];
         let p0 = s.signals[sig].baseline();
@@ -861,6 +888,7 @@ impl AlertEngine {
             m,
             p0,
             end_nanos: (m + 1).saturating_mul(NANOS_PER_MINUTE),
+            h,
         };
 
         // Spike: the most significant of the windows of 1..=w minutes.
@@ -868,7 +896,7 @@ impl AlertEngine {
 
         // Sustained: CUSUM on minute m, each step capped.
         let cur = s.slot(m);
-        let shift = self.step_cusum(&mut state.series[i].signals[sig], sig, cur, m, p0);
+        let shift = self.step_cusum(&mut state.series[i].signals[sig], sig, cur, m, p0, h);
 
         // Sustained lifecycle first: a firing shift supersedes spikes.
         self.sustained_lifecycle(state, &at, &shift, spike.whole_step);
@@ -879,8 +907,9 @@ impl AlertEngine {
 
     /// The baseline of `signal` in series `s` learns minute `m - W` (just out of the
     /// short windows), unless an alert of it is open; the minutes of a shift still
-    /// building are held back until it is judged.
-    fn learn_baseline(&self, s: &mut Series, sig: usize, m: u64) {
+    /// building (the CUSUM, of threshold `h`, past a quarter of it) are held back until
+    /// it is judged.
+    fn learn_baseline(&self, s: &mut Series, sig: usize, m: u64, h: f64) {
         let cfg = &self.config;
         let w = cfg.spike_window_minutes.max(1);
         let decay = 0.5_f64.powf(1.0 / cfg.baseline_half_life_minutes.max(1.0));
@@ -901,7 +930,7 @@ impl AlertEngine {
         st.base_fails *= decay;
         st.held_runs *= decay;
         st.held_fails *= decay;
-        if st.cusum >= cfg.cusum_threshold / 4.0 && old >= st.exc_start {
+        if st.cusum >= h / 4.0 && old >= st.exc_start {
             // A shift may be building (the CUSUM is where a pending shift is kept): its
             // minutes must not teach the baseline that they are normal before it is
             // judged.
@@ -945,7 +974,7 @@ impl AlertEngine {
 
     /// Adds minute `cur` (minute `m`) of signal `sig` to the CUSUM of `st` against baseline `p0`, its
     /// step capped so that only `sustained_min_minutes` of elevation can cross the
-    /// threshold; the excursion as it stands after it.
+    /// threshold `h`; the excursion as it stands after it.
     fn step_cusum(
         &self,
         st: &mut SignalState,
@@ -953,10 +982,11 @@ impl AlertEngine {
         cur: Slot,
         m: u64,
         p0: f64,
+        h: f64,
     ) -> Excursion {
         let cfg = &self.config;
         let p1 = (p0 * cfg.shift_ratio).min(0.999);
-        let cap = cfg.cusum_threshold / cfg.sustained_min_minutes as f64;
+        let cap = h / cfg.sustained_min_minutes as f64;
         if cur.runs > 0 {
             let llr = bernoulli_llr(cur.counts[sig], cur.runs, p0, p1).min(cap);
             let before = st.cusum;
@@ -1004,11 +1034,12 @@ impl AlertEngine {
         whole_step: bool,
     ) {
         let cfg = &self.config;
-        let (i, sig, m, p0, end_nanos) = (at.i, at.signal.index(), at.m, at.p0, at.end_nanos);
+        let (i, sig, m, p0, end_nanos, h) =
+            (at.i, at.signal.index(), at.m, at.p0, at.end_nanos, at.h);
         let (n_r, k_r) = state.series[i].window(m, SUSTAINED_RESOLVE_WINDOW, sig);
         match state.series[i].signals[sig].sustained {
             None => {
-                if shift.cusum >= cfg.cusum_threshold / 2.0 && shift.elevated && !whole_step {
+                if shift.cusum >= h / 2.0 && shift.elevated && !whole_step {
                     let started = shift.start.saturating_mul(NANOS_PER_MINUTE);
                     if let Some(id) = self.open(
                         state,
@@ -1020,7 +1051,7 @@ impl AlertEngine {
                         (shift.rate, p0, shift.runs, shift.fails),
                     ) {
                         state.series[i].signals[sig].sustained = Some(id);
-                        if shift.cusum >= cfg.cusum_threshold {
+                        if shift.cusum >= h {
                             self.fire(state, id);
                         }
                     }
@@ -1054,14 +1085,14 @@ impl AlertEngine {
                     } else {
                         self.update(state, id, end_nanos, (rate_r, p0, n_r, k_r));
                     }
-                } else if shift.cusum >= cfg.cusum_threshold && shift.elevated {
+                } else if shift.cusum >= h && shift.elevated {
                     self.update(state, id, end_nanos, excursion);
                     self.fire(state, id);
                     if let Some(spike) = state.series[i].signals[sig].spike.take() {
                         // The burst turned out to be a shift: one alert, labelled sustained.
                         self.close(state, spike, end_nanos);
                     }
-                } else if shift.cusum < cfg.cusum_threshold / 4.0 || !shift.elevated {
+                } else if shift.cusum < h / 4.0 || !shift.elevated {
                     self.drop_pending(state, id);
                     state.series[i].signals[sig].sustained = None;
                 } else {

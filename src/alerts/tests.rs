@@ -1052,3 +1052,14 @@ async fn notifications_are_rate_limited_per_destination_and_flushed_at_shutdown(
     last.sort_unstable();
     assert_eq!(last, vec![3, 4]);
 }
+
+#[test]
+fn each_cusum_threshold_grows_with_the_log_of_the_cusums_watching_its_step() {
+    use super::engine::cusum_threshold;
+    assert_eq!(cusum_threshold(15.0, None), 15.0);
+    assert_eq!(cusum_threshold(15.0, Some(0)), 15.0);
+    assert_eq!(cusum_threshold(15.0, Some(1)), 15.0);
+    // A step with 40 cohorts and two signals: 82 CUSUMs, each e^ln(82) times rarer to
+    // cross by chance, so the step's family is as quiet as one CUSUM at 15.
+    assert!((cusum_threshold(15.0, Some(82)) - (15.0 + 82f64.ln())).abs() < 1e-12);
+}
