@@ -2,6 +2,11 @@
 //! like the Collector's `memory_limiter`, but counted from what is held rather than
 //! sampled from the heap.
 //!
+//! The limit covers the process's own footprint too: the server sets aside, at startup,
+//! what is resident before it serves and the store writer's page cache (which fills as
+//! it writes), at most half the limit ([`MemoryBudget::with_reserve`]); the marks and
+//! shares below are parts of the rest ([`MemoryBudget::held_limit`]).
+//!
 //! One [`MemoryBudget`] is shared by ingest and the pipeline. Each holder charges what it
 //! holds to its [`Component`]:
 //! - `requests`: decoded requests in flight, at their estimated decoded size (see
@@ -108,6 +113,9 @@ const MIN_DEFAULT: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
+    /// Set aside for the process's own footprint (see [`MemoryBudget::with_reserve`]);
+    /// also the gauge `faultline_memory_reserved_bytes`.
+    reserved: Gauge,
     used: [Gauge; Component::ALL.len()],
     refused: Counter,
     /// The analyses charged through [`AnalysisCharge`], by address: their size and who
@@ -182,7 +190,7 @@ impl Drop for Charge {
 
 /// Over the soft mark: the caller should refuse with a retryable status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the memory budget of {limit} bytes is {used} bytes used; {wanted} more bytes would pass its soft mark")]
+#[error("the memory held for clients is {used} bytes of the {limit} the budget leaves them; {wanted} more bytes would pass its soft mark")]
 pub struct OverSoftMark {
     pub limit: u64,
     pub used: u64,
@@ -190,31 +198,71 @@ pub struct OverSoftMark {
 }
 
 impl MemoryBudget {
+    /// A budget whose whole `limit` is for what is held for clients.
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget {
+        Self::with_reserve(limit, 0)
+    }
+
+    /// A budget of `limit` bytes of which `reserve` is set aside for the process's own
+    /// footprint (its code, threads, caches of fixed size: what it holds for nobody in
+    /// particular), so that what is held for clients plus that footprint stays within
+    /// `limit`. The reserve is capped at half the limit: a budget smaller than twice the
+    /// footprint still leaves half for clients.
+    pub fn with_reserve(limit: u64, reserve: u64) -> Arc<MemoryBudget> {
+        let budget = Arc::new(MemoryBudget {
             limit: limit.max(1),
+            reserved: Gauge::default(),
             used: std::array::from_fn(|_| Gauge::default()),
             refused: Counter::default(),
             shared: Mutex::new(HashMap::new()),
-        })
+        });
+        budget.set_reserve(reserve);
+        budget
     }
 
+    /// Sets the reserve again (capped at half the limit), once the footprint it stands
+    /// for is known better: the server measures it before opening the store and again
+    /// once everything is started, before it serves. The shards follow at their next
+    /// message or tick.
+    pub fn set_reserve(&self, reserve: u64) {
+        let reserve = reserve.min(self.limit / 2);
+        self.reserved
+            .set(i64::try_from(reserve).unwrap_or(i64::MAX));
+    }
+
+    /// The gauge of the reserve, for registration.
+    pub fn reserved_gauge(&self) -> Gauge {
+        self.reserved.clone()
+    }
+
+    /// The configured budget.
     pub fn limit(&self) -> u64 {
         self.limit
     }
 
+    /// The part of the budget set aside for the process's own footprint.
+    pub fn reserved(&self) -> u64 {
+        self.reserved.get().max(0) as u64
+    }
+
+    /// What may be held for clients: the budget less the reserve. The marks and shares
+    /// are parts of it.
+    pub fn held_limit(&self) -> u64 {
+        self.limit.saturating_sub(self.reserved())
+    }
+
     pub fn soft(&self) -> u64 {
-        self.limit / 100 * SOFT_PERCENT
+        self.held_limit() / 100 * SOFT_PERCENT
     }
 
     /// The most one request may hold once decoded.
     pub fn max_request(&self) -> u64 {
-        self.limit / REQUEST_SHARE
+        self.held_limit() / REQUEST_SHARE
     }
 
     /// The most the recent list may hold.
     pub fn recent_share(&self) -> u64 {
-        self.limit / RECENT_SHARE
+        self.held_limit() / RECENT_SHARE
     }
 
     pub fn used(&self) -> u64 {
@@ -255,7 +303,7 @@ impl MemoryBudget {
         if used != 0 && used.saturating_add(bytes) > self.soft() {
             self.refused.inc();
             return Err(OverSoftMark {
-                limit: self.limit,
+                limit: self.held_limit(),
                 used,
                 wanted: bytes,
             });
@@ -318,6 +366,21 @@ impl MemoryBudget {
     }
 }
 
+/// The process's resident memory now, in bytes (Linux: `VmRSS` of `/proc/self/status`);
+/// `None` where it cannot be read.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// The default budget: half of the cgroup's memory limit if there is one, else half of
 /// the machine's memory, and never less than 256 MiB.
 pub fn default_budget() -> u64 {
@@ -354,6 +417,36 @@ pub use crate::model::held::{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reserve_comes_off_the_budget_before_the_marks_and_is_capped_at_half() {
+        let budget = MemoryBudget::with_reserve(1000, 200);
+        assert_eq!(
+            (budget.limit(), budget.reserved(), budget.held_limit()),
+            (1000, 200, 800)
+        );
+        assert_eq!(budget.soft(), 640);
+        assert_eq!(budget.max_request(), 200);
+        assert_eq!(budget.recent_share(), 100);
+        let small = MemoryBudget::with_reserve(1000, 900);
+        assert_eq!((small.reserved(), small.held_limit()), (500, 500));
+        // Measured again once the server has started.
+        budget.set_reserve(300);
+        assert_eq!(
+            (budget.reserved(), budget.held_limit(), budget.soft()),
+            (300, 700, 560)
+        );
+        assert_eq!(budget.reserved_gauge().get(), 300);
+        budget.set_reserve(u64::MAX);
+        assert_eq!(budget.held_limit(), 500);
+    }
+
+    #[test]
+    fn this_process_reads_its_own_resident_memory() {
+        let rss = resident_bytes().expect("VmRSS on Linux");
+        // A test binary holds at least its own code resident, and less than the machine.
+        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
+    }
 
     #[test]
     fn charges_are_given_back_and_the_soft_mark_refuses() {

@@ -275,7 +275,7 @@ pub struct ComponentLabels {
 }
 
 /// Registers the memory budget's series: `faultline_memory_budget_bytes`,
-/// `faultline_memory_used_bytes{component}` (read from the budget at each scrape) and
+/// `faultline_memory_reserved_bytes`, `faultline_memory_used_bytes{component}` (read from the budget at each scrape) and
 /// `faultline_memory_refused_total`.
 pub fn register_memory(
     registry: &mut Registry,
@@ -284,6 +284,7 @@ pub fn register_memory(
     let limit: Gauge = Gauge::default();
     limit.set(i64::try_from(budget.limit()).unwrap_or(i64::MAX));
     register(registry, &MEMORY_BUDGET_BYTES, limit);
+    register(registry, &MEMORY_RESERVED_BYTES, budget.reserved_gauge());
     register(registry, &MEMORY_REFUSED, budget.refused_counter());
     registry.register_collector(Box::new(MemoryUsed(budget)));
 }
@@ -393,6 +394,12 @@ pub const MEMORY_BUDGET_BYTES: MetricDef<kind::Gauge> = MetricDef::new(
     "The memory budget ([limits] memory_bytes): past 80% of it receivers refuse new \
          requests with a retryable status; at it the shards release their oldest open \
          traces early",
+);
+pub const MEMORY_RESERVED_BYTES: MetricDef<kind::Gauge> = MetricDef::new(
+    "faultline_memory_reserved_bytes",
+    "The part of the memory budget set aside at startup for the process's own footprint \
+         (resident memory before serving, plus the store writer's page cache); the marks \
+         are parts of the rest",
 );
 pub const MEMORY_REFUSED: MetricDef<kind::Counter> = MetricDef::new(
     "faultline_memory_refused",

@@ -573,7 +573,13 @@ pub async fn start_with(
     // Self-metrics, the memory budget, and the sinks' shared state.
     let mut registry = Registry::default();
     let metrics = Arc::new(SelfMetrics::register(&mut registry));
-    let budget = crate::memory::MemoryBudget::new(settings.memory_bytes);
+    // The budget covers the process's own footprint too: what it holds before serving
+    // (code, runtime, listeners, then the store opened and the stages started: measured
+    // again below) and the store writer's page cache, which fills as it writes. The
+    // marks are parts of the rest.
+    let own_footprint =
+        || crate::memory::resident_bytes().unwrap_or(0) + crate::store::sqlite::WRITER_CACHE_BYTES;
+    let budget = crate::memory::MemoryBudget::with_reserve(settings.memory_bytes, own_footprint());
     crate::metrics::register_memory(&mut registry, budget.clone());
     metrics.init_series(
         &[
@@ -610,6 +616,13 @@ pub async fn start_with(
     }
     stages.sinks.push(Arc::new(storage.store_sink));
     let (pipeline, workers) = start_pipeline(settings, stages, metrics.clone(), &budget)?;
+    // Everything but the receivers and the API is up, and nothing is replayed yet.
+    budget.set_reserve(budget.reserved().max(own_footprint()));
+    tracing::info!(
+        budget = budget.limit(),
+        reserved = budget.reserved(),
+        "Memory budget set: what is left after the process's own footprint is for what is held for clients."
+    );
     let Storage {
         store,
         store_metrics,

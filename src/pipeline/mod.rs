@@ -156,8 +156,9 @@ impl Pipeline {
             let (tx, rx) = mpsc::channel(4096);
             senders.push(tx);
             let memory = config.memory.clone().map(|budget| ShardMemory {
-                share: budget.limit() / 100 * PIPELINE_SHARE_PERCENT / n as u64,
+                share: ShardMemory::share_of(&budget, n),
                 budget,
+                shards: n,
                 charged: 0,
             });
             let mut assembler = Assembler::new(assemble.clone());
@@ -393,11 +394,26 @@ struct Shard {
 struct ShardMemory {
     budget: Arc<MemoryBudget>,
     share: u64,
+    shards: usize,
     /// What this shard has added to the `pipeline` component.
     charged: i64,
 }
 
 impl ShardMemory {
+    /// One shard's part of what the budget leaves for clients.
+    fn share_of(budget: &MemoryBudget, shards: usize) -> u64 {
+        budget.held_limit() / 100 * PIPELINE_SHARE_PERCENT / shards.max(1) as u64
+    }
+
+    /// The share again, when the budget's reserve changed since it was taken.
+    fn changed_share(&mut self) -> Option<u64> {
+        let share = Self::share_of(&self.budget, self.shards);
+        (share != self.share).then(|| {
+            self.share = share;
+            share
+        })
+    }
+
     /// Charges the bytes now held.
     fn held(&mut self, bytes: u64) {
         let target = i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -584,6 +600,9 @@ impl Shard {
         let s = self.assembler.stats();
         if let Some(memory) = &mut self.memory {
             memory.held(s.buffered_bytes);
+            if let Some(share) = memory.changed_share() {
+                self.assembler.set_max_buffered_bytes(share);
+            }
         }
         let last = &self.last_stats;
         let m = &self.metrics;
