@@ -149,15 +149,7 @@ impl Codec for RawCodec {
 }
 
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    faultline::memory::status_bytes(field).unwrap_or(0) / 1024
 }
 
 /// TLS for a run: the server's certificate and key files, and the CA the client trusts.

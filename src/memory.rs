@@ -369,16 +369,20 @@ impl MemoryBudget {
 /// The process's resident memory now, in bytes (Linux: `VmRSS` of `/proc/self/status`);
 /// `None` where it cannot be read.
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib.saturating_mul(1024))
+    status_bytes("VmRSS:")
+}
+
+/// A kB field of `/proc/self/status` (`"VmRSS:"`, `"VmHWM:"`), in bytes.
+pub fn status_bytes(field: &str) -> Option<u64> {
+    kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, field).map(|k| k * 1024)
+}
+
+/// The number of the line starting with `field` in a `/proc` file of `name: N kB` lines.
+fn kib_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse().ok())
 }
 
 /// The default budget: half of the cgroup's memory limit if there is one, else half of
@@ -394,13 +398,10 @@ pub fn default_budget() -> u64 {
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .filter(|v| *v < (1u64 << 60))
         });
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| kib_field(&s, "MemTotal:"))
+        .map(|kb| kb * 1024);
     let machine = match (cgroup, total) {
         (Some(c), Some(t)) => c.min(t),
         (Some(c), None) => c,

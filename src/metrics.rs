@@ -275,8 +275,8 @@ pub struct ComponentLabels {
 }
 
 /// Registers the memory budget's series: `faultline_memory_budget_bytes`,
-/// `faultline_memory_reserved_bytes`, `faultline_memory_used_bytes{component}` (read from the budget at each scrape) and
-/// `faultline_memory_refused_total`.
+/// `faultline_memory_reserved_bytes`, `faultline_memory_used_bytes{component}` (read
+/// from the budget at each scrape) and `faultline_memory_refused_total`.
 pub fn register_memory(
     registry: &mut Registry,
     budget: std::sync::Arc<crate::memory::MemoryBudget>,

@@ -98,10 +98,10 @@ const RETENTION_CHUNK: usize = 2000;
 const READERS: usize = 4;
 /// Page cache of the write connection, in KiB (SQLite's negative `cache_size`): large
 /// enough that a batch's index pages stay in memory instead of being re-read and spilled
-/// mid-transaction. A fixed amount, outside the memory budget.
+/// mid-transaction. A fixed amount, set aside in the memory budget's reserve
+/// (`memory::MemoryBudget::with_reserve`) rather than charged as it fills.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// The same, in bytes: what the process may hold for the store on top of the memory
-/// budget.
+/// The same, in bytes.
 pub const WRITER_CACHE_BYTES: u64 = WRITER_CACHE_KIB as u64 * 1024;
 /// WAL pages between automatic checkpoints (SQLite's default is 1 000): fewer, larger
 /// checkpoints on the writer thread.

@@ -683,7 +683,7 @@ async fn listed_ids(api: &str) -> Vec<String> {
 /// entries) exactly, not a running mean per record, which lagged far behind a burst of
 /// large records; a grace entry forgotten under the bound lets its analysis go at once;
 /// trajectory documents and write-ahead log entries are compressed as a stream (no copy of the
-/// input's size); and freed memory is handed back to the OS 100 ms after it is freed,
+/// input's size); freed memory is handed back to the OS 100 ms after it is freed,
 /// busy or idle (`src/allocator.rs`); and the budget sets aside the process's own
 /// footprint (resident memory before serving, and the store writer's page cache) before
 /// its marks (`faultline_memory_reserved_bytes`).
@@ -709,7 +709,6 @@ async fn thirty_runs_of_54_mb_of_attribute_text_stay_under_the_budget() {
     );
     let child = ServeChild::start(args).await;
     // The whole process, its own footprint included, stays under the budget.
-    let bound = BUDGET;
     let idle = child.resident_bytes();
     let reserved = child.metric("faultline_memory_reserved_bytes").await;
     let client = reqwest::Client::new();
@@ -797,15 +796,15 @@ async fn thirty_runs_of_54_mb_of_attribute_text_stay_under_the_budget() {
          grace {} MiB; recent list {:?} bytes",
         peak >> 20,
         child.peak_rss() >> 20,
-        bound >> 20,
+        BUDGET >> 20,
         reserved,
         idle >> 20,
         after >> 20,
         recent
     );
-    assert!(peak < bound, "RSS peaked at {} MiB", peak >> 20);
+    assert!(peak < BUDGET, "RSS peaked at {} MiB", peak >> 20);
     assert!(
-        child.peak_rss() < bound,
+        child.peak_rss() < BUDGET,
         "VmHWM {} MiB",
         child.peak_rss() >> 20
     );
